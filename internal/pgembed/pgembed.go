@@ -1,0 +1,300 @@
+// Package pgembed runs a private PostgreSQL server from the system's binaries
+// for the coinledger binary and its tests.
+//
+// PostgreSQL refuses to run as root. When the process is root, initdb and
+// postgres run as the "postgres" user (or "nobody") and the data and socket
+// directories are handed to that user.
+package pgembed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Config says where and how to run the server.
+type Config struct {
+	// DataDir holds the cluster; created with initdb when empty.
+	DataDir string
+	// Throwaway trades durability for speed (fsync off): for tests only.
+	Throwaway bool
+	Logger    *slog.Logger
+}
+
+// Server is a running private PostgreSQL.
+type Server struct {
+	cfg     Config
+	bin     string
+	sockDir string
+	cmd     *exec.Cmd
+	exited  chan error
+	cred    *syscall.Credential
+}
+
+const (
+	superuser = "coinledger"
+	port      = 5432 // only names the socket file in a private directory
+)
+
+// ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
+var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, postgres) found on PATH or under /usr/lib/postgresql/*/bin; " +
+	"install them (Debian/Ubuntu: apt-get install -y postgresql) or pass --database-url")
+
+// FindBinaries returns the directory holding initdb and postgres.
+func FindBinaries() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			dir := filepath.Dir(real)
+			if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
+				return dir, nil
+			}
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", ErrNoBinaries
+}
+
+func versionOf(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+// DefaultDataDir is where the binary keeps its private cluster. Root's home
+// is closed to the unprivileged user the server runs as, so root's cluster
+// lives under /var/lib.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/coinledger/postgres"
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "coinledger", "postgres")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("coinledger-%d", os.Getuid()), "postgres")
+}
+
+// Start initialises the cluster if needed and starts the server; it returns
+// once the server accepts connections.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	bin, err := FindBinaries()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, bin: bin, exited: make(chan error, 1)}
+	if os.Geteuid() == 0 {
+		if s.cred, err = unprivileged(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.prepareDataDir(ctx); err != nil {
+		return nil, err
+	}
+	if s.sockDir, err = os.MkdirTemp("", "coinledger-pg-"); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if err := s.chown(s.sockDir); err != nil {
+		os.RemoveAll(s.sockDir)
+		return nil, err
+	}
+	if err := s.start(ctx); err != nil {
+		os.RemoveAll(s.sockDir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func unprivileged() (*syscall.Credential, error) {
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("running as root, and PostgreSQL refuses to: no 'postgres' or 'nobody' user to run it as")
+}
+
+func (s *Server) chown(path string) error {
+	if s.cred == nil {
+		return nil
+	}
+	if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		return fmt.Errorf("hand %s to the postgres user: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
+	return cmd
+}
+
+func (s *Server) prepareDataDir(ctx context.Context) error {
+	dir := s.cfg.DataDir
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if s.cred != nil {
+		// The unprivileged user must be able to reach the directory.
+		for p := filepath.Dir(dir); p != "/" && p != "."; p = filepath.Dir(p) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return fmt.Errorf("data directory %s: %s is not searchable by the postgres user; choose another --data-dir", dir, p)
+			}
+		}
+	}
+	if err := s.chown(dir); err != nil {
+		return err
+	}
+	args := []string{"-D", dir, "-U", superuser, "--auth=trust", "--encoding=UTF8", "--no-locale"}
+	if s.cfg.Throwaway {
+		args = append(args, "--no-sync")
+	}
+	s.cfg.Logger.Info("initialising embedded PostgreSQL", "data_dir", dir)
+	if out, err := s.command(ctx, "initdb", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	return nil
+}
+
+func (s *Server) start(ctx context.Context) error {
+	dir := s.cfg.DataDir
+	// A server left running by a killed process holds the data directory.
+	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+		_ = s.command(ctx, "pg_ctl", "stop", "-D", dir, "-m", "fast", "-w", "-t", "30").Run()
+	}
+	opts := []string{
+		"-D", dir,
+		"-p", strconv.Itoa(port),
+		"-c", "listen_addresses=",
+		"-c", "unix_socket_directories=" + s.sockDir,
+		"-c", "max_connections=200",
+		"-c", "shared_buffers=256MB",
+		"-c", "log_min_messages=warning",
+	}
+	if s.cfg.Throwaway {
+		opts = append(opts, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	logPath := filepath.Join(dir, "coinledger-server.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("server log: %w", err)
+	}
+	// Not tied to ctx: the server must outlive the start-up context.
+	cmd := s.command(context.Background(), "postgres", opts...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	s.cmd = cmd
+	go func() { s.exited <- cmd.Wait(); logFile.Close() }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		if err == nil {
+			conn.Close(ctx)
+			return nil
+		}
+		select {
+		case werr := <-s.exited:
+			s.exited <- werr
+			return fmt.Errorf("postgres exited during start-up (%v); log %s:\n%s", werr, logPath, tail(logPath))
+		case <-ctx.Done():
+			s.Stop()
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return fmt.Errorf("postgres did not accept connections within 60s; log %s:\n%s", logPath, tail(logPath))
+		}
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// URL is a connection string for database db as the cluster's superuser.
+func (s *Server) URL(db string) string {
+	q := url.Values{"host": {s.sockDir}, "port": {strconv.Itoa(port)}}
+	return (&url.URL{Scheme: "postgres", User: url.User(superuser), Path: "/" + db, RawQuery: q.Encode()}).String()
+}
+
+// CreateDatabase creates db unless it exists.
+func (s *Server) CreateDatabase(ctx context.Context, db string) error {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created concurrently
+		return nil
+	}
+	return err
+}
+
+// Stop shuts the server down (fast shutdown: sessions are ended, committed
+// work is already durable) and removes the socket directory.
+func (s *Server) Stop() error {
+	defer os.RemoveAll(s.sockDir)
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-s.exited:
+		s.exited <- err
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return errors.New("postgres did not stop within 30s; killed")
+	}
+}

@@ -1,0 +1,129 @@
+package ledger
+
+import (
+	"encoding/json"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// Side is the side of a posting, and the normal side of an account.
+type Side uint8
+
+const (
+	Debit Side = iota + 1
+	Credit
+)
+
+func (s Side) String() string {
+	switch s {
+	case Debit:
+		return "debit"
+	case Credit:
+		return "credit"
+	}
+	return "invalid"
+}
+
+// ParseSide reads "debit" or "credit".
+func ParseSide(s string) (Side, bool) {
+	switch s {
+	case "debit":
+		return Debit, true
+	case "credit":
+		return Credit, true
+	}
+	return 0, false
+}
+
+// Status is an account's lifecycle state.
+type Status string
+
+const (
+	Open   Status = "open"
+	Frozen Status = "frozen" // temporarily refuses postings; can be reopened
+	Closed Status = "closed" // refuses postings for good
+)
+
+// MaxShards bounds how many balance rows one account's balance is spread over.
+const MaxShards = 64
+
+// Account holds one asset. Its balance is reported on its normal side:
+// a credit-normal account (a wallet, a payable) grows with credits, a
+// debit-normal one (a receivable, an expense) with debits.
+//
+// Shards spreads a hot account's balance over several rows so that concurrent
+// writers credit different rows; see docs/architecture.md.
+type Account struct {
+	ID            uuid.UUID
+	Name          string
+	Asset         string
+	Normal        Side
+	AllowNegative bool
+	Shards        int
+	Status        Status
+	Metadata      json.RawMessage
+	CreatedAt     time.Time
+}
+
+// signed converts a posting on this account into its effect on the balance
+// as reported on the account's normal side.
+func (a *Account) signed(side Side, amount decimal.Decimal) decimal.Decimal {
+	if side == a.Normal {
+		return amount
+	}
+	return amount.Neg()
+}
+
+var accountNameRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$`)
+
+// MaxNameLength bounds account names, idempotency keys and kinds.
+const MaxNameLength = 200
+
+// ValidateAccountName accepts hierarchical names such as
+// "creator:42:diamonds:available": segments of letters, digits, '_', '.' or '-'
+// joined by ':'.
+func ValidateAccountName(op, field, name string) error {
+	if name == "" {
+		return invalid(op, field, "is required")
+	}
+	if len(name) > MaxNameLength {
+		return invalid(op, field, "is longer than %d bytes", MaxNameLength)
+	}
+	if !accountNameRE.MatchString(name) {
+		return invalid(op, field, "must be segments of letters, digits, '_', '.' or '-' separated by ':'")
+	}
+	return nil
+}
+
+// Validate checks a new account's attributes; ID and CreatedAt are assigned later.
+func (a *Account) Validate(op string) error {
+	if err := ValidateAccountName(op, "name", a.Name); err != nil {
+		return err
+	}
+	if !assetCodeRE.MatchString(a.Asset) {
+		return invalid(op, "asset", "must be an asset code such as USD or COIN")
+	}
+	if a.Normal != Debit && a.Normal != Credit {
+		return invalid(op, "normal", "must be debit or credit")
+	}
+	if a.Shards < 1 || a.Shards > MaxShards {
+		return invalid(op, "shards", "must be between 1 and %d", MaxShards)
+	}
+	switch a.Status {
+	case Open, Frozen, Closed:
+	default:
+		return invalid(op, "status", "must be open, frozen or closed")
+	}
+	return validateMetadata(op, "metadata", a.Metadata)
+}
+
+
+// SameDefinition reports whether b asks for the account a already is, so that
+// creating an existing account again is a no-op rather than a conflict.
+func (a *Account) SameDefinition(b *Account) bool {
+	return a.Name == b.Name && a.Asset == b.Asset && a.Normal == b.Normal &&
+		a.AllowNegative == b.AllowNegative && a.Shards == b.Shards
+}

@@ -1,0 +1,121 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Kind is the stable class of an error. Transports map kinds to their own
+// status codes in one table; callers branch on kinds, never on messages.
+type Kind uint8
+
+const (
+	KindOther Kind = iota // zero value: look further down the chain
+	Invalid               // the request itself is malformed; retrying it cannot help
+	NotFound              // a named thing does not exist
+	Conflict              // an idempotency key was reused with different content
+	InsufficientFunds     // a balance policy refused the posting
+	FailedPrecondition    // the ledger's state forbids it now (frozen, closed, already reversed)
+	Aborted               // contention outlasted the retry budget; safe to retry with the same key
+	Internal              // a fault of ours or of the database
+)
+
+var kindNames = map[Kind]string{
+	KindOther:          "other",
+	Invalid:            "invalid",
+	NotFound:           "not found",
+	Conflict:           "conflict",
+	InsufficientFunds:  "insufficient funds",
+	FailedPrecondition: "failed precondition",
+	Aborted:            "aborted",
+	Internal:           "internal",
+}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Error is the ledger's error: the operation, a stable kind, the request field
+// at fault (for Invalid and for per-posting refusals) and a wrapped cause.
+type Error struct {
+	Op      string // e.g. "ledger.Post"
+	Kind    Kind
+	Field   string // e.g. "postings[1].amount"
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Op != "" {
+		b.WriteString(e.Op)
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	if e.Err != nil {
+		if e.Message != "" {
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf reports the first explicit kind along err's chain; Internal when none.
+func KindOf(err error) Kind {
+	for err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return Internal
+		}
+		if e.Kind != KindOther {
+			return e.Kind
+		}
+		err = e.Err
+	}
+	return KindOther
+}
+
+// FieldOf reports the first field named along err's chain.
+func FieldOf(err error) string {
+	for err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return ""
+		}
+		if e.Field != "" {
+			return e.Field
+		}
+		err = e.Err
+	}
+	return ""
+}
+
+// Refusals with their own identity, matched with errors.Is.
+var (
+	ErrAccountNotFound     = &Error{Kind: NotFound, Message: "account not found"}
+	ErrAssetNotFound       = &Error{Kind: NotFound, Message: "asset not found"}
+	ErrTransactionNotFound = &Error{Kind: NotFound, Message: "transaction not found"}
+	ErrAccountFrozen       = &Error{Kind: FailedPrecondition, Message: "account is frozen"}
+	ErrAccountClosed       = &Error{Kind: FailedPrecondition, Message: "account is closed"}
+	ErrAlreadyReversed     = &Error{Kind: FailedPrecondition, Message: "transaction has already been reversed"}
+	ErrInsufficientFunds   = &Error{Kind: InsufficientFunds, Message: "balance may not go negative"}
+	ErrIdempotencyConflict = &Error{Kind: Conflict, Message: "idempotency key was already used with different content"}
+	ErrAccountExists       = &Error{Kind: Conflict, Message: "an account with this name exists with different attributes"}
+	ErrRetriesExhausted    = &Error{Kind: Aborted, Message: "transaction kept conflicting with concurrent ones; retry with the same idempotency key"}
+	ErrClosed              = &Error{Kind: FailedPrecondition, Message: "ledger service is shut down"}
+)
+
+func invalid(op, field, format string, args ...any) *Error {
+	return &Error{Op: op, Kind: Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// wrap adds operation and field context to a sentinel or cause, keeping its kind.
+func wrap(op, field string, err error) *Error {
+	return &Error{Op: op, Field: field, Err: err}
+}

@@ -1,0 +1,151 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+const (
+	insertAsset = `INSERT INTO assets (code, scale) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING`
+	selectAsset = `SELECT code, scale FROM assets WHERE code = $1`
+)
+
+// CreateAsset inserts an asset; an existing code with another scale is a conflict.
+func (db *DB) CreateAsset(ctx context.Context, a ledger.Asset) (ledger.Asset, error) {
+	const op = "postgres.CreateAsset"
+	if _, err := db.pool.Exec(ctx, insertAsset, a.Code, a.Scale); err != nil {
+		return ledger.Asset{}, internal(op, err)
+	}
+	got, err := db.Asset(ctx, a.Code)
+	if err != nil {
+		return ledger.Asset{}, err
+	}
+	if got.Scale != a.Scale {
+		return got, &ledger.Error{Op: op, Kind: ledger.Conflict, Field: "asset.scale", Message: "asset exists with another scale"}
+	}
+	return got, nil
+}
+
+// Asset reads one asset.
+func (db *DB) Asset(ctx context.Context, code string) (ledger.Asset, error) {
+	var a ledger.Asset
+	err := db.pool.QueryRow(ctx, selectAsset, code).Scan(&a.Code, &a.Scale)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, &ledger.Error{Op: "postgres.Asset", Err: ledger.ErrAssetNotFound, Message: code}
+	}
+	if err != nil {
+		return a, internal("postgres.Asset", err)
+	}
+	return a, nil
+}
+
+const (
+	accountColumns = `id, name, asset, normal_side, allow_negative, shards, status, metadata, created_at`
+	insertAccount  = `
+INSERT INTO accounts (` + accountColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (name) DO NOTHING`
+	insertShards  = `INSERT INTO balances (account_id, shard, balance) SELECT $1, s, 0 FROM generate_series(0, $2 - 1) AS s`
+	selectAccount = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1`
+	lockAccount   = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1 FOR UPDATE`
+	lockAllShards = `SELECT shard FROM balances WHERE account_id = $1 ORDER BY shard FOR UPDATE`
+	updateStatus  = `UPDATE accounts SET status = $2 WHERE id = $1`
+)
+
+func scanAccount(row pgx.Row) (*ledger.Account, error) {
+	var a ledger.Account
+	var normal, status string
+	if err := row.Scan(&a.ID, &a.Name, &a.Asset, &normal, &a.AllowNegative, &a.Shards, &status, &a.Metadata, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	a.Normal, _ = ledger.ParseSide(normal)
+	a.Status = ledger.Status(status)
+	a.CreatedAt = a.CreatedAt.UTC()
+	return &a, nil
+}
+
+// CreateAccount inserts the account and its balance rows in one transaction.
+func (db *DB) CreateAccount(ctx context.Context, a *ledger.Account) (*ledger.Account, error) {
+	const op = "postgres.CreateAccount"
+	var got *ledger.Account
+	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		meta := a.Metadata
+		if len(meta) == 0 {
+			meta = []byte("{}")
+		}
+		tag, err := tx.Exec(ctx, insertAccount, a.ID, a.Name, a.Asset, a.Normal.String(), a.AllowNegative, a.Shards, string(a.Status), string(meta), a.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
+			if _, err := tx.Exec(ctx, insertShards, a.ID, a.Shards); err != nil {
+				return err
+			}
+		}
+		got, err = scanAccount(tx.QueryRow(ctx, selectAccount, a.Name))
+		return err
+	})
+	if sqlState(err) == "23503" {
+		return nil, &ledger.Error{Op: op, Field: "asset", Err: ledger.ErrAssetNotFound}
+	}
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	if got.ID != a.ID && !got.SameDefinition(a) {
+		return got, &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountExists}
+	}
+	return got, nil
+}
+
+// Account reads one account by name.
+func (db *DB) Account(ctx context.Context, name string) (*ledger.Account, error) {
+	a, err := scanAccount(db.pool.QueryRow(ctx, selectAccount, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &ledger.Error{Op: "postgres.Account", Err: ledger.ErrAccountNotFound, Message: name}
+	}
+	if err != nil {
+		return nil, internal("postgres.Account", err)
+	}
+	return a, nil
+}
+
+// SetAccountStatus locks every balance row of the account before changing its
+// status: a batch posting to it either committed before, or reads the new
+// status after taking its own lock.
+func (db *DB) SetAccountStatus(ctx context.Context, name string, s ledger.Status) (*ledger.Account, error) {
+	const op = "postgres.SetAccountStatus"
+	var got *ledger.Account
+	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		a, err := scanAccount(tx.QueryRow(ctx, lockAccount, name))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountNotFound}
+		}
+		if err != nil {
+			return err
+		}
+		if a.Status == ledger.Closed && s != ledger.Closed {
+			return &ledger.Error{Op: op, Field: "status", Err: ledger.ErrAccountClosed, Message: "a closed account cannot be reopened"}
+		}
+		rows, err := tx.Query(ctx, lockAllShards, a.ID)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, updateStatus, a.ID, string(s)); err != nil {
+			return err
+		}
+		a.Status = s
+		got = a
+		return nil
+	})
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	return got, nil
+}

@@ -1,0 +1,194 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// The batch's reads, sent as one pipeline. The lock statement runs first; in
+// READ COMMITTED every later statement takes a fresh snapshot, so it sees
+// whatever committed before the locks were granted.
+const (
+	lockShards = `
+SELECT b.account_id, b.balance
+FROM balances b JOIN unnest($1::uuid[], $2::int[]) AS l (account_id, shard)
+  ON b.account_id = l.account_id AND b.shard = l.shard
+ORDER BY b.account_id, b.shard
+FOR UPDATE OF b`
+	selectClock     = `SELECT clock_timestamp()`
+	selectStatuses  = `SELECT id, status FROM accounts WHERE id = ANY($1::uuid[])`
+	selectCommitted = `SELECT idempotency_key, id, fingerprint FROM transactions WHERE idempotency_key = ANY($1::text[])`
+	selectReversed  = `SELECT reverses FROM transactions WHERE reverses = ANY($1::uuid[])`
+
+	insertTransactions = `
+INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata, reverses)
+SELECT id, key, fp, kind, eff, $6, seq, meta::jsonb, rev
+FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[], $7::int[], $8::text[], $9::uuid[])
+  AS t (id, key, fp, kind, eff, seq, meta, rev)`
+	insertEntries = `
+INSERT INTO entries (tx_id, idx, account_id, asset, side, amount, recorded_at, batch_seq)
+SELECT tx, idx, acct, asset, side, amount, $7, seq
+FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], $8::int[])
+  AS e (tx, idx, acct, asset, side, amount, seq)`
+	updateBalances = `
+UPDATE balances b SET balance = b.balance + d.delta
+FROM unnest($1::uuid[], $2::int[], $3::numeric[]) AS d (account_id, shard, delta)
+WHERE b.account_id = d.account_id AND b.shard = d.shard`
+)
+
+// CommitBatch posts a batch in one database transaction; see ledger.Store.
+func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending) error {
+	const op = "postgres.CommitBatch"
+	plan := ledger.PlanBatch(batch, lane)
+	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		st, err := readState(ctx, tx, plan)
+		if err != nil {
+			return err
+		}
+		ledger.Decide(batch, st)
+		return write(ctx, tx, plan, batch, st.RecordedAt)
+	})
+	if err != nil {
+		return internal(op, err)
+	}
+	return db.loadReplays(ctx, batch)
+}
+
+func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan) (*ledger.State, error) {
+	lockIDs := make([]uuid.UUID, len(plan.Locks))
+	lockShardNos := make([]int32, len(plan.Locks))
+	for i, l := range plan.Locks {
+		lockIDs[i], lockShardNos[i] = l.AccountID, int32(l.Shard)
+	}
+	accountIDs := make([]uuid.UUID, len(plan.Accounts))
+	for i, a := range plan.Accounts {
+		accountIDs[i] = a.ID
+	}
+	st := &ledger.State{
+		Committed: map[string]ledger.Committed{},
+		Reversed:  map[uuid.UUID]bool{},
+		Status:    map[uuid.UUID]ledger.Status{},
+		Balance:   map[uuid.UUID]decimal.Decimal{},
+	}
+	b := &pgx.Batch{}
+	locked := 0
+	b.Queue(lockShards, lockIDs, lockShardNos).Query(func(rows pgx.Rows) error {
+		var id uuid.UUID
+		var bal decimal.Decimal
+		_, err := pgx.ForEachRow(rows, []any{&id, &bal}, func() error {
+			locked++
+			if plan.Checked[id] {
+				st.Balance[id] = st.Balance[id].Add(bal)
+			}
+			return nil
+		})
+		return err
+	})
+	b.Queue(selectClock).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&st.RecordedAt); err != nil {
+			return err
+		}
+		st.RecordedAt = st.RecordedAt.UTC().Truncate(time.Microsecond)
+		return nil
+	})
+	b.Queue(selectStatuses, accountIDs).Query(func(rows pgx.Rows) error {
+		var id uuid.UUID
+		var status string
+		_, err := pgx.ForEachRow(rows, []any{&id, &status}, func() error {
+			st.Status[id] = ledger.Status(status)
+			return nil
+		})
+		return err
+	})
+	b.Queue(selectCommitted, plan.Keys).Query(func(rows pgx.Rows) error {
+		var key string
+		var c ledger.Committed
+		_, err := pgx.ForEachRow(rows, []any{&key, &c.ID, &c.Fingerprint}, func() error {
+			st.Committed[key] = ledger.Committed{ID: c.ID, Fingerprint: append([]byte(nil), c.Fingerprint...)}
+			return nil
+		})
+		return err
+	})
+	if len(plan.Reverses) > 0 {
+		b.Queue(selectReversed, plan.Reverses).Query(func(rows pgx.Rows) error {
+			var id uuid.UUID
+			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+				st.Reversed[id] = true
+				return nil
+			})
+			return err
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	if locked != len(plan.Locks) {
+		return nil, fmt.Errorf("locked %d balance rows, expected %d: balance rows missing", locked, len(plan.Locks))
+	}
+	return st, nil
+}
+
+func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pending, recordedAt time.Time) error {
+	var (
+		txIDs, revs         []*uuid.UUID
+		keys, kinds, metas  []string
+		fps                 [][]byte
+		effs                []time.Time
+		seqs                []int32
+		eTx, eAcct          []uuid.UUID
+		eIdx, eSeq          []int32
+		eAsset, eSide, eAmt []string
+	)
+	for _, pd := range batch {
+		if pd.Outcome != ledger.Accepted {
+			continue
+		}
+		t := &pd.Tx
+		id := t.ID
+		txIDs = append(txIDs, &id)
+		keys = append(keys, t.IdempotencyKey)
+		fps = append(fps, pd.Fingerprint)
+		kinds = append(kinds, t.Kind)
+		effs = append(effs, t.EffectiveAt)
+		seqs = append(seqs, int32(t.BatchSeq))
+		metas = append(metas, string(t.Metadata))
+		revs = append(revs, t.Reverses)
+		for i, p := range t.Postings {
+			eTx = append(eTx, t.ID)
+			eIdx = append(eIdx, int32(i))
+			eAcct = append(eAcct, p.AccountID)
+			eAsset = append(eAsset, p.Asset)
+			eSide = append(eSide, p.Side.String())
+			eAmt = append(eAmt, p.Amount.String())
+			eSeq = append(eSeq, int32(t.BatchSeq))
+		}
+	}
+	if len(txIDs) == 0 {
+		return nil
+	}
+	deltas := plan.Deltas(batch)
+	dIDs := make([]uuid.UUID, len(deltas))
+	dShards := make([]int32, len(deltas))
+	dAmts := make([]string, len(deltas))
+	for i, d := range deltas {
+		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), d.Delta.String()
+	}
+	b := &pgx.Batch{}
+	b.Queue(insertTransactions, txIDs, keys, fps, kinds, effs, recordedAt, seqs, metas, revs)
+	b.Queue(insertEntries, eTx, eIdx, eAcct, eAsset, eSide, eAmt, recordedAt, eSeq)
+	b.Queue(updateBalances, dIDs, dShards, dAmts)
+	err := tx.SendBatch(ctx, b).Close()
+	if sqlState(err) == "23505" {
+		// A concurrent batch committed one of our keys or reversals first;
+		// the re-run will see it as committed.
+		return retryableConflict{err}
+	}
+	return err
+}

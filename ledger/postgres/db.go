@@ -1,0 +1,190 @@
+// Package postgres stores the ledger in PostgreSQL or CockroachDB.
+//
+// All SQL of the ledger lives here, next to the code that scans it, and so
+// does the translation of SQLSTATEs into ledger error kinds.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
+	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// WriterRole is the role the service writes as. It may insert transactions
+// and entries but holds no UPDATE or DELETE on them.
+const WriterRole = "coinledger_writer"
+
+// Config tunes the store; zero values take the defaults.
+type Config struct {
+	// MaxConns sizes the pool: one connection per commit lane plus readers.
+	MaxConns int32
+	// MaxAttempts bounds how often a conflicting transaction is run. Default 20.
+	MaxAttempts int
+	// AsWriter makes every pooled connection SET ROLE coinledger_writer, so
+	// the database itself refuses UPDATE and DELETE on posted entries even
+	// when the login role owns the tables. Default on; turn it off only when
+	// the login role already is a writer-only role.
+	AsWriter *bool
+	Logger   *slog.Logger
+}
+
+// DB is the ledger's store.
+type DB struct {
+	pool        *pgxpool.Pool
+	cockroach   bool
+	maxAttempts int
+	log         *slog.Logger
+}
+
+var _ ledger.Store = (*DB)(nil)
+
+// Open connects to the database at url, which must already be migrated.
+func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", redact(err))
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	} else {
+		pc.MaxConns = 16
+	}
+	asWriter := cfg.AsWriter == nil || *cfg.AsWriter
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		pgxdecimal.Register(c.TypeMap())
+		if asWriter {
+			_, err := c.Exec(ctx, "SET ROLE "+WriterRole)
+			return err
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	db := &DB{pool: pool, maxAttempts: cfg.MaxAttempts, log: cfg.Logger}
+	if db.maxAttempts <= 0 {
+		db.maxAttempts = 20
+	}
+	if db.log == nil {
+		db.log = slog.Default()
+	}
+	var version string
+	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	db.cockroach = strings.Contains(version, "CockroachDB")
+	return db, nil
+}
+
+// Close closes the pool.
+func (db *DB) Close() { db.pool.Close() }
+
+// Cockroach reports whether the database is CockroachDB.
+func (db *DB) Cockroach() bool { return db.cockroach }
+
+// redact keeps a password in a malformed URL out of logs.
+func redact(err error) error {
+	return errors.New(strings.SplitN(err.Error(), "(", 2)[0])
+}
+
+// retryableConflict marks a unique violation that a re-run resolves: a
+// concurrent batch committed the same idempotency key or reversal first.
+type retryableConflict struct{ err error }
+
+func (e retryableConflict) Error() string { return e.err.Error() }
+func (e retryableConflict) Unwrap() error { return e.err }
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func retryable(err error) bool {
+	var rc retryableConflict
+	if errors.As(err, &rc) {
+		return true
+	}
+	switch sqlState(err) {
+	case "40001", "40P01": // serialization_failure, deadlock_detected
+		return true
+	}
+	return false
+}
+
+// inTx runs fn in a transaction until it commits, retrying serialization
+// failures and deadlocks with jittered exponential backoff.
+//
+// On PostgreSQL the whole transaction is re-run and success is reported only
+// when COMMIT itself succeeded: a SERIALIZABLE or deferred-constraint failure
+// surfaces at COMMIT. (crdbpgxv5.ExecuteTx ignores COMMIT's error, which is
+// right for CockroachDB's savepoint protocol only.) On CockroachDB that
+// savepoint protocol is used.
+func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) error) error {
+	if db.cockroach {
+		ctx = crdb.WithMaxRetries(ctx, db.maxAttempts)
+		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		if err != nil && retryable(err) {
+			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: err.Error()}
+		}
+		return err
+	}
+	backoff := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := db.attempt(ctx, iso, fn)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if attempt >= db.maxAttempts {
+			db.log.Warn("transaction retries exhausted", "attempts", attempt, "err", err)
+			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", attempt, err)}
+		}
+		sleep := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(sleep):
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func (db *DB) attempt(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) error) error {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// internal wraps an unexpected database error, keeping retry classification.
+func internal(op string, err error) error {
+	var le *ledger.Error
+	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &ledger.Error{Op: op, Kind: ledger.Internal, Err: err}
+}

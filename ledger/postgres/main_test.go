@@ -1,0 +1,89 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/postgres"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// env is a ledger service on a fresh database.
+type env struct {
+	t        testing.TB
+	svc      *ledger.Service
+	db       *postgres.DB
+	ownerURL string
+}
+
+func newEnv(t testing.TB, b *dbtest.Backend, opts ledger.Options) *env {
+	t.Helper()
+	db, u := b.Open(t, postgres.Config{})
+	svc := ledger.NewService(db, opts)
+	t.Cleanup(svc.Close)
+	e := &env{t: t, svc: svc, db: db, ownerURL: u}
+	for _, a := range []ledger.Asset{{Code: "USD", Scale: 2}, {Code: "COIN", Scale: 0}, {Code: "JPY", Scale: 0}} {
+		if _, err := svc.CreateAsset(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// account opens a credit-normal account; negative allows it to go below zero.
+func (e *env) account(name, asset string, negative bool, shards int) *ledger.Account {
+	e.t.Helper()
+	a, err := e.svc.CreateAccount(context.Background(), ledger.Account{
+		Name: name, Asset: asset, Normal: ledger.Credit, AllowNegative: negative, Shards: shards,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func transfer(key, from, to string, amount string) ledger.PostRequest {
+	return ledger.PostRequest{
+		IdempotencyKey: key,
+		Kind:           "transfer",
+		Postings: []ledger.PostingRequest{
+			{Account: from, Side: ledger.Debit, Amount: decimal.RequireFromString(amount)},
+			{Account: to, Side: ledger.Credit, Amount: decimal.RequireFromString(amount)},
+		},
+	}
+}
+
+func (e *env) post(req ledger.PostRequest) *ledger.Transaction {
+	e.t.Helper()
+	tx, err := e.svc.Post(context.Background(), req)
+	if err != nil {
+		e.t.Fatalf("post %s: %v", req.IdempotencyKey, err)
+	}
+	return tx
+}
+
+func (e *env) balance(name string) decimal.Decimal {
+	e.t.Helper()
+	b, err := e.svc.Balance(context.Background(), name, zeroTime)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *env) verifyClean() {
+	e.t.Helper()
+	r, err := e.svc.Verify(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !r.Clean() {
+		e.t.Fatalf("verify found violations: %v", fmt.Sprint(r.Violations))
+	}
+}

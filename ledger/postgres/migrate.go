@@ -1,0 +1,134 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coinledger/coinledger/migrations"
+)
+
+const (
+	createMigrationTables = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    TEXT PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS schema_migrations_lock (
+    id         INT PRIMARY KEY CHECK (id = 1),
+    holder     UUID NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+)`
+	// A lease row instead of an advisory lock: CockroachDB has none that work.
+	// An expired lease (a migrator that died) can be taken over.
+	takeMigrationLock = `
+INSERT INTO schema_migrations_lock (id, holder, expires_at) VALUES (1, $1, now() + $2::interval)
+ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE schema_migrations_lock.expires_at < now()
+RETURNING holder`
+	releaseMigrationLock = `DELETE FROM schema_migrations_lock WHERE id = 1 AND holder = $1`
+)
+
+// Migrate applies the embedded migrations not yet applied, each in its own
+// transaction, while holding the migration lease. url must connect as the
+// schema's owner (not as the writer role). It reports the versions applied.
+func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, createMigrationTables); err != nil {
+		return nil, fmt.Errorf("migration tables: %w", err)
+	}
+	holder := uuid.New()
+	for {
+		var got uuid.UUID
+		err := conn.QueryRow(ctx, takeMigrationLock, holder, "10 minutes").Scan(&got)
+		if err == nil {
+			break
+		}
+		if err != pgx.ErrNoRows {
+			return nil, fmt.Errorf("migration lock: %w", err)
+		}
+		log.Info("waiting for another migrator to finish")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), releaseMigrationLock, holder)
+
+	if err := ensureWriterRole(ctx, conn); err != nil {
+		return nil, err
+	}
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var applied []string
+	for _, name := range names {
+		version := strings.TrimSuffix(name, ".sql")
+		var done bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", version).Scan(&done); err != nil {
+			return applied, err
+		}
+		if done {
+			continue
+		}
+		body, err := fs.ReadFile(migrations.FS, name)
+		if err != nil {
+			return applied, err
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("migration %s: %w", name, err)
+		}
+		log.Info("applied migration", "version", version)
+		applied = append(applied, version)
+	}
+	return applied, nil
+}
+
+// ensureWriterRole creates the writer role once per cluster (roles are
+// cluster-wide in PostgreSQL) and lets the migrating user assume it.
+func ensureWriterRole(ctx context.Context, conn *pgx.Conn) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", WriterRole).Scan(&exists); err != nil {
+		return fmt.Errorf("writer role: %w", err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+WriterRole+" NOLOGIN"); err != nil && sqlState(err) != "42710" {
+			return fmt.Errorf("create writer role: %w", err)
+		}
+	}
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+		return err
+	}
+	if user == WriterRole {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "GRANT "+WriterRole+" TO "+pgx.Identifier{user}.Sanitize()); err != nil {
+		return fmt.Errorf("grant writer role to %s: %w", user, err)
+	}
+	return nil
+}

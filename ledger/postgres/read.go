@@ -1,0 +1,116 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+const (
+	selectTransaction = `
+SELECT id, idempotency_key, kind, effective_at, recorded_at, batch_seq, metadata, reverses
+FROM transactions WHERE id = $1`
+	selectPostings = `
+SELECT a.name, e.account_id, e.asset, e.side, e.amount
+FROM entries e JOIN accounts a ON a.id = e.account_id
+WHERE e.tx_id = $1 ORDER BY e.idx`
+)
+
+// Transaction reads a posted transaction with its postings.
+func (db *DB) Transaction(ctx context.Context, id uuid.UUID) (*ledger.Transaction, error) {
+	const op = "postgres.Transaction"
+	var t ledger.Transaction
+	err := db.pool.QueryRow(ctx, selectTransaction, id).Scan(
+		&t.ID, &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: id.String()}
+	}
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	t.EffectiveAt, t.RecordedAt = t.EffectiveAt.UTC(), t.RecordedAt.UTC()
+	rows, _ := db.pool.Query(ctx, selectPostings, id)
+	var p ledger.Posting
+	var side string
+	_, err = pgx.ForEachRow(rows, []any{&p.Account, &p.AccountID, &p.Asset, &side, &p.Amount}, func() error {
+		p.Side, _ = ledger.ParseSide(side)
+		t.Postings = append(t.Postings, p)
+		return nil
+	})
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	return &t, nil
+}
+
+// loadReplays fills in the original transaction of every replayed key.
+func (db *DB) loadReplays(ctx context.Context, batch []*ledger.Pending) error {
+	for _, pd := range batch {
+		if pd.Outcome != ledger.Replay {
+			continue
+		}
+		t, err := db.Transaction(ctx, pd.ReplayOf)
+		if err != nil {
+			return err
+		}
+		t.Replayed = true
+		pd.Tx = *t
+	}
+	return nil
+}
+
+const (
+	sumShards      = `SELECT COALESCE(SUM(balance), 0) FROM balances WHERE account_id = $1`
+	sumEntriesAsOf = `
+SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0)
+FROM entries WHERE account_id = $1 AND recorded_at <= $3`
+	selectEntries = `
+SELECT e.tx_id, e.idx, t.kind, e.side, e.amount, t.effective_at, e.recorded_at, e.batch_seq
+FROM entries e JOIN transactions t ON t.id = e.tx_id
+WHERE e.account_id = $1 AND (e.recorded_at, e.batch_seq, e.tx_id, e.idx) > ($2, $3, $4, $5)
+ORDER BY e.recorded_at, e.batch_seq, e.tx_id, e.idx
+LIMIT $6`
+)
+
+// Balance is the account's normal-side balance now, or as of a recorded time.
+func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (decimal.Decimal, error) {
+	var b decimal.Decimal
+	var err error
+	if asOf.IsZero() {
+		err = db.pool.QueryRow(ctx, sumShards, a.ID).Scan(&b)
+	} else {
+		err = db.pool.QueryRow(ctx, sumEntriesAsOf, a.ID, a.Normal.String(), asOf).Scan(&b)
+	}
+	if err != nil {
+		return b, internal("postgres.Balance", err)
+	}
+	return b, nil
+}
+
+// Entries pages through an account's entries in commit order.
+func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Cursor, limit int) ([]ledger.Entry, error) {
+	if after.IsZero() {
+		after.RecordedAt = time.Unix(0, 0)
+		after.BatchSeq = -1
+	}
+	rows, _ := db.pool.Query(ctx, selectEntries, a.ID, after.RecordedAt, after.BatchSeq, after.TxID, after.Index, limit)
+	var out []ledger.Entry
+	var e ledger.Entry
+	var side string
+	_, err := pgx.ForEachRow(rows, []any{&e.TxID, &e.Index, &e.Kind, &side, &e.Amount, &e.EffectiveAt, &e.RecordedAt, &e.BatchSeq}, func() error {
+		e.Side, _ = ledger.ParseSide(side)
+		e.EffectiveAt, e.RecordedAt = e.EffectiveAt.UTC(), e.RecordedAt.UTC()
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, internal("postgres.Entries", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,81 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// Each check returns (subject, detail) rows, one per violation.
+var verifyChecks = []struct{ check, query string }{
+	{ledger.CheckTrialBalance, `
+SELECT asset, 'debits ' || SUM(CASE WHEN side = 'debit' THEN amount ELSE 0 END)::text
+           || ' != credits ' || SUM(CASE WHEN side = 'credit' THEN amount ELSE 0 END)::text
+FROM entries GROUP BY asset
+HAVING SUM(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0
+ORDER BY asset`},
+	{ledger.CheckTxBalanced, `
+SELECT tx_id::text, asset || ' is off by ' || SUM(CASE WHEN side = 'debit' THEN amount ELSE -amount END)::text
+FROM entries GROUP BY tx_id, asset
+HAVING SUM(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0
+ORDER BY tx_id`},
+	{ledger.CheckTxPostings, `
+SELECT t.id::text, 'has ' || COUNT(e.tx_id)::text || ' postings, needs at least 2'
+FROM transactions t LEFT JOIN entries e ON e.tx_id = t.id
+GROUP BY t.id HAVING COUNT(e.tx_id) < 2
+ORDER BY t.id`},
+	{ledger.CheckEntryAsset, `
+SELECT e.tx_id::text, 'posting ' || e.idx::text || ' in ' || e.asset || ' to ' || a.name || ', an account in ' || a.asset
+FROM entries e JOIN accounts a ON a.id = e.account_id
+WHERE e.asset <> a.asset
+ORDER BY e.tx_id, e.idx`},
+	{ledger.CheckStored, `
+WITH stored AS (SELECT account_id, SUM(balance) AS balance FROM balances GROUP BY account_id),
+     posted AS (
+       SELECT e.account_id, SUM(CASE WHEN e.side = a.normal_side THEN e.amount ELSE -e.amount END) AS balance
+       FROM entries e JOIN accounts a ON a.id = e.account_id GROUP BY e.account_id)
+SELECT a.name, 'stored ' || COALESCE(s.balance, 0)::text || ' != entries ' || COALESCE(p.balance, 0)::text
+FROM accounts a LEFT JOIN stored s ON s.account_id = a.id LEFT JOIN posted p ON p.account_id = a.id
+WHERE COALESCE(s.balance, 0) <> COALESCE(p.balance, 0)
+ORDER BY a.name`},
+	{ledger.CheckNegative, `
+SELECT a.name, 'may not go negative, is ' || SUM(b.balance)::text || ' ' || a.asset
+FROM accounts a JOIN balances b ON b.account_id = a.id
+WHERE NOT a.allow_negative
+GROUP BY a.id, a.name, a.asset HAVING SUM(b.balance) < 0
+ORDER BY a.name`},
+}
+
+const verifyCounts = `
+SELECT (SELECT COUNT(*) FROM assets), (SELECT COUNT(*) FROM accounts),
+       (SELECT COUNT(*) FROM transactions), (SELECT COUNT(*) FROM entries)`
+
+// Verify runs every check over one REPEATABLE READ snapshot.
+func (db *DB) Verify(ctx context.Context) (*ledger.Report, error) {
+	r := &ledger.Report{}
+	err := db.inTx(ctx, pgx.RepeatableRead, func(tx pgx.Tx) error {
+		*r = ledger.Report{}
+		if err := tx.QueryRow(ctx, verifyCounts).Scan(&r.Assets, &r.Accounts, &r.Transactions, &r.Entries); err != nil {
+			return err
+		}
+		for _, c := range verifyChecks {
+			rows, _ := tx.Query(ctx, c.query)
+			var v ledger.Violation
+			v.Check = c.check
+			_, err := pgx.ForEachRow(rows, []any{&v.Subject, &v.Detail}, func() error {
+				r.Violations = append(r.Violations, v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, internal("postgres.Verify", err)
+	}
+	return r, nil
+}

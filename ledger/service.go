@@ -1,0 +1,406 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// Options tune the write path; zero values take the defaults.
+type Options struct {
+	// Lanes is how many commit batches may be in flight at once, each on its
+	// own database connection. Default 4.
+	Lanes int
+	// MaxBatch caps the transactions committed in one database transaction.
+	// Default 256.
+	MaxBatch int
+	// CommitTimeout bounds one batch's database work. Default 30s.
+	CommitTimeout time.Duration
+	Clock         func() time.Time
+	Logger        *slog.Logger
+}
+
+// Service is the ledger: it validates requests and commits them in batches.
+type Service struct {
+	store    Store
+	opts     Options
+	log      *slog.Logger
+	queue    chan *request
+	stop     chan struct{}
+	workers  sync.WaitGroup
+	closeMu  sync.RWMutex
+	closed   bool
+	accounts sync.Map // name -> *Account; only immutable attributes are read from it
+	assets   sync.Map // code -> Asset
+}
+
+type request struct {
+	pending *Pending
+	ctx     context.Context
+	done    chan struct{}
+}
+
+// NewService starts the commit lanes; Close stops them.
+func NewService(store Store, opts Options) *Service {
+	if opts.Lanes <= 0 {
+		opts.Lanes = 4
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = 30 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{
+		store: store,
+		opts:  opts,
+		log:   opts.Logger,
+		queue: make(chan *request, opts.MaxBatch*opts.Lanes),
+		stop:  make(chan struct{}),
+	}
+	for lane := 0; lane < opts.Lanes; lane++ {
+		s.workers.Add(1)
+		go s.runLane(lane)
+	}
+	return s
+}
+
+// Close finishes the requests already queued and stops the lanes.
+func (s *Service) Close() {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	s.closeMu.Unlock()
+	s.workers.Wait()
+}
+
+// CreateAsset registers an asset; registering the same one again is a no-op.
+func (s *Service) CreateAsset(ctx context.Context, a Asset) (Asset, error) {
+	if err := a.Validate("ledger.CreateAsset"); err != nil {
+		return Asset{}, err
+	}
+	return s.store.CreateAsset(ctx, a)
+}
+
+func (s *Service) asset(ctx context.Context, code string) (Asset, error) {
+	if a, ok := s.assets.Load(code); ok {
+		return a.(Asset), nil
+	}
+	a, err := s.store.Asset(ctx, code)
+	if err != nil {
+		return Asset{}, err
+	}
+	s.assets.Store(code, a)
+	return a, nil
+}
+
+// CreateAccount opens an account; opening the same definition again returns
+// the existing account.
+func (s *Service) CreateAccount(ctx context.Context, a Account) (*Account, error) {
+	const op = "ledger.CreateAccount"
+	if a.Shards == 0 {
+		a.Shards = 1
+	}
+	if a.Status == "" {
+		a.Status = Open
+	}
+	if err := a.Validate(op); err != nil {
+		return nil, err
+	}
+	if _, err := s.asset(ctx, a.Asset); err != nil {
+		return nil, wrap(op, "asset", err)
+	}
+	a.ID = uuid.New()
+	a.CreatedAt = s.opts.Clock().UTC()
+	return s.store.CreateAccount(ctx, &a)
+}
+
+// Account returns the account's current attributes.
+func (s *Service) Account(ctx context.Context, name string) (*Account, error) {
+	if err := ValidateAccountName("ledger.Account", "name", name); err != nil {
+		return nil, err
+	}
+	return s.store.Account(ctx, name)
+}
+
+// account returns the cached account; its status may be stale and is
+// re-read under lock by every commit batch.
+func (s *Service) account(ctx context.Context, name string) (*Account, error) {
+	if a, ok := s.accounts.Load(name); ok {
+		return a.(*Account), nil
+	}
+	a, err := s.store.Account(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.accounts.Store(name, a)
+	return a, nil
+}
+
+// SetAccountStatus freezes, reopens or closes an account. A closed account
+// stays closed.
+func (s *Service) SetAccountStatus(ctx context.Context, name string, st Status) (*Account, error) {
+	const op = "ledger.SetAccountStatus"
+	if err := ValidateAccountName(op, "name", name); err != nil {
+		return nil, err
+	}
+	switch st {
+	case Open, Frozen, Closed:
+	default:
+		return nil, invalid(op, "status", "must be open, frozen or closed")
+	}
+	return s.store.SetAccountStatus(ctx, name, st)
+}
+
+// Post validates req and commits it, or returns the original transaction
+// when the key was committed before with the same content.
+//
+// A refused request (insufficient funds, a frozen account, ...) is not
+// recorded under its key: retrying it is evaluated afresh and may succeed
+// once the ledger's state allows it.
+func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, error) {
+	const op = "ledger.Post"
+	if err := req.validate(op); err != nil {
+		return nil, err
+	}
+	pd := &Pending{
+		Tx: Transaction{
+			ID:             uuid.New(),
+			IdempotencyKey: req.IdempotencyKey,
+			Kind:           req.Kind,
+			EffectiveAt:    req.EffectiveAt.UTC(),
+			Metadata:       canonicalMetadata(req.Metadata),
+		},
+		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, req.Metadata, nil, req.Postings),
+	}
+	if req.EffectiveAt.IsZero() {
+		pd.Tx.EffectiveAt = time.Time{}
+	}
+	for i, p := range req.Postings {
+		field := fmt.Sprintf("postings[%d]", i)
+		a, err := s.account(ctx, p.Account)
+		if err != nil {
+			return nil, wrap(op, field+".account", err)
+		}
+		asset, err := s.asset(ctx, a.Asset)
+		if err != nil {
+			return nil, wrap(op, field+".account", err)
+		}
+		if err := asset.CheckAmount(op, field+".amount", p.Amount); err != nil {
+			return nil, err
+		}
+		pd.Accounts = append(pd.Accounts, a)
+		pd.Tx.Postings = append(pd.Tx.Postings, Posting{
+			Account: a.Name, AccountID: a.ID, Asset: a.Asset, Side: p.Side, Amount: p.Amount,
+		})
+	}
+	if err := checkBalanced(op, pd.Tx.Postings); err != nil {
+		return nil, err
+	}
+	return s.submit(ctx, pd)
+}
+
+// ReverseRequest asks to undo a posted transaction with a new one that
+// mirrors its postings and references it.
+type ReverseRequest struct {
+	IdempotencyKey string
+	TransactionID  uuid.UUID
+	Metadata       []byte
+}
+
+// Reverse posts the reversal of a transaction. A transaction is reversed at
+// most once; balance policies apply to the reversal like to any posting.
+func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction, error) {
+	const op = "ledger.Reverse"
+	if err := validateKey(op, "idempotency_key", req.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	if req.TransactionID == uuid.Nil {
+		return nil, invalid(op, "transaction_id", "is required")
+	}
+	if err := validateMetadata(op, "metadata", req.Metadata); err != nil {
+		return nil, err
+	}
+	orig, err := s.store.Transaction(ctx, req.TransactionID)
+	if err != nil {
+		return nil, wrap(op, "transaction_id", err)
+	}
+	target := orig.ID
+	pd := &Pending{Tx: Transaction{
+		ID:             uuid.New(),
+		IdempotencyKey: req.IdempotencyKey,
+		Kind:           "reversal",
+		Metadata:       canonicalMetadata(req.Metadata),
+		Reverses:       &target,
+	}}
+	var asked []PostingRequest
+	for i, p := range orig.Postings {
+		a, err := s.account(ctx, p.Account)
+		if err != nil {
+			return nil, wrap(op, fmt.Sprintf("postings[%d].account", i), err)
+		}
+		side := Debit
+		if p.Side == Debit {
+			side = Credit
+		}
+		pd.Accounts = append(pd.Accounts, a)
+		pd.Tx.Postings = append(pd.Tx.Postings, Posting{Account: p.Account, AccountID: p.AccountID, Asset: p.Asset, Side: side, Amount: p.Amount})
+		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
+	}
+	pd.Fingerprint = fingerprint("reversal", time.Time{}, req.Metadata, &target, asked)
+	return s.submit(ctx, pd)
+}
+
+func (s *Service) submit(ctx context.Context, pd *Pending) (*Transaction, error) {
+	r := &request{pending: pd, ctx: ctx, done: make(chan struct{})}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case s.queue <- r:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return nil, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once queued, the request is answered even if ctx ends: it may commit,
+	// and the caller's retry with the same key will then see it.
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if pd.Err != nil {
+		return nil, pd.Err
+	}
+	tx := pd.Tx
+	return &tx, nil
+}
+
+// runLane takes whatever is queued, up to MaxBatch, and commits it as one
+// database transaction. Under load batches grow by themselves: requests
+// arriving while a lane commits ride in its next batch.
+func (s *Service) runLane(lane int) {
+	defer s.workers.Done()
+	batch := make([]*request, 0, s.opts.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+		case <-s.stop:
+			// Drain what was queued before Close.
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				return
+			}
+		}
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(lane, batch)
+	}
+}
+
+func (s *Service) commit(lane int, reqs []*request) {
+	pending := make([]*Pending, 0, len(reqs))
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			// Abandoned before its batch began: never posted.
+			r.pending.Err = err
+			close(r.done)
+			continue
+		}
+		pending = append(pending, r.pending)
+		live = append(live, r)
+	}
+	if len(pending) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
+	defer cancel()
+	err := s.store.CommitBatch(ctx, lane, pending)
+	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
+		// One bad request must not sink its neighbours: commit each alone.
+		s.log.Warn("commit batch failed; retrying its transactions one by one", "lane", lane, "size", len(pending), "err", err)
+		for _, pd := range pending {
+			if err := s.store.CommitBatch(ctx, lane, []*Pending{pd}); err != nil {
+				pd.Err = err
+			}
+		}
+		err = nil
+	}
+	for _, pd := range pending {
+		if err != nil {
+			pd.Outcome, pd.Err = Refused, err
+		}
+	}
+	for _, pd := range pending {
+		pd.Resolve()
+	}
+	for _, r := range live {
+		close(r.done)
+	}
+}
+
+// Transaction returns a posted transaction.
+func (s *Service) Transaction(ctx context.Context, id uuid.UUID) (*Transaction, error) {
+	return s.store.Transaction(ctx, id)
+}
+
+// Balance returns an account's balance on its normal side, now when asOf is
+// zero, else as of that recorded time.
+func (s *Service) Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error) {
+	a, err := s.Account(ctx, name)
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	return s.store.Balance(ctx, a, asOf)
+}
+
+// MaxPageSize bounds one page of entries.
+const MaxPageSize = 1000
+
+// Entries returns up to limit entries of an account after the cursor, in
+// commit order.
+func (s *Service) Entries(ctx context.Context, name string, after Cursor, limit int) ([]Entry, error) {
+	if limit <= 0 || limit > MaxPageSize {
+		return nil, invalid("ledger.Entries", "limit", "must be between 1 and %d", MaxPageSize)
+	}
+	a, err := s.Account(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Entries(ctx, a, after, limit)
+}
+
+// Verify checks every invariant of the ledger over one snapshot.
+func (s *Service) Verify(ctx context.Context) (*Report, error) {
+	return s.store.Verify(ctx)
+}

@@ -1,0 +1,100 @@
+package ledger
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// Store is what the service needs from storage. Implementations translate
+// their own errors into this package's kinds.
+type Store interface {
+	CreateAsset(ctx context.Context, a Asset) (Asset, error)
+	Asset(ctx context.Context, code string) (Asset, error)
+	// CreateAccount inserts a, or returns the existing account of that name
+	// when its definition is the same (ErrAccountExists when it is not).
+	CreateAccount(ctx context.Context, a *Account) (*Account, error)
+	Account(ctx context.Context, name string) (*Account, error)
+	// SetAccountStatus changes status while holding every balance row of the
+	// account, so it orders cleanly against batches posting to it.
+	SetAccountStatus(ctx context.Context, name string, s Status) (*Account, error)
+	// CommitBatch locks what PlanBatch asks for, calls Decide, writes the
+	// accepted transactions and commits, retrying conflicts; then loads the
+	// originals of replays. An error means nothing in the batch was posted.
+	CommitBatch(ctx context.Context, lane int, batch []*Pending) error
+	Transaction(ctx context.Context, id uuid.UUID) (*Transaction, error)
+	// Balance is the normal-side balance of a, now (asOf zero) or as of a
+	// past recorded time.
+	Balance(ctx context.Context, a *Account, asOf time.Time) (decimal.Decimal, error)
+	Entries(ctx context.Context, a *Account, after Cursor, limit int) ([]Entry, error)
+	Verify(ctx context.Context) (*Report, error)
+}
+
+// Entry is one posting as seen from its account.
+type Entry struct {
+	TxID        uuid.UUID
+	Index       int
+	Kind        string
+	Side        Side
+	Amount      decimal.Decimal
+	EffectiveAt time.Time
+	RecordedAt  time.Time
+	BatchSeq    int
+}
+
+// Cursor is a position in an account's entries, in the order they were
+// committed: (recorded time, batch sequence, transaction id, posting index).
+type Cursor struct {
+	RecordedAt time.Time
+	BatchSeq   int
+	TxID       uuid.UUID
+	Index      int
+}
+
+// After reports the cursor that continues after e.
+func (e Entry) After() Cursor {
+	return Cursor{RecordedAt: e.RecordedAt, BatchSeq: e.BatchSeq, TxID: e.TxID, Index: e.Index}
+}
+
+// IsZero is true for the cursor before the first entry.
+func (c Cursor) IsZero() bool { return c.TxID == uuid.Nil }
+
+const cursorLen = 8 + 4 + 16 + 4
+
+// String renders an opaque page token.
+func (c Cursor) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	var b [cursorLen]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(c.RecordedAt.UnixMicro()))
+	binary.BigEndian.PutUint32(b[8:], uint32(c.BatchSeq))
+	copy(b[12:], c.TxID[:])
+	binary.BigEndian.PutUint32(b[28:], uint32(c.Index))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ParseCursor reads a page token made by Cursor.String; "" is the start.
+func ParseCursor(op, field, s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{}, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != cursorLen {
+		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
+	}
+	c := Cursor{
+		RecordedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[0:]))).UTC(),
+		BatchSeq:   int(binary.BigEndian.Uint32(b[8:])),
+		Index:      int(binary.BigEndian.Uint32(b[28:])),
+	}
+	copy(c.TxID[:], b[12:28])
+	if c.TxID == uuid.Nil || c.BatchSeq < 0 || c.Index < 0 || c.Index >= MaxPostings {
+		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
+	}
+	return c, nil
+}

@@ -1,0 +1,186 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// Limits on one transaction request.
+const (
+	MaxPostings      = 256
+	MaxMetadataBytes = 16 << 10
+)
+
+// PostingRequest moves Amount of the account's asset on one side of it.
+type PostingRequest struct {
+	Account string
+	Side    Side
+	Amount  decimal.Decimal
+}
+
+// PostRequest asks for one balanced transaction.
+type PostRequest struct {
+	// IdempotencyKey identifies the request: a retry with the same key and
+	// content returns the original transaction and posts nothing.
+	IdempotencyKey string
+	Kind           string          // e.g. "transfer", "purchase", "gift"
+	EffectiveAt    time.Time       // zero: when it is recorded
+	Metadata       json.RawMessage // a JSON object, or empty
+	Postings       []PostingRequest
+}
+
+// Posting is one posted leg of a transaction.
+type Posting struct {
+	Account   string
+	AccountID uuid.UUID
+	Asset     string
+	Side      Side
+	Amount    decimal.Decimal
+}
+
+// Transaction is a posted, immutable set of balanced postings.
+type Transaction struct {
+	ID             uuid.UUID
+	IdempotencyKey string
+	Kind           string
+	EffectiveAt    time.Time
+	// RecordedAt is when the ledger committed it, taken from the database
+	// clock after the transaction's balance rows were locked, so two
+	// transactions touching a common balance are recorded in commit order.
+	RecordedAt time.Time
+	// BatchSeq orders transactions committed together with the same RecordedAt.
+	BatchSeq int
+	Metadata json.RawMessage
+	Reverses *uuid.UUID // set on a reversal: the transaction it undoes
+	Postings []Posting
+	// Replayed is true when this is the original result returned for a
+	// retried idempotency key; nothing was posted by the retry.
+	Replayed bool
+}
+
+var kindRE = regexp.MustCompile(`^[a-z][a-z0-9_.\-]{0,63}$`)
+
+func validateKey(op, field, key string) error {
+	if key == "" {
+		return invalid(op, field, "is required")
+	}
+	if len(key) > MaxNameLength {
+		return invalid(op, field, "is longer than %d bytes", MaxNameLength)
+	}
+	for _, r := range key {
+		if r < 0x21 || r > 0x7e {
+			return invalid(op, field, "must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+func validateMetadata(op, field string, m json.RawMessage) error {
+	if len(m) == 0 {
+		return nil
+	}
+	if len(m) > MaxMetadataBytes {
+		return invalid(op, field, "is larger than %d bytes", MaxMetadataBytes)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
+		return invalid(op, field, "must be a JSON object")
+	}
+	return nil
+}
+
+// canonicalMetadata renders metadata with sorted keys, so that two requests
+// whose JSON differs only in key order or spacing hash alike.
+func canonicalMetadata(m json.RawMessage) json.RawMessage {
+	if len(m) == 0 {
+		return json.RawMessage("{}")
+	}
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(m))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil {
+		return m // validated earlier; unreachable
+	}
+	out, _ := json.Marshal(obj)
+	return out
+}
+
+// validate checks everything that does not need the ledger's state.
+func (r *PostRequest) validate(op string) error {
+	if err := validateKey(op, "idempotency_key", r.IdempotencyKey); err != nil {
+		return err
+	}
+	if !kindRE.MatchString(r.Kind) {
+		return invalid(op, "kind", "must be 1-64 characters of a-z, 0-9, '_', '.' or '-', starting with a letter")
+	}
+	if err := validateMetadata(op, "metadata", r.Metadata); err != nil {
+		return err
+	}
+	if len(r.Postings) < 2 {
+		return invalid(op, "postings", "needs at least two postings")
+	}
+	if len(r.Postings) > MaxPostings {
+		return invalid(op, "postings", "has more than %d postings", MaxPostings)
+	}
+	for i, p := range r.Postings {
+		field := fmt.Sprintf("postings[%d]", i)
+		if err := ValidateAccountName(op, field+".account", p.Account); err != nil {
+			return err
+		}
+		if p.Side != Debit && p.Side != Credit {
+			return invalid(op, field+".side", "must be debit or credit")
+		}
+		if p.Amount.Sign() <= 0 {
+			return invalid(op, field+".amount", "must be positive")
+		}
+	}
+	return nil
+}
+
+// checkBalanced refuses postings whose debits and credits differ in any asset.
+func checkBalanced(op string, postings []Posting) error {
+	net := map[string]decimal.Decimal{}
+	var order []string
+	for _, p := range postings {
+		if _, ok := net[p.Asset]; !ok {
+			order = append(order, p.Asset)
+		}
+		if p.Side == Debit {
+			net[p.Asset] = net[p.Asset].Add(p.Amount)
+		} else {
+			net[p.Asset] = net[p.Asset].Sub(p.Amount)
+		}
+	}
+	for _, asset := range order {
+		if !net[asset].IsZero() {
+			return invalid(op, "postings", "debits and credits of %s differ by %s", asset, net[asset].Abs())
+		}
+	}
+	return nil
+}
+
+// fingerprint hashes what the caller asked for, so a reused key with other
+// content can be told from a retry. Defaults filled in by the ledger (an
+// empty effective time) are hashed as sent.
+func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "kind=%q\n", kind)
+	if !effectiveAt.IsZero() {
+		fmt.Fprintf(h, "effective=%d\n", effectiveAt.UnixMicro())
+	}
+	fmt.Fprintf(h, "metadata=%s\n", canonicalMetadata(metadata))
+	if reverses != nil {
+		fmt.Fprintf(h, "reverses=%s\n", reverses)
+	}
+	for _, p := range postings {
+		fmt.Fprintf(h, "posting=%q,%d,%s\n", p.Account, p.Side, p.Amount.String())
+	}
+	return h.Sum(nil)
+}

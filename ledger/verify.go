@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"fmt"
+	"io"
+)
+
+// Verification checks, named in reports.
+const (
+	CheckTrialBalance = "trial-balance"       // per asset, debits equal credits
+	CheckTxBalanced   = "transaction-balance" // every transaction balances per asset
+	CheckTxPostings   = "transaction-postings"
+	CheckEntryAsset   = "entry-asset"    // an entry's asset is its account's
+	CheckStored       = "stored-balance" // stored balance equals the sum of entries
+	CheckNegative     = "negative-balance"
+)
+
+// Violation is one broken invariant.
+type Violation struct {
+	Check   string
+	Subject string // an asset, transaction id or account name
+	Detail  string
+}
+
+// Report is the outcome of a full verification of the ledger, read from one
+// consistent snapshot.
+type Report struct {
+	Assets       int
+	Accounts     int
+	Transactions int64
+	Entries      int64
+	Violations   []Violation
+}
+
+// Clean reports whether no invariant is broken.
+func (r *Report) Clean() bool { return len(r.Violations) == 0 }
+
+// WriteTo prints the report for people.
+func (r *Report) WriteTo(w io.Writer) (int64, error) {
+	n, err := fmt.Fprintf(w, "verified %d assets, %d accounts, %d transactions, %d entries\n",
+		r.Assets, r.Accounts, r.Transactions, r.Entries)
+	total := int64(n)
+	if err != nil {
+		return total, err
+	}
+	if r.Clean() {
+		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored balances and balance policies all hold")
+		return total + int64(n), err
+	}
+	n, err = fmt.Fprintf(w, "FAILED: %d violations\n", len(r.Violations))
+	total += int64(n)
+	for _, v := range r.Violations {
+		if err != nil {
+			break
+		}
+		n, err = fmt.Fprintf(w, "  %-20s %s: %s\n", v.Check, v.Subject, v.Detail)
+		total += int64(n)
+	}
+	return total, err
+}
