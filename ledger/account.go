@@ -120,7 +120,6 @@ func (a *Account) Validate(op string) error {
 	return validateMetadata(op, "metadata", a.Metadata)
 }
 
-
 // SameDefinition reports whether b asks for the account a already is, so that
 // creating an existing account again is a no-op rather than a conflict.
 func (a *Account) SameDefinition(b *Account) bool {

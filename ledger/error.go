@@ -11,14 +11,14 @@ import (
 type Kind uint8
 
 const (
-	KindOther Kind = iota // zero value: look further down the chain
-	Invalid               // the request itself is malformed; retrying it cannot help
-	NotFound              // a named thing does not exist
-	Conflict              // an idempotency key was reused with different content
-	InsufficientFunds     // a balance policy refused the posting
-	FailedPrecondition    // the ledger's state forbids it now (frozen, closed, already reversed)
-	Aborted               // contention outlasted the retry budget; safe to retry with the same key
-	Internal              // a fault of ours or of the database
+	KindOther          Kind = iota // zero value: look further down the chain
+	Invalid                        // the request itself is malformed; retrying it cannot help
+	NotFound                       // a named thing does not exist
+	Conflict                       // an idempotency key was reused with different content
+	InsufficientFunds              // a balance policy refused the posting
+	FailedPrecondition             // the ledger's state forbids it now (frozen, closed, already reversed)
+	Aborted                        // contention outlasted the retry budget; safe to retry with the same key
+	Internal                       // a fault of ours or of the database
 )
 
 var kindNames = map[Kind]string{

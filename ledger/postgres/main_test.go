@@ -2,9 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
@@ -86,4 +88,12 @@ func (e *env) verifyClean() {
 	if !r.Clean() {
 		e.t.Fatalf("verify found violations: %v", fmt.Sprint(r.Violations))
 	}
+}
+
+func sqlStateOf(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

@@ -1,0 +1,421 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger"
+)
+
+func TestRefusals(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 1)
+		e.account("bob", "USD", false, 1)
+		e.account("frozen", "USD", false, 1)
+		e.account("closed", "USD", false, 1)
+		e.account("coins", "COIN", false, 1)
+		e.post(transfer("fund", "mint", "alice", "10.00"))
+		if _, err := e.svc.SetAccountStatus(ctx, "frozen", ledger.Frozen); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SetAccountStatus(ctx, "closed", ledger.Closed); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name  string
+			req   ledger.PostRequest
+			kind  ledger.Kind
+			is    error
+			field string
+		}{
+			{"unknown account", transfer("u1", "alice", "nobody", "1"), ledger.NotFound, ledger.ErrAccountNotFound, "postings[1].account"},
+			{"frozen account", transfer("u2", "alice", "frozen", "1"), ledger.FailedPrecondition, ledger.ErrAccountFrozen, "postings[1].account"},
+			{"closed account", transfer("u3", "alice", "closed", "1"), ledger.FailedPrecondition, ledger.ErrAccountClosed, "postings[1].account"},
+			{"insufficient funds", transfer("u4", "alice", "bob", "10.01"), ledger.InsufficientFunds, ledger.ErrInsufficientFunds, "postings[0].account"},
+			{"too many decimals", transfer("u5", "alice", "bob", "0.001"), ledger.Invalid, nil, "postings[0].amount"},
+			{"assets differ", ledger.PostRequest{IdempotencyKey: "u6", Kind: "transfer", Postings: []ledger.PostingRequest{
+				{Account: "alice", Side: ledger.Debit, Amount: decimal.NewFromInt(1)},
+				{Account: "coins", Side: ledger.Credit, Amount: decimal.NewFromInt(1)}}}, ledger.Invalid, nil, "postings"},
+		}
+		for _, tt := range tests {
+			_, err := e.svc.Post(ctx, tt.req)
+			if ledger.KindOf(err) != tt.kind || ledger.FieldOf(err) != tt.field || (tt.is != nil && !errors.Is(err, tt.is)) {
+				t.Errorf("%s: got %v (kind %v, field %q)", tt.name, err, ledger.KindOf(err), ledger.FieldOf(err))
+			}
+		}
+		// Atomic: the refused transfers moved nothing.
+		if got := e.balance("alice"); !got.Equal(decimal.NewFromInt(10)) {
+			t.Errorf("alice = %s after refusals, want 10", got)
+		}
+		// A frozen account takes postings again once reopened; a closed one never.
+		if _, err := e.svc.SetAccountStatus(ctx, "frozen", ledger.Open); err != nil {
+			t.Fatal(err)
+		}
+		e.post(transfer("u2b", "alice", "frozen", "1"))
+		if _, err := e.svc.SetAccountStatus(ctx, "closed", ledger.Open); !errors.Is(err, ledger.ErrAccountClosed) {
+			t.Errorf("reopening a closed account: %v", err)
+		}
+		// A refusal is not stored under its key: the same request succeeds once funds arrive.
+		e.post(transfer("fund2", "mint", "alice", "5"))
+		e.post(transfer("u4", "alice", "bob", "10.01"))
+		e.verifyClean()
+	})
+}
+
+// A multi-leg transaction that fails on its last leg posts none of its legs,
+// and neither does it disturb the other transactions of its batch.
+func TestAtomicWithinBatch(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{Lanes: 1})
+	e.account("mint", "USD", true, 1)
+	for i := range 3 {
+		e.account(fmt.Sprintf("u%d", i), "USD", false, 1)
+	}
+	e.post(transfer("fund", "mint", "u0", "5"))
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 {
+				// u0 -> u1 5 and u0 -> u2 5: the second leg overdraws u0.
+				_, errs[i] = e.svc.Post(context.Background(), ledger.PostRequest{IdempotencyKey: "split", Kind: "split", Postings: []ledger.PostingRequest{
+					{Account: "u0", Side: ledger.Debit, Amount: decimal.NewFromInt(5)},
+					{Account: "u1", Side: ledger.Credit, Amount: decimal.NewFromInt(5)},
+					{Account: "u0", Side: ledger.Debit, Amount: decimal.NewFromInt(5)},
+					{Account: "u2", Side: ledger.Credit, Amount: decimal.NewFromInt(5)},
+				}})
+				return
+			}
+			_, errs[i] = e.svc.Post(context.Background(), transfer(fmt.Sprintf("m%d", i), "mint", "u2", "1"))
+		}()
+	}
+	wg.Wait()
+	if !errors.Is(errs[0], ledger.ErrInsufficientFunds) {
+		t.Fatalf("split: %v", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Fatalf("m%d: %v", i+1, err)
+		}
+	}
+	if got := e.balance("u0"); !got.Equal(decimal.NewFromInt(5)) {
+		t.Errorf("u0 = %s", got)
+	}
+	if got := e.balance("u2"); !got.Equal(decimal.NewFromInt(39)) {
+		t.Errorf("u2 = %s, want 39", got)
+	}
+	e.verifyClean()
+}
+
+func TestIdempotency(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 1)
+		first := e.post(transfer("k", "mint", "alice", "1.50"))
+		if first.Replayed {
+			t.Fatal("first post marked replayed")
+		}
+		again := e.post(transfer("k", "mint", "alice", "1.5"))
+		if again.ID != first.ID || !again.Replayed || !again.RecordedAt.Equal(first.RecordedAt) {
+			t.Fatalf("retry returned %+v, want original %+v", again, first)
+		}
+		_, err := e.svc.Post(ctx, transfer("k", "mint", "alice", "2"))
+		if ledger.KindOf(err) != ledger.Conflict || !errors.Is(err, ledger.ErrIdempotencyConflict) || ledger.FieldOf(err) != "idempotency_key" {
+			t.Fatalf("reused key with other content: %v", err)
+		}
+
+		// 50 identical requests racing: one posting, one id for all.
+		var wg sync.WaitGroup
+		ids := make([]uuid.UUID, 50)
+		errs := make([]error, 50)
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tx, err := e.svc.Post(ctx, transfer("race", "mint", "alice", "1"))
+				if err == nil {
+					ids[i] = tx.ID
+				}
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		for i := range ids {
+			if errs[i] != nil || ids[i] != ids[0] {
+				t.Fatalf("racer %d: %v, id %s vs %s", i, errs[i], ids[i], ids[0])
+			}
+		}
+		if got := e.balance("alice"); !got.Equal(decimal.RequireFromString("2.5")) {
+			t.Fatalf("alice = %s, want 2.5 (1.50 once + 1 once)", got)
+		}
+		e.verifyClean()
+	})
+}
+
+// Two services on one database (two processes) racing on the same keys.
+func TestIdempotencyAcrossServices(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	other := ledger.NewService(e.db, ledger.Options{Lanes: 3})
+	t.Cleanup(other.Close)
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 4)
+	var wg sync.WaitGroup
+	ids := make([][2]uuid.UUID, 30)
+	for i := range ids {
+		for j, svc := range []*ledger.Service{e.svc, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tx, err := svc.Post(context.Background(), transfer(fmt.Sprintf("x%d", i), "mint", "alice", "1"))
+				if err != nil {
+					t.Errorf("x%d: %v", i, err)
+					return
+				}
+				ids[i][j] = tx.ID
+			}()
+		}
+	}
+	wg.Wait()
+	for i, p := range ids {
+		if p[0] != p[1] {
+			t.Errorf("x%d: two ids %s and %s", i, p[0], p[1])
+		}
+	}
+	if got := e.balance("alice"); !got.Equal(decimal.NewFromInt(30)) {
+		t.Errorf("alice = %s, want 30", got)
+	}
+	e.verifyClean()
+}
+
+func TestReversal(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 1)
+		e.account("bob", "USD", false, 1)
+		orig := e.post(transfer("t1", "mint", "alice", "7"))
+		rev, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "r1", TransactionID: orig.ID, Metadata: []byte(`{"reason":"fraud"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev.Reverses == nil || *rev.Reverses != orig.ID || rev.Postings[0].Side != ledger.Credit || rev.Postings[1].Side != ledger.Debit {
+			t.Fatalf("reversal %+v", rev)
+		}
+		if got := e.balance("alice"); !got.IsZero() {
+			t.Fatalf("alice = %s after reversal", got)
+		}
+		again, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "r1", TransactionID: orig.ID, Metadata: []byte(`{"reason":"fraud"}`)})
+		if err != nil || again.ID != rev.ID || !again.Replayed {
+			t.Fatalf("retried reversal: %+v %v", again, err)
+		}
+		_, err = e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "r2", TransactionID: orig.ID})
+		if !errors.Is(err, ledger.ErrAlreadyReversed) || ledger.KindOf(err) != ledger.FailedPrecondition {
+			t.Fatalf("second reversal: %v", err)
+		}
+		_, err = e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "r3", TransactionID: uuid.New()})
+		if !errors.Is(err, ledger.ErrTransactionNotFound) || ledger.FieldOf(err) != "transaction_id" {
+			t.Fatalf("reversal of unknown: %v", err)
+		}
+		// Concurrent reversals of one transaction: exactly one wins.
+		orig2 := e.post(transfer("t2", "mint", "bob", "3"))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won, lost := 0, 0
+		for i := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: fmt.Sprintf("rr%d", i), TransactionID: orig2.ID})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won++
+				case errors.Is(err, ledger.ErrAlreadyReversed):
+					lost++
+				default:
+					t.Errorf("reversal %d: %v", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if won != 1 || lost != 9 {
+			t.Fatalf("won %d lost %d", won, lost)
+		}
+		// A reversal obeys balance policies: alice spent what t3 gave her.
+		t3 := e.post(transfer("t3", "mint", "alice", "4"))
+		e.post(transfer("spend", "alice", "bob", "4"))
+		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "r4", TransactionID: t3.ID}); !errors.Is(err, ledger.ErrInsufficientFunds) {
+			t.Fatalf("reversal overdrawing alice: %v", err)
+		}
+		e.verifyClean()
+	})
+}
+
+func TestBalanceAsOfAndEntries(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 3)
+		var marks []time.Time
+		for i := range 25 {
+			tx := e.post(transfer(fmt.Sprintf("t%d", i), "mint", "alice", "1"))
+			marks = append(marks, tx.RecordedAt)
+		}
+		for _, i := range []int{0, 9, 24} {
+			got, err := e.svc.Balance(ctx, "alice", marks[i])
+			if err != nil || !got.Equal(decimal.NewFromInt(int64(i+1))) {
+				t.Errorf("as of t%d: %s, %v; want %d", i, got, err, i+1)
+			}
+		}
+		before, _ := e.svc.Balance(ctx, "alice", marks[0].Add(-time.Microsecond))
+		if !before.IsZero() {
+			t.Errorf("before the first entry: %s", before)
+		}
+		// Keyset pages of 10 cover every entry exactly once, in commit order.
+		var all []ledger.Entry
+		var cur ledger.Cursor
+		for {
+			page, err := e.svc.Entries(ctx, "alice", cur, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, page...)
+			cur = page[len(page)-1].After()
+			if c2, err := ledger.ParseCursor("op", "page_token", cur.String()); err != nil || c2 != cur {
+				t.Fatalf("cursor does not round-trip: %v", err)
+			}
+		}
+		if len(all) != 25 {
+			t.Fatalf("%d entries, want 25", len(all))
+		}
+		for i, en := range all {
+			if !en.RecordedAt.Equal(marks[i]) || en.Side != ledger.Credit || en.Kind != "transfer" {
+				t.Errorf("entry %d: %+v", i, en)
+			}
+		}
+		if _, err := e.svc.Entries(ctx, "alice", ledger.Cursor{}, 0); ledger.FieldOf(err) != "limit" {
+			t.Errorf("limit 0: %v", err)
+		}
+	})
+}
+
+// The writer role cannot change or remove what was posted; verify reports a
+// database corrupted behind the service's back.
+func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 1)
+	e.account("bob", "USD", false, 1)
+	tx := e.post(transfer("t1", "mint", "alice", "5"))
+	e.post(transfer("t2", "mint", "bob", "5"))
+	e.verifyClean()
+
+	writer, err := pgx.Connect(ctx, e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(ctx)
+	if _, err := writer.Exec(ctx, "SET ROLE coinledger_writer"); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		"UPDATE entries SET amount = 1",
+		"DELETE FROM entries",
+		"UPDATE transactions SET kind = 'x'",
+		"DELETE FROM transactions",
+	} {
+		_, err := writer.Exec(ctx, stmt)
+		if code := sqlStateOf(err); code != "42501" {
+			t.Errorf("%s as writer: %v, want insufficient_privilege", stmt, err)
+		}
+	}
+
+	owner, err := pgx.Connect(ctx, e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	for _, stmt := range []string{
+		// One leg of t1 changed: t1 unbalanced, USD trial balance off, alice's stored balance wrong.
+		fmt.Sprintf("UPDATE entries SET amount = 6 WHERE tx_id = '%s' AND idx = 1", tx.ID),
+		// bob's stored balance pushed below zero.
+		"UPDATE balances SET balance = -1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'bob')",
+	} {
+		if _, err := owner.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := e.svc.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		ledger.CheckTrialBalance: "USD",
+		ledger.CheckTxBalanced:   tx.ID.String(),
+		"stored-alice":           "alice",
+		"stored-bob":             "bob",
+		ledger.CheckNegative:     "bob",
+	}
+	found := map[string]bool{}
+	for _, v := range r.Violations {
+		key := v.Check
+		if v.Check == ledger.CheckStored {
+			key = "stored-" + v.Subject
+		}
+		if want[key] == v.Subject {
+			found[key] = true
+		}
+	}
+	for k := range want {
+		if !found[k] {
+			t.Errorf("verify did not report %s; got %+v", k, r.Violations)
+		}
+	}
+	if len(r.Violations) != len(want) {
+		t.Errorf("%d violations, want %d: %+v", len(r.Violations), len(want), r.Violations)
+	}
+}
+
+func TestCreateAccountIdempotent(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	a := e.account("alice", "USD", false, 2)
+	b := e.account("alice", "USD", false, 2)
+	if a.ID != b.ID {
+		t.Fatalf("re-creating returned another account")
+	}
+	_, err := e.svc.CreateAccount(ctx, ledger.Account{Name: "alice", Asset: "COIN", Normal: ledger.Credit})
+	if !errors.Is(err, ledger.ErrAccountExists) {
+		t.Fatalf("different definition: %v", err)
+	}
+	_, err = e.svc.CreateAccount(ctx, ledger.Account{Name: "x", Asset: "EUR", Normal: ledger.Credit})
+	if !errors.Is(err, ledger.ErrAssetNotFound) || ledger.FieldOf(err) != "asset" {
+		t.Fatalf("unknown asset: %v", err)
+	}
+	_, err = e.svc.CreateAccount(ctx, ledger.Account{Name: "x", Asset: "USD", Normal: ledger.Credit, Shards: 65})
+	if ledger.FieldOf(err) != "shards" {
+		t.Fatalf("65 shards: %v", err)
+	}
+}

@@ -1,0 +1,245 @@
+package ledger
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+func TestParseAmount(t *testing.T) {
+	usd := Asset{Code: "USD", Scale: 2}
+	coin := Asset{Code: "COIN", Scale: 0}
+	tests := []struct {
+		asset   Asset
+		in      string
+		want    string // "" when refused
+		wantMsg string
+	}{
+		{usd, "19.99", "19.99", ""},
+		{usd, "19.90", "19.9", ""},
+		{usd, "0.01", "0.01", ""},
+		{usd, "0", "", "must be positive"},
+		{usd, "0.00", "", "must be positive"},
+		{usd, "-1", "", "positive decimal"},
+		{usd, "1.001", "", "3 decimal places; USD allows 2"},
+		{usd, "1e3", "", "positive decimal"},
+		{usd, "NaN", "", "positive decimal"},
+		{usd, "Infinity", "", "positive decimal"},
+		{usd, " 1", "", "positive decimal"},
+		{usd, "", "", "positive decimal"},
+		{usd, "1.", "", "positive decimal"},
+		{usd, strings.Repeat("9", 36), strings.Repeat("9", 36), ""},
+		{usd, strings.Repeat("9", 37), "", "37 integer digits; USD allows at most 36"},
+		{coin, "1321", "1321", ""},
+		{coin, "0.5", "", "1 decimal places; COIN allows 0"},
+		{coin, strings.Repeat("1", 39), "", "39 integer digits; COIN allows at most 38"},
+		{coin, strings.Repeat("1", 41), "", "more than 38 digits"},
+	}
+	for _, tt := range tests {
+		got, err := tt.asset.ParseAmount("op", "amount", tt.in)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("%s %q: accepted as %s, want refusal", tt.asset.Code, tt.in, got)
+				continue
+			}
+			if KindOf(err) != Invalid || FieldOf(err) != "amount" || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("%s %q: got %v (kind %v, field %q), want Invalid on amount saying %q", tt.asset.Code, tt.in, err, KindOf(err), FieldOf(err), tt.wantMsg)
+			}
+			continue
+		}
+		if err != nil || got.String() != tt.want {
+			t.Errorf("%s %q: got %s, %v; want %s", tt.asset.Code, tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseAmount(f *testing.F) {
+	for _, s := range []string{"19.99", "0", "1e9", "-1", "NaN", "0.001", "99999999999999999999999999999999999999"} {
+		f.Add(s, int32(2))
+	}
+	f.Fuzz(func(t *testing.T, s string, scale int32) {
+		a := Asset{Code: "X", Scale: ((scale % 19) + 19) % 19}
+		d, err := a.ParseAmount("op", "amount", s)
+		if err != nil {
+			if KindOf(err) != Invalid || FieldOf(err) != "amount" {
+				t.Fatalf("%q: refusal %v is not Invalid on amount", s, err)
+			}
+			return
+		}
+		if d.Sign() <= 0 || decimalPlaces(d) > a.Scale || integerDigits(d) > MaxPrecision-int(a.Scale) {
+			t.Fatalf("%q accepted as %s at scale %d", s, d, a.Scale)
+		}
+		if back, err := a.ParseAmount("op", "amount", d.String()); err != nil || !back.Equal(d) {
+			t.Fatalf("%q: round trip %s -> %v, %v", s, d, back, err)
+		}
+	})
+}
+
+func TestValidateAccountName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"creator:42:diamonds:available":      true,
+		"Receivable:AppStore:apple":          true,
+		"COIN:issued":                        true,
+		"a":                                  true,
+		"":                                   false,
+		"a::b":                               false,
+		":a":                                 false,
+		"a b":                                false,
+		"a:b:":                               false,
+		"naïve":                              false,
+		strings.Repeat("a", MaxNameLength):   true,
+		strings.Repeat("a", MaxNameLength+1): false,
+	} {
+		err := ValidateAccountName("op", "name", name)
+		if (err == nil) != ok {
+			t.Errorf("%q: err %v, want ok=%v", name, err, ok)
+		}
+		if err != nil && (KindOf(err) != Invalid || FieldOf(err) != "name") {
+			t.Errorf("%q: %v is not Invalid on name", name, err)
+		}
+	}
+}
+
+func FuzzValidateAccountName(f *testing.F) {
+	f.Add("creator:42:diamonds:available")
+	f.Add("a::b")
+	f.Fuzz(func(t *testing.T, name string) {
+		if err := ValidateAccountName("op", "name", name); err == nil {
+			if len(name) > MaxNameLength || strings.Contains(name, "::") || strings.HasPrefix(name, ":") || strings.HasSuffix(name, ":") {
+				t.Fatalf("accepted %q", name)
+			}
+		}
+	})
+}
+
+func TestPostRequestValidate(t *testing.T) {
+	one := decimal.NewFromInt(1)
+	ok := func() PostRequest {
+		return PostRequest{IdempotencyKey: "k", Kind: "transfer", Postings: []PostingRequest{
+			{Account: "a", Side: Debit, Amount: one}, {Account: "b", Side: Credit, Amount: one}}}
+	}
+	tests := []struct {
+		name  string
+		edit  func(*PostRequest)
+		field string
+	}{
+		{"valid", func(*PostRequest) {}, ""},
+		{"no key", func(r *PostRequest) { r.IdempotencyKey = "" }, "idempotency_key"},
+		{"long key", func(r *PostRequest) { r.IdempotencyKey = strings.Repeat("k", 201) }, "idempotency_key"},
+		{"key with space", func(r *PostRequest) { r.IdempotencyKey = "a b" }, "idempotency_key"},
+		{"bad kind", func(r *PostRequest) { r.Kind = "Transfer!" }, "kind"},
+		{"metadata not object", func(r *PostRequest) { r.Metadata = []byte(`[1]`) }, "metadata"},
+		{"metadata too large", func(r *PostRequest) { r.Metadata = []byte(`{"a":"` + strings.Repeat("x", MaxMetadataBytes) + `"}`) }, "metadata"},
+		{"one posting", func(r *PostRequest) { r.Postings = r.Postings[:1] }, "postings"},
+		{"too many postings", func(r *PostRequest) {
+			for len(r.Postings) <= MaxPostings {
+				r.Postings = append(r.Postings, r.Postings[0])
+			}
+		}, "postings"},
+		{"bad account", func(r *PostRequest) { r.Postings[1].Account = "a b" }, "postings[1].account"},
+		{"bad side", func(r *PostRequest) { r.Postings[0].Side = 0 }, "postings[0].side"},
+		{"zero amount", func(r *PostRequest) { r.Postings[1].Amount = decimal.Zero }, "postings[1].amount"},
+		{"negative amount", func(r *PostRequest) { r.Postings[0].Amount = one.Neg() }, "postings[0].amount"},
+	}
+	for _, tt := range tests {
+		r := ok()
+		tt.edit(&r)
+		err := r.validate("op")
+		if tt.field == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		if KindOf(err) != Invalid || FieldOf(err) != tt.field {
+			t.Errorf("%s: got %v (field %q), want Invalid on %s", tt.name, err, FieldOf(err), tt.field)
+		}
+	}
+}
+
+func TestCheckBalanced(t *testing.T) {
+	p := func(asset string, side Side, amt string) Posting {
+		return Posting{Asset: asset, Side: side, Amount: decimal.RequireFromString(amt)}
+	}
+	if err := checkBalanced("op", []Posting{p("USD", Debit, "1.5"), p("USD", Credit, "1.50"), p("COIN", Debit, "3"), p("COIN", Credit, "3")}); err != nil {
+		t.Fatal(err)
+	}
+	// Balanced in total but not per asset.
+	err := checkBalanced("op", []Posting{p("USD", Debit, "1"), p("COIN", Credit, "1")})
+	if KindOf(err) != Invalid || !strings.Contains(err.Error(), "USD differ by 1") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	one := decimal.NewFromInt(1)
+	ps := []PostingRequest{{Account: "a", Side: Debit, Amount: one}, {Account: "b", Side: Credit, Amount: one}}
+	base := fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps)
+	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{ "b":2, "a":1 }`), nil, ps)) {
+		t.Error("metadata key order changed the fingerprint")
+	}
+	ps2 := []PostingRequest{{Account: "a", Side: Debit, Amount: decimal.RequireFromString("1.0")}, {Account: "b", Side: Credit, Amount: one}}
+	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps2)) {
+		t.Error("1.0 and 1 fingerprint differently")
+	}
+	id := uuid.New()
+	for name, other := range map[string][]byte{
+		"kind":     fingerprint("gift", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps),
+		"time":     fingerprint("transfer", time.Unix(1, 0), []byte(`{"a":1,"b":2}`), nil, ps),
+		"metadata": fingerprint("transfer", time.Time{}, []byte(`{"a":1}`), nil, ps),
+		"reverses": fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), &id, ps),
+		"amount":   fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, []PostingRequest{ps[0], {Account: "b", Side: Credit, Amount: decimal.NewFromInt(2)}}),
+	} {
+		if string(other) == string(base) {
+			t.Errorf("changing %s kept the fingerprint", name)
+		}
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	c := Cursor{RecordedAt: time.UnixMicro(1_700_000_000_123_456).UTC(), BatchSeq: 7, TxID: uuid.New(), Index: 3}
+	got, err := ParseCursor("op", "page_token", c.String())
+	if err != nil || got != c {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, c)
+	}
+	if c, err := ParseCursor("op", "page_token", ""); err != nil || !c.IsZero() {
+		t.Fatalf("empty token: %+v %v", c, err)
+	}
+	if _, err := ParseCursor("op", "page_token", "garbage"); KindOf(err) != Invalid || FieldOf(err) != "page_token" {
+		t.Fatalf("garbage token: %v", err)
+	}
+}
+
+func FuzzParseCursor(f *testing.F) {
+	f.Add(Cursor{RecordedAt: time.Unix(1, 0), TxID: uuid.New()}.String())
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor("op", "page_token", s)
+		if err != nil {
+			if KindOf(err) != Invalid {
+				t.Fatalf("%q: %v", s, err)
+			}
+			return
+		}
+		if !c.IsZero() && c.String() != s {
+			t.Fatalf("%q parsed to %+v, renders %q", s, c, c.String())
+		}
+	})
+}
+
+func TestKindOf(t *testing.T) {
+	err := wrap("op", "postings[0].account", ErrAccountFrozen)
+	if KindOf(err) != FailedPrecondition || !errors.Is(err, ErrAccountFrozen) || FieldOf(err) != "postings[0].account" {
+		t.Fatalf("kind %v field %q is %v", KindOf(err), FieldOf(err), errors.Is(err, ErrAccountFrozen))
+	}
+	if KindOf(errors.New("boom")) != Internal {
+		t.Fatal("a foreign error must be Internal")
+	}
+	if got := err.Error(); got != "op: postings[0].account: account is frozen" {
+		t.Fatalf("message %q", got)
+	}
+}
