@@ -1,0 +1,231 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/postgres"
+)
+
+// Many goroutines post random transfers over a few accounts, one of them hot
+// and sharded. Afterwards: no may-not-go-negative account was ever negative
+// in commit order, every asset sums to zero, stored balances equal their
+// entries, and the final balances equal a serial replay of exactly the
+// acknowledged transactions.
+func TestSerializableUnderConcurrency(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{Lanes: 4, MaxBatch: 16})
+		ctx := context.Background()
+		accounts := map[string]*ledger.Account{"mint": e.account("mint", "USD", true, 1)}
+		users := []string{"hot"}
+		accounts["hot"] = e.account("hot", "USD", false, 4)
+		for i := range 6 {
+			name := fmt.Sprintf("user:%d", i)
+			accounts[name] = e.account(name, "USD", false, 1)
+			users = append(users, name)
+		}
+		acked := map[uuid.UUID]ledger.PostRequest{}
+		for _, u := range users {
+			req := transfer("fund:"+u, "mint", u, "20")
+			acked[e.post(req).ID] = req
+		}
+
+		const workers, perWorker = 16, 120
+		var mu sync.Mutex
+		refused := 0
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(w), 7))
+				for i := range perWorker {
+					from, to := users[rng.IntN(len(users))], users[rng.IntN(len(users))]
+					if rng.IntN(3) == 0 {
+						to = "hot"
+					}
+					if from == to {
+						continue
+					}
+					req := transfer(fmt.Sprintf("w%d:%d", w, i), from, to, fmt.Sprintf("%d.%02d", rng.IntN(6), rng.IntN(100)+1))
+					if rng.IntN(4) == 0 { // a three-leg split
+						third := users[rng.IntN(len(users))]
+						req.Postings[1].Amount = req.Postings[0].Amount.Sub(decimal.RequireFromString("0.01"))
+						req.Postings = append(req.Postings, ledger.PostingRequest{Account: third, Side: ledger.Credit, Amount: decimal.RequireFromString("0.01")})
+						if req.Postings[1].Amount.Sign() <= 0 {
+							continue
+						}
+					}
+					for try := 0; try < 1+rng.IntN(2); try++ { // sometimes a duplicate retry
+						tx, err := e.svc.Post(ctx, req)
+						mu.Lock()
+						switch {
+						case err == nil:
+							if prev, ok := acked[tx.ID]; ok && prev.IdempotencyKey != req.IdempotencyKey {
+								t.Errorf("id %s reused", tx.ID)
+							}
+							acked[tx.ID] = req
+						case errors.Is(err, ledger.ErrInsufficientFunds):
+							refused++
+						default:
+							t.Errorf("%s: %v", req.IdempotencyKey, err)
+						}
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		t.Logf("%d acknowledged, %d refused", len(acked), refused)
+		if refused == 0 || len(acked) < 200 {
+			t.Fatalf("workload too tame: %d acknowledged, %d refused", len(acked), refused)
+		}
+		e.verifyClean()
+
+		// Replay the ledger in commit order.
+		owner, err := pgx.Connect(ctx, e.ownerURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer owner.Close(ctx)
+		rows, _ := owner.Query(ctx, `
+SELECT t.id, a.name, e.side, e.amount FROM entries e
+JOIN transactions t ON t.id = e.tx_id JOIN accounts a ON a.id = e.account_id
+ORDER BY t.recorded_at, t.batch_seq, t.id, e.idx`)
+		replay := map[string]decimal.Decimal{}
+		seen := map[uuid.UUID]bool{}
+		var id uuid.UUID
+		var name, side string
+		var amt decimal.Decimal
+		var lastTx uuid.UUID
+		checkNonNegative := func() {
+			for n, bal := range replay {
+				if !accounts[n].AllowNegative && bal.Sign() < 0 {
+					t.Fatalf("%s was %s after transaction %s in commit order", n, bal, lastTx)
+				}
+			}
+		}
+		_, err = pgx.ForEachRow(rows, []any{&id, &name, &side, &amt}, func() error {
+			if id != lastTx && lastTx != uuid.Nil {
+				checkNonNegative()
+			}
+			lastTx, seen[id] = id, true
+			s, _ := ledger.ParseSide(side)
+			if s == ledger.Credit {
+				replay[name] = replay[name].Add(amt)
+			} else {
+				replay[name] = replay[name].Sub(amt)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkNonNegative()
+		if len(seen) != len(acked) {
+			t.Fatalf("ledger holds %d transactions, %d were acknowledged", len(seen), len(acked))
+		}
+		// The acknowledged requests, applied serially in Go, give the same balances.
+		want := map[string]decimal.Decimal{}
+		for id, req := range acked {
+			if !seen[id] {
+				t.Fatalf("acknowledged %s (%s) is not in the ledger", id, req.IdempotencyKey)
+			}
+			for _, p := range req.Postings {
+				if p.Side == ledger.Credit {
+					want[p.Account] = want[p.Account].Add(p.Amount)
+				} else {
+					want[p.Account] = want[p.Account].Sub(p.Amount)
+				}
+			}
+		}
+		total := decimal.Zero
+		for n := range accounts {
+			got := e.balance(n)
+			if !got.Equal(want[n]) || !got.Equal(replay[n]) {
+				t.Errorf("%s: stored %s, replay of entries %s, replay of acknowledged %s", n, got, replay[n], want[n])
+			}
+			total = total.Add(got)
+		}
+		if !total.IsZero() {
+			t.Errorf("USD sums to %s", total)
+		}
+	})
+}
+
+// PostgreSQL can fail a transaction at COMMIT (here a deferred constraint
+// trigger raising 40001, as SSI does): the commit must be retried, never
+// reported as success, and reported as Aborted when retries run out.
+func TestRetriesFailureAtCommit(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 1)
+	owner, err := pgx.Connect(ctx, e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	_, err = owner.Exec(ctx, `
+CREATE SEQUENCE commit_attempts;
+GRANT USAGE ON SEQUENCE commit_attempts TO coinledger_writer;
+CREATE TABLE fail_first (n INT NOT NULL);
+GRANT SELECT ON fail_first TO coinledger_writer;
+INSERT INTO fail_first VALUES (2);
+CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF nextval('commit_attempts') <= (SELECT n FROM fail_first) THEN
+    RAISE EXCEPTION 'injected serialization failure at commit' USING ERRCODE = '40001';
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON transactions
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := e.post(transfer("t1", "mint", "alice", "1"))
+	var attempts int
+	if err := owner.QueryRow(ctx, "SELECT last_value FROM commit_attempts").Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 3 {
+		t.Fatalf("COMMIT ran %d times, want 3 (two injected failures, then success)", attempts)
+	}
+	if got, err := e.svc.Transaction(ctx, tx.ID); err != nil || got.IdempotencyKey != "t1" {
+		t.Fatalf("acknowledged transaction not in the ledger: %v", err)
+	}
+
+	// With a budget of 2 attempts and 5 failures to come, the caller is told
+	// Aborted and nothing is posted.
+	if _, err := owner.Exec(ctx, "UPDATE fail_first SET n = n + 5"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(ctx, e.ownerURL, postgres.Config{MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	svc := ledger.NewService(db, ledger.Options{})
+	defer svc.Close()
+	_, err = svc.Post(ctx, transfer("t2", "mint", "alice", "1"))
+	if ledger.KindOf(err) != ledger.Aborted || !errors.Is(err, ledger.ErrRetriesExhausted) {
+		t.Fatalf("exhausted retries: %v", err)
+	}
+	if got := e.balance("alice"); !got.Equal(decimal.NewFromInt(1)) {
+		t.Fatalf("alice = %s: a failed commit posted", got)
+	}
+}

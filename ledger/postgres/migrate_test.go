@@ -1,0 +1,67 @@
+package postgres_test
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger/postgres"
+)
+
+// Migrating again applies nothing; concurrent migrators apply each file once.
+func TestMigrateOnceUnderLock(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		u := b.NewDatabase(t) // already migrated once
+		ctx := context.Background()
+		applied, err := postgres.Migrate(ctx, u, nil)
+		if err != nil || len(applied) != 0 {
+			t.Fatalf("second migrate applied %v, %v", applied, err)
+		}
+
+		// A fresh database, five migrators at once.
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE migrate_race"); err != nil {
+			t.Fatal(err)
+		}
+		pu, _ := url.Parse(u)
+		pu.Path = "/migrate_race"
+		var wg sync.WaitGroup
+		total := make([]int, 5)
+		for i := range total {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				applied, err := postgres.Migrate(ctx, pu.String(), nil)
+				if err != nil {
+					t.Errorf("migrator %d: %v", i, err)
+				}
+				total[i] = len(applied)
+			}()
+		}
+		wg.Wait()
+		sum := 0
+		for _, n := range total {
+			sum += n
+		}
+		race, err := pgx.Connect(ctx, pu.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer race.Close(ctx)
+		var rows int
+		if err := race.QueryRow(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if sum != rows || rows == 0 {
+			t.Fatalf("migrators applied %d files in all, schema_migrations has %d", sum, rows)
+		}
+	})
+}

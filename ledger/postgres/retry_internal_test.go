@@ -1,0 +1,29 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "40001"}, true},
+		{&pgconn.PgError{Code: "40P01"}, true},
+		{fmt.Errorf("commit: %w", &pgconn.PgError{Code: "40001"}), true},
+		{retryableConflict{&pgconn.PgError{Code: "23505"}}, true},
+		{&pgconn.PgError{Code: "23505"}, false}, // only the batch path knows a duplicate key is a race
+		{&pgconn.PgError{Code: "42501"}, false},
+		{errors.New("connection reset"), false},
+	}
+	for _, tt := range tests {
+		if got := retryable(tt.err); got != tt.want {
+			t.Errorf("retryable(%v) = %v", tt.err, got)
+		}
+	}
+}
