@@ -48,8 +48,8 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, createMigrationTables); err != nil {
-		return nil, fmt.Errorf("migration tables: %w", err)
+	if err := createBookkeeping(ctx, conn); err != nil {
+		return nil, err
 	}
 	holder := uuid.New()
 	for {
@@ -106,6 +106,22 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 		applied = append(applied, version)
 	}
 	return applied, nil
+}
+
+// createBookkeeping creates the migration tables. Two migrators starting at
+// once on PostgreSQL can both pass IF NOT EXISTS and collide in the catalog
+// (23505 on pg_type, 42P07 or 42710); the loser simply tries again.
+func createBookkeeping(ctx context.Context, conn *pgx.Conn) error {
+	for attempt := 1; ; attempt++ {
+		_, err := conn.Exec(ctx, createMigrationTables)
+		if err == nil {
+			return nil
+		}
+		if code := sqlState(err); (code != "23505" && code != "42P07" && code != "42710") || attempt == 5 {
+			return fmt.Errorf("migration tables: %w", err)
+		}
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+	}
 }
 
 // ensureWriterRole creates the writer role once per cluster (roles are

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"log/slog"
 	"net/url"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func TestMigrateOnceUnderLock(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				applied, err := postgres.Migrate(ctx, pu.String(), nil)
+				applied, err := postgres.Migrate(ctx, pu.String(), slog.New(slog.DiscardHandler))
 				if err != nil {
 					t.Errorf("migrator %d: %v", i, err)
 				}
