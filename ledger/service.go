@@ -14,7 +14,9 @@ import (
 // Options tune the write path; zero values take the defaults.
 type Options struct {
 	// Lanes is how many commit batches may be in flight at once, each on its
-	// own database connection. Default 4.
+	// own database connection. Default 2: one batch builds in Go while the
+	// other executes in the database; more lanes split the same load into
+	// smaller batches (see docs/benchmarks.md).
 	Lanes int
 	// MaxBatch caps the transactions committed in one database transaction.
 	// Default 256.
@@ -48,7 +50,7 @@ type request struct {
 // NewService starts the commit lanes; Close stops them.
 func NewService(store Store, opts Options) *Service {
 	if opts.Lanes <= 0 {
-		opts.Lanes = 4
+		opts.Lanes = 2
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256

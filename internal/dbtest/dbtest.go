@@ -37,6 +37,7 @@ var (
 	crdbErr  error
 	crdbSrv  testserver.TestServer
 	counter  atomic.Int64
+	cleanups []func()
 )
 
 // Main runs the tests of a package that needs databases: it starts the
@@ -74,6 +75,9 @@ func run(m *testing.M) int {
 	defer func() {
 		if crdbSrv != nil {
 			crdbSrv.Stop()
+		}
+		for _, f := range cleanups {
+			f()
 		}
 	}()
 	return m.Run()
@@ -152,4 +156,36 @@ func (b *Backend) Open(t testing.TB, cfg postgres.Config) (*postgres.DB, string)
 	}
 	t.Cleanup(db.Close)
 	return db, u
+}
+
+var (
+	durableOnce sync.Once
+	durable     *Backend
+	durableErr  error
+)
+
+// Durable is a PostgreSQL cluster with production durability (fsync and
+// synchronous commit on), started on first use, for benchmarks.
+func Durable(t testing.TB) *Backend {
+	durableOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "coinledger-bench-")
+		if err != nil {
+			durableErr = err
+			return
+		}
+		if os.Geteuid() == 0 {
+			_ = os.Chmod(dir, 0o755)
+		}
+		srv, err := pgembed.Start(context.Background(), pgembed.Config{DataDir: dir + "/data", Logger: quiet()})
+		if err != nil {
+			durableErr = err
+			return
+		}
+		cleanups = append(cleanups, func() { srv.Stop(); os.RemoveAll(dir) })
+		durable = &Backend{Name: "postgres-durable", url: srv.URL("postgres")}
+	})
+	if durableErr != nil {
+		t.Fatalf("start durable PostgreSQL: %v", durableErr)
+	}
+	return durable
 }

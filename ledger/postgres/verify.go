@@ -27,9 +27,10 @@ FROM transactions t LEFT JOIN entries e ON e.tx_id = t.id
 GROUP BY t.id HAVING COUNT(e.tx_id) < 2
 ORDER BY t.id`},
 	{ledger.CheckEntryAsset, `
-SELECT e.tx_id::text, 'posting ' || e.idx::text || ' in ' || e.asset || ' to ' || a.name || ', an account in ' || a.asset
-FROM entries e JOIN accounts a ON a.id = e.account_id
-WHERE e.asset <> a.asset
+SELECT e.tx_id::text, 'posting ' || e.idx::text || ' in ' || e.asset || ' to ' ||
+       COALESCE(a.name || ', an account in ' || a.asset, 'unknown account ' || e.account_id::text)
+FROM entries e LEFT JOIN accounts a ON a.id = e.account_id
+WHERE a.id IS NULL OR e.asset <> a.asset
 ORDER BY e.tx_id, e.idx`},
 	{ledger.CheckStored, `
 WITH stored AS (SELECT account_id, SUM(balance) AS balance FROM balances GROUP BY account_id),
