@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/coinledger/coinledger/internal/pgembed"
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/postgres"
+)
+
+const usage = `coinledger — the double-entry money core of the coin economy.
+
+Usage:
+  coinledger <command> [flags]
+
+Commands:
+  migrate   apply the embedded schema migrations
+  verify    check every ledger invariant; exit 1 listing violations
+  demo      run a scripted set of transactions and print balances and verify
+
+Common flags (every command):
+  --database-url URL   PostgreSQL or CockroachDB URL (env DATABASE_URL); when
+                       absent, a private PostgreSQL is started in --data-dir
+  --data-dir DIR       the private PostgreSQL's data directory
+                       (default %s)
+  --log-level LEVEL    debug, info, warn or error (default info)
+`
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitViolations = 1 // verify found broken invariants
+	exitError      = 2 // bad usage or the command could not run
+)
+
+type common struct {
+	databaseURL string
+	dataDir     string
+	log         *slog.Logger
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(stdout, usage, pgembed.DefaultDataDir())
+		return exitOK
+	}
+	cmd, args := args[0], args[1:]
+	commands := map[string]func(context.Context, *common, []string, io.Writer) (int, error){
+		"migrate": cmdMigrate,
+		"verify":  cmdVerify,
+		"demo":    cmdDemo,
+	}
+	f, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "coinledger: unknown command %q\n\n", cmd)
+		fmt.Fprintf(stderr, usage, pgembed.DefaultDataDir())
+		return exitError
+	}
+	fs := flag.NewFlagSet("coinledger "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &common{}
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL or CockroachDB URL; empty starts a private PostgreSQL")
+	fs.StringVar(&c.dataDir, "data-dir", pgembed.DefaultDataDir(), "data directory of the private PostgreSQL")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return exitError
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "coinledger: --log-level: %v\n", err)
+		return exitError
+	}
+	c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	code, err := f(ctx, c, fs.Args(), stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "coinledger %s: %v\n", cmd, err)
+		if code == exitOK {
+			code = exitError
+		}
+	}
+	return code
+}
+
+// database returns the URL to use, starting the private PostgreSQL when no
+// URL was given, and migrates it. stop releases what it started.
+func (c *common) database(ctx context.Context) (url string, stop func(), err error) {
+	stop = func() {}
+	url = c.databaseURL
+	if url == "" {
+		srv, err := pgembed.Start(ctx, pgembed.Config{DataDir: c.dataDir, Logger: c.log})
+		if err != nil {
+			return "", stop, err
+		}
+		stop = func() {
+			if err := srv.Stop(); err != nil {
+				c.log.Error("stopping embedded PostgreSQL", "err", err)
+			}
+		}
+		if err := srv.CreateDatabase(ctx, "coinledger"); err != nil {
+			stop()
+			return "", func() {}, err
+		}
+		url = srv.URL("coinledger")
+		c.log.Info("embedded PostgreSQL running", "data_dir", c.dataDir)
+	}
+	if _, err := postgres.Migrate(ctx, url, c.log); err != nil {
+		stop()
+		return "", func() {}, err
+	}
+	return url, stop, nil
+}
+
+// open returns the ledger service on the database; close releases everything.
+func (c *common) open(ctx context.Context) (*ledger.Service, func(), error) {
+	url, stop, err := c.database(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := postgres.Open(ctx, url, postgres.Config{Logger: c.log})
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	svc := ledger.NewService(db, ledger.Options{Logger: c.log})
+	return svc, func() { svc.Close(); db.Close(); stop() }, nil
+}
+
+func cmdMigrate(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
+	if len(args) > 0 {
+		return exitError, fmt.Errorf("unexpected arguments %q", args)
+	}
+	_, stop, err := c.database(ctx)
+	if err != nil {
+		return exitError, err
+	}
+	stop()
+	fmt.Fprintln(stdout, "schema is up to date")
+	return exitOK, nil
+}
+
+func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
+	if len(args) > 0 {
+		return exitError, fmt.Errorf("unexpected arguments %q", args)
+	}
+	svc, closeAll, err := c.open(ctx)
+	if err != nil {
+		return exitError, err
+	}
+	defer closeAll()
+	r, err := svc.Verify(ctx)
+	if err != nil {
+		return exitError, err
+	}
+	if _, err := r.WriteTo(stdout); err != nil {
+		return exitError, err
+	}
+	if !r.Clean() {
+		return exitViolations, errors.New("ledger invariants are violated")
+	}
+	return exitOK, nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestDemoThenVerify(t *testing.T) {
+	url := dbtest.Postgres().NewDatabase(t)
+	code, out, stderr := runCmd(t, "demo", "--database-url", url, "--log-level", "warn")
+	if code != exitOK {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"replayed=true", "refused (conflict)", "refused (insufficient funds)", "refused (failed precondition)", "OK: trial balance"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, out, _ := runCmd(t, "verify", "--database-url", url); code != exitOK || !strings.Contains(out, "OK") {
+		t.Fatalf("verify exit %d: %s", code, out)
+	}
+
+	// Corrupt the ledger behind the service's back: verify lists it and exits 1.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE balances SET balance = balance + 1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'COIN:wallet:viewer:3') AND shard = 0`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = runCmd(t, "verify", "--database-url", url)
+	if code != exitViolations || !strings.Contains(out, "stored-balance") || !strings.Contains(out, "COIN:wallet:viewer:3") {
+		t.Fatalf("verify of a corrupted ledger: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
+
+// With no database URL the binary starts, uses and stops its own PostgreSQL,
+// and finds its data again on the next run.
+func TestEmbeddedDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	dir, err := os.MkdirTemp("", "coinledger-embedded-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Geteuid() == 0 {
+		_ = os.Chmod(dir, 0o755) // the server runs as an unprivileged user
+	}
+	data := filepath.Join(dir, "pg")
+	t.Setenv("DATABASE_URL", "")
+	if code, out, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
+		t.Fatalf("migrate exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, out, stderr := runCmd(t, "verify", "--data-dir", data); code != exitOK || !strings.Contains(out, "0 transactions") {
+		t.Fatalf("verify exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("server still running after the command: %v", err)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, out, _ := runCmd(t); code != exitOK || !strings.Contains(out, "Commands:") {
+		t.Fatalf("no args: %d %s", code, out)
+	}
+	if code, _, stderr := runCmd(t, "frobnicate"); code != exitError || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: %d %s", code, stderr)
+	}
+	if code, _, _ := runCmd(t, "verify", "--log-level", "loud"); code != exitError {
+		t.Fatalf("bad log level: %d", code)
+	}
+}
