@@ -1,0 +1,31 @@
+# Targets for coinledger; `make help` lists them.
+GO ?= go
+
+.PHONY: help test test-short lint bench demo build fuzz
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+build: ## build the coinledger binary
+	$(GO) build -o coinledger ./cmd/coinledger
+
+test: ## all tests, with the race detector, against throwaway PostgreSQL clusters
+	$(GO) test -race -count=1 ./...
+
+test-short: ## tests without the embedded-binary round trip
+	$(GO) test -race -short ./...
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+fuzz: ## run each fuzz target for 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseAmount -fuzztime 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzValidateAccountName -fuzztime 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseCursor -fuzztime 20s
+
+bench: ## Go-API transfer benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench Transfer -benchtime 20000x -count 5 ./ledger/postgres/
+
+demo: ## the main job: scripted transactions on the embedded PostgreSQL
+	$(GO) run ./cmd/coinledger demo
