@@ -180,18 +180,16 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := req.validate(op); err != nil {
 		return nil, err
 	}
+	meta := canonicalMetadata(req.Metadata)
 	pd := &Pending{
 		Tx: Transaction{
 			ID:             uuid.New(),
 			IdempotencyKey: req.IdempotencyKey,
 			Kind:           req.Kind,
 			EffectiveAt:    req.EffectiveAt.UTC(),
-			Metadata:       canonicalMetadata(req.Metadata),
+			Metadata:       meta,
 		},
-		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, req.Metadata, nil, req.Postings),
-	}
-	if req.EffectiveAt.IsZero() {
-		pd.Tx.EffectiveAt = time.Time{}
+		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings),
 	}
 	for i, p := range req.Postings {
 		field := fmt.Sprintf("postings[%d]", i)
@@ -243,11 +241,12 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		return nil, wrap(op, "transaction_id", err)
 	}
 	target := orig.ID
+	meta := canonicalMetadata(req.Metadata)
 	pd := &Pending{Tx: Transaction{
 		ID:             uuid.New(),
 		IdempotencyKey: req.IdempotencyKey,
 		Kind:           "reversal",
-		Metadata:       canonicalMetadata(req.Metadata),
+		Metadata:       meta,
 		Reverses:       &target,
 	}}
 	var asked []PostingRequest
@@ -264,7 +263,7 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{Account: p.Account, AccountID: p.AccountID, Asset: p.Asset, Side: side, Amount: p.Amount})
 		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
 	}
-	pd.Fingerprint = fingerprint("reversal", time.Time{}, req.Metadata, &target, asked)
+	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked)
 	return s.submit(ctx, pd)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -168,19 +169,30 @@ func checkBalanced(op string, postings []Posting) error {
 
 // fingerprint hashes what the caller asked for, so a reused key with other
 // content can be told from a retry. Defaults filled in by the ledger (an
-// empty effective time) are hashed as sent.
+// empty effective time) are hashed as sent; metadata must be canonical.
 func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest) []byte {
+	// Length-prefixed fields, so no two different requests hash the same bytes.
 	h := sha256.New()
-	fmt.Fprintf(h, "kind=%q\n", kind)
-	if !effectiveAt.IsZero() {
-		fmt.Fprintf(h, "effective=%d\n", effectiveAt.UnixMicro())
+	buf := make([]byte, 0, 256)
+	field := func(tag byte, v string) {
+		buf = append(buf, tag)
+		buf = strconv.AppendInt(buf, int64(len(v)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
 	}
-	fmt.Fprintf(h, "metadata=%s\n", canonicalMetadata(metadata))
+	field('k', kind)
+	if !effectiveAt.IsZero() {
+		field('e', strconv.FormatInt(effectiveAt.UnixMicro(), 10))
+	}
+	field('m', string(metadata))
 	if reverses != nil {
-		fmt.Fprintf(h, "reverses=%s\n", reverses)
+		field('r', reverses.String())
 	}
 	for _, p := range postings {
-		fmt.Fprintf(h, "posting=%q,%d,%s\n", p.Account, p.Side, p.Amount.String())
+		field('a', p.Account)
+		field('s', p.Side.String())
+		field('n', p.Amount.String())
 	}
+	h.Write(buf)
 	return h.Sum(nil)
 }

@@ -178,8 +178,8 @@ func TestCheckBalanced(t *testing.T) {
 func TestFingerprint(t *testing.T) {
 	one := decimal.NewFromInt(1)
 	ps := []PostingRequest{{Account: "a", Side: Debit, Amount: one}, {Account: "b", Side: Credit, Amount: one}}
-	base := fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps)
-	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{ "b":2, "a":1 }`), nil, ps)) {
+	base := fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{"a":1,"b":2}`)), nil, ps)
+	if string(base) != string(fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{ "b":2, "a":1 }`)), nil, ps)) {
 		t.Error("metadata key order changed the fingerprint")
 	}
 	ps2 := []PostingRequest{{Account: "a", Side: Debit, Amount: decimal.RequireFromString("1.0")}, {Account: "b", Side: Credit, Amount: one}}
