@@ -3,9 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,35 +28,47 @@ func BenchmarkTransfer(b *testing.B) {
 		{"hot-1000-to-1-unsharded", 1, 1},
 	}
 	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			e := newEnv(b, dbtest.Durable(b), ledger.Options{Lanes: benchLanes()})
-			ctx := context.Background()
-			e.account("mint", "USD", true, 1)
-			const sources = 1000
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 32)
-			for i := range sources {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer func() { <-sem; wg.Done() }()
-					src := fmt.Sprintf("src:%d", i)
-					e.account(src, "USD", false, 1)
-					if i < c.dests {
-						e.account(fmt.Sprintf("dst:%d", i), "USD", false, c.destShards)
-					}
-					e.post(transfer("fund:"+src, "mint", src, "1000000"))
-				}()
-			}
-			wg.Wait()
-			runClosedLoop(b, 32, func(i int) error {
-				_, err := e.svc.Post(ctx, transfer(fmt.Sprintf("b%d", i), fmt.Sprintf("src:%d", i%sources), fmt.Sprintf("dst:%d", i%c.dests), "0.01"))
-				return err
-			})
-			b.StopTimer()
-			e.verifyClean()
-		})
+		b.Run(c.name, func(b *testing.B) { benchTransfers(b, c.dests, c.destShards, 0) })
 	}
+}
+
+// BenchmarkTransferLanes compares commit-lane counts on the spread workload.
+//
+//	go test -run '^$' -bench TransferLanes -benchtime 20000x -count 5 ./ledger/postgres/
+func BenchmarkTransferLanes(b *testing.B) {
+	for _, lanes := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("lanes-%d", lanes), func(b *testing.B) { benchTransfers(b, 1000, 1, lanes) })
+	}
+}
+
+// benchTransfers moves 0.01 USD from 1,000 funded sources to dests
+// destinations (each spread over destShards balance rows).
+func benchTransfers(b *testing.B, dests, destShards, lanes int) {
+	e := newEnv(b, dbtest.Durable(b), ledger.Options{Lanes: lanes})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	const sources = 1000
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range sources {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			src := fmt.Sprintf("src:%d", i)
+			e.account(src, "USD", false, 1)
+			if i < dests {
+				e.account(fmt.Sprintf("dst:%d", i), "USD", false, destShards)
+			}
+			e.post(transfer("fund:"+src, "mint", src, "1000000"))
+		}()
+	}
+	wg.Wait()
+	runClosedLoop(b, 32, func(i int) error {
+		_, err := e.svc.Post(ctx, transfer(fmt.Sprintf("b%d", i), fmt.Sprintf("src:%d", i%sources), fmt.Sprintf("dst:%d", i%dests), "0.01"))
+		return err
+	})
+	e.verifyClean()
 }
 
 // runClosedLoop runs b.N calls of op from callers goroutines, each waiting for
@@ -106,10 +116,4 @@ func runClosedLoop(b *testing.B, callers int, op func(i int) error) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
-}
-
-// benchLanes lets a run compare lane counts: BENCH_LANES=2 go test -bench ...
-func benchLanes() int {
-	n, _ := strconv.Atoi(os.Getenv("BENCH_LANES"))
-	return n
 }
