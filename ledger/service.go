@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,7 +38,7 @@ type Service struct {
 	workers  sync.WaitGroup
 	closeMu  sync.RWMutex
 	closed   bool
-	accounts sync.Map // name -> *Account; only immutable attributes are read from it
+	accounts accountCache
 	assets   sync.Map // code -> Asset
 }
 
@@ -143,15 +144,46 @@ func (s *Service) Account(ctx context.Context, name string) (*Account, error) {
 // account returns the cached account; its status may be stale and is
 // re-read under lock by every commit batch.
 func (s *Service) account(ctx context.Context, name string) (*Account, error) {
-	if a, ok := s.accounts.Load(name); ok {
-		return a.(*Account), nil
+	if a := s.accounts.get(name); a != nil {
+		return a, nil
 	}
 	a, err := s.store.Account(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	s.accounts.Store(name, a)
+	s.accounts.put(name, a)
 	return a, nil
+}
+
+// maxCachedAccounts bounds the account cache; past it the cache starts over.
+const maxCachedAccounts = 1 << 20
+
+// accountCache maps names to accounts. A generation is dropped whole when
+// full: crude, but bounded, lock-free on reads, and a miss costs one query.
+type accountCache struct {
+	gen atomic.Pointer[sync.Map]
+	n   atomic.Int64
+}
+
+func (c *accountCache) get(name string) *Account {
+	m := c.gen.Load()
+	if m == nil {
+		return nil
+	}
+	if a, ok := m.Load(name); ok {
+		return a.(*Account)
+	}
+	return nil
+}
+
+func (c *accountCache) put(name string, a *Account) {
+	m := c.gen.Load()
+	if m == nil || c.n.Add(1) > maxCachedAccounts {
+		m = &sync.Map{}
+		c.gen.Store(m)
+		c.n.Store(1)
+	}
+	m.Store(name, a)
 }
 
 // SetAccountStatus freezes, reopens or closes an account. A closed account

@@ -243,3 +243,16 @@ func TestKindOf(t *testing.T) {
 		t.Fatalf("message %q", got)
 	}
 }
+
+func TestAccountCacheBounded(t *testing.T) {
+	var c accountCache
+	for i := range maxCachedAccounts + 10 {
+		c.put(string(rune(i)), &Account{})
+	}
+	if c.n.Load() > maxCachedAccounts {
+		t.Fatalf("cache holds %d entries", c.n.Load())
+	}
+	if c.get(string(rune(maxCachedAccounts+9))) == nil {
+		t.Fatal("latest entry missing")
+	}
+}

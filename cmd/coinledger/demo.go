@@ -48,16 +48,8 @@ func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (i
 	if err := d.printBalances(ctx); err != nil {
 		return exitError, err
 	}
-	r, err := svc.Verify(ctx)
-	if err != nil {
-		return exitError, err
-	}
 	fmt.Fprintln(stdout)
-	r.WriteTo(stdout)
-	if !r.Clean() {
-		return exitViolations, errors.New("ledger invariants are violated")
-	}
-	return exitOK, nil
+	return verifyReport(ctx, svc, stdout)
 }
 
 type demo struct {

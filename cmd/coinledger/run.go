@@ -153,6 +153,11 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 		return exitError, err
 	}
 	defer closeAll()
+	return verifyReport(ctx, svc, stdout)
+}
+
+// verifyReport prints the verify report and turns it into an exit code.
+func verifyReport(ctx context.Context, svc *ledger.Service, stdout io.Writer) (int, error) {
 	r, err := svc.Verify(ctx)
 	if err != nil {
 		return exitError, err

@@ -55,7 +55,7 @@ var _ ledger.Store = (*DB)(nil)
 func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("database url: %w", redact(err))
+		return nil, fmt.Errorf("database url: %w", err) // pgx masks the password
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
@@ -96,11 +96,6 @@ func (db *DB) Close() { db.pool.Close() }
 
 // Cockroach reports whether the database is CockroachDB.
 func (db *DB) Cockroach() bool { return db.cockroach }
-
-// redact keeps a password in a malformed URL out of logs.
-func redact(err error) error {
-	return errors.New(strings.SplitN(err.Error(), "(", 2)[0])
-}
 
 // retryableConflict marks a unique violation that a re-run resolves: a
 // concurrent batch committed the same idempotency key or reversal first.

@@ -56,9 +56,7 @@ func TestRefusals(t *testing.T) {
 			}
 		}
 		// Atomic: the refused transfers moved nothing.
-		if got := e.balance("alice"); !got.Equal(decimal.NewFromInt(10)) {
-			t.Errorf("alice = %s after refusals, want 10", got)
-		}
+		e.wantBalance("alice", "10")
 		// A frozen account takes postings again once reopened; a closed one never.
 		if _, err := e.svc.SetAccountStatus(ctx, "frozen", ledger.Open); err != nil {
 			t.Fatal(err)
@@ -111,12 +109,8 @@ func TestAtomicWithinBatch(t *testing.T) {
 			t.Fatalf("m%d: %v", i+1, err)
 		}
 	}
-	if got := e.balance("u0"); !got.Equal(decimal.NewFromInt(5)) {
-		t.Errorf("u0 = %s", got)
-	}
-	if got := e.balance("u2"); !got.Equal(decimal.NewFromInt(39)) {
-		t.Errorf("u2 = %s, want 39", got)
-	}
+	e.wantBalance("u0", "5")
+	e.wantBalance("u2", "39")
 	e.verifyClean()
 }
 
@@ -160,9 +154,7 @@ func TestIdempotency(t *testing.T) {
 				t.Fatalf("racer %d: %v, id %s vs %s", i, errs[i], ids[i], ids[0])
 			}
 		}
-		if got := e.balance("alice"); !got.Equal(decimal.RequireFromString("2.5")) {
-			t.Fatalf("alice = %s, want 2.5 (1.50 once + 1 once)", got)
-		}
+		e.wantBalance("alice", "2.5")
 		e.verifyClean()
 	})
 }
@@ -196,9 +188,7 @@ func TestIdempotencyAcrossServices(t *testing.T) {
 			t.Errorf("x%d: two ids %s and %s", i, p[0], p[1])
 		}
 	}
-	if got := e.balance("alice"); !got.Equal(decimal.NewFromInt(30)) {
-		t.Errorf("alice = %s, want 30", got)
-	}
+	e.wantBalance("alice", "30")
 	e.verifyClean()
 }
 

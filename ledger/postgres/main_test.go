@@ -79,6 +79,14 @@ func (e *env) balance(name string) decimal.Decimal {
 	return b
 }
 
+// wantBalance fails the test unless name's balance equals want.
+func (e *env) wantBalance(name, want string) {
+	e.t.Helper()
+	if got := e.balance(name); !got.Equal(decimal.RequireFromString(want)) {
+		e.t.Errorf("%s = %s, want %s", name, got, want)
+	}
+}
+
 func (e *env) verifyClean() {
 	e.t.Helper()
 	r, err := e.svc.Verify(context.Background())
