@@ -161,8 +161,9 @@ const maxCachedAccounts = 1 << 20
 // accountCache maps names to accounts. A generation is dropped whole when
 // full: crude, but bounded, lock-free on reads, and a miss costs one query.
 type accountCache struct {
-	gen atomic.Pointer[sync.Map]
-	n   atomic.Int64
+	limit int64 // zero: maxCachedAccounts
+	gen   atomic.Pointer[sync.Map]
+	n     atomic.Int64
 }
 
 func (c *accountCache) get(name string) *Account {
@@ -178,7 +179,11 @@ func (c *accountCache) get(name string) *Account {
 
 func (c *accountCache) put(name string, a *Account) {
 	m := c.gen.Load()
-	if m == nil || c.n.Add(1) > maxCachedAccounts {
+	limit := c.limit
+	if limit == 0 {
+		limit = maxCachedAccounts
+	}
+	if m == nil || c.n.Add(1) > limit {
 		m = &sync.Map{}
 		c.gen.Store(m)
 		c.n.Store(1)

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -245,14 +246,14 @@ func TestKindOf(t *testing.T) {
 }
 
 func TestAccountCacheBounded(t *testing.T) {
-	var c accountCache
-	for i := range maxCachedAccounts + 10 {
-		c.put(string(rune(i)), &Account{})
+	c := accountCache{limit: 100}
+	for i := range 110 {
+		c.put(fmt.Sprint(i), &Account{})
 	}
-	if c.n.Load() > maxCachedAccounts {
+	if c.n.Load() > 100 {
 		t.Fatalf("cache holds %d entries", c.n.Load())
 	}
-	if c.get(string(rune(maxCachedAccounts+9))) == nil {
+	if c.get("109") == nil {
 		t.Fatal("latest entry missing")
 	}
 }
