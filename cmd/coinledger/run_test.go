@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -77,6 +78,49 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
 		t.Fatalf("server still running after the command: %v", err)
+	}
+}
+
+// Ctrl-C during the demo: the command ends and the private server is stopped.
+func TestInterruptStopsEmbeddedServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	dir, err := os.MkdirTemp("", "coinledger-interrupt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Geteuid() == 0 {
+		_ = os.Chmod(dir, 0o755)
+	}
+	data := filepath.Join(dir, "pg")
+	t.Setenv("DATABASE_URL", "")
+	// Initialise first so that the interrupt lands in the demo itself.
+	if code, _, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the server is up (its pid file exists).
+		for i := 0; i < 400; i++ {
+			if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+				time.Sleep(50 * time.Millisecond)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"demo", "--data-dir", data, "--log-level", "warn"}, &out, &errOut)
+	t.Logf("demo exit %d: %s", code, strings.TrimSpace(errOut.String()))
+	cancel()
+	if code != exitOK && !strings.Contains(errOut.String(), "context canceled") {
+		t.Errorf("interrupted demo: exit %d, %s", code, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("server still running after the interrupted command: %v", err)
 	}
 }
 

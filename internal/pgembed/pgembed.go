@@ -54,6 +54,9 @@ const (
 var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, postgres) found on PATH or under /usr/lib/postgresql/*/bin; " +
 	"install them (Debian/Ubuntu: apt-get install -y postgresql) or pass --database-url")
 
+// debianBinDirs is where Debian's and Ubuntu's packages put the server binaries.
+var debianBinDirs = "/usr/lib/postgresql/*/bin"
+
 // FindBinaries returns the directory holding initdb and postgres.
 func FindBinaries() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
@@ -64,7 +67,7 @@ func FindBinaries() (string, error) {
 			}
 		}
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(debianBinDirs)
 	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {

@@ -1,0 +1,66 @@
+package pgembed
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNoBinariesSaysHowToInstall(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	old := debianBinDirs
+	debianBinDirs = filepath.Join(t.TempDir(), "*", "bin")
+	t.Cleanup(func() { debianBinDirs = old })
+	_, err := Start(context.Background(), Config{DataDir: t.TempDir()})
+	if !errors.Is(err, ErrNoBinaries) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// Start, stop, start again on the same data: the data survives, and a server
+// left running by a killed process is taken over.
+func TestRestartKeepsData(t *testing.T) {
+	if _, err := FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	dir, err := os.MkdirTemp("", "pgembed-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Geteuid() == 0 {
+		_ = os.Chmod(dir, 0o755)
+	}
+	ctx := context.Background()
+	cfg := Config{DataDir: filepath.Join(dir, "data"), Throwaway: true}
+	s1, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.CreateDatabase(ctx, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	// Simulate a crash of the owning process: the server keeps running and
+	// holds the data directory; the next Start must take it over.
+	s1.cmd = nil
+	t.Cleanup(func() { os.RemoveAll(s1.sockDir) })
+	s2, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start over a running server: %v", err)
+	}
+	if err := s2.CreateDatabase(ctx, "keep"); err != nil { // exists: a no-op
+		t.Fatal(err)
+	}
+	if err := s2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("postmaster.pid left behind: %v", err)
+	}
+	if _, err := os.Stat(s2.sockDir); !os.IsNotExist(err) {
+		t.Fatalf("socket directory left behind: %v", err)
+	}
+}
