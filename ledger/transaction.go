@@ -94,6 +94,11 @@ func validateMetadata(op, field string, m json.RawMessage) error {
 	if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
 		return invalid(op, field, "must be a JSON object")
 	}
+	// PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail
+	// the database write.
+	if bytes.Contains(canonicalMetadata(m), []byte(`\u0000`)) {
+		return invalid(op, field, "must not contain the character U+0000")
+	}
 	return nil
 }
 

@@ -134,6 +134,7 @@ func TestPostRequestValidate(t *testing.T) {
 		{"key with space", func(r *PostRequest) { r.IdempotencyKey = "a b" }, "idempotency_key"},
 		{"bad kind", func(r *PostRequest) { r.Kind = "Transfer!" }, "kind"},
 		{"metadata not object", func(r *PostRequest) { r.Metadata = []byte(`[1]`) }, "metadata"},
+		{"metadata with NUL", func(r *PostRequest) { r.Metadata = []byte(`{"a":"x\u0000y"}`) }, "metadata"},
 		{"metadata too large", func(r *PostRequest) { r.Metadata = []byte(`{"a":"` + strings.Repeat("x", MaxMetadataBytes) + `"}`) }, "metadata"},
 		{"one posting", func(r *PostRequest) { r.Postings = r.Postings[:1] }, "postings"},
 		{"too many postings", func(r *PostRequest) {

@@ -1,0 +1,243 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+func pendingTransfer(key string, from, to *Account, amount int64) *Pending {
+	amt := decimal.NewFromInt(amount)
+	req := []PostingRequest{{Account: from.Name, Side: Debit, Amount: amt}, {Account: to.Name, Side: Credit, Amount: amt}}
+	return &Pending{
+		Tx: Transaction{ID: uuid.New(), IdempotencyKey: key, Kind: "transfer", Postings: []Posting{
+			{Account: from.Name, AccountID: from.ID, Side: Debit, Amount: amt},
+			{Account: to.Name, AccountID: to.ID, Side: Credit, Amount: amt},
+		}},
+		Fingerprint: fingerprint("transfer", time.Time{}, canonicalMetadata(nil), nil, req),
+		Accounts:    []*Account{from, to},
+	}
+}
+
+func TestDecide(t *testing.T) {
+	alice := &Account{ID: uuid.New(), Name: "alice", Normal: Credit, Shards: 1}
+	bob := &Account{ID: uuid.New(), Name: "bob", Normal: Credit, Shards: 1}
+	mint := &Account{ID: uuid.New(), Name: "mint", Normal: Credit, AllowNegative: true, Shards: 4}
+	frozen := &Account{ID: uuid.New(), Name: "frozen", Normal: Credit, Shards: 1}
+	committedID := uuid.New()
+	reversed := uuid.New()
+	fresh := uuid.New()
+
+	rev := func(key string, target uuid.UUID) *Pending {
+		p := pendingTransfer(key, bob, alice, 1)
+		p.Tx.Reverses = &target
+		p.Fingerprint = []byte(key)
+		return p
+	}
+	batch := []*Pending{
+		pendingTransfer("a1", alice, bob, 6),    // 10 -> 4
+		pendingTransfer("a2", alice, bob, 5),    // would be -1: refused
+		pendingTransfer("a1", alice, bob, 6),    // in-batch retry of a1
+		pendingTransfer("a1", alice, bob, 7),    // a1 reused with other content
+		pendingTransfer("done", mint, alice, 1), // committed before, same content
+		pendingTransfer("done", mint, alice, 2), // committed before, other content
+		pendingTransfer("a3", mint, alice, 100), // mint may go negative
+		pendingTransfer("a4", alice, bob, 104),  // sees a3's credit: 104 -> 0
+		pendingTransfer("f1", alice, frozen, 1), // frozen
+		rev("r1", reversed),                     // already reversed before
+		rev("r2", fresh),                        // first reversal of fresh
+		rev("r3", fresh),                        // second, same batch
+	}
+	plan := PlanBatch(batch, 1)
+	if !plan.Checked[alice.ID] || !plan.Checked[bob.ID] || plan.Checked[mint.ID] {
+		t.Fatalf("checked accounts %v", plan.Checked)
+	}
+	for _, l := range plan.Locks {
+		if l.AccountID == mint.ID && l.Shard != 1 {
+			t.Errorf("lane 1 locks mint shard %d, want only shard 1", l.Shard)
+		}
+	}
+	st := &State{
+		RecordedAt: time.Unix(100, 0).UTC(),
+		Committed:  map[string]Committed{"done": {ID: committedID, Fingerprint: batch[4].Fingerprint}},
+		Reversed:   map[uuid.UUID]bool{reversed: true},
+		Status:     map[uuid.UUID]Status{alice.ID: Open, bob.ID: Open, mint.ID: Open, frozen.ID: Frozen},
+		Balance:    map[uuid.UUID]decimal.Decimal{alice.ID: decimal.NewFromInt(10), bob.ID: decimal.NewFromInt(1)},
+	}
+	Decide(batch, st)
+	want := []struct {
+		outcome Outcome
+		is      error
+	}{
+		{Accepted, nil},
+		{Refused, ErrInsufficientFunds},
+		{Duplicate, nil},
+		{Refused, ErrIdempotencyConflict},
+		{Replay, nil},
+		{Refused, ErrIdempotencyConflict},
+		{Accepted, nil},
+		{Accepted, nil},
+		{Refused, ErrAccountFrozen},
+		{Refused, ErrAlreadyReversed},
+		{Accepted, nil},
+		{Refused, ErrAlreadyReversed},
+	}
+	for i, w := range want {
+		p := batch[i]
+		if p.Outcome != w.outcome || (w.is != nil && !errors.Is(p.Err, w.is)) || (w.is == nil && p.Err != nil) {
+			t.Errorf("#%d %s: outcome %d err %v; want %d %v", i, p.Tx.IdempotencyKey, p.Outcome, p.Err, w.outcome, w.is)
+		}
+	}
+	if batch[4].ReplayOf != committedID {
+		t.Errorf("replay of %s, want %s", batch[4].ReplayOf, committedID)
+	}
+	seqs := []int{batch[0].Tx.BatchSeq, batch[6].Tx.BatchSeq, batch[7].Tx.BatchSeq, batch[10].Tx.BatchSeq}
+	if seqs[0] != 0 || seqs[1] != 1 || seqs[2] != 2 || seqs[3] != 3 || !batch[0].Tx.RecordedAt.Equal(st.RecordedAt) {
+		t.Errorf("accepted sequence %v", seqs)
+	}
+	// Deltas: alice -6 +100 -104 +1 (reversal r2) = -9; bob +6 +104 -1 = +109; mint -100 on shard 1.
+	got := map[string]string{}
+	for _, d := range plan.Deltas(batch) {
+		for _, a := range []*Account{alice, bob, mint} {
+			if a.ID == d.AccountID {
+				got[a.Name] = d.Delta.String()
+				if a == mint && d.Shard != 1 {
+					t.Errorf("mint delta on shard %d", d.Shard)
+				}
+			}
+		}
+	}
+	if got["alice"] != "-9" || got["bob"] != "109" || got["mint"] != "-100" {
+		t.Errorf("deltas %v", got)
+	}
+	// The in-batch retry takes the first's result once resolved.
+	batch[2].Resolve()
+	if batch[2].Tx.ID != batch[0].Tx.ID || !batch[2].Tx.Replayed {
+		t.Errorf("in-batch duplicate resolved to %+v", batch[2].Tx)
+	}
+	// Deciding again (a retried database transaction) gives the same answers.
+	Decide(batch, st)
+	if batch[1].Outcome != Refused || batch[7].Outcome != Accepted {
+		t.Error("Decide is not repeatable")
+	}
+}
+
+// fakeStore commits in memory and fails any batch holding a poisoned key
+// with an unexpected error, as a database would for a row it rejects.
+type fakeStore struct {
+	Store
+	mu       sync.Mutex
+	accounts map[string]*Account
+	posted   []string
+	failed   []int         // sizes of the batches that failed
+	hold     chan struct{} // when set, the first commit waits for it
+	holding  chan struct{} // closed when the first commit starts waiting
+}
+
+func (f *fakeStore) Account(_ context.Context, name string) (*Account, error) {
+	if a, ok := f.accounts[name]; ok {
+		return a, nil
+	}
+	return nil, ErrAccountNotFound
+}
+
+func (f *fakeStore) Asset(_ context.Context, code string) (Asset, error) {
+	return Asset{Code: code, Scale: 2}, nil
+}
+
+func (f *fakeStore) CommitBatch(_ context.Context, lane int, batch []*Pending) error {
+	if f.hold != nil {
+		close(f.holding)
+		<-f.hold
+		f.hold = nil // only the lane's goroutine touches it
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range batch {
+		if strings.HasPrefix(p.Tx.IdempotencyKey, "poison") {
+			f.failed = append(f.failed, len(batch))
+			return errors.New("database rejected a row")
+		}
+	}
+	Decide(batch, &State{Status: map[uuid.UUID]Status{}, Balance: map[uuid.UUID]decimal.Decimal{}})
+	for _, p := range batch {
+		if p.Outcome == Accepted {
+			f.posted = append(f.posted, p.Tx.IdempotencyKey)
+		}
+	}
+	return nil
+}
+
+// One request the database rejects must not sink the others in its batch.
+func TestBatchFallbackIsolatesFailure(t *testing.T) {
+	mint := &Account{ID: uuid.New(), Name: "mint", Asset: "USD", Normal: Credit, AllowNegative: true, Shards: 1}
+	user := &Account{ID: uuid.New(), Name: "user", Asset: "USD", Normal: Credit, AllowNegative: true, Shards: 1}
+	hold := make(chan struct{})
+	store := &fakeStore{accounts: map[string]*Account{"mint": mint, "user": user}, hold: hold, holding: make(chan struct{})}
+	svc := NewService(store, Options{Lanes: 1})
+	defer svc.Close()
+	post := func(key string) error {
+		_, err := svc.Post(context.Background(), PostRequest{IdempotencyKey: key, Kind: "transfer", Postings: []PostingRequest{
+			{Account: "mint", Side: Debit, Amount: decimal.NewFromInt(1)},
+			{Account: "user", Side: Credit, Amount: decimal.NewFromInt(1)}}})
+		return err
+	}
+	// The first request holds the only lane while the rest queue up behind
+	// it, so they are committed as one batch.
+	warm := make(chan error)
+	go func() { warm <- post("warm") }()
+	<-store.holding
+	var wg sync.WaitGroup
+	errs := map[string]error{}
+	var mu sync.Mutex
+	keys := []string{"ok1", "poison", "ok2", "ok3", "ok4", "ok5", "ok6", "ok7"}
+	for _, key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := post(key)
+			mu.Lock()
+			errs[key] = err
+			mu.Unlock()
+		}()
+	}
+	for len(svc.queue) < len(keys) {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	wg.Wait()
+	if err := <-warm; err != nil {
+		t.Fatal(err)
+	}
+	// The whole batch failed, then the poisoned request alone.
+	if len(store.failed) != 2 || store.failed[0] != len(keys) || store.failed[1] != 1 {
+		t.Fatalf("failed batches %v, want [%d 1]", store.failed, len(keys))
+	}
+	for key, err := range errs {
+		if (err != nil) != (key == "poison") {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	if KindOf(errs["poison"]) != Internal {
+		t.Errorf("poison: kind %v", KindOf(errs["poison"]))
+	}
+	if len(store.posted) != 8 { // warm and the seven good ones
+		t.Errorf("posted %v", store.posted)
+	}
+}
+
+func TestPostAfterClose(t *testing.T) {
+	svc := NewService(&fakeStore{accounts: map[string]*Account{}}, Options{})
+	svc.Close()
+	svc.Close() // idempotent
+	_, err := svc.submit(context.Background(), &Pending{})
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("post after close: %v", err)
+	}
+}
