@@ -1,0 +1,266 @@
+package economy
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// Channel is where coins are bought.
+type Channel string
+
+const (
+	Apple  Channel = "apple"
+	Google Channel = "google"
+	Web    Channel = "web"
+)
+
+// Valid reports whether c is a known channel.
+func (c Channel) Valid() bool { return c == Apple || c == Google || c == Web }
+
+// CoinPack is one version of a pack's terms on one channel: from EffectiveAt
+// until the next version, buying it gives Coins for one of Prices, and the
+// store or PSP keeps FeeRate of the price.
+type CoinPack struct {
+	ID          string
+	Channel     Channel
+	EffectiveAt time.Time
+	Coins       int64
+	Prices      map[string]decimal.Decimal // by currency code
+	FeeRate     decimal.Decimal            // 0.30 for a 30% store commission
+	RecordedAt  time.Time
+}
+
+// Gift is one version of a catalog gift's coin price.
+type Gift struct {
+	ID          string
+	EffectiveAt time.Time
+	Coins       int64
+	RecordedAt  time.Time
+}
+
+// ShareRule is one version of how a gift's value is split, for one creator
+// or (Creator empty) the platform default.
+type ShareRule struct {
+	Creator     string
+	EffectiveAt time.Time
+	// CreatorShare is the creator's fraction of the gift's coins, paid in
+	// diamonds (1 coin = 1 diamond before the share): 0.5 gives 500 diamonds
+	// for a 1,000-coin gift.
+	CreatorShare decimal.Decimal
+	// Agency, when set, receives AgencyShare of the creator's diamonds.
+	Agency      string
+	AgencyShare decimal.Decimal
+	// HoldingPeriod keeps earnings pending before they become available.
+	HoldingPeriod time.Duration
+	// DiamondValue is what one diamond is worth in DiamondCurrency.
+	DiamondValue    decimal.Decimal
+	DiamondCurrency string
+	RecordedAt      time.Time
+}
+
+// ErrVersionExists is returned when a key and effective time already hold
+// other terms: published versions are never rewritten.
+var ErrVersionExists = &ledger.Error{Kind: ledger.Conflict, Message: "a version with this effective time exists with other terms"}
+
+// ErrNotInForce is returned when no version is in force at the instant asked.
+var ErrNotInForce = &ledger.Error{Kind: ledger.NotFound, Message: "no version in force at that time"}
+
+// Same reports whether two versions hold the same terms.
+func (p CoinPack) Same(q CoinPack) bool {
+	if p.ID != q.ID || p.Channel != q.Channel || !p.EffectiveAt.Equal(q.EffectiveAt) || p.Coins != q.Coins ||
+		!p.FeeRate.Equal(q.FeeRate) || len(p.Prices) != len(q.Prices) {
+		return false
+	}
+	for cur, price := range p.Prices {
+		if other, ok := q.Prices[cur]; !ok || !other.Equal(price) {
+			return false
+		}
+	}
+	return true
+}
+
+// Same reports whether two versions hold the same terms.
+func (g Gift) Same(h Gift) bool {
+	return g.ID == h.ID && g.EffectiveAt.Equal(h.EffectiveAt) && g.Coins == h.Coins
+}
+
+// Same reports whether two versions hold the same terms.
+func (r ShareRule) Same(s ShareRule) bool {
+	return r.Creator == s.Creator && r.EffectiveAt.Equal(s.EffectiveAt) && r.CreatorShare.Equal(s.CreatorShare) &&
+		r.Agency == s.Agency && r.AgencyShare.Equal(s.AgencyShare) && r.HoldingPeriod == s.HoldingPeriod &&
+		r.DiamondValue.Equal(s.DiamondValue) && r.DiamondCurrency == s.DiamondCurrency
+}
+
+// RefStore keeps reference data. Versions are only ever added: Add* inserts a
+// version, or returns the stored one when it is identical (Conflict when the
+// same key and effective time hold other terms); *At returns the version in
+// force at an instant (NotFound when none is).
+type RefStore interface {
+	AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
+	CoinPackAt(ctx context.Context, id string, ch Channel, at time.Time) (CoinPack, error)
+	AddGift(ctx context.Context, g Gift) (Gift, error)
+	GiftAt(ctx context.Context, id string, at time.Time) (Gift, error)
+	AddShareRule(ctx context.Context, r ShareRule) (ShareRule, error)
+	// ShareRuleAt returns the creator's own rule in force at, else the
+	// default's: an override, once in force, wins over later defaults.
+	ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error)
+}
+
+// Catalog validates and versions reference data.
+type Catalog struct {
+	store RefStore
+	clock func() time.Time
+}
+
+// NewCatalog returns a catalog over store; clock nil means time.Now.
+func NewCatalog(store RefStore, clock func() time.Time) *Catalog {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Catalog{store: store, clock: clock}
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
+
+func invalid(op, field, format string, args ...any) error {
+	return &ledger.Error{Op: op, Kind: ledger.Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// effective defaults a zero time to now and refuses the past: a new version
+// may only change what happens after it is recorded, never what was posted.
+func (c *Catalog) effective(op string, t time.Time) (time.Time, time.Time, error) {
+	now := c.clock().UTC().Truncate(time.Microsecond)
+	if t.IsZero() {
+		return now, now, nil
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Before(now) {
+		return t, now, invalid(op, "effective_at", "is in the past (%s); versions may only take effect from now on", t.Format(time.RFC3339))
+	}
+	return t, now, nil
+}
+
+func checkFraction(op, field string, d decimal.Decimal, allowZero bool) error {
+	if d.Sign() < 0 || (!allowZero && d.IsZero()) || d.GreaterThan(decimal.NewFromInt(1)) {
+		if allowZero {
+			return invalid(op, field, "must be between 0 and 1")
+		}
+		return invalid(op, field, "must be above 0 and at most 1")
+	}
+	if !d.Truncate(6).Equal(d) {
+		return invalid(op, field, "has more than 6 decimal places")
+	}
+	return nil
+}
+
+// AddCoinPack adds a version of a coin pack's terms.
+func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error) {
+	const op = "economy.AddCoinPack"
+	if !idRE.MatchString(p.ID) {
+		return p, invalid(op, "pack_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+	}
+	if !p.Channel.Valid() {
+		return p, invalid(op, "channel", "must be apple, google or web")
+	}
+	if p.Coins <= 0 {
+		return p, invalid(op, "coins", "must be positive")
+	}
+	if len(p.Prices) == 0 {
+		return p, invalid(op, "prices", "needs at least one currency")
+	}
+	currencies := make([]string, 0, len(p.Prices))
+	for cur := range p.Prices {
+		currencies = append(currencies, cur)
+	}
+	sort.Strings(currencies)
+	for _, cur := range currencies {
+		if err := (ledger.Asset{Code: cur}).Validate(op); err != nil {
+			return p, invalid(op, "prices", "currency %q is not an asset code", cur)
+		}
+		if p.Prices[cur].Sign() <= 0 {
+			return p, invalid(op, "prices["+cur+"]", "must be positive")
+		}
+	}
+	if p.FeeRate.Sign() < 0 || p.FeeRate.GreaterThanOrEqual(decimal.NewFromInt(1)) {
+		return p, invalid(op, "fee_rate", "must be at least 0 and below 1")
+	}
+	var err error
+	if p.EffectiveAt, p.RecordedAt, err = c.effective(op, p.EffectiveAt); err != nil {
+		return p, err
+	}
+	return c.store.AddCoinPack(ctx, p)
+}
+
+// CoinPackAt returns the pack's terms in force at an instant.
+func (c *Catalog) CoinPackAt(ctx context.Context, id string, ch Channel, at time.Time) (CoinPack, error) {
+	return c.store.CoinPackAt(ctx, id, ch, at)
+}
+
+// AddGift adds a version of a gift's coin price.
+func (c *Catalog) AddGift(ctx context.Context, g Gift) (Gift, error) {
+	const op = "economy.AddGift"
+	if !idRE.MatchString(g.ID) {
+		return g, invalid(op, "gift_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+	}
+	if g.Coins <= 0 {
+		return g, invalid(op, "coins", "must be positive")
+	}
+	var err error
+	if g.EffectiveAt, g.RecordedAt, err = c.effective(op, g.EffectiveAt); err != nil {
+		return g, err
+	}
+	return c.store.AddGift(ctx, g)
+}
+
+// GiftAt returns the gift's price in force at an instant.
+func (c *Catalog) GiftAt(ctx context.Context, id string, at time.Time) (Gift, error) {
+	return c.store.GiftAt(ctx, id, at)
+}
+
+// AddShareRule adds a version of a creator's (or the default) revenue share.
+func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, error) {
+	const op = "economy.AddShareRule"
+	if r.Creator != "" && !idRE.MatchString(r.Creator) {
+		return r, invalid(op, "creator", "must be empty (the default) or 1-64 characters of letters, digits, '_', '.' or '-'")
+	}
+	if err := checkFraction(op, "creator_share", r.CreatorShare, false); err != nil {
+		return r, err
+	}
+	if r.Agency == "" && !r.AgencyShare.IsZero() {
+		return r, invalid(op, "agency_share", "needs an agency")
+	}
+	if r.Agency != "" {
+		if !idRE.MatchString(r.Agency) {
+			return r, invalid(op, "agency", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+		}
+		if err := checkFraction(op, "agency_share", r.AgencyShare, false); err != nil {
+			return r, err
+		}
+	}
+	if r.HoldingPeriod < 0 || r.HoldingPeriod > 365*24*time.Hour || r.HoldingPeriod%time.Second != 0 {
+		return r, invalid(op, "holding_period", "must be whole seconds between 0 and 365 days")
+	}
+	if r.DiamondValue.Sign() <= 0 {
+		return r, invalid(op, "diamond_value", "must be positive")
+	}
+	if err := (ledger.Asset{Code: r.DiamondCurrency}).Validate(op); err != nil {
+		return r, invalid(op, "diamond_currency", "must be a currency code such as USD")
+	}
+	var err error
+	if r.EffectiveAt, r.RecordedAt, err = c.effective(op, r.EffectiveAt); err != nil {
+		return r, err
+	}
+	return c.store.AddShareRule(ctx, r)
+}
+
+// ShareRuleAt returns the rule in force for a creator at an instant.
+func (c *Catalog) ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error) {
+	return c.store.ShareRuleAt(ctx, creator, at)
+}

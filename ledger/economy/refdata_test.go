@@ -1,0 +1,99 @@
+package economy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// nopStore accepts anything; validation is what is under test.
+type nopStore struct{ RefStore }
+
+func (nopStore) AddCoinPack(_ context.Context, p CoinPack) (CoinPack, error)    { return p, nil }
+func (nopStore) AddGift(_ context.Context, g Gift) (Gift, error)                { return g, nil }
+func (nopStore) AddShareRule(_ context.Context, r ShareRule) (ShareRule, error) { return r, nil }
+
+var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func d(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func TestAddValidation(t *testing.T) {
+	c := NewCatalog(nopStore{}, func() time.Time { return now })
+	ctx := context.Background()
+	pack := func() CoinPack {
+		return CoinPack{ID: "pack-1321", Channel: Apple, Coins: 1321, Prices: map[string]decimal.Decimal{"USD": d("19.99")}, FeeRate: d("0.30")}
+	}
+	rule := func() ShareRule {
+		return ShareRule{CreatorShare: d("0.5"), HoldingPeriod: 72 * time.Hour, DiamondValue: d("0.005"), DiamondCurrency: "USD"}
+	}
+	tests := []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"pack ok", func() error { _, err := c.AddCoinPack(ctx, pack()); return err }, ""},
+		{"pack id", func() error { p := pack(); p.ID = "a b"; _, err := c.AddCoinPack(ctx, p); return err }, "pack_id"},
+		{"channel", func() error { p := pack(); p.Channel = "steam"; _, err := c.AddCoinPack(ctx, p); return err }, "channel"},
+		{"coins", func() error { p := pack(); p.Coins = 0; _, err := c.AddCoinPack(ctx, p); return err }, "coins"},
+		{"no prices", func() error { p := pack(); p.Prices = nil; _, err := c.AddCoinPack(ctx, p); return err }, "prices"},
+		{"bad currency", func() error { p := pack(); p.Prices["usd"] = d("1"); _, err := c.AddCoinPack(ctx, p); return err }, "prices"},
+		{"zero price", func() error { p := pack(); p.Prices["USD"] = d("0"); _, err := c.AddCoinPack(ctx, p); return err }, "prices[USD]"},
+		{"fee 1", func() error { p := pack(); p.FeeRate = d("1"); _, err := c.AddCoinPack(ctx, p); return err }, "fee_rate"},
+		{"backdated", func() error {
+			p := pack()
+			p.EffectiveAt = now.Add(-time.Second)
+			_, err := c.AddCoinPack(ctx, p)
+			return err
+		}, "effective_at"},
+		{"future ok", func() error {
+			p := pack()
+			p.EffectiveAt = now.Add(time.Hour)
+			_, err := c.AddCoinPack(ctx, p)
+			return err
+		}, ""},
+		{"gift ok", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: 1}); return err }, ""},
+		{"gift coins", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: -5}); return err }, "coins"},
+		{"gift id", func() error { _, err := c.AddGift(ctx, Gift{ID: "", Coins: 5}); return err }, "gift_id"},
+		{"rule ok", func() error { _, err := c.AddShareRule(ctx, rule()); return err }, ""},
+		{"share 0", func() error { r := rule(); r.CreatorShare = d("0"); _, err := c.AddShareRule(ctx, r); return err }, "creator_share"},
+		{"share 1.01", func() error { r := rule(); r.CreatorShare = d("1.01"); _, err := c.AddShareRule(ctx, r); return err }, "creator_share"},
+		{"share digits", func() error {
+			r := rule()
+			r.CreatorShare = d("0.1234567")
+			_, err := c.AddShareRule(ctx, r)
+			return err
+		}, "creator_share"},
+		{"agency share without agency", func() error { r := rule(); r.AgencyShare = d("0.1"); _, err := c.AddShareRule(ctx, r); return err }, "agency_share"},
+		{"agency ok", func() error {
+			r := rule()
+			r.Creator, r.Agency, r.AgencyShare = "c42", "agency-7", d("0.2")
+			_, err := c.AddShareRule(ctx, r)
+			return err
+		}, ""},
+		{"holding", func() error { r := rule(); r.HoldingPeriod = -time.Hour; _, err := c.AddShareRule(ctx, r); return err }, "holding_period"},
+		{"holding fraction", func() error {
+			r := rule()
+			r.HoldingPeriod = 1500 * time.Millisecond
+			_, err := c.AddShareRule(ctx, r)
+			return err
+		}, "holding_period"},
+		{"diamond value", func() error { r := rule(); r.DiamondValue = d("0"); _, err := c.AddShareRule(ctx, r); return err }, "diamond_value"},
+		{"diamond currency", func() error { r := rule(); r.DiamondCurrency = "$"; _, err := c.AddShareRule(ctx, r); return err }, "diamond_currency"},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		if tt.field == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		if ledger.KindOf(err) != ledger.Invalid || ledger.FieldOf(err) != tt.field {
+			t.Errorf("%s: got %v (field %q), want Invalid on %s", tt.name, err, ledger.FieldOf(err), tt.field)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+var _ economy.RefStore = (*DB)(nil)
+
+const (
+	insertCoinPack = `
+INSERT INTO coin_packs (pack_id, channel, effective_at, coins, prices, fee_rate, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`
+	coinPackColumns = `pack_id, channel, effective_at, coins, prices, fee_rate, recorded_at`
+	selectCoinPack  = `SELECT ` + coinPackColumns + ` FROM coin_packs WHERE pack_id = $1 AND channel = $2 AND effective_at = $3`
+	coinPackAt      = `
+SELECT ` + coinPackColumns + ` FROM coin_packs
+WHERE pack_id = $1 AND channel = $2 AND effective_at <= $3
+ORDER BY effective_at DESC LIMIT 1`
+
+	insertGift  = `INSERT INTO gifts (gift_id, effective_at, coins, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`
+	selectGift  = `SELECT gift_id, effective_at, coins, recorded_at FROM gifts WHERE gift_id = $1 AND effective_at = $2`
+	giftAt      = `SELECT gift_id, effective_at, coins, recorded_at FROM gifts WHERE gift_id = $1 AND effective_at <= $2 ORDER BY effective_at DESC LIMIT 1`
+	insertShare = `
+INSERT INTO share_rules (creator, effective_at, creator_share, agency, agency_share, holding_seconds, diamond_value, diamond_currency, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+	shareColumns = `creator, effective_at, creator_share, agency, agency_share, holding_seconds, diamond_value, diamond_currency, recorded_at`
+	selectShare  = `SELECT ` + shareColumns + ` FROM share_rules WHERE creator = $1 AND effective_at = $2`
+	// The creator's own rule, when one is in force, wins over the default.
+	shareRuleAt = `
+SELECT ` + shareColumns + ` FROM share_rules
+WHERE creator IN ($1, '') AND effective_at <= $2
+ORDER BY creator = '', effective_at DESC LIMIT 1`
+)
+
+func scanCoinPack(row pgx.Row) (economy.CoinPack, error) {
+	var p economy.CoinPack
+	var prices map[string]string
+	if err := row.Scan(&p.ID, &p.Channel, &p.EffectiveAt, &p.Coins, &prices, &p.FeeRate, &p.RecordedAt); err != nil {
+		return p, err
+	}
+	p.Prices = make(map[string]decimal.Decimal, len(prices))
+	for cur, s := range prices {
+		d, err := decimal.NewFromString(s)
+		if err != nil {
+			return p, err
+		}
+		p.Prices[cur] = d
+	}
+	p.EffectiveAt, p.RecordedAt = p.EffectiveAt.UTC(), p.RecordedAt.UTC()
+	return p, nil
+}
+
+func scanGift(row pgx.Row) (economy.Gift, error) {
+	var g economy.Gift
+	err := row.Scan(&g.ID, &g.EffectiveAt, &g.Coins, &g.RecordedAt)
+	g.EffectiveAt, g.RecordedAt = g.EffectiveAt.UTC(), g.RecordedAt.UTC()
+	return g, err
+}
+
+func scanShareRule(row pgx.Row) (economy.ShareRule, error) {
+	var r economy.ShareRule
+	var holding int64
+	err := row.Scan(&r.Creator, &r.EffectiveAt, &r.CreatorShare, &r.Agency, &r.AgencyShare, &holding, &r.DiamondValue, &r.DiamondCurrency, &r.RecordedAt)
+	r.HoldingPeriod = time.Duration(holding) * time.Second
+	r.EffectiveAt, r.RecordedAt = r.EffectiveAt.UTC(), r.RecordedAt.UTC()
+	return r, err
+}
+
+// addVersion inserts a version unless its key exists, then returns what is
+// stored under the key; a stored version with other terms is a conflict.
+func addVersion[T interface{ Same(T) bool }](ctx context.Context, db *DB, op string, v T,
+	insert func(pgx.Tx) error, load func(pgx.Tx) (T, error)) (T, error) {
+	var got T
+	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		if err := insert(tx); err != nil {
+			return err
+		}
+		var err error
+		got, err = load(tx)
+		return err
+	})
+	if err != nil {
+		return got, internal(op, err)
+	}
+	if !got.Same(v) {
+		return got, &ledger.Error{Op: op, Field: "effective_at", Err: economy.ErrVersionExists}
+	}
+	return got, nil
+}
+
+func versionAt[T any](op string, v T, err error) (T, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, &ledger.Error{Op: op, Err: economy.ErrNotInForce}
+	}
+	if err != nil {
+		return v, internal(op, err)
+	}
+	return v, nil
+}
+
+// AddCoinPack stores a version of a coin pack.
+func (db *DB) AddCoinPack(ctx context.Context, p economy.CoinPack) (economy.CoinPack, error) {
+	prices := make(map[string]string, len(p.Prices))
+	for cur, d := range p.Prices {
+		prices[cur] = d.String()
+	}
+	doc, _ := json.Marshal(prices)
+	return addVersion(ctx, db, "postgres.AddCoinPack", p,
+		func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, insertCoinPack, p.ID, string(p.Channel), p.EffectiveAt, p.Coins, string(doc), p.FeeRate, p.RecordedAt)
+			return err
+		},
+		func(tx pgx.Tx) (economy.CoinPack, error) {
+			return scanCoinPack(tx.QueryRow(ctx, selectCoinPack, p.ID, string(p.Channel), p.EffectiveAt))
+		})
+}
+
+// CoinPackAt returns the version of a pack in force at an instant.
+func (db *DB) CoinPackAt(ctx context.Context, id string, ch economy.Channel, at time.Time) (economy.CoinPack, error) {
+	p, err := scanCoinPack(db.pool.QueryRow(ctx, coinPackAt, id, string(ch), at))
+	return versionAt("postgres.CoinPackAt", p, err)
+}
+
+// AddGift stores a version of a gift's price.
+func (db *DB) AddGift(ctx context.Context, g economy.Gift) (economy.Gift, error) {
+	return addVersion(ctx, db, "postgres.AddGift", g,
+		func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, insertGift, g.ID, g.EffectiveAt, g.Coins, g.RecordedAt)
+			return err
+		},
+		func(tx pgx.Tx) (economy.Gift, error) {
+			return scanGift(tx.QueryRow(ctx, selectGift, g.ID, g.EffectiveAt))
+		})
+}
+
+// GiftAt returns the version of a gift in force at an instant.
+func (db *DB) GiftAt(ctx context.Context, id string, at time.Time) (economy.Gift, error) {
+	g, err := scanGift(db.pool.QueryRow(ctx, giftAt, id, at))
+	return versionAt("postgres.GiftAt", g, err)
+}
+
+// AddShareRule stores a version of a revenue-share rule.
+func (db *DB) AddShareRule(ctx context.Context, r economy.ShareRule) (economy.ShareRule, error) {
+	return addVersion(ctx, db, "postgres.AddShareRule", r,
+		func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, insertShare, r.Creator, r.EffectiveAt, r.CreatorShare, r.Agency, r.AgencyShare,
+				int64(r.HoldingPeriod/time.Second), r.DiamondValue, r.DiamondCurrency, r.RecordedAt)
+			return err
+		},
+		func(tx pgx.Tx) (economy.ShareRule, error) {
+			return scanShareRule(tx.QueryRow(ctx, selectShare, r.Creator, r.EffectiveAt))
+		})
+}
+
+// ShareRuleAt returns the rule in force for a creator at an instant.
+func (db *DB) ShareRuleAt(ctx context.Context, creator string, at time.Time) (economy.ShareRule, error) {
+	r, err := scanShareRule(db.pool.QueryRow(ctx, shareRuleAt, creator, at))
+	return versionAt("postgres.ShareRuleAt", r, err)
+}
