@@ -100,7 +100,8 @@ func (s *Service) CreateAsset(ctx context.Context, a Asset) (Asset, error) {
 	return s.store.CreateAsset(ctx, a)
 }
 
-func (s *Service) asset(ctx context.Context, code string) (Asset, error) {
+// Asset returns a registered asset.
+func (s *Service) Asset(ctx context.Context, code string) (Asset, error) {
 	if a, ok := s.assets.Load(code); ok {
 		return a.(Asset), nil
 	}
@@ -125,7 +126,7 @@ func (s *Service) CreateAccount(ctx context.Context, a Account) (*Account, error
 	if err := a.Validate(op); err != nil {
 		return nil, err
 	}
-	if _, err := s.asset(ctx, a.Asset); err != nil {
+	if _, err := s.Asset(ctx, a.Asset); err != nil {
 		return nil, wrap(op, "asset", err)
 	}
 	a.ID = uuid.New()
@@ -234,7 +235,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		if err != nil {
 			return nil, wrap(op, field+".account", err)
 		}
-		asset, err := s.asset(ctx, a.Asset)
+		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
 			return nil, wrap(op, field+".account", err)
 		}

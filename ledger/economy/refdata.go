@@ -3,7 +3,6 @@ package economy
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"time"
 
@@ -127,8 +126,6 @@ func NewCatalog(store RefStore, clock func() time.Time) *Catalog {
 	return &Catalog{store: store, clock: clock}
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
-
 func invalid(op, field, format string, args ...any) error {
 	return &ledger.Error{Op: op, Kind: ledger.Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
@@ -163,8 +160,8 @@ func checkFraction(op, field string, d decimal.Decimal, allowZero bool) error {
 // AddCoinPack adds a version of a coin pack's terms.
 func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error) {
 	const op = "economy.AddCoinPack"
-	if !idRE.MatchString(p.ID) {
-		return p, invalid(op, "pack_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+	if err := checkID(op, "pack_id", p.ID, 64); err != nil {
+		return p, err
 	}
 	if !p.Channel.Valid() {
 		return p, invalid(op, "channel", "must be apple, google or web")
@@ -206,8 +203,8 @@ func (c *Catalog) CoinPackAt(ctx context.Context, id string, ch Channel, at time
 // AddGift adds a version of a gift's coin price.
 func (c *Catalog) AddGift(ctx context.Context, g Gift) (Gift, error) {
 	const op = "economy.AddGift"
-	if !idRE.MatchString(g.ID) {
-		return g, invalid(op, "gift_id", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+	if err := checkID(op, "gift_id", g.ID, 64); err != nil {
+		return g, err
 	}
 	if g.Coins <= 0 {
 		return g, invalid(op, "coins", "must be positive")
@@ -227,8 +224,10 @@ func (c *Catalog) GiftAt(ctx context.Context, id string, at time.Time) (Gift, er
 // AddShareRule adds a version of a creator's (or the default) revenue share.
 func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, error) {
 	const op = "economy.AddShareRule"
-	if r.Creator != "" && !idRE.MatchString(r.Creator) {
-		return r, invalid(op, "creator", "must be empty (the default) or 1-64 characters of letters, digits, '_', '.' or '-'")
+	if r.Creator != "" {
+		if err := checkID(op, "creator", r.Creator, 64); err != nil {
+			return r, err
+		}
 	}
 	if err := checkFraction(op, "creator_share", r.CreatorShare, false); err != nil {
 		return r, err
@@ -237,8 +236,8 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 		return r, invalid(op, "agency_share", "needs an agency")
 	}
 	if r.Agency != "" {
-		if !idRE.MatchString(r.Agency) {
-			return r, invalid(op, "agency", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+		if err := checkID(op, "agency", r.Agency, 64); err != nil {
+			return r, err
 		}
 		if err := checkFraction(op, "agency_share", r.AgencyShare, false); err != nil {
 			return r, err

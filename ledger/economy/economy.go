@@ -1,0 +1,266 @@
+package economy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// Ledger is what the economy needs of the ledger service.
+type Ledger interface {
+	CreateAsset(ctx context.Context, a ledger.Asset) (ledger.Asset, error)
+	CreateAccount(ctx context.Context, a ledger.Account) (*ledger.Account, error)
+	Account(ctx context.Context, name string) (*ledger.Account, error)
+	Asset(ctx context.Context, code string) (ledger.Asset, error)
+	Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error)
+}
+
+// Economy performs the coin economy's operations, each one atomic ledger
+// transaction, idempotent on its natural key.
+type Economy struct {
+	ledger  Ledger
+	catalog *Catalog
+	clock   func() time.Time
+}
+
+// New returns the economy over a ledger and a catalog; clock nil means time.Now.
+func New(l Ledger, c *Catalog, clock func() time.Time) *Economy {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Economy{ledger: l, catalog: c, clock: clock}
+}
+
+// Currencies the bootstrap registers, at their ISO 4217 minor-unit scale.
+var Currencies = []ledger.Asset{
+	{Code: "USD", Scale: 2}, {Code: "EUR", Scale: 2}, {Code: "GBP", Scale: 2},
+	{Code: "JPY", Scale: 0}, {Code: "VND", Scale: 0}, {Code: "KRW", Scale: 0},
+}
+
+// Units of the economy.
+const (
+	Coin    = "COIN"
+	Diamond = "DIAMOND"
+)
+
+// Platform accounts. Fiat accounts hold one currency each, so their names end
+// in the currency: FiatAccount(DeferredRevenue, "USD").
+const (
+	CoinIssued          = "COIN:issued"
+	DiamondIssued       = "DIAMOND:issued"
+	DeferredRevenue     = "Liability:DeferredRevenue:Coins"
+	StoreCommission     = "Expense:StoreCommission"
+	PaymentFees         = "Expense:PaymentFees"
+	ReceivableAppStore  = "Receivable:AppStore" // :apple or :google
+	ClearingPSP         = "Clearing:PSP:stripe"
+	issuanceShards      = 8 // every gift touches issuance: spread it
+	deferredRevenueShds = 4
+)
+
+// FiatAccount names the currency's account under base.
+func FiatAccount(base, currency string) string { return base + ":" + currency }
+
+// CoinWallet holds a user's paid coins; PromoWallet their free coins, which
+// carry no fiat value.
+func CoinWallet(user string) string  { return "COIN:wallet:" + user }
+func PromoWallet(user string) string { return "COIN:promo:" + user }
+
+// Bootstrap registers the units and the platform's unit accounts. It is
+// idempotent; fiat accounts are opened on first use in each currency.
+func (e *Economy) Bootstrap(ctx context.Context) error {
+	assets := append([]ledger.Asset{{Code: Coin}, {Code: Diamond}}, Currencies...)
+	for _, a := range assets {
+		if _, err := e.ledger.CreateAsset(ctx, a); err != nil {
+			return err
+		}
+	}
+	// Issuance is debited as units are minted: its balance is minus the
+	// units outstanding, so it may go negative.
+	for _, name := range []string{CoinIssued, DiamondIssued} {
+		asset := Coin
+		if name == DiamondIssued {
+			asset = Diamond
+		}
+		if _, err := e.ledger.CreateAccount(ctx, ledger.Account{Name: name, Asset: asset, Normal: ledger.Credit, AllowNegative: true, Shards: issuanceShards}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open opens an account on first use; opening it again is a no-op.
+func (e *Economy) open(ctx context.Context, name, asset string, normal ledger.Side, shards int) error {
+	_, err := e.ledger.CreateAccount(ctx, ledger.Account{Name: name, Asset: asset, Normal: normal, Shards: shards})
+	return err
+}
+
+// PurchaseRequest is a verified store transaction.
+type PurchaseRequest struct {
+	Channel Channel
+	// StoreTransactionID is Apple's transactionId, Google's orderId or the
+	// PSP's charge id: the purchase's idempotency key within its channel.
+	StoreTransactionID string
+	User               string
+	PackID             string
+	AmountPaid         decimal.Decimal
+	Currency           string
+	// PurchasedAt is when the store charged; the pack version in force then
+	// applies. Required, so that a retry days later prices the same way.
+	PurchasedAt time.Time
+}
+
+// Lot is what a purchase records for later relief of deferred revenue and
+// for refunds; it is kept in the purchase transaction's metadata.
+type Lot struct {
+	Channel            Channel `json:"channel"`
+	StoreTransactionID string  `json:"store_transaction_id"`
+	PackID             string  `json:"pack_id"`
+	Coins              int64   `json:"coins"`
+	Currency           string  `json:"currency"`
+	Gross              string  `json:"gross"`
+	Fee                string  `json:"fee"`
+	Net                string  `json:"net"`
+	FeeRate            string  `json:"fee_rate"`
+}
+
+// Purchase mints the pack's coins into the user's wallet and books the fiat
+// side: the store's receivable (or the PSP's clearing account) for the net
+// proceeds, the store commission (or card fee) and deferred revenue for the
+// gross price. The fee is gross × rate rounded half up to the currency's
+// minor unit; net is gross − fee, so the fiat legs balance exactly.
+func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Transaction, error) {
+	const op = "economy.Purchase"
+	if !req.Channel.Valid() {
+		return nil, invalid(op, "channel", "must be apple, google or web")
+	}
+	if err := checkID(op, "store_transaction_id", req.StoreTransactionID, 128); err != nil {
+		return nil, err
+	}
+	if err := checkID(op, "user", req.User, 64); err != nil {
+		return nil, err
+	}
+	if req.PurchasedAt.IsZero() {
+		return nil, invalid(op, "purchased_at", "is required")
+	}
+	if req.PurchasedAt.After(e.clock().Add(maxClockSkew)) {
+		return nil, invalid(op, "purchased_at", "is in the future")
+	}
+	pack, err := e.catalog.CoinPackAt(ctx, req.PackID, req.Channel, req.PurchasedAt)
+	if err != nil {
+		return nil, &ledger.Error{Op: op, Field: "pack_id", Err: err}
+	}
+	price, ok := pack.Prices[req.Currency]
+	if !ok {
+		return nil, invalid(op, "currency", "pack %s is not sold in %q on %s", pack.ID, req.Currency, req.Channel)
+	}
+	if !req.AmountPaid.Equal(price) {
+		return nil, invalid(op, "amount_paid", "is %s %s; pack %s costs %s %s", req.AmountPaid, req.Currency, pack.ID, price, req.Currency)
+	}
+	asset, err := e.ledger.Asset(ctx, req.Currency)
+	if err != nil {
+		return nil, &ledger.Error{Op: op, Field: "currency", Err: err}
+	}
+	scale := asset.Scale
+	fee := price.Mul(pack.FeeRate).Round(scale)
+	net := price.Sub(fee)
+
+	receivable, feeAccount := FiatAccount(ReceivableAppStore+":"+string(req.Channel), req.Currency), FiatAccount(StoreCommission, req.Currency)
+	if req.Channel == Web {
+		receivable, feeAccount = FiatAccount(ClearingPSP, req.Currency), FiatAccount(PaymentFees, req.Currency)
+	}
+	deferred := FiatAccount(DeferredRevenue, req.Currency)
+	for _, a := range []struct {
+		name   string
+		asset  string
+		normal ledger.Side
+		shards int
+	}{
+		{CoinWallet(req.User), Coin, ledger.Credit, 1},
+		{receivable, req.Currency, ledger.Debit, 1},
+		{feeAccount, req.Currency, ledger.Debit, 1},
+		{deferred, req.Currency, ledger.Credit, deferredRevenueShds},
+	} {
+		if err := e.open(ctx, a.name, a.asset, a.normal, a.shards); err != nil {
+			return nil, err
+		}
+	}
+	lot := Lot{Channel: req.Channel, StoreTransactionID: req.StoreTransactionID, PackID: pack.ID, Coins: pack.Coins,
+		Currency: req.Currency, Gross: price.StringFixed(scale), Fee: fee.StringFixed(scale), Net: net.StringFixed(scale), FeeRate: pack.FeeRate.String()}
+	meta, _ := json.Marshal(map[string]any{"user": req.User, "lot": lot})
+	coins := decimal.NewFromInt(pack.Coins)
+	postings := []ledger.PostingRequest{
+		{Account: CoinIssued, Side: ledger.Debit, Amount: coins},
+		{Account: CoinWallet(req.User), Side: ledger.Credit, Amount: coins},
+		{Account: receivable, Side: ledger.Debit, Amount: net},
+		{Account: deferred, Side: ledger.Credit, Amount: price},
+	}
+	if fee.Sign() > 0 {
+		postings = append(postings, ledger.PostingRequest{Account: feeAccount, Side: ledger.Debit, Amount: fee})
+	}
+	if net.Sign() == 0 { // rounding can make the fee the whole price of a tiny pack
+		postings = append(postings[:2], postings[3:]...)
+	}
+	return e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID),
+		Kind:           "purchase",
+		EffectiveAt:    req.PurchasedAt,
+		Metadata:       meta,
+		Postings:       postings,
+	})
+}
+
+// PromoRequest grants free coins.
+type PromoRequest struct {
+	IdempotencyKey string
+	User           string
+	Coins          int64
+	Reason         string
+}
+
+// GrantPromo mints free coins into the user's promo wallet. They carry no
+// fiat value, so nothing is booked on the fiat side.
+func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Transaction, error) {
+	const op = "economy.GrantPromo"
+	if err := checkID(op, "user", req.User, 64); err != nil {
+		return nil, err
+	}
+	if req.Coins <= 0 {
+		return nil, invalid(op, "coins", "must be positive")
+	}
+	if len(req.Reason) > 200 {
+		return nil, invalid(op, "reason", "is longer than 200 bytes")
+	}
+	if err := e.open(ctx, PromoWallet(req.User), Coin, ledger.Credit, 1); err != nil {
+		return nil, err
+	}
+	meta, _ := json.Marshal(map[string]string{"user": req.User, "reason": req.Reason})
+	coins := decimal.NewFromInt(req.Coins)
+	return e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: req.IdempotencyKey,
+		Kind:           "promo-grant",
+		Metadata:       meta,
+		Postings: []ledger.PostingRequest{
+			{Account: CoinIssued, Side: ledger.Debit, Amount: coins},
+			{Account: PromoWallet(req.User), Side: ledger.Credit, Amount: coins},
+		},
+	})
+}
+
+// maxClockSkew is how far ahead of our clock a store's timestamp may be.
+const maxClockSkew = 5 * time.Minute
+
+var externalIDRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
+
+// checkID accepts ids that embed safely in account names and keys.
+func checkID(op, field, s string, max int) error {
+	if s == "" || len(s) > max || !externalIDRE.MatchString(s) {
+		return invalid(op, field, "must be 1-%d characters of letters, digits, '_', '.' or '-'", max)
+	}
+	return nil
+}
