@@ -13,32 +13,32 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
 )
 
-// The demo's chart of accounts: name, asset, normal side, may go negative, shards.
-var demoAccounts = []ledger.Account{
-	{Name: "COIN:issued", Asset: "COIN", Normal: ledger.Credit, AllowNegative: true, Shards: 4},
-	{Name: "DIAMOND:issued", Asset: "DIAMOND", Normal: ledger.Credit, AllowNegative: true, Shards: 4},
-	{Name: "DIAMOND:pending:creator:1", Asset: "DIAMOND", Normal: ledger.Credit, Shards: 4},
-	{Name: "Receivable:AppStore:apple", Asset: "USD", Normal: ledger.Debit},
-	{Name: "Expense:StoreCommission", Asset: "USD", Normal: ledger.Debit},
-	{Name: "Liability:DeferredRevenue:Coins", Asset: "USD", Normal: ledger.Credit, Shards: 4},
+const (
+	demoViewers = 20
+	demoCreator = "DIAMOND:pending:creator-1"
+)
+
+// The demo's coin packs, one per channel.
+var demoPacks = []economy.CoinPack{
+	{ID: "p1321", Channel: economy.Apple, Coins: 1321, FeeRate: decimal.RequireFromString("0.30"), Prices: map[string]decimal.Decimal{"USD": decimal.RequireFromString("19.99")}},
+	{ID: "p1321", Channel: economy.Google, Coins: 1321, FeeRate: decimal.RequireFromString("0.15"), Prices: map[string]decimal.Decimal{"EUR": decimal.RequireFromString("18.99")}},
+	{ID: "p1321", Channel: economy.Web, Coins: 1321, FeeRate: decimal.RequireFromString("0.029"), Prices: map[string]decimal.Decimal{"USD": decimal.RequireFromString("17.99")}},
 }
-
-const demoViewers = 20
-
-var demoScale = map[string]int32{"USD": 2, "COIN": 0, "DIAMOND": 0}
 
 func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, closeAll, err := c.open(ctx)
+	svc, db, closeAll, err := c.open(ctx)
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
-	d := &demo{svc: svc, out: stdout, run: fmt.Sprintf("demo-%d", time.Now().UnixNano())}
+	cat := economy.NewCatalog(db, nil)
+	d := &demo{svc: svc, cat: cat, eco: economy.New(svc, cat, nil), out: stdout, run: fmt.Sprintf("demo-%d", time.Now().UnixNano())}
 	if err := d.setup(ctx); err != nil {
 		return exitError, err
 	}
@@ -54,84 +54,95 @@ func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (i
 
 type demo struct {
 	svc *ledger.Service
+	cat *economy.Catalog
+	eco *economy.Economy
 	out io.Writer
-	run string // prefixes idempotency keys, so the demo can run again on the same data
+	run string // prefixes ids and keys, so the demo can run again on the same data
 }
+
+func viewer(v int) string { return fmt.Sprintf("viewer-%d", v) }
 
 func (d *demo) setup(ctx context.Context) error {
-	for code, scale := range demoScale {
-		if _, err := d.svc.CreateAsset(ctx, ledger.Asset{Code: code, Scale: scale}); err != nil {
+	if err := d.eco.Bootstrap(ctx); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, p := range demoPacks {
+		// A pack already in force with these terms needs no new version.
+		if cur, err := d.cat.CoinPackAt(ctx, p.ID, p.Channel, now); err == nil {
+			p.EffectiveAt = cur.EffectiveAt
+			if cur.Same(p) {
+				continue
+			}
+			p.EffectiveAt = time.Time{}
+		}
+		if _, err := d.cat.AddCoinPack(ctx, p); err != nil {
 			return err
 		}
 	}
-	accounts := append([]ledger.Account(nil), demoAccounts...)
-	for v := 1; v <= demoViewers; v++ {
-		accounts = append(accounts, ledger.Account{Name: wallet(v), Asset: "COIN", Normal: ledger.Credit})
-	}
-	for _, a := range accounts {
-		if _, err := d.svc.CreateAccount(ctx, a); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := d.svc.CreateAccount(ctx, ledger.Account{Name: demoCreator, Asset: economy.Diamond, Normal: ledger.Credit, Shards: 4})
+	return err
 }
 
-func wallet(v int) string { return fmt.Sprintf("COIN:wallet:viewer:%d", v) }
-
-func amt(s string) decimal.Decimal { return decimal.RequireFromString(s) }
-
-// purchase: 1,321 coins for $19.99 through Apple at 30% commission.
-func (d *demo) purchase(v int) ledger.PostRequest {
-	return ledger.PostRequest{
-		IdempotencyKey: fmt.Sprintf("%s:apple:%d", d.run, v),
-		Kind:           "purchase",
-		Metadata:       []byte(fmt.Sprintf(`{"channel":"apple","store_transaction_id":"%s-%d"}`, d.run, v)),
-		Postings: []ledger.PostingRequest{
-			{Account: "COIN:issued", Side: ledger.Debit, Amount: amt("1321")},
-			{Account: wallet(v), Side: ledger.Credit, Amount: amt("1321")},
-			{Account: "Receivable:AppStore:apple", Side: ledger.Debit, Amount: amt("13.99")},
-			{Account: "Expense:StoreCommission", Side: ledger.Debit, Amount: amt("6.00")},
-			{Account: "Liability:DeferredRevenue:Coins", Side: ledger.Credit, Amount: amt("19.99")},
-		},
-	}
-}
-
-// gift: burn coins from the viewer, mint half as many diamonds for the creator.
+// gift moves units only: it burns the viewer's coins and mints half as many
+// diamonds for the creator. The economy's gift operation (lot relief,
+// revenue, creator payable) is not built yet.
 func (d *demo) gift(key string, v int, coins int64) ledger.PostRequest {
 	c := decimal.NewFromInt(coins)
 	dia := decimal.NewFromInt(coins / 2)
 	return ledger.PostRequest{
 		IdempotencyKey: key,
-		Kind:           "gift",
+		Kind:           "gift-units",
 		Postings: []ledger.PostingRequest{
-			{Account: wallet(v), Side: ledger.Debit, Amount: c},
-			{Account: "COIN:issued", Side: ledger.Credit, Amount: c},
-			{Account: "DIAMOND:issued", Side: ledger.Debit, Amount: dia},
-			{Account: "DIAMOND:pending:creator:1", Side: ledger.Credit, Amount: dia},
+			{Account: economy.CoinWallet(viewer(v)), Side: ledger.Debit, Amount: c},
+			{Account: economy.CoinIssued, Side: ledger.Credit, Amount: c},
+			{Account: economy.DiamondIssued, Side: ledger.Debit, Amount: dia},
+			{Account: demoCreator, Side: ledger.Credit, Amount: dia},
 		},
+	}
+}
+
+func (d *demo) purchase(v int) economy.PurchaseRequest {
+	pack := demoPacks[v%len(demoPacks)]
+	var cur string
+	for cur = range pack.Prices {
+	}
+	return economy.PurchaseRequest{
+		Channel: pack.Channel, StoreTransactionID: fmt.Sprintf("%s-%d", d.run, v), User: viewer(v),
+		PackID: pack.ID, AmountPaid: pack.Prices[cur], Currency: cur, PurchasedAt: time.Now(),
 	}
 }
 
 func (d *demo) script(ctx context.Context) error {
 	fmt.Fprintf(d.out, "run %s\n\n", d.run)
 
-	// 1. Every viewer buys a coin pack, all at once.
+	// 1. Every viewer buys a coin pack on one of the three channels, all at once.
+	purchases := make([]economy.PurchaseRequest, demoViewers+1)
+	for v := 1; v <= demoViewers; v++ {
+		purchases[v] = d.purchase(v)
+	}
 	if err := d.concurrently(demoViewers, func(i int) error {
-		_, err := d.svc.Post(ctx, d.purchase(i+1))
+		_, err := d.eco.Purchase(ctx, purchases[i+1])
 		return err
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "%d concurrent purchases of 1,321 coins for $19.99 (Apple, 30%% commission)\n", demoViewers)
+	fmt.Fprintf(d.out, "%d concurrent purchases of 1,321 coins: Apple $19.99 (30%%), Google €18.99 (15%%), web $17.99 (2.9%%)\n", demoViewers)
 
-	// 2. The purchase backend retries viewer 1's purchase after a lost response.
-	first, err := d.svc.Post(ctx, d.purchase(1))
+	// 2. The store notifies viewer 1's purchase again: the original comes back.
+	first, err := d.eco.Purchase(ctx, purchases[1])
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "retried purchase of viewer 1: replayed=%v, same transaction %s, nothing posted twice\n", first.Replayed, first.ID)
+	fmt.Fprintf(d.out, "repeated store notification for viewer 1: replayed=%v, same transaction %s, nothing posted twice\n", first.Replayed, first.ID)
 
-	// 3. A gift storm into one creator from 32 concurrent callers.
+	// 3. A welcome promo: free coins with no fiat value.
+	if _, err := d.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: d.run + ":welcome:1", User: viewer(1), Coins: 100, Reason: "welcome"}); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out, "promo grant: 100 free coins to viewer 1")
+
+	// 4. A gift storm into one creator from 32 concurrent callers.
 	const gifts = 400
 	var sent atomic.Int64
 	start := time.Now()
@@ -146,15 +157,15 @@ func (d *demo) script(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "gift storm: %d gifts of 50 coins into creator 1 from 32 callers in %s\n", sent.Load(), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(d.out, "gift storm (unit legs only): %d gifts of 50 coins into creator 1 from 32 callers in %s\n", sent.Load(), time.Since(start).Round(time.Millisecond))
 
-	// 4. A key reused with other content, and a gift beyond the wallet: refused.
+	// 5. A key reused with other content, and a gift beyond the wallet: refused.
 	_, err = d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:0", d.run), 1, 60))
 	fmt.Fprintf(d.out, "key reused with different content: refused (%s): %v\n", ledger.KindOf(err), err)
 	_, err = d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:big", d.run), 2, 1_000_000))
 	fmt.Fprintf(d.out, "gift of 1,000,000 coins: refused (%s): %v\n", ledger.KindOf(err), err)
 
-	// 5. Moderation reverses one gift; a second reversal is refused.
+	// 6. Moderation reverses one gift; a second reversal is refused.
 	g, err := d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:0", d.run), 1, 50))
 	if err != nil {
 		return err
@@ -180,38 +191,46 @@ func (d *demo) concurrently(n int, f func(i int) error) error {
 
 func (d *demo) printBalances(ctx context.Context) error {
 	fmt.Fprintln(d.out, "\nbalances (on each account's normal side):")
-	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	names := []string{}
-	for _, a := range demoAccounts {
-		names = append(names, a.Name)
-	}
-	names = append(names, wallet(1), wallet(2), wallet(demoViewers))
-	coins, dias := decimal.Zero, decimal.Zero
-	for v := 1; v <= demoViewers; v++ {
-		b, err := d.svc.Balance(ctx, wallet(v), time.Time{})
-		if err != nil {
-			return err
-		}
-		coins = coins.Add(b)
+	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	names := []string{
+		economy.CoinIssued, economy.DiamondIssued, demoCreator,
+		economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), economy.FiatAccount(economy.ReceivableAppStore+":google", "EUR"),
+		economy.FiatAccount(economy.ClearingPSP, "USD"),
+		economy.FiatAccount(economy.StoreCommission, "USD"), economy.FiatAccount(economy.StoreCommission, "EUR"),
+		economy.FiatAccount(economy.PaymentFees, "USD"),
+		economy.FiatAccount(economy.DeferredRevenue, "USD"), economy.FiatAccount(economy.DeferredRevenue, "EUR"),
+		economy.CoinWallet(viewer(1)), economy.PromoWallet(viewer(1)), economy.CoinWallet(viewer(2)),
 	}
 	for _, n := range names {
-		b, err := d.svc.Balance(ctx, n, time.Time{})
-		if err != nil {
-			return err
-		}
-		if n == "DIAMOND:pending:creator:1" {
-			dias = b
-		}
 		a, err := d.svc.Account(ctx, n)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "  %s\t%s %s\t\n", n, b.StringFixed(demoScale[a.Asset]), a.Asset)
+		asset, err := d.svc.Asset(ctx, a.Asset)
+		if err != nil {
+			return err
+		}
+		b, err := d.svc.Balance(ctx, n, time.Time{})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "  %s\t%s %s\n", n, b.StringFixed(asset.Scale), a.Asset)
 	}
 	tw.Flush()
-	issued, _ := d.svc.Balance(ctx, "COIN:issued", time.Time{})
-	dIssued, _ := d.svc.Balance(ctx, "DIAMOND:issued", time.Time{})
-	fmt.Fprintf(d.out, "coins in wallets %s = -COIN:issued %s; creator diamonds %s = -DIAMOND:issued %s\n",
+	coins := decimal.Zero
+	for v := 1; v <= demoViewers; v++ {
+		for _, w := range []string{economy.CoinWallet(viewer(v)), economy.PromoWallet(viewer(v))} {
+			b, err := d.svc.Balance(ctx, w, time.Time{})
+			if err != nil && ledger.KindOf(err) != ledger.NotFound {
+				return err
+			}
+			coins = coins.Add(b)
+		}
+	}
+	issued, _ := d.svc.Balance(ctx, economy.CoinIssued, time.Time{})
+	dias, _ := d.svc.Balance(ctx, demoCreator, time.Time{})
+	dIssued, _ := d.svc.Balance(ctx, economy.DiamondIssued, time.Time{})
+	fmt.Fprintf(d.out, "coins held %s = -COIN:issued %s; creator diamonds %s = -DIAMOND:issued %s\n",
 		coins, issued.Neg(), dias, dIssued.Neg())
 	return nil
 }

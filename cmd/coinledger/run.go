@@ -116,19 +116,20 @@ func (c *common) database(ctx context.Context) (url string, stop func(), err err
 	return url, stop, nil
 }
 
-// open returns the ledger service on the database; close releases everything.
-func (c *common) open(ctx context.Context) (*ledger.Service, func(), error) {
+// open returns the ledger service and its store on the database; close
+// releases everything.
+func (c *common) open(ctx context.Context) (*ledger.Service, *postgres.DB, func(), error) {
 	url, stop, err := c.database(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	db, err := postgres.Open(ctx, url, postgres.Config{Logger: c.log})
 	if err != nil {
 		stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	svc := ledger.NewService(db, ledger.Options{Logger: c.log})
-	return svc, func() { svc.Close(); db.Close(); stop() }, nil
+	return svc, db, func() { svc.Close(); db.Close(); stop() }, nil
 }
 
 func cmdMigrate(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
@@ -148,7 +149,7 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, closeAll, err := c.open(ctx)
+	svc, _, closeAll, err := c.open(ctx)
 	if err != nil {
 		return exitError, err
 	}

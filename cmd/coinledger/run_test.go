@@ -45,11 +45,11 @@ func TestDemoThenVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `UPDATE balances SET balance = balance + 1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'COIN:wallet:viewer:3') AND shard = 0`); err != nil {
+	if _, err := conn.Exec(ctx, `UPDATE balances SET balance = balance + 1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'COIN:wallet:viewer-3') AND shard = 0`); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr = runCmd(t, "verify", "--database-url", url)
-	if code != exitViolations || !strings.Contains(out, "stored-balance") || !strings.Contains(out, "COIN:wallet:viewer:3") {
+	if code != exitViolations || !strings.Contains(out, "stored-balance") || !strings.Contains(out, "COIN:wallet:viewer-3") {
 		t.Fatalf("verify of a corrupted ledger: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
