@@ -166,7 +166,12 @@ func (s *Server) prepareDataDir(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Parents we create must let the server's user through; the data
+	// directory itself is private to it.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	if s.cred != nil {

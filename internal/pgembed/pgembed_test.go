@@ -35,7 +35,9 @@ func TestRestartKeepsData(t *testing.T) {
 		_ = os.Chmod(dir, 0o755)
 	}
 	ctx := context.Background()
-	cfg := Config{DataDir: filepath.Join(dir, "data"), Throwaway: true}
+	// Missing parents, as with the default /var/lib/coinledger/postgres: they
+	// must be created traversable for the unprivileged server user.
+	cfg := Config{DataDir: filepath.Join(dir, "var", "lib", "data"), Throwaway: true}
 	s1, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
