@@ -224,8 +224,9 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			ID:             uuid.New(),
 			IdempotencyKey: req.IdempotencyKey,
 			Kind:           req.Kind,
-			EffectiveAt:    req.EffectiveAt.UTC(),
-			Metadata:       meta,
+			// Stored to the microsecond: the original answer and a replay agree.
+			EffectiveAt: req.EffectiveAt.UTC().Truncate(time.Microsecond),
+			Metadata:    meta,
 		},
 		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings),
 	}

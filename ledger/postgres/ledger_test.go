@@ -128,6 +128,13 @@ func TestIdempotency(t *testing.T) {
 		if again.ID != first.ID || !again.Replayed || !again.RecordedAt.Equal(first.RecordedAt) {
 			t.Fatalf("retry returned %+v, want original %+v", again, first)
 		}
+		// An effective time finer than the database keeps: original and replay agree.
+		withTime := transfer("k-time", "mint", "alice", "1")
+		withTime.EffectiveAt = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+		t1, t2 := e.post(withTime), e.post(withTime)
+		if !t2.Replayed || !t1.EffectiveAt.Equal(t2.EffectiveAt) || !t1.EffectiveAt.Equal(withTime.EffectiveAt.Truncate(time.Microsecond)) {
+			t.Fatalf("effective time: original %s, replay %s", t1.EffectiveAt, t2.EffectiveAt)
+		}
 		_, err := e.svc.Post(ctx, transfer("k", "mint", "alice", "2"))
 		if ledger.KindOf(err) != ledger.Conflict || !errors.Is(err, ledger.ErrIdempotencyConflict) || ledger.FieldOf(err) != "idempotency_key" {
 			t.Fatalf("reused key with other content: %v", err)
@@ -154,7 +161,7 @@ func TestIdempotency(t *testing.T) {
 				t.Fatalf("racer %d: %v, id %s vs %s", i, errs[i], ids[i], ids[0])
 			}
 		}
-		e.wantBalance("alice", "2.5")
+		e.wantBalance("alice", "3.5") // 1.50, k-time and race, each once
 		e.verifyClean()
 	})
 }
