@@ -32,7 +32,7 @@ func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (i
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, db, closeAll, err := c.open(ctx)
+	svc, db, closeAll, err := c.open(ctx, true)
 	if err != nil {
 		return exitError, err
 	}

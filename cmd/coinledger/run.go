@@ -22,6 +22,7 @@ Usage:
 Commands:
   migrate   apply the embedded schema migrations
   verify    check every ledger invariant; exit 1 listing violations
+            (migrates only the private PostgreSQL, never a --database-url)
   demo      run a scripted set of transactions and print balances and verify
 
 Common flags (every command):
@@ -88,8 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // database returns the URL to use, starting the private PostgreSQL when no
-// URL was given, and migrates it. stop releases what it started.
-func (c *common) database(ctx context.Context) (url string, stop func(), err error) {
+// URL was given, and migrates it (a given database only when migrate is set:
+// verify must not change the schema it checks). stop releases what it started.
+func (c *common) database(ctx context.Context, migrate bool) (url string, stop func(), err error) {
 	stop = func() {}
 	url = c.databaseURL
 	if url == "" {
@@ -108,6 +110,10 @@ func (c *common) database(ctx context.Context) (url string, stop func(), err err
 		}
 		url = srv.URL("coinledger")
 		c.log.Info("embedded PostgreSQL running", "data_dir", c.dataDir)
+		migrate = true
+	}
+	if !migrate {
+		return url, stop, nil
 	}
 	if _, err := postgres.Migrate(ctx, url, c.log); err != nil {
 		stop()
@@ -118,8 +124,8 @@ func (c *common) database(ctx context.Context) (url string, stop func(), err err
 
 // open returns the ledger service and its store on the database; close
 // releases everything.
-func (c *common) open(ctx context.Context) (*ledger.Service, *postgres.DB, func(), error) {
-	url, stop, err := c.database(ctx)
+func (c *common) open(ctx context.Context, migrate bool) (*ledger.Service, *postgres.DB, func(), error) {
+	url, stop, err := c.database(ctx, migrate)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -136,7 +142,7 @@ func cmdMigrate(ctx context.Context, c *common, args []string, stdout io.Writer)
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	_, stop, err := c.database(ctx)
+	_, stop, err := c.database(ctx, true)
 	if err != nil {
 		return exitError, err
 	}
@@ -149,7 +155,7 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, _, closeAll, err := c.open(ctx)
+	svc, _, closeAll, err := c.open(ctx, false)
 	if err != nil {
 		return exitError, err
 	}
