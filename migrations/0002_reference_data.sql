@@ -35,3 +35,17 @@ CREATE TABLE share_rules (
 );
 
 GRANT SELECT, INSERT ON coin_packs, gifts, share_rules TO coinledger_writer;
+
+-- A live-shopping session's terms, fixed when the session is set up: the
+-- platform's commission rate and the partner's share of each sale.
+CREATE TABLE live_sessions (
+    session_id    TEXT        PRIMARY KEY CHECK (length(session_id) BETWEEN 1 AND 64),
+    seller        TEXT        NOT NULL,
+    partner       TEXT        NOT NULL, -- '' when none
+    platform_rate NUMERIC     NOT NULL CHECK (platform_rate >= 0 AND platform_rate < 1),
+    partner_share NUMERIC     NOT NULL CHECK (partner_share >= 0 AND partner_share < 1),
+    recorded_at   TIMESTAMPTZ NOT NULL,
+    CHECK (platform_rate + partner_share < 1)
+);
+
+GRANT SELECT, INSERT ON live_sessions TO coinledger_writer;

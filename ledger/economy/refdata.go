@@ -110,6 +110,10 @@ type RefStore interface {
 	// ShareRuleAt returns the creator's own rule in force at, else the
 	// default's: an override, once in force, wins over later defaults.
 	ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error)
+	// A live-shopping session's terms are stored once (same terms again: a
+	// no-op; other terms: Conflict); LiveSession is NotFound for an unknown id.
+	AddLiveSession(ctx context.Context, s LiveSession) (LiveSession, error)
+	LiveSession(ctx context.Context, id string) (LiveSession, error)
 }
 
 // Catalog validates and versions reference data.

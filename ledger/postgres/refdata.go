@@ -166,3 +166,46 @@ func (db *DB) ShareRuleAt(ctx context.Context, creator string, at time.Time) (ec
 	r, err := scanShareRule(db.pool.QueryRow(ctx, shareRuleAt, creator, at))
 	return versionAt("postgres.ShareRuleAt", r, err)
 }
+
+const (
+	insertLiveSession = `
+INSERT INTO live_sessions (session_id, seller, partner, platform_rate, partner_share, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
+	selectLiveSession = `SELECT session_id, seller, partner, platform_rate, partner_share, recorded_at FROM live_sessions WHERE session_id = $1`
+)
+
+func scanLiveSession(row pgx.Row) (economy.LiveSession, error) {
+	var s economy.LiveSession
+	err := row.Scan(&s.ID, &s.Seller, &s.Partner, &s.PlatformRate, &s.PartnerShare, &s.RecordedAt)
+	s.RecordedAt = s.RecordedAt.UTC()
+	return s, err
+}
+
+// AddLiveSession stores a session's terms once.
+func (db *DB) AddLiveSession(ctx context.Context, s economy.LiveSession) (economy.LiveSession, error) {
+	got, err := addVersion(ctx, db, "postgres.AddLiveSession", s,
+		func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, insertLiveSession, s.ID, s.Seller, s.Partner, s.PlatformRate, s.PartnerShare, s.RecordedAt)
+			return err
+		},
+		func(tx pgx.Tx) (economy.LiveSession, error) {
+			return scanLiveSession(tx.QueryRow(ctx, selectLiveSession, s.ID))
+		})
+	var le *ledger.Error
+	if errors.As(err, &le) && errors.Is(err, economy.ErrVersionExists) {
+		le.Field = "session_id" // a session has one version
+	}
+	return got, err
+}
+
+// LiveSession reads a session's terms.
+func (db *DB) LiveSession(ctx context.Context, id string) (economy.LiveSession, error) {
+	s, err := scanLiveSession(db.pool.QueryRow(ctx, selectLiveSession, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, &ledger.Error{Op: "postgres.LiveSession", Err: economy.ErrLiveSessionNotFound}
+	}
+	if err != nil {
+		return s, internal("postgres.LiveSession", err)
+	}
+	return s, nil
+}
