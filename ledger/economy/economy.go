@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -27,6 +28,7 @@ type Economy struct {
 	ledger  Ledger
 	catalog *Catalog
 	clock   func() time.Time
+	opened  sync.Map // account names known to exist; accounts are never deleted
 }
 
 // New returns the economy over a ledger and a catalog; clock nil means time.Now.
@@ -96,8 +98,14 @@ func (e *Economy) Bootstrap(ctx context.Context) error {
 
 // open opens an account on first use; opening it again is a no-op.
 func (e *Economy) open(ctx context.Context, name, asset string, normal ledger.Side, shards int) error {
-	_, err := e.ledger.CreateAccount(ctx, ledger.Account{Name: name, Asset: asset, Normal: normal, Shards: shards})
-	return err
+	if _, ok := e.opened.Load(name); ok {
+		return nil
+	}
+	if _, err := e.ledger.CreateAccount(ctx, ledger.Account{Name: name, Asset: asset, Normal: normal, Shards: shards}); err != nil {
+		return err
+	}
+	e.opened.Store(name, true)
+	return nil
 }
 
 // PurchaseRequest is a verified store transaction.
