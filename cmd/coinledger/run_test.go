@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/internal/pgembed"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -60,14 +61,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
 	}
-	dir, err := os.MkdirTemp("", "coinledger-embedded-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		_ = os.Chmod(dir, 0o755) // the server runs as an unprivileged user
-	}
+	dir := serverTempDir(t)
 	data := filepath.Join(dir, "pg")
 	t.Setenv("DATABASE_URL", "")
 	if code, out, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
@@ -86,14 +80,7 @@ func TestInterruptStopsEmbeddedServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
 	}
-	dir, err := os.MkdirTemp("", "coinledger-interrupt-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		_ = os.Chmod(dir, 0o755)
-	}
+	dir := serverTempDir(t)
 	data := filepath.Join(dir, "pg")
 	t.Setenv("DATABASE_URL", "")
 	// Initialise first so that the interrupt lands in the demo itself.
@@ -122,6 +109,17 @@ func TestInterruptStopsEmbeddedServer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
 		t.Fatalf("server still running after the interrupted command: %v", err)
 	}
+}
+
+// serverTempDir is a temporary directory the embedded server's user can enter.
+func serverTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := pgembed.MkdirTemp("coinledger-cmd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func TestUsage(t *testing.T) {

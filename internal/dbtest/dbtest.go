@@ -50,16 +50,12 @@ func run(m *testing.M) int {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		pg = &Backend{Name: "postgres", url: u}
 	} else {
-		dir, err := os.MkdirTemp("", "coinledger-test-")
+		dir, err := pgembed.MkdirTemp("coinledger-test-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "dbtest:", err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if os.Geteuid() == 0 {
-			// Let the unprivileged server user into the temporary directory.
-			_ = os.Chmod(dir, 0o755)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		pgServer, err = pgembed.Start(ctx, pgembed.Config{
@@ -168,13 +164,10 @@ var (
 // synchronous commit on), started on first use, for benchmarks.
 func Durable(t testing.TB) *Backend {
 	durableOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "coinledger-bench-")
+		dir, err := pgembed.MkdirTemp("coinledger-bench-")
 		if err != nil {
 			durableErr = err
 			return
-		}
-		if os.Geteuid() == 0 {
-			_ = os.Chmod(dir, 0o755)
 		}
 		srv, err := pgembed.Start(context.Background(), pgembed.Config{DataDir: dir + "/data", Logger: quiet()})
 		if err != nil {

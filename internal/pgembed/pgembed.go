@@ -306,3 +306,20 @@ func (s *Server) Stop() error {
 		return errors.New("postgres did not stop within 30s; killed")
 	}
 }
+
+// MkdirTemp makes a temporary directory that the server's user can enter, for
+// throwaway clusters; the caller removes it.
+func MkdirTemp(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	if os.Geteuid() == 0 {
+		// The server runs as an unprivileged user and must reach its data directory.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
+}

@@ -26,14 +26,11 @@ func TestRestartKeepsData(t *testing.T) {
 	if _, err := FindBinaries(); err != nil {
 		t.Skip(err)
 	}
-	dir, err := os.MkdirTemp("", "pgembed-")
+	dir, err := MkdirTemp("pgembed-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		_ = os.Chmod(dir, 0o755)
-	}
 	ctx := context.Background()
 	// Missing parents, as with the default /var/lib/coinledger/postgres: they
 	// must be created traversable for the unprivileged server user.
