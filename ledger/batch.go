@@ -33,6 +33,22 @@ type Pending struct {
 	Err      error
 	ReplayOf uuid.UUID
 	dupOf    *Pending
+
+	// Lots: what was asked, and what Decide made of it.
+	baseLen   int // postings asked for; Decide appends relief legs after them
+	openLot   *LotOpen
+	relief    *reliefSpec
+	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
+	Reliefs   []LotRelief // what it took from each lot
+}
+
+// postings asked for, without the relief legs a previous Decide appended.
+func (pd *Pending) asked() ([]Posting, []*Account) {
+	n := pd.baseLen
+	if n == 0 {
+		n = len(pd.Tx.Postings)
+	}
+	return pd.Tx.Postings[:n], pd.Accounts[:n]
 }
 
 // ShardRef names one balance row.
@@ -56,6 +72,8 @@ type Plan struct {
 	Locks []ShardRef
 	// Checked are the accounts whose full balance Decide needs.
 	Checked map[uuid.UUID]bool
+	// LotAccounts are the accounts whose open lots must be locked and read.
+	LotAccounts []uuid.UUID
 }
 
 // laneShard is the one shard of a account that a lane writes.
@@ -65,19 +83,34 @@ func laneShard(a *Account, lane int) int { return lane % a.Shards }
 func PlanBatch(batch []*Pending, lane int) *Plan {
 	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}}
 	seen := map[uuid.UUID]*Account{}
+	lotAccounts := map[uuid.UUID]bool{}
 	for _, pd := range batch {
 		p.Keys = append(p.Keys, pd.Tx.IdempotencyKey)
 		if pd.Tx.Reverses != nil {
 			p.Reverses = append(p.Reverses, *pd.Tx.Reverses)
 		}
-		for i, posting := range pd.Tx.Postings {
-			a := pd.Accounts[i]
+		postings, accounts := pd.asked()
+		for i, posting := range postings {
+			a := accounts[i]
 			seen[a.ID] = a
 			if !a.AllowNegative && a.signed(posting.Side, posting.Amount).Sign() < 0 {
 				p.Checked[a.ID] = true
 			}
 		}
+		if r := pd.relief; r != nil {
+			if !lotAccounts[r.account.ID] {
+				lotAccounts[r.account.ID] = true
+				p.LotAccounts = append(p.LotAccounts, r.account.ID)
+			}
+			for _, leg := range r.legs {
+				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
+				if !leg.from.AllowNegative { // debited by the relief legs
+					p.Checked[leg.from.ID] = true
+				}
+			}
+		}
 	}
+	sort.Slice(p.LotAccounts, func(i, j int) bool { return bytes.Compare(p.LotAccounts[i][:], p.LotAccounts[j][:]) < 0 })
 	for _, a := range seen {
 		p.Accounts = append(p.Accounts, a)
 	}
@@ -108,6 +141,23 @@ type State struct {
 	Reversed   map[uuid.UUID]bool            // transactions that already have a reversal
 	Status     map[uuid.UUID]Status          // of every account in the plan
 	Balance    map[uuid.UUID]decimal.Decimal // normal-side balance of every checked account
+	Lots       map[uuid.UUID][]*Lot          // open lots of every lot account, oldest first
+
+	lots lotWork // Decide's working copy; the lots' state after the batch
+}
+
+// LotUpdates lists the pre-existing lots the accepted transactions relieved,
+// in their state after the batch.
+func (st *State) LotUpdates() []*Lot {
+	var out []*Lot
+	for acct, lots := range st.Lots {
+		for i, l := range lots {
+			if w := st.lots[acct][i]; !w.UnitsLeft.Equal(l.UnitsLeft) || !w.ValueLeft.Equal(l.ValueLeft) {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // Decide applies the batch in order, as if each transaction ran alone after
@@ -121,9 +171,12 @@ func Decide(batch []*Pending, st *State) {
 	}
 	firstByKey := map[string]*Pending{}
 	reversedHere := map[uuid.UUID]bool{}
+	st.lots = st.lotWork()
 	seq := 0
 	for _, pd := range batch {
 		pd.Outcome, pd.Err, pd.ReplayOf, pd.dupOf = Undecided, nil, uuid.Nil, nil
+		pd.Tx.Postings, pd.Accounts = pd.asked()
+		pd.OpenedLot, pd.Reliefs = nil, nil
 		key := pd.Tx.IdempotencyKey
 		if c, ok := st.Committed[key]; ok {
 			if !bytes.Equal(c.Fingerprint, pd.Fingerprint) {
@@ -146,7 +199,19 @@ func Decide(batch []*Pending, st *State) {
 			pd.refuse(wrap(op, "transaction_id", ErrAlreadyReversed))
 			continue
 		}
+		var takes []LotRelief
+		if pd.relief != nil {
+			t, legs, accounts, err := pd.planRelief(op, st.lots)
+			if err != nil {
+				pd.refuse(err)
+				continue
+			}
+			takes = t
+			pd.Tx.Postings = append(pd.Tx.Postings[:len(pd.Tx.Postings):len(pd.Tx.Postings)], legs...)
+			pd.Accounts = append(pd.Accounts[:len(pd.Accounts):len(pd.Accounts)], accounts...)
+		}
 		if err := pd.apply(op, st, balance); err != nil {
+			pd.Tx.Postings, pd.Accounts = pd.asked()
 			pd.refuse(err)
 			continue
 		}
@@ -160,6 +225,18 @@ func Decide(batch []*Pending, st *State) {
 		}
 		pd.Tx.BatchSeq = seq
 		seq++
+		if pd.relief != nil {
+			commitRelief(st.lots, pd.relief.account.ID, takes)
+			pd.Reliefs = takes
+		}
+		if o := pd.openLot; o != nil {
+			units, value := pd.Tx.Postings[o.UnitsPosting], pd.Tx.Postings[o.ValuePosting]
+			lot := &Lot{ID: pd.Tx.ID, AccountID: units.AccountID, OpenedAt: st.RecordedAt, BatchSeq: pd.Tx.BatchSeq,
+				Units: units.Amount, UnitsLeft: units.Amount, ValueAccountID: value.AccountID, ValueAsset: value.Asset,
+				Value: value.Amount, ValueLeft: value.Amount}
+			st.lots[lot.AccountID] = append(st.lots[lot.AccountID], lot)
+			pd.OpenedLot = lot
+		}
 	}
 }
 

@@ -228,7 +228,8 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			EffectiveAt: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 			Metadata:    meta,
 		},
-		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings),
+		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings, fingerprintLots(req.OpenLot, req.Relieve)),
+		baseLen:     len(req.Postings),
 	}
 	for i, p := range req.Postings {
 		field := fmt.Sprintf("postings[%d]", i)
@@ -251,7 +252,79 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := checkBalanced(op, pd.Tx.Postings); err != nil {
 		return nil, err
 	}
+	if err := s.resolveLots(ctx, op, req, pd); err != nil {
+		return nil, err
+	}
 	return s.submit(ctx, pd)
+}
+
+// resolveLots checks a request's lot instructions against its postings.
+func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, pd *Pending) error {
+	if req.OpenLot != nil && req.Relieve != nil {
+		return invalid(op, "relieve", "a transaction opens a lot or relieves lots, not both")
+	}
+	if o := req.OpenLot; o != nil {
+		n := len(pd.Tx.Postings)
+		if o.UnitsPosting < 0 || o.UnitsPosting >= n || pd.Tx.Postings[o.UnitsPosting].Side != Credit {
+			return invalid(op, "open_lot.units_posting", "must be the index of a credit posting")
+		}
+		if o.ValuePosting < 0 || o.ValuePosting >= n || pd.Tx.Postings[o.ValuePosting].Side != Credit {
+			return invalid(op, "open_lot.value_posting", "must be the index of a credit posting")
+		}
+		if pd.Tx.Postings[o.UnitsPosting].Asset == pd.Tx.Postings[o.ValuePosting].Asset {
+			return invalid(op, "open_lot.value_posting", "must be in another asset than the units")
+		}
+		open := *o
+		pd.openLot = &open
+		pd.Tx.MovesLots = true
+	}
+	r := req.Relieve
+	if r == nil {
+		return nil
+	}
+	a, err := s.account(ctx, r.Account)
+	if err != nil {
+		return wrap(op, "relieve.account", err)
+	}
+	debited := decimal.Zero
+	for _, p := range pd.Tx.Postings {
+		if p.AccountID == a.ID {
+			if p.Side == Debit {
+				debited = debited.Add(p.Amount)
+			} else {
+				debited = debited.Sub(p.Amount)
+			}
+		}
+	}
+	if r.Units.Sign() <= 0 || !r.Units.Equal(debited) {
+		return invalid(op, "relieve.units", "must be positive and equal what the postings debit from %s (%s)", a.Name, debited)
+	}
+	if len(r.Legs) == 0 {
+		return invalid(op, "relieve.legs", "needs the relief accounts of at least one value asset")
+	}
+	spec := &reliefSpec{account: a, units: r.Units, legs: map[string]reliefLeg{}}
+	for asset, leg := range r.Legs {
+		field := "relieve.legs[" + asset + "]"
+		from, err := s.account(ctx, leg.From)
+		if err != nil {
+			return wrap(op, field+".from", err)
+		}
+		to, err := s.account(ctx, leg.To)
+		if err != nil {
+			return wrap(op, field+".to", err)
+		}
+		if from.Asset != asset || to.Asset != asset {
+			return invalid(op, field, "accounts must both hold %s", asset)
+		}
+		ast, err := s.Asset(ctx, asset)
+		if err != nil {
+			return wrap(op, field, err)
+		}
+		spec.legs[asset] = reliefLeg{from: from, to: to, scale: ast.Scale}
+	}
+	pd.relief = spec
+	pd.Tx.MovesLots = true
+	return nil
 }
 
 // ReverseRequest asks to undo a posted transaction with a new one that
@@ -279,6 +352,10 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 	if err != nil {
 		return nil, wrap(op, "transaction_id", err)
 	}
+	if orig.MovesLots {
+		return nil, &Error{Op: op, Kind: FailedPrecondition, Field: "transaction_id",
+			Message: "the transaction moved FIFO lots; undo it with the operation that owns them (a refund)"}
+	}
 	target := orig.ID
 	meta := canonicalMetadata(req.Metadata)
 	pd := &Pending{Tx: Transaction{
@@ -302,7 +379,8 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{Account: p.Account, AccountID: p.AccountID, Asset: p.Asset, Side: side, Amount: p.Amount})
 		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
 	}
-	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked)
+	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked, "")
+	pd.baseLen = len(pd.Tx.Postings)
 	return s.submit(ctx, pd)
 }
 

@@ -35,6 +35,9 @@ type PostRequest struct {
 	EffectiveAt    time.Time       // zero: when it is recorded
 	Metadata       json.RawMessage // a JSON object, or empty
 	Postings       []PostingRequest
+	// OpenLot and Relieve move FIFO lots (lots.go); at most one of them.
+	OpenLot *LotOpen
+	Relieve *Relief
 }
 
 // Posting is one posted leg of a transaction.
@@ -61,6 +64,10 @@ type Transaction struct {
 	Metadata json.RawMessage
 	Reverses *uuid.UUID // set on a reversal: the transaction it undoes
 	Postings []Posting
+	// MovesLots is set when the transaction opened or relieved FIFO lots;
+	// such a transaction is undone by the operation that owns the lots (a
+	// refund), not by a plain reversal.
+	MovesLots bool
 	// Replayed is true when this is the original result returned for a
 	// retried idempotency key; nothing was posted by the retry.
 	Replayed bool
@@ -175,7 +182,7 @@ func checkBalanced(op string, postings []Posting) error {
 // fingerprint hashes what the caller asked for, so a reused key with other
 // content can be told from a retry. Defaults filled in by the ledger (an
 // empty effective time) are hashed as sent; metadata must be canonical.
-func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest) []byte {
+func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest, lots string) []byte {
 	// Length-prefixed fields, so no two different requests hash the same bytes.
 	h := sha256.New()
 	buf := make([]byte, 0, 256)
@@ -197,6 +204,9 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 		field('a', p.Account)
 		field('s', p.Side.String())
 		field('n', p.Amount.String())
+	}
+	if lots != "" {
+		field('l', lots)
 	}
 	h.Write(buf)
 	return h.Sum(nil)

@@ -180,21 +180,22 @@ func TestCheckBalanced(t *testing.T) {
 func TestFingerprint(t *testing.T) {
 	one := decimal.NewFromInt(1)
 	ps := []PostingRequest{{Account: "a", Side: Debit, Amount: one}, {Account: "b", Side: Credit, Amount: one}}
-	base := fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{"a":1,"b":2}`)), nil, ps)
-	if string(base) != string(fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{ "b":2, "a":1 }`)), nil, ps)) {
+	base := fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{"a":1,"b":2}`)), nil, ps, "")
+	if string(base) != string(fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{ "b":2, "a":1 }`)), nil, ps, "")) {
 		t.Error("metadata key order changed the fingerprint")
 	}
 	ps2 := []PostingRequest{{Account: "a", Side: Debit, Amount: decimal.RequireFromString("1.0")}, {Account: "b", Side: Credit, Amount: one}}
-	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps2)) {
+	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps2, "")) {
 		t.Error("1.0 and 1 fingerprint differently")
 	}
 	id := uuid.New()
 	for name, other := range map[string][]byte{
-		"kind":     fingerprint("gift", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps),
-		"time":     fingerprint("transfer", time.Unix(1, 0), []byte(`{"a":1,"b":2}`), nil, ps),
-		"metadata": fingerprint("transfer", time.Time{}, []byte(`{"a":1}`), nil, ps),
-		"reverses": fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), &id, ps),
-		"amount":   fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, []PostingRequest{ps[0], {Account: "b", Side: Credit, Amount: decimal.NewFromInt(2)}}),
+		"kind":     fingerprint("gift", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, ""),
+		"time":     fingerprint("transfer", time.Unix(1, 0), []byte(`{"a":1,"b":2}`), nil, ps, ""),
+		"metadata": fingerprint("transfer", time.Time{}, []byte(`{"a":1}`), nil, ps, ""),
+		"reverses": fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), &id, ps, ""),
+		"amount":   fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, []PostingRequest{ps[0], {Account: "b", Side: Credit, Amount: decimal.NewFromInt(2)}}, ""),
+		"lots":     fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, "open=0,1;"),
 	} {
 		if string(other) == string(base) {
 			t.Errorf("changing %s kept the fingerprint", name)

@@ -13,6 +13,11 @@ const (
 	CheckEntryAsset   = "entry-asset"    // an entry's asset is its account's
 	CheckStored       = "stored-balance" // stored balance equals the sum of entries
 	CheckNegative     = "negative-balance"
+	// An account holding FIFO lots moves only through them: its balance equals
+	// its lots' units left, and a value account's balance the value they carry.
+	CheckLotUnits  = "lot-units"
+	CheckLotValue  = "lot-value"
+	CheckLotRelief = "lot-relief" // each lot's consumption equals its recorded reliefs
 )
 
 // Violation is one broken invariant.
@@ -44,7 +49,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		return total, err
 	}
 	if r.Clean() {
-		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored balances and balance policies all hold")
+		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored balances, balance policies and FIFO lots all hold")
 		return total + int64(n), err
 	}
 	n, err = fmt.Fprintf(w, "FAILED: %d violations\n", len(r.Violations))

@@ -80,19 +80,35 @@ func (d *demo) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	_, err := d.svc.CreateAccount(ctx, ledger.Account{Name: demoCreator, Asset: economy.Diamond, Normal: ledger.Credit, Shards: 4})
-	return err
+	accounts := []ledger.Account{{Name: demoCreator, Asset: economy.Diamond, Normal: ledger.Credit, Shards: 4}}
+	for _, cur := range []string{"USD", "EUR"} {
+		accounts = append(accounts, ledger.Account{Name: economy.FiatAccount(demoGiftRevenue, cur), Asset: cur, Normal: ledger.Credit, AllowNegative: true, Shards: 4})
+	}
+	for _, a := range accounts {
+		if _, err := d.svc.CreateAccount(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// gift moves units only: it burns the viewer's coins and mints half as many
-// diamonds for the creator. The economy's gift operation (lot relief,
-// revenue, creator payable) is not built yet.
+const demoGiftRevenue = "Revenue:Gifts"
+
+// gift burns the viewer's paid coins, relieving deferred revenue into gift
+// revenue lot by lot (oldest first), and mints half as many diamonds for the
+// creator. The economy's gift operation (rules in force, promo coins, creator
+// payable, agency split) is not built yet.
 func (d *demo) gift(key string, v int, coins int64) ledger.PostRequest {
 	c := decimal.NewFromInt(coins)
 	dia := decimal.NewFromInt(coins / 2)
+	legs := map[string]ledger.ReliefLeg{}
+	for _, cur := range []string{"USD", "EUR"} {
+		legs[cur] = ledger.ReliefLeg{From: economy.FiatAccount(economy.DeferredRevenue, cur), To: economy.FiatAccount(demoGiftRevenue, cur)}
+	}
 	return ledger.PostRequest{
 		IdempotencyKey: key,
-		Kind:           "gift-units",
+		Kind:           "gift",
+		Relieve:        &ledger.Relief{Account: economy.CoinWallet(viewer(v)), Units: c, Legs: legs},
 		Postings: []ledger.PostingRequest{
 			{Account: economy.CoinWallet(viewer(v)), Side: ledger.Debit, Amount: c},
 			{Account: economy.CoinIssued, Side: ledger.Credit, Amount: c},
@@ -137,7 +153,8 @@ func (d *demo) script(ctx context.Context) error {
 	fmt.Fprintf(d.out, "repeated store notification for viewer 1: replayed=%v, same transaction %s, nothing posted twice\n", first.Replayed, first.ID)
 
 	// 3. A welcome promo: free coins with no fiat value.
-	if _, err := d.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: d.run + ":welcome:1", User: viewer(1), Coins: 100, Reason: "welcome"}); err != nil {
+	promo, err := d.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: d.run + ":welcome:1", User: viewer(1), Coins: 100, Reason: "welcome"})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(d.out, "promo grant: 100 free coins to viewer 1")
@@ -157,7 +174,7 @@ func (d *demo) script(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "gift storm (unit legs only): %d gifts of 50 coins into creator 1 from 32 callers in %s\n", sent.Load(), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(d.out, "gift storm: %d gifts of 50 coins into creator 1 from 32 callers in %s, deferred revenue relieved lot by lot\n", sent.Load(), time.Since(start).Round(time.Millisecond))
 
 	// 5. A key reused with other content, and a gift beyond the wallet: refused.
 	_, err = d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:0", d.run), 1, 60))
@@ -165,16 +182,12 @@ func (d *demo) script(ctx context.Context) error {
 	_, err = d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:big", d.run), 2, 1_000_000))
 	fmt.Fprintf(d.out, "gift of 1,000,000 coins: refused (%s): %v\n", ledger.KindOf(err), err)
 
-	// 6. Moderation reverses one gift; a second reversal is refused.
-	g, err := d.svc.Post(ctx, d.gift(fmt.Sprintf("%s:gift:0", d.run), 1, 50))
-	if err != nil {
+	// 6. The promo grant was a mistake: reversed; a second reversal is refused.
+	if _, err := d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse:welcome:1", TransactionID: promo.ID, Metadata: []byte(`{"reason":"granted twice"}`)}); err != nil {
 		return err
 	}
-	if _, err := d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse:gift:0", TransactionID: g.ID, Metadata: []byte(`{"reason":"moderation"}`)}); err != nil {
-		return err
-	}
-	_, err = d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse-again:gift:0", TransactionID: g.ID})
-	fmt.Fprintf(d.out, "gift %s reversed; reversing it again: refused (%s)\n", g.ID, ledger.KindOf(err))
+	_, err = d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse-again:welcome:1", TransactionID: promo.ID})
+	fmt.Fprintf(d.out, "promo grant %s reversed; reversing it again: refused (%s)\n", promo.ID, ledger.KindOf(err))
 	return nil
 }
 
@@ -199,6 +212,7 @@ func (d *demo) printBalances(ctx context.Context) error {
 		economy.FiatAccount(economy.StoreCommission, "USD"), economy.FiatAccount(economy.StoreCommission, "EUR"),
 		economy.FiatAccount(economy.PaymentFees, "USD"),
 		economy.FiatAccount(economy.DeferredRevenue, "USD"), economy.FiatAccount(economy.DeferredRevenue, "EUR"),
+		economy.FiatAccount(demoGiftRevenue, "USD"), economy.FiatAccount(demoGiftRevenue, "EUR"),
 		economy.CoinWallet(viewer(1)), economy.PromoWallet(viewer(1)), economy.CoinWallet(viewer(2)),
 	}
 	for _, n := range names {

@@ -97,14 +97,14 @@ func (e *Economy) Bootstrap(ctx context.Context) error {
 }
 
 // open opens an account on first use; opening it again is a no-op.
-func (e *Economy) open(ctx context.Context, name, asset string, normal ledger.Side, shards int) error {
-	if _, ok := e.opened.Load(name); ok {
+func (e *Economy) open(ctx context.Context, a ledger.Account) error {
+	if _, ok := e.opened.Load(a.Name); ok {
 		return nil
 	}
-	if _, err := e.ledger.CreateAccount(ctx, ledger.Account{Name: name, Asset: asset, Normal: normal, Shards: shards}); err != nil {
+	if _, err := e.ledger.CreateAccount(ctx, a); err != nil {
 		return err
 	}
-	e.opened.Store(name, true)
+	e.opened.Store(a.Name, true)
 	return nil
 }
 
@@ -183,18 +183,16 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 		receivable, feeAccount = FiatAccount(ClearingPSP, req.Currency), FiatAccount(PaymentFees, req.Currency)
 	}
 	deferred := FiatAccount(DeferredRevenue, req.Currency)
-	for _, a := range []struct {
-		name   string
-		asset  string
-		normal ledger.Side
-		shards int
-	}{
-		{CoinWallet(req.User), Coin, ledger.Credit, 1},
-		{receivable, req.Currency, ledger.Debit, 1},
-		{feeAccount, req.Currency, ledger.Debit, 1},
-		{deferred, req.Currency, ledger.Credit, deferredRevenueShds},
+	for _, a := range []ledger.Account{
+		{Name: CoinWallet(req.User), Asset: Coin, Normal: ledger.Credit},
+		{Name: receivable, Asset: req.Currency, Normal: ledger.Debit},
+		{Name: feeAccount, Asset: req.Currency, Normal: ledger.Debit},
+		// Deferred revenue is held by the lots (each lot's value left is
+		// checked non-negative, and verify matches their sum to this balance),
+		// so relief need not lock all its shards to check the balance.
+		{Name: deferred, Asset: req.Currency, Normal: ledger.Credit, AllowNegative: true, Shards: deferredRevenueShds},
 	} {
-		if err := e.open(ctx, a.name, a.asset, a.normal, a.shards); err != nil {
+		if err := e.open(ctx, a); err != nil {
 			return nil, err
 		}
 	}
@@ -211,15 +209,20 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 	if fee.Sign() > 0 {
 		postings = append(postings, ledger.PostingRequest{Account: feeAccount, Side: ledger.Debit, Amount: fee})
 	}
+	valuePosting := 3
 	if net.Sign() == 0 { // rounding can make the fee the whole price of a tiny pack
 		postings = append(postings[:2], postings[3:]...)
+		valuePosting = 2
 	}
+	// The coins open a FIFO lot carrying the gross price as deferred revenue;
+	// gifts relieve it oldest lot first.
 	return e.ledger.Post(ctx, ledger.PostRequest{
 		IdempotencyKey: fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID),
 		Kind:           "purchase",
 		EffectiveAt:    req.PurchasedAt,
 		Metadata:       meta,
 		Postings:       postings,
+		OpenLot:        &ledger.LotOpen{UnitsPosting: 1, ValuePosting: valuePosting},
 	})
 }
 
@@ -244,7 +247,7 @@ func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Tra
 	if len(req.Reason) > 200 {
 		return nil, invalid(op, "reason", "is longer than 200 bytes")
 	}
-	if err := e.open(ctx, PromoWallet(req.User), Coin, ledger.Credit, 1); err != nil {
+	if err := e.open(ctx, ledger.Account{Name: PromoWallet(req.User), Asset: Coin, Normal: ledger.Credit}); err != nil {
 		return nil, err
 	}
 	meta, _ := json.Marshal(map[string]string{"user": req.User, "reason": req.Reason})

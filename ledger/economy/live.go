@@ -143,7 +143,7 @@ func (e *Economy) RecordLiveSale(ctx context.Context, req LiveSaleRequest) (*led
 		opens = append(opens, ledger.Account{Name: name, Asset: req.Currency, Normal: ledger.Credit})
 	}
 	for _, a := range opens {
-		if err := e.open(ctx, a.Name, a.Asset, a.Normal, 1); err != nil {
+		if err := e.open(ctx, a); err != nil {
 			return nil, err
 		}
 	}

@@ -31,6 +31,24 @@ FOR UPDATE OF b`
 	selectStatuses  = `SELECT id, status FROM accounts WHERE id = ANY($1::uuid[])`
 	selectCommitted = `SELECT idempotency_key, id, fingerprint FROM transactions WHERE idempotency_key = ANY($1::text[])`
 	selectReversed  = `SELECT reverses FROM transactions WHERE reverses = ANY($1::uuid[])`
+	lockOpenLots    = `
+SELECT id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left
+FROM lots WHERE account_id = ANY($1::uuid[]) AND units_left > 0
+ORDER BY account_id, opened_at, batch_seq, id
+FOR UPDATE`
+
+	insertLots = `
+INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
+SELECT id, acct, $3, seq, units, units_left, vacct, vasset, value, value_left
+FROM unnest($1::uuid[], $2::uuid[], $4::int[], $5::numeric[], $6::numeric[], $7::uuid[], $8::text[], $9::numeric[], $10::numeric[])
+  AS l (id, acct, seq, units, units_left, vacct, vasset, value, value_left)`
+	updateLots = `
+UPDATE lots l SET units_left = u.units_left, value_left = u.value_left
+FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS u (id, units_left, value_left)
+WHERE l.id = u.id`
+	insertReliefs = `
+INSERT INTO lot_reliefs (tx_id, lot_id, units, value)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::numeric[])`
 
 	insertTransactions = `
 INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata, reverses)
@@ -58,7 +76,7 @@ func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending
 			return err
 		}
 		ledger.Decide(batch, st)
-		return write(ctx, tx, plan, batch, st.RecordedAt)
+		return write(ctx, tx, plan, batch, st)
 	})
 	if err != nil {
 		return internal(op, err)
@@ -81,6 +99,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		Reversed:  map[uuid.UUID]bool{},
 		Status:    map[uuid.UUID]ledger.Status{},
 		Balance:   map[uuid.UUID]decimal.Decimal{},
+		Lots:      map[uuid.UUID][]*ledger.Lot{},
 	}
 	b := &pgx.Batch{}
 	if !cockroach {
@@ -99,6 +118,19 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		})
 		return err
 	})
+	if len(plan.LotAccounts) > 0 {
+		b.Queue(lockOpenLots, plan.LotAccounts).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				l := &ledger.Lot{}
+				if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
+					&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft); err != nil {
+					return err
+				}
+				st.Lots[l.AccountID] = append(st.Lots[l.AccountID], l)
+			}
+			return rows.Err()
+		})
+	}
 	b.Queue(selectClock).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&st.RecordedAt); err != nil {
 			return err
@@ -143,7 +175,8 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	return st, nil
 }
 
-func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pending, recordedAt time.Time) error {
+func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pending, st *ledger.State) error {
+	recordedAt := st.RecordedAt
 	var (
 		txIDs, revs         []*uuid.UUID
 		keys, kinds, metas  []string
@@ -192,6 +225,7 @@ func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pe
 	b.Queue(insertTransactions, txIDs, keys, fps, kinds, effs, recordedAt, seqs, metas, revs)
 	b.Queue(insertEntries, eTx, eIdx, eAcct, eAsset, eSide, eAmt, recordedAt, eSeq)
 	b.Queue(updateBalances, dIDs, dShards, dAmts)
+	queueLotWrites(b, batch, st)
 	err := tx.SendBatch(ctx, b).Close()
 	if sqlState(err) == "23505" {
 		// A concurrent batch committed one of our keys or reversals first;
@@ -199,4 +233,48 @@ func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pe
 		return retryableConflict{err}
 	}
 	return err
+}
+
+// queueLotWrites adds the batch's lot changes: lots opened (in their state
+// after the batch), lots relieved, and the immutable record of each relief.
+func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
+	var (
+		ids, accts, vaccts                   []uuid.UUID
+		seqs                                 []int32
+		units, unitsLeft, values, valuesLeft []string
+		vassets                              []string
+		rTx, rLot                            []uuid.UUID
+		rUnits, rValues                      []string
+	)
+	for _, pd := range batch {
+		if pd.Outcome != ledger.Accepted {
+			continue
+		}
+		if l := pd.OpenedLot; l != nil {
+			ids, accts, vaccts = append(ids, l.ID), append(accts, l.AccountID), append(vaccts, l.ValueAccountID)
+			seqs = append(seqs, int32(l.BatchSeq))
+			units, unitsLeft = append(units, l.Units.String()), append(unitsLeft, l.UnitsLeft.String())
+			values, valuesLeft = append(values, l.Value.String()), append(valuesLeft, l.ValueLeft.String())
+			vassets = append(vassets, l.ValueAsset)
+		}
+		for _, r := range pd.Reliefs {
+			rTx, rLot = append(rTx, pd.Tx.ID), append(rLot, r.LotID)
+			rUnits, rValues = append(rUnits, r.Units.String()), append(rValues, r.Value.String())
+		}
+	}
+	if len(ids) > 0 {
+		b.Queue(insertLots, ids, accts, st.RecordedAt, seqs, units, unitsLeft, vaccts, vassets, values, valuesLeft)
+	}
+	if updates := st.LotUpdates(); len(updates) > 0 {
+		uIDs := make([]uuid.UUID, len(updates))
+		uUnits := make([]string, len(updates))
+		uValues := make([]string, len(updates))
+		for i, l := range updates {
+			uIDs[i], uUnits[i], uValues[i] = l.ID, l.UnitsLeft.String(), l.ValueLeft.String()
+		}
+		b.Queue(updateLots, uIDs, uUnits, uValues)
+	}
+	if len(rTx) > 0 {
+		b.Queue(insertReliefs, rTx, rLot, rUnits, rValues)
+	}
 }

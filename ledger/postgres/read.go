@@ -14,8 +14,9 @@ import (
 
 const (
 	selectTransaction = `
-SELECT id, idempotency_key, kind, effective_at, recorded_at, batch_seq, metadata, reverses
-FROM transactions WHERE id = $1`
+SELECT id, idempotency_key, kind, effective_at, recorded_at, batch_seq, metadata, reverses,
+       EXISTS (SELECT 1 FROM lots WHERE id = t.id) OR EXISTS (SELECT 1 FROM lot_reliefs WHERE tx_id = t.id)
+FROM transactions t WHERE id = $1`
 	selectPostings = `
 SELECT a.name, e.account_id, e.asset, e.side, e.amount
 FROM entries e JOIN accounts a ON a.id = e.account_id
@@ -27,7 +28,7 @@ func (db *DB) Transaction(ctx context.Context, id uuid.UUID) (*ledger.Transactio
 	const op = "postgres.Transaction"
 	var t ledger.Transaction
 	err := db.pool.QueryRow(ctx, selectTransaction, id).Scan(
-		&t.ID, &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses)
+		&t.ID, &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses, &t.MovesLots)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: id.String()}
 	}

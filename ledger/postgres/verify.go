@@ -41,6 +41,27 @@ SELECT a.name, 'stored ' || COALESCE(s.balance, 0)::text || ' != entries ' || CO
 FROM accounts a LEFT JOIN stored s ON s.account_id = a.id LEFT JOIN posted p ON p.account_id = a.id
 WHERE COALESCE(s.balance, 0) <> COALESCE(p.balance, 0)
 ORDER BY a.name`},
+	{ledger.CheckLotUnits, `
+WITH open AS (SELECT account_id, SUM(units_left) AS left_ FROM lots GROUP BY account_id),
+     bal AS (SELECT account_id, SUM(balance) AS balance FROM balances GROUP BY account_id)
+SELECT a.name, 'lots hold ' || o.left_::text || ' units, the account ' || b.balance::text
+FROM open o JOIN bal b ON b.account_id = o.account_id JOIN accounts a ON a.id = o.account_id
+WHERE o.left_ <> b.balance
+ORDER BY a.name`},
+	{ledger.CheckLotValue, `
+WITH open AS (SELECT value_account_id AS account_id, SUM(value_left) AS left_ FROM lots GROUP BY value_account_id),
+     bal AS (SELECT account_id, SUM(balance) AS balance FROM balances GROUP BY account_id)
+SELECT a.name, 'lots carry ' || o.left_::text || ', the account holds ' || b.balance::text
+FROM open o JOIN bal b ON b.account_id = o.account_id JOIN accounts a ON a.id = o.account_id
+WHERE o.left_ <> b.balance
+ORDER BY a.name`},
+	{ledger.CheckLotRelief, `
+WITH r AS (SELECT lot_id, SUM(units) AS units, SUM(value) AS value FROM lot_reliefs GROUP BY lot_id)
+SELECT l.id::text, 'relieved ' || COALESCE(r.units, 0)::text || ' units and ' || COALESCE(r.value, 0)::text ||
+       ', the lot shows ' || (l.units - l.units_left)::text || ' and ' || (l.value - l.value_left)::text
+FROM lots l LEFT JOIN r ON r.lot_id = l.id
+WHERE l.units - l.units_left <> COALESCE(r.units, 0) OR l.value - l.value_left <> COALESCE(r.value, 0)
+ORDER BY l.id`},
 	{ledger.CheckNegative, `
 SELECT a.name, 'may not go negative, is ' || SUM(b.balance)::text || ' ' || a.asset
 FROM accounts a JOIN balances b ON b.account_id = a.id

@@ -1,0 +1,226 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// lotEnv: a coin wallet whose coins are bought in lots carrying deferred
+// revenue in USD or EUR, and revenue accounts that relief moves value into.
+func lotEnv(t *testing.T, b *dbtest.Backend) *env {
+	e := newEnv(t, b, ledger.Options{})
+	if _, err := e.svc.CreateAsset(context.Background(), ledger.Asset{Code: "EUR", Scale: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.account("issued", "COIN", true, 4)
+	e.account("wallet", "COIN", false, 1)
+	e.account("burned", "COIN", true, 1)
+	for _, cur := range []string{"USD", "EUR"} {
+		e.account("cash:"+cur, cur, true, 1)
+		e.account("deferred:"+cur, cur, true, 4)
+		e.account("revenue:"+cur, cur, true, 4)
+	}
+	return e
+}
+
+func buyLot(key string, coins int64, cur, value string) ledger.PostRequest {
+	return ledger.PostRequest{IdempotencyKey: key, Kind: "purchase", OpenLot: &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 3},
+		Postings: []ledger.PostingRequest{
+			{Account: "issued", Side: ledger.Debit, Amount: decimal.NewFromInt(coins)},
+			{Account: "wallet", Side: ledger.Credit, Amount: decimal.NewFromInt(coins)},
+			{Account: "cash:" + cur, Side: ledger.Debit, Amount: decimal.RequireFromString(value)},
+			{Account: "deferred:" + cur, Side: ledger.Credit, Amount: decimal.RequireFromString(value)},
+		}}
+}
+
+var legs = map[string]ledger.ReliefLeg{
+	"USD": {From: "deferred:USD", To: "revenue:USD"},
+	"EUR": {From: "deferred:EUR", To: "revenue:EUR"},
+}
+
+func spend(key string, coins int64) ledger.PostRequest {
+	n := decimal.NewFromInt(coins)
+	return ledger.PostRequest{IdempotencyKey: key, Kind: "spend",
+		Relieve: &ledger.Relief{Account: "wallet", Units: n, Legs: legs},
+		Postings: []ledger.PostingRequest{
+			{Account: "wallet", Side: ledger.Debit, Amount: n},
+			{Account: "burned", Side: ledger.Credit, Amount: n},
+		}}
+}
+
+func legsOf(tx *ledger.Transaction) string {
+	var out []string
+	for _, p := range tx.Postings[2:] {
+		out = append(out, fmt.Sprintf("%s %s %s", p.Side, p.Account, p.Amount))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
+}
+
+func TestLotsFIFO(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := lotEnv(t, b)
+		ctx := context.Background()
+		lotA := e.post(buyLot("buy-a", 3, "USD", "1.00"))
+		e.post(buyLot("buy-b", 10, "EUR", "5.00"))
+		if !lotA.MovesLots {
+			t.Fatal("a lot-opening transaction must say it moves lots")
+		}
+		steps := []struct {
+			coins int64
+			legs  string
+		}{
+			// 1 of A's 3 units: 1.00 x 1/3 = 0.333 -> 0.33.
+			{1, "credit revenue:USD 0.33; debit deferred:USD 0.33"},
+			// 1 of 2 left: 0.67 x 1/2 = 0.335 -> 0.34 (half up).
+			{1, "credit revenue:USD 0.34; debit deferred:USD 0.34"},
+			// A's last unit takes what is left (0.33), then 2 of B's 10: 5.00 x 2/10 = 1.00.
+			{3, "credit revenue:EUR 1; credit revenue:USD 0.33; debit deferred:EUR 1; debit deferred:USD 0.33"},
+		}
+		for i, s := range steps {
+			tx := e.post(spend(fmt.Sprintf("spend-%d", i), s.coins))
+			if got := legsOf(tx); got != s.legs {
+				t.Errorf("step %d:\n got %s\nwant %s", i, got, s.legs)
+			}
+		}
+		e.wantBalance("deferred:USD", "0")
+		e.wantBalance("revenue:USD", "1")
+		e.wantBalance("deferred:EUR", "4")
+		e.wantBalance("wallet", "8")
+
+		// A replay answers with the original legs.
+		again := e.post(spend("spend-2", 3))
+		if !again.Replayed || legsOf(again) != steps[2].legs {
+			t.Errorf("replayed relief: %v %s", again.Replayed, legsOf(again))
+		}
+		refusals := []struct {
+			name  string
+			req   ledger.PostRequest
+			is    error
+			field string
+		}{
+			{"more than the lots hold", spend("over", 9), ledger.ErrInsufficientFunds, "relieve.units"},
+			{"units differ from the debit", func() ledger.PostRequest {
+				r := spend("mismatch", 2)
+				r.Relieve.Units = decimal.NewFromInt(1)
+				return r
+			}(), nil, "relieve.units"},
+			{"no leg for the lot's asset", func() ledger.PostRequest {
+				r := spend("no-eur", 1)
+				r.Relieve.Legs = map[string]ledger.ReliefLeg{"USD": legs["USD"]}
+				return r
+			}(), nil, "relieve.legs"},
+			{"open and relieve at once", func() ledger.PostRequest {
+				r := spend("both", 1)
+				r.OpenLot = &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 1}
+				return r
+			}(), nil, "relieve"},
+			{"lot value in the units' asset", func() ledger.PostRequest {
+				r := buyLot("bad-open", 1, "USD", "1")
+				r.OpenLot.ValuePosting = 1
+				return r
+			}(), nil, "open_lot.value_posting"},
+		}
+		for _, r := range refusals {
+			_, err := e.svc.Post(ctx, r.req)
+			if ledger.FieldOf(err) != r.field || (r.is != nil && !errors.Is(err, r.is)) || (r.is == nil && ledger.KindOf(err) != ledger.Invalid) {
+				t.Errorf("%s: %v (field %q)", r.name, err, ledger.FieldOf(err))
+			}
+		}
+		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-a", TransactionID: lotA.ID}); ledger.KindOf(err) != ledger.FailedPrecondition {
+			t.Errorf("reversing a lot-opening transaction: %v", err)
+		}
+		e.verifyClean()
+	})
+}
+
+// Concurrent spends from one wallet while more lots are bought: every unit is
+// relieved once, each lot's value exactly once in all, and verify's lot
+// checks hold.
+func TestLotsUnderConcurrency(t *testing.T) {
+	e := lotEnv(t, dbtest.Postgres())
+	e.post(buyLot("buy-0", 7, "USD", "2.99"))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	spent, refused := 0, 0
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 12 {
+				if w == 0 && i%3 == 0 {
+					e.post(buyLot(fmt.Sprintf("buy-%d", i+1), 5, []string{"USD", "EUR"}[i%2], "1.01"))
+					continue
+				}
+				_, err := e.svc.Post(context.Background(), spend(fmt.Sprintf("s-%d-%d", w, i), 1))
+				mu.Lock()
+				switch {
+				case err == nil:
+					spent++
+				case errors.Is(err, ledger.ErrInsufficientFunds):
+					refused++
+				default:
+					t.Errorf("spend: %v", err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	bought := 7 + 4*5
+	t.Logf("%d coins spent, %d spends refused", spent, refused)
+	if spent > bought {
+		t.Fatalf("spent %d of %d coins bought, %d refused", spent, bought, refused)
+	}
+	e.wantBalance("wallet", fmt.Sprint(bought-spent))
+	e.verifyClean()
+	// Spend the rest: every lot's whole value ends up in revenue.
+	if rest := bought - spent; rest > 0 {
+		e.post(spend("rest", int64(rest)))
+	}
+	e.wantBalance("deferred:USD", "0")
+	e.wantBalance("deferred:EUR", "0")
+	e.wantBalance("revenue:USD", "5.01") // 2.99 + 2 x 1.01
+	e.wantBalance("revenue:EUR", "2.02")
+	e.verifyClean()
+}
+
+func TestVerifyDetectsLotTampering(t *testing.T) {
+	e := lotEnv(t, dbtest.Postgres())
+	e.post(buyLot("buy", 10, "USD", "5.00"))
+	e.post(spend("spend", 4))
+	e.verifyClean()
+	ctx := context.Background()
+	owner, err := pgx.Connect(ctx, e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	if _, err := owner.Exec(ctx, "UPDATE lots SET units_left = units_left + 1, value_left = value_left + 0.5"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.svc.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, v := range r.Violations {
+		found[v.Check] = true
+	}
+	for _, c := range []string{ledger.CheckLotUnits, ledger.CheckLotValue, ledger.CheckLotRelief} {
+		if !found[c] {
+			t.Errorf("verify did not report %s: %+v", c, r.Violations)
+		}
+	}
+}
