@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/ledger"
 )
@@ -116,4 +118,58 @@ func runClosedLoop(b *testing.B, callers int, op func(i int) error) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkGiftShape measures the gift-shaped posting the economy's gift will
+// build on: 1,000 viewers, each holding a purchased lot, burn 1 coin each
+// into one creator — coin burn with FIFO relief of deferred revenue into gift
+// revenue, and a diamond minted into the creator's sharded pending account —
+// 32 concurrent callers, durable PostgreSQL. Not yet the full gift (no
+// creator payable or agency legs).
+//
+//	go test -run '^$' -bench GiftShape -benchtime 20000x -count 5 ./ledger/postgres/
+func BenchmarkGiftShape(b *testing.B) {
+	e := newEnv(b, dbtest.Durable(b), ledger.Options{})
+	ctx := context.Background()
+	e.account("COIN:issued", "COIN", true, 8)
+	e.account("DIAMOND:issued", "USD", true, 8) // a second unit; USD stands in for DIAMOND here
+	e.account("creator:pending", "USD", false, 8)
+	e.account("cash", "JPY", true, 1)
+	e.account("deferred", "JPY", true, 8)
+	e.account("revenue", "JPY", true, 8)
+	const viewers = 1000
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range viewers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			w := fmt.Sprintf("wallet:%d", i)
+			e.account(w, "COIN", false, 1)
+			e.post(ledger.PostRequest{IdempotencyKey: "buy:" + w, Kind: "purchase", OpenLot: &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 3},
+				Postings: []ledger.PostingRequest{
+					{Account: "COIN:issued", Side: ledger.Debit, Amount: decimal.NewFromInt(100000)},
+					{Account: w, Side: ledger.Credit, Amount: decimal.NewFromInt(100000)},
+					{Account: "cash", Side: ledger.Debit, Amount: decimal.NewFromInt(150000)},
+					{Account: "deferred", Side: ledger.Credit, Amount: decimal.NewFromInt(150000)},
+				}})
+		}()
+	}
+	wg.Wait()
+	legs := map[string]ledger.ReliefLeg{"JPY": {From: "deferred", To: "revenue"}}
+	one, cent := decimal.NewFromInt(1), decimal.RequireFromString("0.01")
+	runClosedLoop(b, 32, func(i int) error {
+		w := fmt.Sprintf("wallet:%d", i%viewers)
+		_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: fmt.Sprintf("g%d", i), Kind: "gift",
+			Relieve: &ledger.Relief{Account: w, Units: one, Legs: legs},
+			Postings: []ledger.PostingRequest{
+				{Account: w, Side: ledger.Debit, Amount: one},
+				{Account: "COIN:issued", Side: ledger.Credit, Amount: one},
+				{Account: "DIAMOND:issued", Side: ledger.Debit, Amount: cent},
+				{Account: "creator:pending", Side: ledger.Credit, Amount: cent},
+			}})
+		return err
+	})
+	e.verifyClean()
 }
