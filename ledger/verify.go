@@ -10,6 +10,7 @@ const (
 	CheckTrialBalance = "trial-balance"       // per asset, debits equal credits
 	CheckTxBalanced   = "transaction-balance" // every transaction balances per asset
 	CheckTxPostings   = "transaction-postings"
+	CheckOrphanEntry  = "orphan-entry"   // an entry whose transaction does not exist
 	CheckEntryAsset   = "entry-asset"    // an entry's asset is its account's
 	CheckStored       = "stored-balance" // stored balance equals the sum of entries
 	CheckNegative     = "negative-balance"

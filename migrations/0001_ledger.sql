@@ -39,13 +39,15 @@ CREATE TABLE transactions (
     reverses        UUID        UNIQUE REFERENCES transactions (id)
 );
 
+-- No foreign keys on entries: each check is a query per entry row (the one to
+-- accounts also share-locks hot account rows), together most of the cost of
+-- the insert. Entries are written by the same database transaction, in the
+-- same pipeline, right after their transaction rows, and only for accounts
+-- whose balance rows the batch holds locked; verify reports any entry whose
+-- transaction or account does not exist.
 CREATE TABLE entries (
-    tx_id       UUID        NOT NULL REFERENCES transactions (id),
+    tx_id       UUID        NOT NULL,
     idx         INT         NOT NULL CHECK (idx >= 0),
-    -- No foreign key to accounts: its check would share-lock the account row
-    -- for every entry, and hot accounts make that row contended. Entries are
-    -- written only for accounts whose balance rows the batch holds locked;
-    -- verify checks that every entry names an account.
     account_id  UUID        NOT NULL,
     asset       TEXT        NOT NULL,
     side        TEXT        NOT NULL CHECK (side IN ('debit', 'credit')),

@@ -21,6 +21,11 @@ SELECT tx_id::text, asset || ' is off by ' || SUM(CASE WHEN side = 'debit' THEN 
 FROM entries GROUP BY tx_id, asset
 HAVING SUM(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0
 ORDER BY tx_id`},
+	{ledger.CheckOrphanEntry, `
+SELECT e.tx_id::text, 'entry ' || e.idx::text || ' belongs to no transaction'
+FROM entries e LEFT JOIN transactions t ON t.id = e.tx_id
+WHERE t.id IS NULL
+ORDER BY e.tx_id, e.idx`},
 	{ledger.CheckTxPostings, `
 SELECT t.id::text, 'has ' || COUNT(e.tx_id)::text || ' postings, needs at least 2'
 FROM transactions t LEFT JOIN entries e ON e.tx_id = t.id
