@@ -34,6 +34,8 @@ type Pending struct {
 	ReplayOf uuid.UUID
 	dupOf    *Pending
 
+	askedEffective time.Time // zero: the effective time is the recorded time
+
 	// Lots: what was asked, and what Decide made of it.
 	baseLen   int // postings asked for; Decide appends relief legs after them
 	openLot   *LotOpen
@@ -98,6 +100,10 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 			}
 		}
 		if r := pd.relief; r != nil {
+			// All of the account's balance rows, so that no lane can open a lot
+			// on it unseen while this batch relieves its lots.
+			seen[r.account.ID] = r.account
+			p.Checked[r.account.ID] = true
 			if !lotAccounts[r.account.ID] {
 				lotAccounts[r.account.ID] = true
 				p.LotAccounts = append(p.LotAccounts, r.account.ID)
@@ -220,6 +226,7 @@ func Decide(batch []*Pending, st *State) {
 		}
 		pd.Outcome = Accepted
 		pd.Tx.RecordedAt = st.RecordedAt
+		pd.Tx.EffectiveAt = pd.askedEffective
 		if pd.Tx.EffectiveAt.IsZero() {
 			pd.Tx.EffectiveAt = st.RecordedAt
 		}

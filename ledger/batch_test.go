@@ -121,10 +121,15 @@ func TestDecide(t *testing.T) {
 	if batch[2].Tx.ID != batch[0].Tx.ID || !batch[2].Tx.Replayed {
 		t.Errorf("in-batch duplicate resolved to %+v", batch[2].Tx)
 	}
-	// Deciding again (a retried database transaction) gives the same answers.
+	// Deciding again (a retried database transaction, later) gives the same
+	// answers, recorded at the new attempt's time.
+	st.RecordedAt = st.RecordedAt.Add(time.Second)
 	Decide(batch, st)
 	if batch[1].Outcome != Refused || batch[7].Outcome != Accepted {
 		t.Error("Decide is not repeatable")
+	}
+	if !batch[0].Tx.EffectiveAt.Equal(st.RecordedAt) {
+		t.Errorf("retried batch: effective %s, recorded %s", batch[0].Tx.EffectiveAt, st.RecordedAt)
 	}
 }
 

@@ -228,8 +228,9 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			EffectiveAt: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 			Metadata:    meta,
 		},
-		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings, fingerprintLots(req.OpenLot, req.Relieve)),
-		baseLen:     len(req.Postings),
+		Fingerprint:    fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings, fingerprintLots(req.OpenLot, req.Relieve)),
+		baseLen:        len(req.Postings),
+		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
 		field := fmt.Sprintf("postings[%d]", i)
