@@ -37,6 +37,10 @@ type Relief struct {
 	Legs    map[string]ReliefLeg // by value asset
 }
 
+// ErrInsufficientLots is returned when an account's open lots hold fewer
+// units than a relief asks for.
+var ErrInsufficientLots = &Error{Kind: InsufficientFunds, Message: "not enough units in open lots"}
+
 // Lot is an open lot as read under the batch's locks.
 type Lot struct {
 	ID             uuid.UUID
@@ -116,8 +120,9 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 		need = need.Sub(take)
 	}
 	if need.Sign() > 0 {
-		return nil, nil, nil, &Error{Op: op, Field: "relieve.units", Err: ErrInsufficientFunds,
-			Message: fmt.Sprintf("%s's lots hold %s fewer units than asked", r.account.Name, need)}
+		return nil, nil, nil, &Error{Op: op, Field: "relieve.units", Kind: InsufficientFunds,
+			Err:     ErrInsufficientLots,
+			Message: fmt.Sprintf("%s's lots hold %s units fewer than asked", r.account.Name, need)}
 	}
 	assets := make([]string, 0, len(valueByAsset))
 	for a := range valueByAsset {

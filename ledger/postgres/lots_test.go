@@ -110,7 +110,7 @@ func TestLotsFIFO(t *testing.T) {
 			is    error
 			field string
 		}{
-			{"more than the lots hold", spend("over", 9), ledger.ErrInsufficientFunds, "relieve.units"},
+			{"more than the lots hold", spend("over", 9), ledger.ErrInsufficientLots, "relieve.units"},
 			{"units differ from the debit", func() ledger.PostRequest {
 				r := spend("mismatch", 2)
 				r.Relieve.Units = decimal.NewFromInt(1)
@@ -168,7 +168,7 @@ func TestLotsUnderConcurrency(t *testing.T) {
 				switch {
 				case err == nil:
 					spent++
-				case errors.Is(err, ledger.ErrInsufficientFunds):
+				case ledger.KindOf(err) == ledger.InsufficientFunds:
 					refused++
 				default:
 					t.Errorf("spend: %v", err)
