@@ -131,9 +131,12 @@ func runClosedLoop(b *testing.B, callers int, op func(i int) error) {
 func BenchmarkGiftShape(b *testing.B) {
 	e := newEnv(b, dbtest.Durable(b), ledger.Options{})
 	ctx := context.Background()
+	if _, err := e.svc.CreateAsset(ctx, ledger.Asset{Code: "DIAMOND"}); err != nil {
+		b.Fatal(err)
+	}
 	e.account("COIN:issued", "COIN", true, 8)
-	e.account("DIAMOND:issued", "USD", true, 8) // a second unit; USD stands in for DIAMOND here
-	e.account("creator:pending", "USD", false, 8)
+	e.account("DIAMOND:issued", "DIAMOND", true, 8)
+	e.account("creator:pending", "DIAMOND", false, 8)
 	e.account("cash", "JPY", true, 1)
 	e.account("deferred", "JPY", true, 8)
 	e.account("revenue", "JPY", true, 8)
@@ -158,7 +161,7 @@ func BenchmarkGiftShape(b *testing.B) {
 	}
 	wg.Wait()
 	legs := map[string]ledger.ReliefLeg{"JPY": {From: "deferred", To: "revenue"}}
-	one, cent := decimal.NewFromInt(1), decimal.RequireFromString("0.01")
+	one := decimal.NewFromInt(1)
 	runClosedLoop(b, 32, func(i int) error {
 		w := fmt.Sprintf("wallet:%d", i%viewers)
 		_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: fmt.Sprintf("g%d", i), Kind: "gift",
@@ -166,8 +169,8 @@ func BenchmarkGiftShape(b *testing.B) {
 			Postings: []ledger.PostingRequest{
 				{Account: w, Side: ledger.Debit, Amount: one},
 				{Account: "COIN:issued", Side: ledger.Credit, Amount: one},
-				{Account: "DIAMOND:issued", Side: ledger.Debit, Amount: cent},
-				{Account: "creator:pending", Side: ledger.Credit, Amount: cent},
+				{Account: "DIAMOND:issued", Side: ledger.Debit, Amount: one},
+				{Account: "creator:pending", Side: ledger.Credit, Amount: one},
 			}})
 		return err
 	})
