@@ -24,8 +24,8 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzValidateAccountName -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseCursor -fuzztime 20s
 
-bench: ## Go-API transfer benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench Transfer -benchtime 20000x -count 5 ./ledger/postgres/
+bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench 'Transfer$$|GiftShape' -benchtime 20000x -count 5 ./ledger/postgres/
 
 demo: ## the main job: scripted transactions on the embedded PostgreSQL
 	$(GO) run ./cmd/coinledger demo
