@@ -94,9 +94,6 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 // Close closes the pool.
 func (db *DB) Close() { db.pool.Close() }
 
-// Cockroach reports whether the database is CockroachDB.
-func (db *DB) Cockroach() bool { return db.cockroach }
-
 // retryableConflict marks a unique violation that a re-run resolves: a
 // concurrent batch committed the same idempotency key or reversal first.
 type retryableConflict struct{ err error }
