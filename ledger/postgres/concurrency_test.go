@@ -96,11 +96,7 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 		e.verifyClean()
 
 		// Replay the ledger in commit order.
-		owner, err := pgx.Connect(ctx, e.ownerURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer owner.Close(ctx)
+		owner := e.owner()
 		rows, _ := owner.Query(ctx, `
 SELECT t.id, a.name, e.side, e.amount FROM entries e
 JOIN transactions t ON t.id = e.tx_id JOIN accounts a ON a.id = e.account_id
@@ -118,7 +114,7 @@ ORDER BY t.recorded_at, t.batch_seq, t.id, e.idx`)
 				}
 			}
 		}
-		_, err = pgx.ForEachRow(rows, []any{&id, &name, &side, &amt}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &name, &side, &amt}, func() error {
 			if id != lastTx && lastTx != uuid.Nil {
 				checkNonNegative()
 			}
@@ -174,12 +170,8 @@ func TestRetriesFailureAtCommit(t *testing.T) {
 	ctx := context.Background()
 	e.account("mint", "USD", true, 1)
 	e.account("alice", "USD", false, 1)
-	owner, err := pgx.Connect(ctx, e.ownerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close(ctx)
-	_, err = owner.Exec(ctx, `
+	owner := e.owner()
+	_, err := owner.Exec(ctx, `
 CREATE SEQUENCE commit_attempts;
 GRANT USAGE ON SEQUENCE commit_attempts TO coinledger_writer;
 CREATE TABLE fail_first (n INT NOT NULL);

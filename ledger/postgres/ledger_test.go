@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
@@ -329,11 +328,7 @@ func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {
 	e.post(transfer("t2", "mint", "bob", "5"))
 	e.verifyClean()
 
-	writer, err := pgx.Connect(ctx, e.ownerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close(ctx)
+	writer := e.owner()
 	if _, err := writer.Exec(ctx, "SET ROLE coinledger_writer"); err != nil {
 		t.Fatal(err)
 	}
@@ -349,11 +344,7 @@ func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {
 		}
 	}
 
-	owner, err := pgx.Connect(ctx, e.ownerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close(ctx)
+	owner := e.owner()
 	const orphan = "00000000-0000-0000-0000-0000000000aa"
 	for _, stmt := range []string{
 		// One leg of t1 changed: t1 unbalanced, USD trial balance off, alice's stored balance wrong.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
@@ -202,11 +201,7 @@ func TestVerifyDetectsLotTampering(t *testing.T) {
 	e.post(spend("spend", 4))
 	e.verifyClean()
 	ctx := context.Background()
-	owner, err := pgx.Connect(ctx, e.ownerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close(ctx)
+	owner := e.owner()
 	if _, err := owner.Exec(ctx, "UPDATE lots SET units_left = units_left + 1, value_left = value_left + 0.5"); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
@@ -77,6 +78,17 @@ func (e *env) balance(name string) decimal.Decimal {
 		e.t.Fatal(err)
 	}
 	return b
+}
+
+// owner connects as the schema's owner, to tamper behind the service's back.
+func (e *env) owner() *pgx.Conn {
+	e.t.Helper()
+	c, err := pgx.Connect(context.Background(), e.ownerURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }
 
 // wantBalance fails the test unless name's balance equals want.
