@@ -36,21 +36,27 @@ type Pending struct {
 
 	askedEffective time.Time // zero: the effective time is the recorded time
 
+	// What was asked, never modified: Decide works on copies, since it may
+	// run again, and appends spill and relief postings after these.
+	basePostings []Posting
+	baseAccounts []*Account
+
 	// Lots: what was asked, and what Decide made of it.
-	baseLen   int // postings asked for; Decide appends relief legs after them
 	openLot   *LotOpen
 	relief    *reliefSpec
+	spills    []spill
 	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
 	Reliefs   []LotRelief // what it took from each lot
 }
 
-// postings asked for, without the relief legs a previous Decide appended.
+// asked returns the postings asked for, as capacity-capped slices: appending
+// to them copies, so the base is never changed.
 func (pd *Pending) asked() ([]Posting, []*Account) {
-	n := pd.baseLen
-	if n == 0 {
-		n = len(pd.Tx.Postings)
+	if pd.basePostings == nil {
+		pd.basePostings, pd.baseAccounts = pd.Tx.Postings, pd.Accounts
 	}
-	return pd.Tx.Postings[:n], pd.Accounts[:n]
+	n := len(pd.basePostings)
+	return pd.basePostings[:n:n], pd.baseAccounts[:n:n]
 }
 
 // ShardRef names one balance row.
@@ -97,6 +103,12 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 			seen[a.ID] = a
 			if !a.AllowNegative && a.signed(posting.Side, posting.Amount).Sign() < 0 {
 				p.Checked[a.ID] = true
+			}
+		}
+		for _, sp := range pd.spills {
+			seen[sp.to.ID] = sp.to
+			if !sp.to.AllowNegative { // debited with whatever spills over
+				p.Checked[sp.to.ID] = true
 			}
 		}
 		if r := pd.relief; r != nil {
@@ -204,6 +216,9 @@ func Decide(batch []*Pending, st *State) {
 		if r := pd.Tx.Reverses; r != nil && (st.Reversed[*r] || reversedHere[*r]) {
 			pd.refuse(wrap(op, "transaction_id", ErrAlreadyReversed))
 			continue
+		}
+		if len(pd.spills) > 0 {
+			pd.resolveSpills(balance)
 		}
 		var takes []LotRelief
 		if pd.relief != nil {
@@ -331,4 +346,36 @@ func (pd *Pending) Resolve() {
 	if first.Outcome == Refused {
 		pd.Outcome = Refused
 	}
+}
+
+// spill is a debit posting that overflows onto a second account.
+type spill struct {
+	index int // of the posting asked for
+	to    *Account
+}
+
+// resolveSpills debits each spilling posting's account up to its running
+// balance and moves the rest onto its spill account, on copies of the postings
+// asked for (Decide may run again).
+func (pd *Pending) resolveSpills(balance map[uuid.UUID]decimal.Decimal) {
+	postings := append([]Posting(nil), pd.Tx.Postings...)
+	accounts := append([]*Account(nil), pd.Accounts...)
+	for _, sp := range pd.spills {
+		p := postings[sp.index]
+		avail := decimal.Max(balance[p.AccountID], decimal.Zero)
+		take := decimal.Min(p.Amount, avail)
+		rest := p.Amount.Sub(take)
+		if rest.Sign() == 0 {
+			continue
+		}
+		over := Posting{Account: sp.to.Name, AccountID: sp.to.ID, Asset: sp.to.Asset, Side: Debit, Amount: rest}
+		if take.Sign() == 0 {
+			postings[sp.index], accounts[sp.index] = over, sp.to
+			continue
+		}
+		postings[sp.index].Amount = take
+		postings = append(postings, over)
+		accounts = append(accounts, sp.to)
+	}
+	pd.Tx.Postings, pd.Accounts = postings, accounts
 }

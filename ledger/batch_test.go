@@ -246,3 +246,26 @@ func TestPostAfterClose(t *testing.T) {
 		t.Fatalf("post after close: %v", err)
 	}
 }
+
+// A retried batch decides spills again from the postings asked for.
+func TestDecideSpillRepeatable(t *testing.T) {
+	promo := &Account{ID: uuid.New(), Name: "promo", Normal: Credit, Shards: 1}
+	paid := &Account{ID: uuid.New(), Name: "paid", Normal: Credit, Shards: 1}
+	sink := &Account{ID: uuid.New(), Name: "sink", Normal: Credit, AllowNegative: true, Shards: 1}
+	pd := pendingTransfer("g", promo, sink, 50)
+	pd.spills = []spill{{index: 0, to: paid}}
+	st := &State{
+		Status:  map[uuid.UUID]Status{},
+		Balance: map[uuid.UUID]decimal.Decimal{promo.ID: decimal.NewFromInt(30), paid.ID: decimal.NewFromInt(100)},
+	}
+	for attempt := range 2 {
+		Decide([]*Pending{pd}, st)
+		if pd.Outcome != Accepted || len(pd.Tx.Postings) != 3 ||
+			!pd.Tx.Postings[0].Amount.Equal(decimal.NewFromInt(30)) || !pd.Tx.Postings[2].Amount.Equal(decimal.NewFromInt(20)) {
+			t.Fatalf("attempt %d: %v %+v", attempt, pd.Err, pd.Tx.Postings)
+		}
+	}
+	if !pd.basePostings[0].Amount.Equal(decimal.NewFromInt(50)) {
+		t.Fatalf("the asked-for posting was changed: %+v", pd.basePostings[0])
+	}
+}

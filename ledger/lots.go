@@ -30,7 +30,8 @@ type ReliefLeg struct {
 // value_left × k / u, rounded half up to the value asset's scale, and the last
 // unit takes what is left, so a lot's value is relieved exactly. The request
 // must itself debit Account by Units; the value legs are added when the batch
-// decides, under its locks.
+// decides, under its locks. Units zero means whatever the transaction ends up
+// debiting from Account once spills are decided (the paid part of a gift).
 type Relief struct {
 	Account string
 	Units   decimal.Decimal
@@ -94,6 +95,20 @@ func (st *State) lotWork() lotWork {
 func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, []*Account, error) {
 	r := pd.relief
 	need := r.units
+	if need.IsZero() { // as much as the postings, spills decided, debit from the account
+		for _, p := range pd.Tx.Postings {
+			if p.AccountID == r.account.ID {
+				if p.Side == Debit {
+					need = need.Add(p.Amount)
+				} else {
+					need = need.Sub(p.Amount)
+				}
+			}
+		}
+		if need.Sign() <= 0 {
+			return nil, nil, nil, nil
+		}
+	}
 	var takes []LotRelief
 	valueByAsset := map[string]decimal.Decimal{}
 	for _, l := range work[r.account.ID] {

@@ -229,7 +229,6 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			Metadata:    meta,
 		},
 		Fingerprint:    fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings, fingerprintLots(req.OpenLot, req.Relieve)),
-		baseLen:        len(req.Postings),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
@@ -249,6 +248,19 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{
 			Account: a.Name, AccountID: a.ID, Asset: a.Asset, Side: p.Side, Amount: p.Amount,
 		})
+		if p.SpillTo != "" {
+			to, err := s.account(ctx, p.SpillTo)
+			if err != nil {
+				return nil, wrap(op, field+".spill_to", err)
+			}
+			if p.Side != Debit || a.Normal != Credit || a.AllowNegative {
+				return nil, invalid(op, field+".spill_to", "needs a debit from a credit-normal account that may not go negative")
+			}
+			if to.Asset != a.Asset || to.ID == a.ID {
+				return nil, invalid(op, field+".spill_to", "must be another account in %s", a.Asset)
+			}
+			pd.spills = append(pd.spills, spill{index: i, to: to})
+		}
 	}
 	if err := checkBalanced(op, pd.Tx.Postings); err != nil {
 		return nil, err
@@ -256,6 +268,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := s.resolveLots(ctx, op, req, pd); err != nil {
 		return nil, err
 	}
+	pd.asked() // fixes the base before any Decide
 	return s.submit(ctx, pd)
 }
 
@@ -265,6 +278,9 @@ func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, p
 		return invalid(op, "relieve", "a transaction opens a lot or relieves lots, not both")
 	}
 	if o := req.OpenLot; o != nil {
+		if len(pd.spills) > 0 {
+			return invalid(op, "open_lot", "cannot be combined with spilling postings")
+		}
 		n := len(pd.Tx.Postings)
 		if o.UnitsPosting < 0 || o.UnitsPosting >= n || pd.Tx.Postings[o.UnitsPosting].Side != Credit {
 			return invalid(op, "open_lot.units_posting", "must be the index of a credit posting")
@@ -297,7 +313,16 @@ func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, p
 			}
 		}
 	}
-	if r.Units.Sign() <= 0 || !r.Units.Equal(debited) {
+	spillsInto := false
+	for _, sp := range pd.spills {
+		spillsInto = spillsInto || sp.to.ID == a.ID
+	}
+	switch {
+	case r.Units.IsZero() && !spillsInto:
+		return invalid(op, "relieve.units", "may be left zero only when a posting spills onto %s", a.Name)
+	case !r.Units.IsZero() && spillsInto:
+		return invalid(op, "relieve.units", "must be left zero: what spills onto %s is decided at commit", a.Name)
+	case !r.Units.IsZero() && (r.Units.Sign() < 0 || !r.Units.Equal(debited)):
 		return invalid(op, "relieve.units", "must be positive and equal what the postings debit from %s (%s)", a.Name, debited)
 	}
 	if len(r.Legs) == 0 {
@@ -381,7 +406,6 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
 	}
 	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked, "")
-	pd.baseLen = len(pd.Tx.Postings)
 	return s.submit(ctx, pd)
 }
 

@@ -24,6 +24,10 @@ type PostingRequest struct {
 	Account string
 	Side    Side
 	Amount  decimal.Decimal
+	// SpillTo, on a debit, debits Account only up to its balance and the rest
+	// from SpillTo (promo coins first, then paid ones). The split is decided
+	// when the transaction commits, under the batch's locks.
+	SpillTo string
 }
 
 // PostRequest asks for one balanced transaction.
@@ -204,6 +208,9 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 		field('a', p.Account)
 		field('s', p.Side.String())
 		field('n', p.Amount.String())
+		if p.SpillTo != "" {
+			field('p', p.SpillTo)
+		}
 	}
 	if lots != "" {
 		field('l', lots)

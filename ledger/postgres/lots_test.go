@@ -219,3 +219,102 @@ func TestVerifyDetectsLotTampering(t *testing.T) {
 		}
 	}
 }
+
+// giftFrom burns coins from promo first, spilling onto the paid wallet, whose
+// lots are relieved for exactly the part that spilled.
+func giftFrom(key string, coins int64) ledger.PostRequest {
+	n := decimal.NewFromInt(coins)
+	return ledger.PostRequest{IdempotencyKey: key, Kind: "gift",
+		Relieve: &ledger.Relief{Account: "wallet", Legs: legs},
+		Postings: []ledger.PostingRequest{
+			{Account: "promo", Side: ledger.Debit, Amount: n, SpillTo: "wallet"},
+			{Account: "burned", Side: ledger.Credit, Amount: n},
+		}}
+}
+
+func TestSpillPromoFirst(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := lotEnv(t, b)
+		ctx := context.Background()
+		e.account("promo", "COIN", false, 1)
+		e.post(transfer("promo-30", "issued", "promo", "30"))
+		e.post(buyLot("buy", 100, "USD", "10.00"))
+		for _, step := range []struct {
+			key      string
+			coins    int64
+			postings string
+		}{
+			// 30 from promo, 20 spill onto the wallet: 20 of the lot's 100 units, 2.00.
+			{"g1", 50, "credit burned 50; credit revenue:USD 2; debit deferred:USD 2; debit promo 30; debit wallet 20"},
+			// Promo is empty: the whole debit moves to the wallet.
+			{"g2", 10, "credit burned 10; credit revenue:USD 1; debit deferred:USD 1; debit wallet 10"},
+		} {
+			tx := e.post(giftFrom(step.key, step.coins))
+			var got []string
+			for _, p := range tx.Postings {
+				got = append(got, fmt.Sprintf("%s %s %s", p.Side, p.Account, p.Amount))
+			}
+			sort.Strings(got)
+			if strings.Join(got, "; ") != step.postings {
+				t.Errorf("%s:\n got %s\nwant %s", step.key, strings.Join(got, "; "), step.postings)
+			}
+			if again := e.post(giftFrom(step.key, step.coins)); !again.Replayed || len(again.Postings) != len(tx.Postings) {
+				t.Errorf("%s replayed: %+v", step.key, again)
+			}
+		}
+		// Promo covers it all: no paid coins, no relief.
+		e.post(transfer("promo-5", "issued", "promo", "5"))
+		if tx := e.post(giftFrom("g3", 5)); len(tx.Postings) != 2 {
+			t.Errorf("all-promo gift posted %+v", tx.Postings)
+		}
+		e.wantBalance("wallet", "70")
+		e.wantBalance("deferred:USD", "7")
+		if _, err := e.svc.Post(ctx, giftFrom("g4", 71)); ledger.KindOf(err) != ledger.InsufficientFunds {
+			t.Errorf("gift beyond promo and lots: %v", err)
+		}
+		bad := giftFrom("g5", 1)
+		bad.Relieve.Units = decimal.NewFromInt(1)
+		if _, err := e.svc.Post(ctx, bad); ledger.FieldOf(err) != "relieve.units" {
+			t.Errorf("explicit units with a spill: %v", err)
+		}
+		bad = giftFrom("g6", 1)
+		bad.Postings[0].Side, bad.Postings[1].Side = ledger.Credit, ledger.Debit
+		if _, err := e.svc.Post(ctx, bad); ledger.FieldOf(err) != "postings[0].spill_to" {
+			t.Errorf("spill on a credit: %v", err)
+		}
+		e.verifyClean()
+	})
+}
+
+// Concurrent gifts by one viewer never refuse while promo and lots together
+// still hold enough, and spend exactly what there was.
+func TestSpillUnderConcurrency(t *testing.T) {
+	e := lotEnv(t, dbtest.Postgres())
+	e.account("promo", "COIN", false, 1)
+	e.post(transfer("promo-30", "issued", "promo", "30"))
+	e.post(buyLot("buy-1", 60, "USD", "6.00"))
+	e.post(buyLot("buy-2", 40, "EUR", "4.00"))
+	var wg sync.WaitGroup
+	errs := make([]error, 26)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.svc.Post(context.Background(), giftFrom(fmt.Sprintf("g%d", i), 5))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("gift %d of 26 x 5 = 130 coins held: %v", i, err)
+		}
+	}
+	e.wantBalance("promo", "0")
+	e.wantBalance("wallet", "0")
+	e.wantBalance("revenue:USD", "6")
+	e.wantBalance("revenue:EUR", "4")
+	if _, err := e.svc.Post(context.Background(), giftFrom("one-more", 1)); ledger.KindOf(err) != ledger.InsufficientFunds {
+		t.Errorf("gift with nothing left: %v", err)
+	}
+	e.verifyClean()
+}
