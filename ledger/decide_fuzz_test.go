@@ -1,0 +1,153 @@
+package ledger
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// FuzzDecide compares Decide with a plain serial model on random batches:
+// transfers between a few accounts (some may not go negative), repeated keys
+// with the same or other content, and spills. For every request the outcome
+// must match the model's, and the batch's balance deltas must equal the
+// model's final balances.
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{0, 0, 0, 255, 255, 255, 7, 7, 7, 7, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		accounts := []*Account{
+			{ID: uuid.New(), Name: "a0", Normal: Credit, Shards: 1},
+			{ID: uuid.New(), Name: "a1", Normal: Credit, Shards: 2},
+			{ID: uuid.New(), Name: "a2", Normal: Debit, Shards: 1},
+			{ID: uuid.New(), Name: "mint", Normal: Credit, AllowNegative: true, Shards: 3},
+		}
+		start := map[uuid.UUID]decimal.Decimal{}
+		for i, a := range accounts[:3] {
+			start[a.ID] = decimal.NewFromInt(int64(5 * i))
+		}
+		var batch []*Pending
+		type ask struct {
+			key         string
+			from, to    *Account
+			spill       *Account
+			amount      int64
+			fingerprint string
+		}
+		var asks []ask
+		for i := 0; i+2 < len(data) && len(batch) < 40; i += 3 {
+			from, to := accounts[int(data[i])%4], accounts[int(data[i]>>2)%4]
+			if from == to {
+				continue
+			}
+			amount := int64(data[i+1]%9) + 1
+			key := fmt.Sprintf("k%d", data[i+2]%8)
+			a := ask{key: key, from: from, to: to, amount: amount}
+			if data[i+2]&0x80 != 0 && !from.AllowNegative && from.Normal == Credit {
+				for _, s := range accounts {
+					if s != from && s != to && s.Normal == Credit {
+						a.spill = s
+						break
+					}
+				}
+			}
+			a.fingerprint = fmt.Sprint(from.Name, to.Name, amount, a.spill != nil)
+			pd := pendingTransfer(key, from, to, amount)
+			pd.Fingerprint = []byte(a.fingerprint)
+			if a.spill != nil {
+				pd.spills = []spill{{index: 0, to: a.spill}}
+			}
+			batch = append(batch, pd)
+			asks = append(asks, a)
+		}
+		st := &State{Status: map[uuid.UUID]Status{}, Balance: map[uuid.UUID]decimal.Decimal{}}
+		plan := PlanBatch(batch, 1)
+		for id := range plan.Checked {
+			st.Balance[id] = start[id]
+		}
+		Decide(batch, st)
+
+		// The model: apply in order, first key wins, no policy broken.
+		bal := map[uuid.UUID]decimal.Decimal{}
+		for id, b := range start {
+			bal[id] = b
+		}
+		first := map[string]ask{}
+		firstOK := map[string]bool{}
+		for i, a := range asks {
+			pd := batch[i]
+			if f, ok := first[a.key]; ok {
+				switch {
+				case f.fingerprint != a.fingerprint:
+					if pd.Outcome != Refused || KindOf(pd.Err) != Conflict {
+						t.Fatalf("#%d reused key with other content: %v %v", i, pd.Outcome, pd.Err)
+					}
+				case pd.Outcome != Duplicate:
+					t.Fatalf("#%d repeated request: outcome %v", i, pd.Outcome)
+				}
+				continue
+			}
+			first[a.key] = a
+			n := decimal.NewFromInt(a.amount)
+			next := map[uuid.UUID]decimal.Decimal{}
+			for id, b := range bal {
+				next[id] = b
+			}
+			fromTake, spillTake := n, decimal.Zero
+			if a.spill != nil {
+				fromTake = decimal.Min(n, decimal.Max(bal[a.from.ID], decimal.Zero))
+				spillTake = n.Sub(fromTake)
+			}
+			next[a.from.ID] = next[a.from.ID].Add(a.from.signed(Debit, fromTake))
+			if a.spill != nil {
+				next[a.spill.ID] = next[a.spill.ID].Add(a.spill.signed(Debit, spillTake))
+			}
+			next[a.to.ID] = next[a.to.ID].Add(a.to.signed(Credit, n))
+			ok := true
+			for _, acc := range accounts {
+				if !acc.AllowNegative && next[acc.ID].Sign() < 0 {
+					ok = false
+				}
+			}
+			firstOK[a.key] = ok
+			if ok != (pd.Outcome == Accepted) {
+				t.Fatalf("#%d %+v: model ok=%v, Decide %v %v", i, a, ok, pd.Outcome, pd.Err)
+			}
+			if ok {
+				bal = next
+			}
+		}
+		got := map[uuid.UUID]decimal.Decimal{}
+		for id, b := range start {
+			got[id] = b
+		}
+		for _, d := range plan.Deltas(batch) {
+			got[d.AccountID] = got[d.AccountID].Add(d.Delta)
+		}
+		for _, acc := range accounts {
+			if !got[acc.ID].Equal(bal[acc.ID]) {
+				t.Fatalf("%s: deltas give %s, the model %s", acc.Name, got[acc.ID], bal[acc.ID])
+			}
+		}
+		// Every accepted transaction balances.
+		for _, pd := range batch {
+			if pd.Outcome == Accepted {
+				var net decimal.Decimal
+				for _, p := range pd.Tx.Postings {
+					if p.Side == Debit {
+						net = net.Add(p.Amount)
+					} else {
+						net = net.Sub(p.Amount)
+					}
+					if p.Amount.Sign() <= 0 {
+						t.Fatalf("non-positive posting %+v", p)
+					}
+				}
+				if !net.IsZero() {
+					t.Fatalf("unbalanced %+v", pd.Tx.Postings)
+				}
+			}
+		}
+	})
+}
