@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -147,6 +148,123 @@ func FuzzDecide(f *testing.F) {
 				if !net.IsZero() {
 					t.Fatalf("unbalanced %+v", pd.Tx.Postings)
 				}
+			}
+		}
+	})
+}
+
+// FuzzDecideLots compares Decide's FIFO relief with a plain model: lots read
+// from the store and lots opened earlier in the same batch, reliefs taking
+// the oldest units first, each take moving value_left × k / u rounded half up
+// to cents, the last unit of a lot taking what is left.
+func FuzzDecideLots(f *testing.F) {
+	f.Add([]byte{3, 50, 4, 20, 0, 5, 1, 7, 90, 0, 9, 0, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		wallet := &Account{ID: uuid.New(), Name: "wallet", Asset: "C", Normal: Credit, Shards: 1}
+		sink := &Account{ID: uuid.New(), Name: "sink", Asset: "C", Normal: Credit, AllowNegative: true, Shards: 1}
+		deferred := &Account{ID: uuid.New(), Name: "deferred", Asset: "X", Normal: Credit, AllowNegative: true, Shards: 2}
+		revenue := &Account{ID: uuid.New(), Name: "revenue", Asset: "X", Normal: Credit, AllowNegative: true, Shards: 2}
+		cash := &Account{ID: uuid.New(), Name: "cash", Asset: "X", Normal: Debit, AllowNegative: true, Shards: 1}
+		type lot struct {
+			id          uuid.UUID
+			units, left decimal.Decimal
+			value, vl   decimal.Decimal
+		}
+		var model []*lot
+		st := &State{Status: map[uuid.UUID]Status{}, Balance: map[uuid.UUID]decimal.Decimal{}, Lots: map[uuid.UUID][]*Lot{}}
+		held := decimal.Zero
+		i := 0
+		for ; i+1 < len(data) && len(model) < 3 && data[i]%4 != 0; i += 2 {
+			u, v := decimal.NewFromInt(int64(data[i]%9)+1), decimal.New(int64(data[i+1])+1, -2)
+			l := &lot{id: uuid.New(), units: u, left: u, value: v, vl: v}
+			model = append(model, l)
+			st.Lots[wallet.ID] = append(st.Lots[wallet.ID], &Lot{ID: l.id, AccountID: wallet.ID, Units: u, UnitsLeft: u,
+				ValueAccountID: deferred.ID, ValueAsset: "X", Value: v, ValueLeft: v})
+			held = held.Add(u)
+		}
+		st.Balance[wallet.ID] = held
+		legs := map[string]reliefLeg{"X": {from: deferred, to: revenue, scale: 2}}
+		var batch []*Pending
+		for ; i+1 < len(data) && len(batch) < 30; i += 2 {
+			key := fmt.Sprintf("k%d", len(batch))
+			if data[i]%3 == 0 { // open a lot
+				u, v := int64(data[i+1]%9)+1, decimal.New(int64(data[i+1])*7+1, -2)
+				pd := pendingTransfer(key, sink, wallet, u)
+				pd.Tx.Postings = append(pd.Tx.Postings,
+					Posting{Account: "cash", AccountID: cash.ID, Asset: "X", Side: Debit, Amount: v},
+					Posting{Account: "deferred", AccountID: deferred.ID, Asset: "X", Side: Credit, Amount: v})
+				pd.Accounts = append(pd.Accounts, cash, deferred)
+				pd.openLot = &LotOpen{UnitsPosting: 1, ValuePosting: 3}
+				batch = append(batch, pd)
+				continue
+			}
+			k := int64(data[i+1]%12) + 1
+			pd := pendingTransfer(key, wallet, sink, k)
+			pd.relief = &reliefSpec{account: wallet, units: decimal.NewFromInt(k), legs: legs}
+			batch = append(batch, pd)
+		}
+		PlanBatch(batch, 0)
+		Decide(batch, st)
+
+		for n, pd := range batch {
+			if pd.openLot != nil {
+				if pd.Outcome != Accepted {
+					t.Fatalf("#%d opening a lot: %v %v", n, pd.Outcome, pd.Err)
+				}
+				u, v := pd.Tx.Postings[1].Amount, pd.Tx.Postings[3].Amount
+				model = append(model, &lot{id: pd.Tx.ID, units: u, left: u, value: v, vl: v})
+				continue
+			}
+			need := pd.relief.units
+			avail := decimal.Zero
+			for _, l := range model {
+				avail = avail.Add(l.left)
+			}
+			if avail.LessThan(need) {
+				if pd.Outcome != Refused || !errors.Is(pd.Err, ErrInsufficientLots) {
+					t.Fatalf("#%d relief of %s with %s held: %v %v", n, need, avail, pd.Outcome, pd.Err)
+				}
+				continue
+			}
+			moved := decimal.Zero
+			for _, l := range model {
+				if need.IsZero() {
+					break
+				}
+				take := decimal.Min(need, l.left)
+				if take.IsZero() {
+					continue
+				}
+				v := l.vl
+				if take.LessThan(l.left) {
+					v = l.vl.Mul(take).Div(l.left).Round(2)
+				}
+				l.left, l.vl, need, moved = l.left.Sub(take), l.vl.Sub(v), need.Sub(take), moved.Add(v)
+			}
+			if pd.Outcome != Accepted {
+				t.Fatalf("#%d relief: %v %v", n, pd.Outcome, pd.Err)
+			}
+			got := decimal.Zero
+			for _, p := range pd.Tx.Postings {
+				if p.AccountID == revenue.ID {
+					got = got.Add(p.Amount)
+				}
+			}
+			if !got.Equal(moved) {
+				t.Fatalf("#%d relief moved %s, the model %s", n, got, moved)
+			}
+		}
+		byID := map[uuid.UUID]*Lot{}
+		for _, l := range st.lots[wallet.ID] {
+			byID[l.ID] = l
+		}
+		for _, l := range model {
+			w := byID[l.id]
+			if w == nil || !w.UnitsLeft.Equal(l.left) || !w.ValueLeft.Equal(l.vl) {
+				t.Fatalf("lot %s: Decide %+v, model left %s value %s", l.id, w, l.left, l.vl)
+			}
+			if l.left.IsZero() && !l.vl.IsZero() {
+				t.Fatalf("lot %s used up with %s value left", l.id, l.vl)
 			}
 		}
 	})
