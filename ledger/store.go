@@ -83,7 +83,7 @@ func ParseCursor(op, field, s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s) // one spelling per cursor
 	if err != nil || len(b) != cursorLen {
 		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
 	}
