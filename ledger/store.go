@@ -83,7 +83,7 @@ func ParseCursor(op, field, s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s) // one spelling per cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != cursorLen {
 		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
 	}
@@ -93,7 +93,9 @@ func ParseCursor(op, field, s string) (Cursor, error) {
 		Index:      int(binary.BigEndian.Uint32(b[28:])),
 	}
 	copy(c.TxID[:], b[12:28])
-	if c.TxID == uuid.Nil || c.BatchSeq < 0 || c.Index < 0 || c.Index >= MaxPostings {
+	// The decoder tolerates line breaks and stray bits; only the canonical
+	// spelling is a token this ledger returned.
+	if c.TxID == uuid.Nil || c.BatchSeq < 0 || c.Index < 0 || c.Index >= MaxPostings || c.String() != s {
 		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
 	}
 	return c, nil
