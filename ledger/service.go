@@ -545,5 +545,10 @@ func (s *Service) Entries(ctx context.Context, name string, after Cursor, limit 
 
 // Verify checks every invariant of the ledger over one snapshot.
 func (s *Service) Verify(ctx context.Context) (*Report, error) {
-	return s.store.Verify(ctx)
+	return s.store.Verify(ctx, nil)
+}
+
+// VerifyWithProgress is Verify, reporting each check as it starts.
+func (s *Service) VerifyWithProgress(ctx context.Context, progress func(check string, n, of int)) (*Report, error) {
+	return s.store.Verify(ctx, progress)
 }

@@ -31,7 +31,9 @@ type Store interface {
 	// past recorded time.
 	Balance(ctx context.Context, a *Account, asOf time.Time) (decimal.Decimal, error)
 	Entries(ctx context.Context, a *Account, after Cursor, limit int) ([]Entry, error)
-	Verify(ctx context.Context) (*Report, error)
+	// Verify runs every check over one snapshot, calling progress (if not
+	// nil) before each: checks scan whole tables and can take long.
+	Verify(ctx context.Context, progress func(check string, n, of int)) (*Report, error)
 }
 
 // Entry is one posting as seen from its account.

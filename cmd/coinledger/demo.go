@@ -49,7 +49,7 @@ func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (i
 		return exitError, err
 	}
 	fmt.Fprintln(stdout)
-	return verifyReport(ctx, svc, stdout)
+	return verifyReport(ctx, c, svc, stdout)
 }
 
 type demo struct {

@@ -160,12 +160,15 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 		return exitError, err
 	}
 	defer closeAll()
-	return verifyReport(ctx, svc, stdout)
+	return verifyReport(ctx, c, svc, stdout)
 }
 
-// verifyReport prints the verify report and turns it into an exit code.
-func verifyReport(ctx context.Context, svc *ledger.Service, stdout io.Writer) (int, error) {
-	r, err := svc.Verify(ctx)
+// verifyReport prints the verify report and turns it into an exit code;
+// progress goes to the log, since the checks scan whole tables.
+func verifyReport(ctx context.Context, c *common, svc *ledger.Service, stdout io.Writer) (int, error) {
+	r, err := svc.VerifyWithProgress(ctx, func(check string, n, of int) {
+		c.log.Info("verifying", "check", check, "step", fmt.Sprintf("%d/%d", n, of))
+	})
 	if err != nil {
 		return exitError, err
 	}

@@ -35,8 +35,12 @@ func TestDemoThenVerify(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
-	if code, out, _ := runCmd(t, "verify", "--database-url", url); code != exitOK || !strings.Contains(out, "OK") {
+	code, out, stderr = runCmd(t, "verify", "--database-url", url)
+	if code != exitOK || !strings.Contains(out, "OK") {
 		t.Fatalf("verify exit %d: %s", code, out)
+	}
+	if !strings.Contains(stderr, "check=trial-balance step=1/") {
+		t.Errorf("verify shows no progress:\n%s", stderr)
 	}
 
 	// Corrupt the ledger behind the service's back: verify lists it and exits 1.

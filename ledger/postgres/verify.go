@@ -80,14 +80,17 @@ SELECT (SELECT COUNT(*) FROM assets), (SELECT COUNT(*) FROM accounts),
        (SELECT COUNT(*) FROM transactions), (SELECT COUNT(*) FROM entries)`
 
 // Verify runs every check over one REPEATABLE READ snapshot.
-func (db *DB) Verify(ctx context.Context) (*ledger.Report, error) {
+func (db *DB) Verify(ctx context.Context, progress func(check string, n, of int)) (*ledger.Report, error) {
 	r := &ledger.Report{}
 	err := db.inTx(ctx, pgx.RepeatableRead, func(tx pgx.Tx) error {
 		*r = ledger.Report{}
 		if err := tx.QueryRow(ctx, verifyCounts).Scan(&r.Assets, &r.Accounts, &r.Transactions, &r.Entries); err != nil {
 			return err
 		}
-		for _, c := range verifyChecks {
+		for i, c := range verifyChecks {
+			if progress != nil {
+				progress(c.check, i+1, len(verifyChecks))
+			}
 			rows, _ := tx.Query(ctx, c.query)
 			var v ledger.Violation
 			v.Check = c.check
