@@ -50,7 +50,8 @@ type Pending struct {
 }
 
 // asked returns the postings asked for, as capacity-capped slices: appending
-// to them copies, so the base is never changed.
+// to them copies, so the base is never changed. The first call (PlanBatch,
+// before any Decide) fixes the base.
 func (pd *Pending) asked() ([]Posting, []*Account) {
 	if pd.basePostings == nil {
 		pd.basePostings, pd.baseAccounts = pd.Tx.Postings, pd.Accounts

@@ -268,7 +268,6 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := s.resolveLots(ctx, op, req, pd); err != nil {
 		return nil, err
 	}
-	pd.asked() // fixes the base before any Decide
 	return s.submit(ctx, pd)
 }
 
