@@ -63,9 +63,13 @@ type Account struct {
 	Normal        Side
 	AllowNegative bool
 	Shards        int
-	Status        Status
-	Metadata      json.RawMessage
-	CreatedAt     time.Time
+	// PerShard makes each balance row stand alone: a commit lane reads and
+	// writes only its own row, and each row must stay in range by itself
+	// (the escrow pattern). Carries use it (carry.go).
+	PerShard  bool
+	Status    Status
+	Metadata  json.RawMessage
+	CreatedAt time.Time
 }
 
 // signed converts a posting on this account into its effect on the balance
@@ -112,6 +116,9 @@ func (a *Account) Validate(op string) error {
 	if a.Shards < 1 || a.Shards > MaxShards {
 		return invalid(op, "shards", "must be between 1 and %d", MaxShards)
 	}
+	if a.PerShard && a.AllowNegative {
+		return invalid(op, "per_shard", "needs an account that may not go negative: its rows are checked one by one")
+	}
 	switch a.Status {
 	case Open, Frozen, Closed:
 	default:
@@ -124,5 +131,5 @@ func (a *Account) Validate(op string) error {
 // creating an existing account again is a no-op rather than a conflict.
 func (a *Account) SameDefinition(b *Account) bool {
 	return a.Name == b.Name && a.Asset == b.Asset && a.Normal == b.Normal &&
-		a.AllowNegative == b.AllowNegative && a.Shards == b.Shards
+		a.AllowNegative == b.AllowNegative && a.Shards == b.Shards && a.PerShard == b.PerShard
 }

@@ -44,6 +44,8 @@ type Pending struct {
 	// Lots: what was asked, and what Decide made of it.
 	openLot   *LotOpen
 	relief    *reliefSpec
+	refund    *refundSpec
+	carries   []carrySpec
 	spills    []spill
 	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
 	Reliefs   []LotRelief // what it took from each lot
@@ -83,9 +85,12 @@ type Plan struct {
 	Checked map[uuid.UUID]bool
 	// LotAccounts are the accounts whose open lots must be locked and read.
 	LotAccounts []uuid.UUID
+	// LotIDs are lots to lock and read whether open or not (refunds); the
+	// lots drawn on by the transactions in Reverses are read as well.
+	LotIDs []uuid.UUID
 }
 
-// laneShard is the one shard of a account that a lane writes.
+// laneShard is the one shard of an account that a lane writes.
 func laneShard(a *Account, lane int) int { return lane % a.Shards }
 
 // PlanBatch works out the rows a batch must lock and the keys it must look up.
@@ -112,6 +117,26 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 				p.Checked[sp.to.ID] = true
 			}
 		}
+		for _, c := range pd.carries {
+			seen[c.account.ID], seen[c.source.ID] = c.account, c.source
+			p.Checked[c.account.ID] = true // the lane's row only: it is PerShard
+			for _, leg := range c.legs {
+				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
+				// Adding to a carry converts granules out of it (debiting From);
+				// taking from it may convert either way.
+				if !leg.from.AllowNegative {
+					p.Checked[leg.from.ID] = true
+				}
+				if c.fraction.Sign() < 0 && !leg.to.AllowNegative {
+					p.Checked[leg.to.ID] = true
+				}
+			}
+		}
+		if r := pd.refund; r != nil {
+			seen[r.holder.ID], seen[r.valueAccount.ID] = r.holder, r.valueAccount
+			p.Checked[r.holder.ID] = true
+			p.LotIDs = append(p.LotIDs, r.Lot)
+		}
 		if r := pd.relief; r != nil {
 			// All of the account's balance rows, so that no lane can open a lot
 			// on it unseen while this batch relieves its lots.
@@ -135,7 +160,7 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 	}
 	sort.Slice(p.Accounts, func(i, j int) bool { return bytes.Compare(p.Accounts[i].ID[:], p.Accounts[j].ID[:]) < 0 })
 	for _, a := range p.Accounts {
-		if p.Checked[a.ID] {
+		if p.Checked[a.ID] && !a.PerShard {
 			for s := 0; s < a.Shards; s++ {
 				p.Locks = append(p.Locks, ShardRef{a.ID, s})
 			}
@@ -160,7 +185,9 @@ type State struct {
 	Reversed   map[uuid.UUID]bool            // transactions that already have a reversal
 	Status     map[uuid.UUID]Status          // of every account in the plan
 	Balance    map[uuid.UUID]decimal.Decimal // normal-side balance of every checked account
-	Lots       map[uuid.UUID][]*Lot          // open lots of every lot account, oldest first
+	Lots       map[uuid.UUID][]*Lot          // lots read, by holder, oldest first
+	// Took holds what each transaction being reversed took from its lots.
+	Took map[uuid.UUID][]LotRelief
 
 	lots lotWork // Decide's working copy; the lots' state after the batch
 }
@@ -171,7 +198,7 @@ func (st *State) LotUpdates() []*Lot {
 	var out []*Lot
 	for acct, lots := range st.Lots {
 		for i, l := range lots {
-			if w := st.lots[acct][i]; !w.UnitsLeft.Equal(l.UnitsLeft) || !w.ValueLeft.Equal(l.ValueLeft) {
+			if w := st.lots[acct][i]; !w.UnitsLeft.Equal(l.UnitsLeft) || !w.ValueLeft.Equal(l.ValueLeft) || !w.Refunded.Equal(l.Refunded) {
 				out = append(out, w)
 			}
 		}
@@ -221,20 +248,44 @@ func Decide(batch []*Pending, st *State) {
 		if len(pd.spills) > 0 {
 			pd.resolveSpills(balance)
 		}
-		var takes []LotRelief
+		var took []LotRelief
 		if pd.relief != nil {
 			t, legs, accounts, err := pd.planRelief(op, st.lots)
 			if err != nil {
-				pd.refuse(err)
+				pd.reject(err)
 				continue
 			}
-			takes = t
+			took = t
 			pd.Tx.Postings = append(pd.Tx.Postings[:len(pd.Tx.Postings):len(pd.Tx.Postings)], legs...)
 			pd.Accounts = append(pd.Accounts[:len(pd.Accounts):len(pd.Accounts)], accounts...)
 		}
+		if len(pd.carries) > 0 {
+			pd.Tx.Postings = pd.Tx.Postings[:len(pd.Tx.Postings):len(pd.Tx.Postings)]
+			pd.Accounts = pd.Accounts[:len(pd.Accounts):len(pd.Accounts)]
+			pd.resolveCarries(balance)
+		}
+		if pd.refund != nil {
+			t, err := pd.planRefund(op, st.lots)
+			if err != nil {
+				pd.reject(err)
+				continue
+			}
+			took = append(took, t)
+		}
+		if r := pd.Tx.Reverses; r != nil {
+			if st.lots.lotByID(*r) != nil {
+				pd.reject(wrap(op, "transaction_id", ErrOpensLot))
+				continue
+			}
+			t, err := planRestore(op, st.lots, *r, st.Took[*r])
+			if err != nil {
+				pd.reject(err)
+				continue
+			}
+			took = append(took, t...)
+		}
 		if err := pd.apply(op, st, balance); err != nil {
-			pd.Tx.Postings, pd.Accounts = pd.asked()
-			pd.refuse(err)
+			pd.reject(err)
 			continue
 		}
 		if r := pd.Tx.Reverses; r != nil {
@@ -248,15 +299,13 @@ func Decide(batch []*Pending, st *State) {
 		}
 		pd.Tx.BatchSeq = seq
 		seq++
-		if pd.relief != nil {
-			commitRelief(st.lots, pd.relief.account.ID, takes)
-			pd.Reliefs = takes
-		}
+		applyReliefs(st.lots, took)
+		pd.Reliefs = took
 		if o := pd.openLot; o != nil {
 			units, value := pd.Tx.Postings[o.UnitsPosting], pd.Tx.Postings[o.ValuePosting]
 			lot := &Lot{ID: pd.Tx.ID, AccountID: units.AccountID, OpenedAt: st.RecordedAt, BatchSeq: pd.Tx.BatchSeq,
 				Units: units.Amount, UnitsLeft: units.Amount, ValueAccountID: value.AccountID, ValueAsset: value.Asset,
-				Value: value.Amount, ValueLeft: value.Amount}
+				Value: value.Amount, ValueLeft: value.Amount, Refunded: decimal.Zero}
 			st.lots[lot.AccountID] = append(st.lots[lot.AccountID], lot)
 			pd.OpenedLot = lot
 		}
@@ -264,6 +313,12 @@ func Decide(batch []*Pending, st *State) {
 }
 
 func (pd *Pending) refuse(err error) { pd.Outcome, pd.Err = Refused, err }
+
+// reject refuses a transaction whose postings Decide had begun to extend.
+func (pd *Pending) reject(err error) {
+	pd.Tx.Postings, pd.Accounts = pd.asked()
+	pd.refuse(err)
+}
 
 // apply checks account states and balance policies and, if all pass, moves
 // the running balances of checked accounts.

@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -54,13 +56,56 @@ type Lot struct {
 	ValueAsset     string
 	Value          decimal.Decimal
 	ValueLeft      decimal.Decimal
+	// Refunded counts units given back to their source (LotRefund), spent or
+	// not; UnitsLeft never exceeds Units − Refunded.
+	Refunded decimal.Decimal
 }
 
-// LotRelief is what one transaction took from one lot.
+// LotRelief is what one transaction took from one lot: units and value
+// relieved, and units refunded. A reversal records the negation of what the
+// transaction it reverses took.
 type LotRelief struct {
-	LotID uuid.UUID
-	Units decimal.Decimal
-	Value decimal.Decimal
+	LotID    uuid.UUID
+	Units    decimal.Decimal
+	Value    decimal.Decimal
+	Refunded decimal.Decimal
+}
+
+// LotRefund gives Units of one lot back to their source (a store refund).
+// Of them, Unspent are still in the lot and leave it with UnspentValue of its
+// value; the request's postings must debit exactly those from the lot's
+// holder and value accounts. The caller computes Unspent and UnspentValue
+// from the lot as it read it (ReliefValue); if the lot changed before the
+// commit, the request is refused with ErrLotChanged and may be planned again.
+type LotRefund struct {
+	Lot          uuid.UUID
+	Holder       string // the account holding the lot's units
+	ValueAccount string // the account holding its value
+	Units        decimal.Decimal
+	Unspent      decimal.Decimal
+	UnspentValue decimal.Decimal
+}
+
+// ErrLotChanged is returned when a lot moved between a LotRefund's planning
+// and its commit; plan it again from the lot's new state.
+var ErrLotChanged = &Error{Kind: Aborted, Message: "the lot changed since the refund was planned; plan it again"}
+
+// ErrLotRefunded is returned when reversing a transaction would put units
+// back into a lot that was refunded since.
+var ErrLotRefunded = &Error{Kind: FailedPrecondition, Message: "a lot the transaction drew on was refunded since"}
+
+// ErrOpensLot is returned when reversing a transaction that opened a lot: a
+// refund owns that.
+var ErrOpensLot = &Error{Kind: FailedPrecondition, Message: "the transaction opened a FIFO lot; undo it with a refund"}
+
+// ReliefValue is the value that taking units of a lot with unitsLeft units
+// and valueLeft value moves: proportional, rounded half up to scale, and all
+// of what is left with the last unit.
+func ReliefValue(units, unitsLeft, valueLeft decimal.Decimal, scale int32) decimal.Decimal {
+	if units.GreaterThanOrEqual(unitsLeft) {
+		return valueLeft
+	}
+	return valueLeft.Mul(units).Div(unitsLeft).Round(scale)
 }
 
 // reliefSpec is a Relief resolved against accounts and assets at submit time.
@@ -126,10 +171,7 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 			return nil, nil, nil, invalid(op, "relieve.legs["+l.ValueAsset+"].from", "lot %s's value is not in %s", l.ID, leg.from.Name)
 		}
 		take := decimal.Min(need, l.UnitsLeft)
-		value := l.ValueLeft
-		if take.LessThan(l.UnitsLeft) {
-			value = l.ValueLeft.Mul(take).Div(l.UnitsLeft).Round(leg.scale)
-		}
+		value := ReliefValue(take, l.UnitsLeft, l.ValueLeft, leg.scale)
 		takes = append(takes, LotRelief{LotID: l.ID, Units: take, Value: value})
 		valueByAsset[l.ValueAsset] = valueByAsset[l.ValueAsset].Add(value)
 		need = need.Sub(take)
@@ -160,23 +202,12 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 	return takes, postings, accounts, nil
 }
 
-// commitRelief applies accepted takes to the working lots.
-func commitRelief(work lotWork, account uuid.UUID, takes []LotRelief) {
-	byID := map[uuid.UUID]LotRelief{}
-	for _, t := range takes {
-		byID[t.LotID] = t
-	}
-	for _, l := range work[account] {
-		if t, ok := byID[l.ID]; ok {
-			l.UnitsLeft = l.UnitsLeft.Sub(t.Units)
-			l.ValueLeft = l.ValueLeft.Sub(t.Value)
-		}
-	}
-}
-
 // fingerprintLots renders the lot instructions for the request fingerprint.
-func fingerprintLots(open *LotOpen, r *Relief) string {
+func fingerprintLots(open *LotOpen, r *Relief, refund *LotRefund) string {
 	var b strings.Builder
+	if refund != nil {
+		fmt.Fprintf(&b, "refund=%s,%q,%q,%s,%s,%s;", refund.Lot, refund.Holder, refund.ValueAccount, refund.Units, refund.Unspent, refund.UnspentValue)
+	}
 	if open != nil {
 		fmt.Fprintf(&b, "open=%d,%d;", open.UnitsPosting, open.ValuePosting)
 	}
@@ -192,4 +223,136 @@ func fingerprintLots(open *LotOpen, r *Relief) string {
 		}
 	}
 	return b.String()
+}
+
+// lotByID finds a lot in the working state.
+func (w lotWork) lotByID(id uuid.UUID) *Lot {
+	for _, lots := range w {
+		for _, l := range lots {
+			if l.ID == id {
+				return l
+			}
+		}
+	}
+	return nil
+}
+
+// netDebit is what the postings take from an account, debits less credits.
+func netDebit(postings []Posting, account uuid.UUID) decimal.Decimal {
+	n := decimal.Zero
+	for _, p := range postings {
+		if p.AccountID == account {
+			if p.Side == Debit {
+				n = n.Add(p.Amount)
+			} else {
+				n = n.Sub(p.Amount)
+			}
+		}
+	}
+	return n
+}
+
+// planRefund checks a lot refund against the lot's state under lock.
+func (pd *Pending) planRefund(op string, work lotWork) (LotRelief, error) {
+	r := pd.refund
+	l := work.lotByID(r.Lot)
+	if l == nil {
+		return LotRelief{}, &Error{Op: op, Field: "refund_lot.lot", Kind: NotFound, Message: "no lot " + r.Lot.String()}
+	}
+	if l.AccountID != r.holder.ID || l.ValueAccountID != r.valueAccount.ID {
+		return LotRelief{}, invalid(op, "refund_lot", "lot %s is not held by %s with its value in %s", l.ID, r.holder.Name, r.valueAccount.Name)
+	}
+	if l.Refunded.Add(r.Units).GreaterThan(l.Units) {
+		return LotRelief{}, &Error{Op: op, Field: "refund_lot.units", Kind: FailedPrecondition,
+			Message: fmt.Sprintf("lot %s has %s units not yet refunded, fewer than %s", l.ID, l.Units.Sub(l.Refunded), r.Units)}
+	}
+	if !r.Unspent.Equal(decimal.Min(r.Units, l.UnitsLeft)) || !r.UnspentValue.Equal(ReliefValue(r.Unspent, l.UnitsLeft, l.ValueLeft, r.scale)) {
+		return LotRelief{}, wrap(op, "refund_lot", ErrLotChanged)
+	}
+	if !netDebit(pd.Tx.Postings, l.AccountID).Equal(r.Unspent) || !netDebit(pd.Tx.Postings, l.ValueAccountID).Equal(r.UnspentValue) {
+		return LotRelief{}, invalid(op, "postings", "must debit the lot's holder by the unspent units and its value account by their value")
+	}
+	return LotRelief{LotID: l.ID, Units: r.Unspent, Value: r.UnspentValue, Refunded: r.Units}, nil
+}
+
+// refundSpec is a LotRefund resolved against accounts at submit time.
+type refundSpec struct {
+	LotRefund
+	holder, valueAccount *Account
+	scale                int32
+}
+
+// planRestore undoes what the reversed transaction took from its lots.
+func planRestore(op string, work lotWork, reversed uuid.UUID, took []LotRelief) ([]LotRelief, error) {
+	var out []LotRelief
+	for _, t := range took {
+		l := work.lotByID(t.LotID)
+		if l == nil {
+			return nil, &Error{Op: op, Kind: Internal, Message: fmt.Sprintf("lot %s of transaction %s was not read", t.LotID, reversed)}
+		}
+		left, value, refunded := l.UnitsLeft.Add(t.Units), l.ValueLeft.Add(t.Value), l.Refunded.Sub(t.Refunded)
+		if left.Sign() < 0 || value.Sign() < 0 { // undoing a restore whose units were spent again
+			return nil, wrap(op, "transaction_id", ErrInsufficientLots)
+		}
+		if refunded.Sign() < 0 || left.GreaterThan(l.Units.Sub(refunded)) || value.GreaterThan(l.Value) {
+			return nil, wrap(op, "transaction_id", ErrLotRefunded)
+		}
+		out = append(out, LotRelief{LotID: t.LotID, Units: t.Units.Neg(), Value: t.Value.Neg(), Refunded: t.Refunded.Neg()})
+	}
+	return out, nil
+}
+
+// applyReliefs applies accepted reliefs (of any sign) to the working lots.
+func applyReliefs(work lotWork, takes []LotRelief) {
+	for _, t := range takes {
+		if l := work.lotByID(t.LotID); l != nil {
+			l.UnitsLeft = l.UnitsLeft.Sub(t.Units)
+			l.ValueLeft = l.ValueLeft.Sub(t.Value)
+			l.Refunded = l.Refunded.Add(t.Refunded)
+		}
+	}
+}
+
+// prepareRefund checks a lot refund and resolves its accounts.
+func (s *Service) prepareRefund(ctx context.Context, op string, r *LotRefund, pd *Pending) error {
+	if r == nil {
+		return nil
+	}
+	if r.Lot == uuid.Nil {
+		return invalid(op, "refund_lot.lot", "is required")
+	}
+	holder, err := s.account(ctx, r.Holder)
+	if err != nil {
+		return wrap(op, "refund_lot.holder", err)
+	}
+	value, err := s.account(ctx, r.ValueAccount)
+	if err != nil {
+		return wrap(op, "refund_lot.value_account", err)
+	}
+	asset, err := s.Asset(ctx, value.Asset)
+	if err != nil {
+		return wrap(op, "refund_lot.value_account", err)
+	}
+	switch {
+	case r.Units.Sign() <= 0:
+		return invalid(op, "refund_lot.units", "must be positive")
+	case r.Unspent.Sign() < 0 || r.Unspent.GreaterThan(r.Units):
+		return invalid(op, "refund_lot.unspent", "must be between 0 and units")
+	case r.UnspentValue.Sign() < 0:
+		return invalid(op, "refund_lot.unspent_value", "must not be negative")
+	}
+	pd.refund = &refundSpec{LotRefund: *r, holder: holder, valueAccount: value, scale: asset.Scale}
+	pd.Tx.MovesLots = true
+	return nil
+}
+
+// LotBefore orders lots oldest first: FIFO order.
+func LotBefore(a, b *Lot) bool {
+	if !a.OpenedAt.Equal(b.OpenedAt) {
+		return a.OpenedAt.Before(b.OpenedAt)
+	}
+	if a.BatchSeq != b.BatchSeq {
+		return a.BatchSeq < b.BatchSeq
+	}
+	return bytes.Compare(a.ID[:], b.ID[:]) < 0
 }

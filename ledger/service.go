@@ -228,7 +228,8 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			EffectiveAt: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 			Metadata:    meta,
 		},
-		Fingerprint:    fingerprint(req.Kind, req.EffectiveAt, meta, nil, req.Postings, fingerprintLots(req.OpenLot, req.Relieve)),
+		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings,
+			fingerprintLots(req.OpenLot, req.Relieve, req.RefundLot)+fingerprintCarries(req.Carries)),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
@@ -268,13 +269,26 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := s.resolveLots(ctx, op, req, pd); err != nil {
 		return nil, err
 	}
+	if err := s.prepareCarries(ctx, op, req.Carries, pd); err != nil {
+		return nil, err
+	}
+	if r := req.Reverses; r != nil {
+		if *r == uuid.Nil {
+			return nil, invalid(op, "reverses", "must be a transaction id")
+		}
+		target := *r
+		pd.Tx.Reverses = &target
+	}
 	return s.submit(ctx, pd)
 }
 
 // resolveLots checks a request's lot instructions against its postings.
 func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, pd *Pending) error {
-	if req.OpenLot != nil && req.Relieve != nil {
-		return invalid(op, "relieve", "a transaction opens a lot or relieves lots, not both")
+	if req.OpenLot != nil && (req.Relieve != nil || req.RefundLot != nil || req.Reverses != nil) {
+		return invalid(op, "open_lot", "a transaction that opens a lot does nothing else with lots")
+	}
+	if err := s.prepareRefund(ctx, op, req.RefundLot, pd); err != nil {
+		return err
 	}
 	if o := req.OpenLot; o != nil {
 		if len(pd.spills) > 0 {
@@ -330,13 +344,9 @@ func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, p
 	spec := &reliefSpec{account: a, units: r.Units, legs: map[string]reliefLeg{}}
 	for asset, leg := range r.Legs {
 		field := "relieve.legs[" + asset + "]"
-		from, err := s.account(ctx, leg.From)
+		from, to, err := s.accountPair(ctx, op, field, leg.From, leg.To)
 		if err != nil {
-			return wrap(op, field+".from", err)
-		}
-		to, err := s.account(ctx, leg.To)
-		if err != nil {
-			return wrap(op, field+".to", err)
+			return err
 		}
 		if from.Asset != asset || to.Asset != asset {
 			return invalid(op, field, "accounts must both hold %s", asset)
@@ -377,10 +387,6 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 	if err != nil {
 		return nil, wrap(op, "transaction_id", err)
 	}
-	if orig.MovesLots {
-		return nil, &Error{Op: op, Kind: FailedPrecondition, Field: "transaction_id",
-			Message: "the transaction moved FIFO lots; undo it with the operation that owns them (a refund)"}
-	}
 	target := orig.ID
 	meta := canonicalMetadata(req.Metadata)
 	pd := &Pending{Tx: Transaction{
@@ -396,6 +402,12 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		if err != nil {
 			return nil, wrap(op, fmt.Sprintf("postings[%d].account", i), err)
 		}
+		if a.PerShard {
+			// A mirrored carry change would land on whichever row this lane
+			// holds; the operation that made it undoes it with a Carry.
+			return nil, &Error{Op: op, Kind: FailedPrecondition, Field: "transaction_id",
+				Message: "the transaction moved a per-shard carry; undo it with the operation that made it"}
+		}
 		side := Debit
 		if p.Side == Debit {
 			side = Credit
@@ -405,6 +417,7 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
 	}
 	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked, "")
+	pd.Tx.MovesLots = orig.MovesLots
 	return s.submit(ctx, pd)
 }
 
@@ -550,4 +563,17 @@ func (s *Service) Verify(ctx context.Context) (*Report, error) {
 // VerifyWithProgress is Verify, reporting each check as it starts.
 func (s *Service) VerifyWithProgress(ctx context.Context, progress func(check string, n, of int)) (*Report, error) {
 	return s.store.Verify(ctx, progress)
+}
+
+// accountPair resolves the from and to accounts of a leg.
+func (s *Service) accountPair(ctx context.Context, op, field, fromName, toName string) (*Account, *Account, error) {
+	from, err := s.account(ctx, fromName)
+	if err != nil {
+		return nil, nil, wrap(op, field+".from", err)
+	}
+	to, err := s.account(ctx, toName)
+	if err != nil {
+		return nil, nil, wrap(op, field+".to", err)
+	}
+	return from, to, nil
 }

@@ -39,9 +39,18 @@ type PostRequest struct {
 	EffectiveAt    time.Time       // zero: when it is recorded
 	Metadata       json.RawMessage // a JSON object, or empty
 	Postings       []PostingRequest
-	// OpenLot and Relieve move FIFO lots (lots.go); at most one of them.
-	OpenLot *LotOpen
-	Relieve *Relief
+	// OpenLot, Relieve and RefundLot move FIFO lots (lots.go); a transaction
+	// that opens a lot does nothing else with lots.
+	OpenLot   *LotOpen
+	Relieve   *Relief
+	RefundLot *LotRefund
+	// Carries convert fractions into whole granules at commit (carry.go).
+	Carries []Carry
+	// Reverses makes this the compensation of an earlier transaction, with
+	// postings of the caller's choosing: a transaction is reversed at most
+	// once, and the lots it drew on get back exactly what it took from them.
+	// Service.Reverse builds the plain mirror image.
+	Reverses *uuid.UUID
 }
 
 // Posting is one posted leg of a transaction.
@@ -140,7 +149,7 @@ func (r *PostRequest) validate(op string) error {
 	if err := validateMetadata(op, "metadata", r.Metadata); err != nil {
 		return err
 	}
-	if len(r.Postings) < 2 {
+	if len(r.Postings) < 2 && len(r.Carries) == 0 { // a carry always posts
 		return invalid(op, "postings", "needs at least two postings")
 	}
 	if len(r.Postings) > MaxPostings {

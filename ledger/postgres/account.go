@@ -44,9 +44,9 @@ func (db *DB) Asset(ctx context.Context, code string) (ledger.Asset, error) {
 }
 
 const (
-	accountColumns = `id, name, asset, normal_side, allow_negative, shards, status, metadata, created_at`
+	accountColumns = `id, name, asset, normal_side, allow_negative, shards, per_shard, status, metadata, created_at`
 	insertAccount  = `
-INSERT INTO accounts (` + accountColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO accounts (` + accountColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (name) DO NOTHING`
 	insertShards  = `INSERT INTO balances (account_id, shard, balance) SELECT $1, s, 0 FROM generate_series(0, $2 - 1) AS s`
 	selectAccount = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1`
@@ -58,7 +58,7 @@ ON CONFLICT (name) DO NOTHING`
 func scanAccount(row pgx.Row) (*ledger.Account, error) {
 	var a ledger.Account
 	var normal, status string
-	if err := row.Scan(&a.ID, &a.Name, &a.Asset, &normal, &a.AllowNegative, &a.Shards, &status, &a.Metadata, &a.CreatedAt); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &a.Asset, &normal, &a.AllowNegative, &a.Shards, &a.PerShard, &status, &a.Metadata, &a.CreatedAt); err != nil {
 		return nil, err
 	}
 	a.Normal, _ = ledger.ParseSide(normal)
@@ -76,7 +76,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *ledger.Account) (*ledger.Acc
 		if len(meta) == 0 {
 			meta = []byte("{}")
 		}
-		tag, err := tx.Exec(ctx, insertAccount, a.ID, a.Name, a.Asset, a.Normal.String(), a.AllowNegative, a.Shards, string(a.Status), string(meta), a.CreatedAt)
+		tag, err := tx.Exec(ctx, insertAccount, a.ID, a.Name, a.Asset, a.Normal.String(), a.AllowNegative, a.Shards, a.PerShard, string(a.Status), string(meta), a.CreatedAt)
 		if err != nil {
 			return err
 		}

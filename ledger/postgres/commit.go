@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,11 +32,21 @@ FOR UPDATE OF b`
 	selectStatuses  = `SELECT id, status FROM accounts WHERE id = ANY($1::uuid[])`
 	selectCommitted = `SELECT idempotency_key, id, fingerprint FROM transactions WHERE idempotency_key = ANY($1::text[])`
 	selectReversed  = `SELECT reverses FROM transactions WHERE reverses = ANY($1::uuid[])`
+	lotColumns      = `id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left, refunded`
 	lockOpenLots    = `
-SELECT id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left
+SELECT ` + lotColumns + `
 FROM lots WHERE account_id = ANY($1::uuid[]) AND units_left > 0
 ORDER BY account_id, opened_at, batch_seq, id
 FOR UPDATE`
+	// Lots named by a refund, lots a reversed transaction drew on, and the lot
+	// a reversed transaction opened (so that Decide can refuse to reverse it).
+	lockLotsByID = `
+SELECT ` + lotColumns + `
+FROM lots WHERE id = ANY($1::uuid[]) OR id = ANY($2::uuid[])
+   OR id IN (SELECT lot_id FROM lot_reliefs WHERE tx_id = ANY($2::uuid[]))
+ORDER BY account_id, opened_at, batch_seq, id
+FOR UPDATE`
+	selectTook = `SELECT tx_id, lot_id, units, value, refunded FROM lot_reliefs WHERE tx_id = ANY($1::uuid[])`
 
 	insertLots = `
 INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
@@ -43,12 +54,12 @@ SELECT id, acct, $3, seq, units, units_left, vacct, vasset, value, value_left
 FROM unnest($1::uuid[], $2::uuid[], $4::int[], $5::numeric[], $6::numeric[], $7::uuid[], $8::text[], $9::numeric[], $10::numeric[])
   AS l (id, acct, seq, units, units_left, vacct, vasset, value, value_left)`
 	updateLots = `
-UPDATE lots l SET units_left = u.units_left, value_left = u.value_left
-FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS u (id, units_left, value_left)
+UPDATE lots l SET units_left = u.units_left, value_left = u.value_left, refunded = u.refunded
+FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[]) AS u (id, units_left, value_left, refunded)
 WHERE l.id = u.id`
 	insertReliefs = `
-INSERT INTO lot_reliefs (tx_id, lot_id, units, value)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::numeric[])`
+INSERT INTO lot_reliefs (tx_id, lot_id, units, value, refunded)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::numeric[], $5::numeric[])`
 
 	insertTransactions = `
 INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata, reverses)
@@ -100,6 +111,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		Status:    map[uuid.UUID]ledger.Status{},
 		Balance:   map[uuid.UUID]decimal.Decimal{},
 		Lots:      map[uuid.UUID][]*ledger.Lot{},
+		Took:      map[uuid.UUID][]ledger.LotRelief{},
 	}
 	b := &pgx.Batch{}
 	if !cockroach {
@@ -118,17 +130,34 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		})
 		return err
 	})
-	if len(plan.LotAccounts) > 0 {
-		b.Queue(lockOpenLots, plan.LotAccounts).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				l := &ledger.Lot{}
-				if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
-					&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft); err != nil {
-					return err
-				}
+	lotsRead := map[uuid.UUID]bool{}
+	scanLots := func(rows pgx.Rows) error {
+		for rows.Next() {
+			l := &ledger.Lot{}
+			if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
+				&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded); err != nil {
+				return err
+			}
+			if !lotsRead[l.ID] {
+				lotsRead[l.ID] = true
 				st.Lots[l.AccountID] = append(st.Lots[l.AccountID], l)
 			}
-			return rows.Err()
+		}
+		return rows.Err()
+	}
+	if len(plan.LotAccounts) > 0 {
+		b.Queue(lockOpenLots, plan.LotAccounts).Query(scanLots)
+	}
+	if len(plan.LotIDs) > 0 || len(plan.Reverses) > 0 {
+		b.Queue(lockLotsByID, plan.LotIDs, plan.Reverses).Query(scanLots)
+		b.Queue(selectTook, plan.Reverses).Query(func(rows pgx.Rows) error {
+			var r ledger.LotRelief
+			var tx uuid.UUID
+			_, err := pgx.ForEachRow(rows, []any{&tx, &r.LotID, &r.Units, &r.Value, &r.Refunded}, func() error {
+				st.Took[tx] = append(st.Took[tx], r)
+				return nil
+			})
+			return err
 		})
 	}
 	b.Queue(selectClock).QueryRow(func(row pgx.Row) error {
@@ -168,6 +197,9 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
+	}
+	for _, lots := range st.Lots { // two reads may interleave one holder's lots
+		sort.Slice(lots, func(i, j int) bool { return ledger.LotBefore(lots[i], lots[j]) })
 	}
 	if locked != len(plan.Locks) {
 		return nil, fmt.Errorf("locked %d balance rows, expected %d: balance rows missing", locked, len(plan.Locks))
@@ -244,7 +276,7 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		units, unitsLeft, values, valuesLeft []string
 		vassets                              []string
 		rTx, rLot                            []uuid.UUID
-		rUnits, rValues                      []string
+		rUnits, rValues, rRefunded           []string
 	)
 	for _, pd := range batch {
 		if pd.Outcome != ledger.Accepted {
@@ -260,6 +292,7 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		for _, r := range pd.Reliefs {
 			rTx, rLot = append(rTx, pd.Tx.ID), append(rLot, r.LotID)
 			rUnits, rValues = append(rUnits, r.Units.String()), append(rValues, r.Value.String())
+			rRefunded = append(rRefunded, r.Refunded.String())
 		}
 	}
 	if len(ids) > 0 {
@@ -269,12 +302,13 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		uIDs := make([]uuid.UUID, len(updates))
 		uUnits := make([]string, len(updates))
 		uValues := make([]string, len(updates))
+		uRefunded := make([]string, len(updates))
 		for i, l := range updates {
-			uIDs[i], uUnits[i], uValues[i] = l.ID, l.UnitsLeft.String(), l.ValueLeft.String()
+			uIDs[i], uUnits[i], uValues[i], uRefunded[i] = l.ID, l.UnitsLeft.String(), l.ValueLeft.String(), l.Refunded.String()
 		}
-		b.Queue(updateLots, uIDs, uUnits, uValues)
+		b.Queue(updateLots, uIDs, uUnits, uValues, uRefunded)
 	}
 	if len(rTx) > 0 {
-		b.Queue(insertReliefs, rTx, rLot, rUnits, rValues)
+		b.Queue(insertReliefs, rTx, rLot, rUnits, rValues, rRefunded)
 	}
 }

@@ -124,7 +124,7 @@ func TestLotsFIFO(t *testing.T) {
 				r := spend("both", 1)
 				r.OpenLot = &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 1}
 				return r
-			}(), nil, "relieve"},
+			}(), nil, "open_lot"},
 			{"lot value in the units' asset", func() ledger.PostRequest {
 				r := buyLot("bad-open", 1, "USD", "1")
 				r.OpenLot.ValuePosting = 1

@@ -61,11 +61,13 @@ FROM open o JOIN bal b ON b.account_id = o.account_id JOIN accounts a ON a.id = 
 WHERE o.left_ <> b.balance
 ORDER BY a.name`},
 	{ledger.CheckLotRelief, `
-WITH r AS (SELECT lot_id, SUM(units) AS units, SUM(value) AS value FROM lot_reliefs GROUP BY lot_id)
+WITH r AS (SELECT lot_id, SUM(units) AS units, SUM(value) AS value, SUM(refunded) AS refunded FROM lot_reliefs GROUP BY lot_id)
 SELECT l.id::text, 'relieved ' || COALESCE(r.units, 0)::text || ' units and ' || COALESCE(r.value, 0)::text ||
-       ', the lot shows ' || (l.units - l.units_left)::text || ' and ' || (l.value - l.value_left)::text
+       ' and refunded ' || COALESCE(r.refunded, 0)::text || ', the lot shows ' || (l.units - l.units_left)::text ||
+       ', ' || (l.value - l.value_left)::text || ' and ' || l.refunded::text
 FROM lots l LEFT JOIN r ON r.lot_id = l.id
 WHERE l.units - l.units_left <> COALESCE(r.units, 0) OR l.value - l.value_left <> COALESCE(r.value, 0)
+   OR l.refunded <> COALESCE(r.refunded, 0)
 ORDER BY l.id`},
 	{ledger.CheckNegative, `
 SELECT a.name, 'may not go negative, is ' || SUM(b.balance)::text || ' ' || a.asset

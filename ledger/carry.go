@@ -1,0 +1,170 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// Carry adds Fraction (negative to take some back) to a carry account and
+// converts whole granules of it into other units: when the carry reaches
+// Granule, one granule leaves it and every leg moves its PerGranule amount
+// From → To; when a negative Fraction would take the carry below zero, granules
+// come back, each leg moving To → From. The carry stays in [0, Granule).
+//
+// Fractional diamonds use it: a gift worth 12.5 diamonds adds 12.5 to the
+// creator's carry (a scale-6 unit) and mints only whole granules, so no
+// fraction appears or vanishes. The carry account is PerShard: a lane reads
+// and writes only its own row, so gifts to one creator never wait for each
+// other on it; each row stays in [0, Granule) by itself.
+//
+// The conversion is decided when the batch commits, under its locks.
+type Carry struct {
+	Account  string // PerShard, credit-normal
+	Source   string // the carry unit's issuance account, the other side of each change
+	Fraction decimal.Decimal
+	Granule  decimal.Decimal
+	Legs     []CarryLeg
+}
+
+// CarryLeg is moved once per granule converted.
+type CarryLeg struct {
+	From, To   string
+	PerGranule decimal.Decimal
+}
+
+// MaxCarries bounds the carries of one transaction.
+const MaxCarries = 8
+
+type carrySpec struct {
+	account, source   *Account
+	fraction, granule decimal.Decimal
+	legs              []carryLegSpec
+}
+
+type carryLegSpec struct {
+	from, to *Account
+	per      decimal.Decimal
+}
+
+// resolveCarries appends each carry's postings, given the running balances of
+// the carry rows this lane holds. It works on the postings as spills left them.
+func (pd *Pending) resolveCarries(balance map[uuid.UUID]decimal.Decimal) {
+	for _, c := range pd.carries {
+		x := balance[c.account.ID].Add(c.fraction)
+		n := floorDiv(x, c.granule)
+		// x - n*granule is in [0, granule): the carry's row after this transaction.
+		delta := c.fraction.Sub(n.Mul(c.granule))
+		if delta.Sign() != 0 {
+			from, to := c.source, c.account
+			if delta.Sign() < 0 {
+				from, to = to, from
+			}
+			pd.addPair(from, to, delta.Abs())
+		}
+		if n.Sign() == 0 {
+			continue
+		}
+		for _, leg := range c.legs {
+			from, to := leg.from, leg.to
+			if n.Sign() < 0 {
+				from, to = to, from
+			}
+			pd.addPair(from, to, leg.per.Mul(n.Abs()))
+		}
+	}
+}
+
+// addPair appends a debit of from and a credit of to.
+func (pd *Pending) addPair(from, to *Account, amount decimal.Decimal) {
+	pd.Tx.Postings = append(pd.Tx.Postings,
+		Posting{Account: from.Name, AccountID: from.ID, Asset: from.Asset, Side: Debit, Amount: amount},
+		Posting{Account: to.Name, AccountID: to.ID, Asset: to.Asset, Side: Credit, Amount: amount})
+	pd.Accounts = append(pd.Accounts, from, to)
+}
+
+// floorDiv returns floor(x / g) for g > 0.
+func floorDiv(x, g decimal.Decimal) decimal.Decimal {
+	q, r := x.QuoRem(g, 0)
+	if r.Sign() < 0 {
+		q = q.Sub(decimal.NewFromInt(1))
+	}
+	return q
+}
+
+// prepareCarries checks the carries asked for and resolves their accounts.
+func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry, pd *Pending) error {
+	if len(carries) > MaxCarries {
+		return invalid(op, "carries", "has more than %d carries", MaxCarries)
+	}
+	for i, c := range carries {
+		a, err := s.account(ctx, c.Account)
+		if err != nil {
+			return wrap(op, carryField(i, "account"), err)
+		}
+		if !a.PerShard || a.Normal != Credit {
+			return invalid(op, carryField(i, "account"), "must be a credit-normal per-shard account")
+		}
+		src, err := s.account(ctx, c.Source)
+		if err != nil {
+			return wrap(op, carryField(i, "source"), err)
+		}
+		if src.Asset != a.Asset || !src.AllowNegative {
+			return invalid(op, carryField(i, "source"), "must be an account in %s that may go negative (its issuance)", a.Asset)
+		}
+		asset, err := s.Asset(ctx, a.Asset)
+		if err != nil {
+			return wrap(op, carryField(i, "account"), err)
+		}
+		if c.Fraction.IsZero() {
+			return invalid(op, carryField(i, "fraction"), "must not be zero")
+		}
+		if err := asset.checkDigits(op, carryField(i, "fraction"), c.Fraction.Abs()); err != nil {
+			return err
+		}
+		if err := asset.CheckAmount(op, carryField(i, "granule"), c.Granule); err != nil {
+			return err
+		}
+		if len(c.Legs) == 0 || len(c.Legs) > MaxCarries {
+			return invalid(op, carryField(i, "legs"), "needs 1 to %d legs", MaxCarries)
+		}
+		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
+		for j, leg := range c.Legs {
+			field := carryField(i, fmt.Sprintf("legs[%d]", j))
+			from, to, err := s.accountPair(ctx, op, field, leg.From, leg.To)
+			if err != nil {
+				return err
+			}
+			if from.Asset != to.Asset || from.ID == to.ID {
+				return invalid(op, field, "needs two accounts in one asset")
+			}
+			legAsset, err := s.Asset(ctx, from.Asset)
+			if err != nil {
+				return wrap(op, field, err)
+			}
+			if err := legAsset.CheckAmount(op, field+".per_granule", leg.PerGranule); err != nil {
+				return err
+			}
+			spec.legs = append(spec.legs, carryLegSpec{from: from, to: to, per: leg.PerGranule})
+		}
+		pd.carries = append(pd.carries, spec)
+	}
+	return nil
+}
+
+func carryField(i int, name string) string { return fmt.Sprintf("carries[%d].%s", i, name) }
+
+// fingerprintCarries renders the carries for the request fingerprint.
+func fingerprintCarries(carries []Carry) string {
+	var b strings.Builder
+	for _, c := range carries {
+		fmt.Fprintf(&b, "carry=%q,%q,%s,%s;", c.Account, c.Source, c.Fraction, c.Granule)
+		for _, l := range c.Legs {
+			fmt.Fprintf(&b, "leg=%q>%q,%s;", l.From, l.To, l.PerGranule)
+		}
+	}
+	return b.String()
+}
