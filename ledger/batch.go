@@ -248,6 +248,12 @@ func Decide(batch []*Pending, st *State) {
 		if len(pd.spills) > 0 {
 			pd.resolveSpills(balance)
 		}
+		// Statuses and funds of what was asked come first, so that a frozen
+		// or short account is the reason given, not a consequence of it.
+		if err := pd.apply(op, st, balance, false); err != nil {
+			pd.reject(err)
+			continue
+		}
 		var took []LotRelief
 		if pd.relief != nil {
 			t, legs, accounts, err := pd.planRelief(op, st.lots)
@@ -284,7 +290,7 @@ func Decide(batch []*Pending, st *State) {
 			}
 			took = append(took, t...)
 		}
-		if err := pd.apply(op, st, balance); err != nil {
+		if err := pd.apply(op, st, balance, true); err != nil {
 			pd.reject(err)
 			continue
 		}
@@ -320,9 +326,9 @@ func (pd *Pending) reject(err error) {
 	pd.refuse(err)
 }
 
-// apply checks account states and balance policies and, if all pass, moves
-// the running balances of checked accounts.
-func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Decimal) error {
+// apply checks account states and balance policies and, if all pass and
+// commit is set, moves the running balances of checked accounts.
+func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Decimal, commit bool) error {
 	next := map[uuid.UUID]decimal.Decimal{}
 	for i, posting := range pd.Tx.Postings {
 		a := pd.Accounts[i]
@@ -348,8 +354,10 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 				Message: fmt.Sprintf("%s would be %s %s", a.Name, b, a.Asset)}
 		}
 	}
-	for id, b := range next {
-		balance[id] = b
+	if commit {
+		for id, b := range next {
+			balance[id] = b
+		}
 	}
 	return nil
 }

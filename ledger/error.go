@@ -101,6 +101,7 @@ var (
 	ErrAccountNotFound     = &Error{Kind: NotFound, Message: "account not found"}
 	ErrAssetNotFound       = &Error{Kind: NotFound, Message: "asset not found"}
 	ErrTransactionNotFound = &Error{Kind: NotFound, Message: "transaction not found"}
+	ErrLotNotFound         = &Error{Kind: NotFound, Message: "lot not found"}
 	ErrAccountFrozen       = &Error{Kind: FailedPrecondition, Message: "account is frozen"}
 	ErrAccountClosed       = &Error{Kind: FailedPrecondition, Message: "account is closed"}
 	ErrAlreadyReversed     = &Error{Kind: FailedPrecondition, Message: "transaction has already been reversed"}

@@ -529,6 +529,33 @@ func (s *Service) Transaction(ctx context.Context, id uuid.UUID) (*Transaction, 
 	return s.store.Transaction(ctx, id)
 }
 
+// TransactionByKey finds the transaction posted under an idempotency key.
+func (s *Service) TransactionByKey(ctx context.Context, key string) (*Transaction, error) {
+	if err := validateKey("ledger.TransactionByKey", "idempotency_key", key); err != nil {
+		return nil, err
+	}
+	return s.store.TransactionByKey(ctx, key)
+}
+
+// Lot reads a FIFO lot (its id is the id of the transaction that opened it).
+func (s *Service) Lot(ctx context.Context, id uuid.UUID) (*Lot, error) { return s.store.Lot(ctx, id) }
+
+// LotMoves lists what transactions took from, or gave back to, a lot.
+func (s *Service) LotMoves(ctx context.Context, lot uuid.UUID) ([]LotMove, error) {
+	return s.store.LotMoves(ctx, lot)
+}
+
+// MaxPage bounds one page of a listing.
+const MaxPage = 1000
+
+// Accounts pages through accounts whose names start with prefix.
+func (s *Service) Accounts(ctx context.Context, prefix, after string, limit int) ([]*Account, error) {
+	if limit <= 0 || limit > MaxPage {
+		return nil, invalid("ledger.Accounts", "limit", "must be between 1 and %d", MaxPage)
+	}
+	return s.store.Accounts(ctx, prefix, after, limit)
+}
+
 // Balance returns an account's balance on its normal side, now when asOf is
 // zero, else as of that recorded time.
 func (s *Service) Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error) {

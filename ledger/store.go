@@ -27,6 +27,15 @@ type Store interface {
 	// originals of replays. An error means nothing in the batch was posted.
 	CommitBatch(ctx context.Context, lane int, batch []*Pending) error
 	Transaction(ctx context.Context, id uuid.UUID) (*Transaction, error)
+	// TransactionByKey finds a transaction by its idempotency key.
+	TransactionByKey(ctx context.Context, key string) (*Transaction, error)
+	// Lot reads a lot as committed; LotMoves lists every relief, refund and
+	// restore of it in commit order.
+	Lot(ctx context.Context, id uuid.UUID) (*Lot, error)
+	LotMoves(ctx context.Context, lot uuid.UUID) ([]LotMove, error)
+	// Accounts pages through the accounts whose names start with prefix, in
+	// name order, after the name given.
+	Accounts(ctx context.Context, prefix, after string, limit int) ([]*Account, error)
 	// Balance is the normal-side balance of a, now (asOf zero) or as of a
 	// past recorded time.
 	Balance(ctx context.Context, a *Account, asOf time.Time) (decimal.Decimal, error)
@@ -101,4 +110,13 @@ func ParseCursor(op, field, s string) (Cursor, error) {
 		return Cursor{}, invalid(op, field, "is not a page token returned by this ledger")
 	}
 	return c, nil
+}
+
+// LotMove is one transaction's relief, refund or restore of a lot.
+type LotMove struct {
+	TxID       uuid.UUID
+	Kind       string
+	Reverses   *uuid.UUID
+	RecordedAt time.Time
+	LotRelief
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/ledger"
@@ -20,6 +21,13 @@ type Ledger interface {
 	Account(ctx context.Context, name string) (*ledger.Account, error)
 	Asset(ctx context.Context, code string) (ledger.Asset, error)
 	Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error)
+	SetAccountStatus(ctx context.Context, name string, st ledger.Status) (*ledger.Account, error)
+	Transaction(ctx context.Context, id uuid.UUID) (*ledger.Transaction, error)
+	TransactionByKey(ctx context.Context, key string) (*ledger.Transaction, error)
+	Lot(ctx context.Context, id uuid.UUID) (*ledger.Lot, error)
+	LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, error)
+	Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error)
+	Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error)
 }
 
 // Economy performs the coin economy's operations, each one atomic ledger
@@ -73,10 +81,11 @@ func FiatAccount(base, currency string) string { return base + ":" + currency }
 func CoinWallet(user string) string  { return "COIN:wallet:" + user }
 func PromoWallet(user string) string { return "COIN:promo:" + user }
 
-// Bootstrap registers the units and the platform's unit accounts. It is
-// idempotent; fiat accounts are opened on first use in each currency.
+// Bootstrap registers the units and the platform's accounts that gifts touch
+// in every currency. It is idempotent; other fiat accounts are opened on
+// first use.
 func (e *Economy) Bootstrap(ctx context.Context) error {
-	assets := append([]ledger.Asset{{Code: Coin}, {Code: Diamond}}, Currencies...)
+	assets := append([]ledger.Asset{{Code: Coin}, {Code: Diamond}, {Code: DiamondFrac, Scale: fracScale}}, Currencies...)
 	for _, a := range assets {
 		if _, err := e.ledger.CreateAsset(ctx, a); err != nil {
 			return err
@@ -93,7 +102,24 @@ func (e *Economy) Bootstrap(ctx context.Context) error {
 			return err
 		}
 	}
+	accounts := []ledger.Account{{Name: DiamondFracIssued, Asset: DiamondFrac, Normal: ledger.Credit, AllowNegative: true, Shards: fracIssuanceShards}}
+	for _, c := range Currencies {
+		accounts = append(accounts, deferredRevenueAccount(c.Code),
+			ledger.Account{Name: FiatAccount(GiftRevenue, c.Code), Asset: c.Code, Normal: ledger.Credit, AllowNegative: true, Shards: giftRevenueShards})
+	}
+	for _, a := range accounts {
+		if err := e.open(ctx, a); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// deferredRevenueAccount is held by the lots (each lot's value left is
+// checked non-negative, and verify matches their sum to this balance), so
+// relief need not lock all its shards to check the balance.
+func deferredRevenueAccount(currency string) ledger.Account {
+	return ledger.Account{Name: FiatAccount(DeferredRevenue, currency), Asset: currency, Normal: ledger.Credit, AllowNegative: true, Shards: deferredRevenueShds}
 }
 
 // open opens an account on first use; opening it again is a no-op.
@@ -187,10 +213,7 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 		{Name: CoinWallet(req.User), Asset: Coin, Normal: ledger.Credit},
 		{Name: receivable, Asset: req.Currency, Normal: ledger.Debit},
 		{Name: feeAccount, Asset: req.Currency, Normal: ledger.Debit},
-		// Deferred revenue is held by the lots (each lot's value left is
-		// checked non-negative, and verify matches their sum to this balance),
-		// so relief need not lock all its shards to check the balance.
-		{Name: deferred, Asset: req.Currency, Normal: ledger.Credit, AllowNegative: true, Shards: deferredRevenueShds},
+		deferredRevenueAccount(req.Currency),
 	} {
 		if err := e.open(ctx, a); err != nil {
 			return nil, err

@@ -29,11 +29,17 @@ type env struct {
 	eco *economy.Economy
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv is a bootstrapped economy on a fresh database; lanes (default the
+// ledger's) pins the commit lanes, and with one lane carries are exact.
+func newEnv(t *testing.T, lanes ...int) *env {
 	t.Helper()
 	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
 	clock := func() time.Time { return t0 }
-	svc := ledger.NewService(db, ledger.Options{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts := ledger.Options{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if len(lanes) > 0 {
+		opts.Lanes = lanes[0]
+	}
+	svc := ledger.NewService(db, opts)
 	t.Cleanup(svc.Close)
 	cat := economy.NewCatalog(db, clock)
 	e := &env{svc: svc, cat: cat, eco: economy.New(svc, cat, clock)}

@@ -3,6 +3,7 @@ package economy
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"sort"
 	"time"
 
@@ -114,6 +115,10 @@ type RefStore interface {
 	// no-op; other terms: Conflict); LiveSession is NotFound for an unknown id.
 	AddLiveSession(ctx context.Context, s LiveSession) (LiveSession, error)
 	LiveSession(ctx context.Context, id string) (LiveSession, error)
+	// RegisterCreator records a creator who may receive gifts (again: a
+	// no-op); CreatorRegistered reports whether one was.
+	RegisterCreator(ctx context.Context, id string, at time.Time) error
+	CreatorRegistered(ctx context.Context, id string) (bool, error)
 }
 
 // Catalog validates and versions reference data.
@@ -253,8 +258,12 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 	if r.DiamondValue.Sign() <= 0 {
 		return r, invalid(op, "diamond_value", "must be positive")
 	}
-	if err := (ledger.Asset{Code: r.DiamondCurrency}).Validate(op); err != nil {
-		return r, invalid(op, "diamond_currency", "must be a currency code such as USD")
+	scale, ok := currencyScale(r.DiamondCurrency)
+	if !ok {
+		return r, invalid(op, "diamond_currency", "must be one of the economy's currencies, such as USD")
+	}
+	if g := Granule(r.DiamondValue, scale); g.GreaterThan(decimal.NewFromInt(maxGranule)) {
+		return r, invalid(op, "diamond_value", "%s %s a diamond needs %s diamonds to make a whole minor unit; at most %d allowed", r.DiamondValue, r.DiamondCurrency, g, maxGranule)
 	}
 	var err error
 	if r.EffectiveAt, r.RecordedAt, err = c.effective(op, r.EffectiveAt); err != nil {
@@ -266,4 +275,40 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 // ShareRuleAt returns the rule in force for a creator at an instant.
 func (c *Catalog) ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error) {
 	return c.store.ShareRuleAt(ctx, creator, at)
+}
+
+// RegisterCreator lets a creator receive gifts.
+func (c *Catalog) RegisterCreator(ctx context.Context, id string) error {
+	if err := checkID("economy.RegisterCreator", "creator", id, 64); err != nil {
+		return err
+	}
+	return c.store.RegisterCreator(ctx, id, c.clock().UTC().Truncate(time.Microsecond))
+}
+
+// maxGranule bounds how many diamonds may wait in a carry for a whole minor
+// unit of their value: with 0.005 USD a diamond it is 2.
+const maxGranule = 1000
+
+// Granule is the fewest whole diamonds whose value is a whole number of the
+// currency's minor units: 2 for 0.005 USD, 1 for 0.01 USD. Diamonds are
+// minted in granules, so the creator's payable is always exactly their
+// diamonds' value.
+func Granule(value decimal.Decimal, scale int32) decimal.Decimal {
+	minor := value.Shift(scale) // value in minor units, maybe fractional
+	places := int32(0)
+	for !minor.Shift(places).Equal(minor.Shift(places).Truncate(0)) {
+		places++
+	}
+	num := minor.Shift(places).BigInt()
+	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)
+	return decimal.NewFromBigInt(new(big.Int).Quo(den, new(big.Int).GCD(nil, nil, num, den)), 0)
+}
+
+func currencyScale(code string) (int32, bool) {
+	for _, a := range Currencies {
+		if a.Code == code {
+			return a.Scale, true
+		}
+	}
+	return 0, false
 }

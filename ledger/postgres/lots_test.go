@@ -109,7 +109,8 @@ func TestLotsFIFO(t *testing.T) {
 			is    error
 			field string
 		}{
-			{"more than the lots hold", spend("over", 9), ledger.ErrInsufficientLots, "relieve.units"},
+			// The holder's balance is checked before its lots: it is the reason.
+			{"more than the lots hold", spend("over", 9), ledger.ErrInsufficientFunds, "postings[0].account"},
 			{"units differ from the debit", func() ledger.PostRequest {
 				r := spend("mismatch", 2)
 				r.Relieve.Units = decimal.NewFromInt(1)

@@ -13,10 +13,17 @@ import (
 )
 
 const (
-	selectTransaction = `
-SELECT id, idempotency_key, kind, effective_at, recorded_at, batch_seq, metadata, reverses,
-       EXISTS (SELECT 1 FROM lots WHERE id = t.id) OR EXISTS (SELECT 1 FROM lot_reliefs WHERE tx_id = t.id)
-FROM transactions t WHERE id = $1`
+	transactionColumns = `id, idempotency_key, kind, effective_at, recorded_at, batch_seq, metadata, reverses,
+       EXISTS (SELECT 1 FROM lots WHERE id = t.id) OR EXISTS (SELECT 1 FROM lot_reliefs WHERE tx_id = t.id)`
+	selectTransaction      = `SELECT ` + transactionColumns + ` FROM transactions t WHERE id = $1`
+	selectTransactionByKey = `SELECT ` + transactionColumns + ` FROM transactions t WHERE idempotency_key = $1`
+	selectLot              = `SELECT ` + lotColumns + ` FROM lots WHERE id = $1`
+	selectLotMoves         = `
+SELECT r.tx_id, t.kind, t.reverses, t.recorded_at, r.units, r.value, r.refunded
+FROM lot_reliefs r JOIN transactions t ON t.id = r.tx_id
+WHERE r.lot_id = $1 ORDER BY t.recorded_at, t.batch_seq`
+	selectAccounts = `SELECT ` + accountColumns + ` FROM accounts
+WHERE name > $2 AND left(name, length($1)) = $1 ORDER BY name LIMIT $3`
 	selectPostings = `
 SELECT a.name, e.account_id, e.asset, e.side, e.amount
 FROM entries e JOIN accounts a ON a.id = e.account_id
@@ -25,18 +32,26 @@ WHERE e.tx_id = $1 ORDER BY e.idx`
 
 // Transaction reads a posted transaction with its postings.
 func (db *DB) Transaction(ctx context.Context, id uuid.UUID) (*ledger.Transaction, error) {
-	const op = "postgres.Transaction"
+	return db.transaction(ctx, "postgres.Transaction", id.String(), selectTransaction, id)
+}
+
+// TransactionByKey reads the transaction posted under an idempotency key.
+func (db *DB) TransactionByKey(ctx context.Context, key string) (*ledger.Transaction, error) {
+	return db.transaction(ctx, "postgres.TransactionByKey", key, selectTransactionByKey, key)
+}
+
+func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) (*ledger.Transaction, error) {
 	var t ledger.Transaction
-	err := db.pool.QueryRow(ctx, selectTransaction, id).Scan(
+	err := db.pool.QueryRow(ctx, query, arg).Scan(
 		&t.ID, &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses, &t.MovesLots)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: id.String()}
+		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: name}
 	}
 	if err != nil {
 		return nil, internal(op, err)
 	}
 	t.EffectiveAt, t.RecordedAt = t.EffectiveAt.UTC(), t.RecordedAt.UTC()
-	rows, _ := db.pool.Query(ctx, selectPostings, id)
+	rows, _ := db.pool.Query(ctx, selectPostings, t.ID)
 	var p ledger.Posting
 	var side string
 	_, err = pgx.ForEachRow(rows, []any{&p.Account, &p.AccountID, &p.Asset, &side, &p.Amount}, func() error {
@@ -112,6 +127,59 @@ func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Curso
 	})
 	if err != nil {
 		return nil, internal("postgres.Entries", err)
+	}
+	return out, nil
+}
+
+// Lot reads a lot as committed.
+func (db *DB) Lot(ctx context.Context, id uuid.UUID) (*ledger.Lot, error) {
+	const op = "postgres.Lot"
+	l := &ledger.Lot{}
+	err := db.pool.QueryRow(ctx, selectLot, id).Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
+		&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &ledger.Error{Op: op, Err: ledger.ErrLotNotFound, Message: id.String()}
+	}
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	l.OpenedAt = l.OpenedAt.UTC()
+	return l, nil
+}
+
+// LotMoves lists every relief, refund and restore of a lot in commit order.
+func (db *DB) LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, error) {
+	rows, _ := db.pool.Query(ctx, selectLotMoves, lot)
+	var out []ledger.LotMove
+	var m ledger.LotMove
+	_, err := pgx.ForEachRow(rows, []any{&m.TxID, &m.Kind, &m.Reverses, &m.RecordedAt, &m.Units, &m.Value, &m.Refunded}, func() error {
+		m.LotID, m.RecordedAt = lot, m.RecordedAt.UTC()
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, internal("postgres.LotMoves", err)
+	}
+	return out, nil
+}
+
+// Accounts pages through accounts whose names start with prefix.
+func (db *DB) Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error) {
+	rows, err := db.pool.Query(ctx, selectAccounts, prefix, after, limit)
+	if err != nil {
+		return nil, internal("postgres.Accounts", err)
+	}
+	defer rows.Close()
+	var out []*ledger.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, internal("postgres.Accounts", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal("postgres.Accounts", err)
 	}
 	return out, nil
 }

@@ -209,3 +209,25 @@ func (db *DB) LiveSession(ctx context.Context, id string) (economy.LiveSession, 
 	}
 	return s, nil
 }
+
+const (
+	insertCreator = `INSERT INTO creators (id, registered_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`
+	selectCreator = `SELECT EXISTS (SELECT 1 FROM creators WHERE id = $1)`
+)
+
+// RegisterCreator records a creator once.
+func (db *DB) RegisterCreator(ctx context.Context, id string, at time.Time) error {
+	if _, err := db.pool.Exec(ctx, insertCreator, id, at); err != nil {
+		return internal("postgres.RegisterCreator", err)
+	}
+	return nil
+}
+
+// CreatorRegistered reports whether a creator was registered.
+func (db *DB) CreatorRegistered(ctx context.Context, id string) (bool, error) {
+	var ok bool
+	if err := db.pool.QueryRow(ctx, selectCreator, id).Scan(&ok); err != nil {
+		return false, internal("postgres.CreatorRegistered", err)
+	}
+	return ok, nil
+}

@@ -82,9 +82,9 @@ func TestLotRefundAndRestore(t *testing.T) {
 		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-again", TransactionID: again.ID}); !errors.Is(err, ledger.ErrLotRefunded) {
 			t.Errorf("reversing a spend of refunded coins: %v", err)
 		}
-		// Reversing the first reversal would re-take 4 coins from the lot's
-		// restored units, which were spent and refunded since.
-		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-undo", TransactionID: undo.ID}); !errors.Is(err, ledger.ErrInsufficientLots) {
+		// Reversing the first reversal would re-take 4 coins from the wallet
+		// and the lot's restored units, which were spent and refunded since.
+		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-undo", TransactionID: undo.ID}); !errors.Is(err, ledger.ErrInsufficientFunds) {
 			t.Errorf("reversing a reversal: %v", err)
 		}
 		var units, left, refunded decimal.Decimal

@@ -1,0 +1,402 @@
+package economy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// Earnings accounts. An earner is a creator ("c42") or an agency
+// ("agency:a7"); creator ids cannot contain ':', so the two never collide.
+const (
+	DiamondFrac        = "DIAMOND_FRAC" // fractions of a diamond waiting in carries, scale 6
+	DiamondFracIssued  = "DIAMOND_FRAC:issued"
+	GiftRevenue        = "Revenue:Gifts"
+	CreatorShareCost   = "CostOfRevenue:CreatorShare"
+	creatorPayable     = "Liability:CreatorPayable"
+	pendingPrefix      = "DIAMOND:pending:"
+	earnerShards       = 2 // one row per commit lane: gifts to one creator never wait on each other
+	fracScale          = 6
+	releaseDayLayout   = "20060102"
+	maxGiftCoins       = 1_000_000_000
+	agencyEarnerPrefix = "agency:"
+	fracIssuanceShards = 8
+	giftRevenueShards  = 4
+	creatorCostShards  = 4
+)
+
+// AgencyEarner names an agency as an earner of diamonds.
+func AgencyEarner(agency string) string { return agencyEarnerPrefix + agency }
+
+// PendingDiamonds names the earner's diamonds on hold that become available
+// on day (UTC): one account per earner and release day, so the release job
+// moves whole accounts whose day has passed.
+func PendingDiamonds(earner string, day time.Time) string {
+	return pendingPrefix + earner + ":" + day.UTC().Format(releaseDayLayout)
+}
+
+// AvailableDiamonds names the earner's diamonds that may be withdrawn.
+func AvailableDiamonds(earner string) string { return "DIAMOND:available:" + earner }
+
+// DiamondCarry names the earner's carry of fractional diamonds.
+func DiamondCarry(earner string) string { return DiamondFrac + ":carry:" + earner }
+
+// CreatorPayable names what the platform owes an earner for their diamonds.
+func CreatorPayable(earner, currency string) string {
+	return FiatAccount(creatorPayable+":"+earner, currency)
+}
+
+// GiftRequest is one gift sent during a stream.
+type GiftRequest struct {
+	Key      string // the client's idempotency key
+	Viewer   string
+	Creator  string
+	GiftID   string // a catalog gift; or Coins, not both
+	Coins    int64
+	StreamID string
+	// SentAt picks the gift price and share rule in force; required, so a
+	// retry prices the gift the same way.
+	SentAt time.Time
+}
+
+// Errors particular to gifts.
+var (
+	ErrSelfGift       = &ledger.Error{Kind: ledger.Invalid, Message: "a viewer cannot send a gift to themself"}
+	ErrUnknownCreator = &ledger.Error{Kind: ledger.NotFound, Message: "creator is not registered to receive gifts"}
+)
+
+// GiftTerms is what a gift was priced at; it is stored on the transaction.
+type GiftTerms struct {
+	Viewer          string `json:"viewer"`
+	Creator         string `json:"creator"`
+	StreamID        string `json:"stream_id"`
+	GiftID          string `json:"gift_id,omitempty"`
+	Coins           int64  `json:"coins"`
+	SentAt          string `json:"sent_at"`
+	CreatorShare    string `json:"creator_share"`
+	Agency          string `json:"agency,omitempty"`
+	AgencyShare     string `json:"agency_share,omitempty"`
+	Diamonds        string `json:"diamonds"` // coins × share, exact
+	CreatorDiamonds string `json:"creator_diamonds"`
+	AgencyDiamonds  string `json:"agency_diamonds,omitempty"`
+	DiamondValue    string `json:"diamond_value"`
+	Currency        string `json:"currency"`
+	Granule         string `json:"granule"`
+	ReleaseDay      string `json:"release_day"`
+}
+
+// earnerShare is one earner's part of a gift, in fractional diamonds.
+type earnerShare struct {
+	earner   string
+	diamonds decimal.Decimal
+}
+
+func (t *GiftTerms) shares() []earnerShare {
+	out := []earnerShare{{t.Creator, decimal.RequireFromString(t.CreatorDiamonds)}}
+	if t.Agency != "" {
+		out = append(out, earnerShare{AgencyEarner(t.Agency), decimal.RequireFromString(t.AgencyDiamonds)})
+	}
+	return out
+}
+
+func (t *GiftTerms) releaseDay() time.Time {
+	d, _ := time.Parse(releaseDayLayout, t.ReleaseDay)
+	return d
+}
+
+// SendGift burns the viewer's coins, promo coins first (they carry no money,
+// so paid coins, which a refund can still give back, are kept longest), and
+// relieves the paid coins' deferred revenue lot by lot into gift revenue. The
+// creator earns coins × share diamonds (the agency, if any, its share of
+// those, rounded half up to a millionth of a diamond): each earner's
+// diamonds go into their carry and whole granules come out, minted into
+// pending diamonds for the release day with their value owed as creator
+// payable. Everything that depends on balances is decided at commit.
+func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transaction, error) {
+	const op = "economy.SendGift"
+	terms, err := e.priceGift(ctx, op, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.openGiftAccounts(ctx, terms); err != nil {
+		return nil, err
+	}
+	coins := decimal.NewFromInt(terms.Coins)
+	meta, _ := json.Marshal(terms)
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: "gift:" + req.Key,
+		Kind:           "gift",
+		EffectiveAt:    req.SentAt,
+		Metadata:       meta,
+		Postings: []ledger.PostingRequest{
+			{Account: PromoWallet(req.Viewer), Side: ledger.Debit, Amount: coins, SpillTo: CoinWallet(req.Viewer)},
+			{Account: CoinIssued, Side: ledger.Credit, Amount: coins},
+		},
+		Relieve: &ledger.Relief{Account: CoinWallet(req.Viewer), Legs: giftReliefLegs},
+		Carries: earningsCarries(terms, 1, nil),
+	})
+	// Which posting was short or frozen is the ledger's detail; the caller
+	// sent a viewer and a price.
+	switch {
+	case errors.Is(err, ledger.ErrInsufficientFunds):
+		return nil, &ledger.Error{Op: op, Field: "coins", Err: err, Message: fmt.Sprintf("viewer %s has fewer than %d coins", req.Viewer, terms.Coins)}
+	case errors.Is(err, ledger.ErrAccountFrozen), errors.Is(err, ledger.ErrAccountClosed):
+		return nil, &ledger.Error{Op: op, Field: "viewer", Err: err, Message: "viewer " + req.Viewer + " is blocked"}
+	}
+	return tx, err
+}
+
+// giftReliefLegs moves relieved deferred revenue into gift revenue, in
+// whichever currencies the viewer's lots were bought.
+var giftReliefLegs = func() map[string]ledger.ReliefLeg {
+	legs := map[string]ledger.ReliefLeg{}
+	for _, c := range Currencies {
+		legs[c.Code] = ledger.ReliefLeg{From: FiatAccount(DeferredRevenue, c.Code), To: FiatAccount(GiftRevenue, c.Code)}
+	}
+	return legs
+}()
+
+// earningsCarries adds sign × each earner's diamonds to their carry. Whole
+// granules mint pending diamonds for the release day and move their value
+// from valueFrom (creator cost for a gift) into the earner's payable; taking
+// diamonds back runs the same legs the other way.
+func earningsCarries(t *GiftTerms, sign int64, valueFrom func(currency string) string) []ledger.Carry {
+	if valueFrom == nil {
+		valueFrom = func(cur string) string { return FiatAccount(CreatorShareCost, cur) }
+	}
+	granule := decimal.RequireFromString(t.Granule)
+	perGranule := granule.Mul(decimal.RequireFromString(t.DiamondValue))
+	var out []ledger.Carry
+	for _, s := range t.shares() {
+		if s.diamonds.IsZero() {
+			continue
+		}
+		out = append(out, ledger.Carry{
+			Account: DiamondCarry(s.earner), Source: DiamondFracIssued,
+			Fraction: s.diamonds.Mul(decimal.NewFromInt(sign)), Granule: granule,
+			Legs: []ledger.CarryLeg{
+				{From: DiamondIssued, To: PendingDiamonds(s.earner, t.releaseDay()), PerGranule: granule},
+				{From: valueFrom(t.Currency), To: CreatorPayable(s.earner, t.Currency), PerGranule: perGranule},
+			},
+		})
+	}
+	return out
+}
+
+// priceGift validates a gift and works out its terms from reference data.
+func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*GiftTerms, error) {
+	if err := checkID(op, "key", req.Key, 128); err != nil {
+		return nil, err
+	}
+	if err := checkID(op, "viewer", req.Viewer, 64); err != nil {
+		return nil, err
+	}
+	if err := checkID(op, "creator", req.Creator, 64); err != nil {
+		return nil, err
+	}
+	if err := checkID(op, "stream_id", req.StreamID, 128); err != nil {
+		return nil, err
+	}
+	if req.Viewer == req.Creator {
+		return nil, &ledger.Error{Op: op, Field: "creator", Err: ErrSelfGift}
+	}
+	if req.SentAt.IsZero() {
+		return nil, invalid(op, "sent_at", "is required")
+	}
+	if req.SentAt.After(e.clock().Add(maxClockSkew)) {
+		return nil, invalid(op, "sent_at", "is in the future")
+	}
+	coins := req.Coins
+	switch {
+	case req.GiftID != "" && req.Coins != 0:
+		return nil, invalid(op, "coins", "give a gift id or a coin amount, not both")
+	case req.GiftID != "":
+		g, err := e.catalog.GiftAt(ctx, req.GiftID, req.SentAt)
+		if err != nil {
+			return nil, &ledger.Error{Op: op, Field: "gift_id", Err: err}
+		}
+		coins = g.Coins
+	case coins <= 0 || coins > maxGiftCoins:
+		return nil, invalid(op, "coins", "must be between 1 and %d (or give a gift id)", maxGiftCoins)
+	}
+	ok, err := e.catalog.store.CreatorRegistered(ctx, req.Creator)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &ledger.Error{Op: op, Field: "creator", Err: ErrUnknownCreator}
+	}
+	rule, err := e.catalog.ShareRuleAt(ctx, req.Creator, req.SentAt)
+	if err != nil {
+		return nil, &ledger.Error{Op: op, Field: "creator", Err: err}
+	}
+	scale, _ := currencyScale(rule.DiamondCurrency)
+	diamonds := decimal.NewFromInt(coins).Mul(rule.CreatorShare)
+	agencyDiamonds := decimal.Zero
+	if rule.Agency != "" {
+		agencyDiamonds = diamonds.Mul(rule.AgencyShare).Round(fracScale)
+	}
+	t := &GiftTerms{
+		Viewer: req.Viewer, Creator: req.Creator, StreamID: req.StreamID, GiftID: req.GiftID, Coins: coins,
+		SentAt:       req.SentAt.UTC().Format(time.RFC3339Nano),
+		CreatorShare: rule.CreatorShare.String(), Agency: rule.Agency,
+		Diamonds: diamonds.String(), CreatorDiamonds: diamonds.Sub(agencyDiamonds).String(),
+		DiamondValue: rule.DiamondValue.String(), Currency: rule.DiamondCurrency,
+		Granule:    Granule(rule.DiamondValue, scale).String(),
+		ReleaseDay: req.SentAt.Add(rule.HoldingPeriod).UTC().Format(releaseDayLayout),
+	}
+	if rule.Agency != "" {
+		t.AgencyShare, t.AgencyDiamonds = rule.AgencyShare.String(), agencyDiamonds.String()
+	}
+	return t, nil
+}
+
+// openGiftAccounts opens what a gift posts to, once per process and name.
+func (e *Economy) openGiftAccounts(ctx context.Context, t *GiftTerms) error {
+	accounts := []ledger.Account{
+		{Name: PromoWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
+		{Name: CoinWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
+		{Name: FiatAccount(CreatorShareCost, t.Currency), Asset: t.Currency, Normal: ledger.Debit, AllowNegative: true, Shards: creatorCostShards},
+	}
+	for _, s := range t.shares() {
+		accounts = append(accounts, earnerAccounts(s.earner, t.Currency, t.releaseDay())...)
+	}
+	for _, a := range accounts {
+		if err := e.open(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func earnerAccounts(earner, currency string, day time.Time) []ledger.Account {
+	return []ledger.Account{
+		{Name: DiamondCarry(earner), Asset: DiamondFrac, Normal: ledger.Credit, Shards: earnerShards, PerShard: true},
+		{Name: PendingDiamonds(earner, day), Asset: Diamond, Normal: ledger.Credit, Shards: earnerShards},
+		{Name: AvailableDiamonds(earner), Asset: Diamond, Normal: ledger.Credit},
+		{Name: CreatorPayable(earner, currency), Asset: currency, Normal: ledger.Credit, Shards: earnerShards},
+	}
+}
+
+// giftTerms reads the terms stored on a gift transaction.
+func giftTerms(op string, tx *ledger.Transaction) (*GiftTerms, error) {
+	if tx.Kind != "gift" {
+		return nil, invalid(op, "transaction_id", "is a %s, not a gift", tx.Kind)
+	}
+	var t GiftTerms
+	if err := json.Unmarshal(tx.Metadata, &t); err != nil {
+		return nil, &ledger.Error{Op: op, Kind: ledger.Internal, Message: fmt.Sprintf("gift %s has unreadable terms: %v", tx.ID, err)}
+	}
+	return &t, nil
+}
+
+// ReverseGiftRequest undoes a gift for fraud or moderation.
+type ReverseGiftRequest struct {
+	Key    string // the idempotency key of the reversal
+	GiftTx string // the gift transaction's id
+	Reason string
+}
+
+// ReverseGift gives the viewer back the coins the gift burned (promo and paid
+// as they were taken; the paid coins return to the lots they came from, with
+// their deferred revenue) and takes the earners' diamonds back from their
+// carries and pending diamonds. A gift is reversed at most once; once its
+// earnings were released, the reversal is refused (InsufficientFunds on the
+// pending account) and the matter is one for a clawback from available
+// earnings, which payouts own.
+func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*ledger.Transaction, error) {
+	const op = "economy.ReverseGift"
+	if err := checkID(op, "key", req.Key, 128); err != nil {
+		return nil, err
+	}
+	if len(req.Reason) > 200 {
+		return nil, invalid(op, "reason", "is longer than 200 bytes")
+	}
+	gift, err := e.transaction(ctx, op, "gift_tx", req.GiftTx)
+	if err != nil {
+		return nil, err
+	}
+	terms, err := giftTerms(op, gift)
+	if err != nil {
+		return nil, err
+	}
+	var postings []ledger.PostingRequest
+	for _, p := range gift.Postings {
+		if p.Asset == Coin || isReliefLeg(p.Account) {
+			postings = append(postings, mirror(p))
+		}
+	}
+	meta, _ := json.Marshal(map[string]string{"gift_tx": gift.ID.String(), "reason": req.Reason, "creator": terms.Creator, "viewer": terms.Viewer})
+	id := gift.ID
+	return e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: "gift-reversal:" + req.Key,
+		Kind:           "gift-reversal",
+		Metadata:       meta,
+		Postings:       postings,
+		Carries:        earningsCarries(terms, -1, nil),
+		Reverses:       &id,
+	})
+}
+
+func isReliefLeg(account string) bool {
+	for _, leg := range giftReliefLegs {
+		if account == leg.From || account == leg.To {
+			return true
+		}
+	}
+	return false
+}
+
+func mirror(p ledger.Posting) ledger.PostingRequest {
+	side := ledger.Debit
+	if p.Side == ledger.Debit {
+		side = ledger.Credit
+	}
+	return ledger.PostingRequest{Account: p.Account, Side: side, Amount: p.Amount}
+}
+
+// BlockViewer freezes the user's wallets: gifts from them are refused until
+// UnblockViewer.
+func (e *Economy) BlockViewer(ctx context.Context, user string) error {
+	return e.setWalletStatus(ctx, "economy.BlockViewer", user, ledger.Frozen)
+}
+
+// UnblockViewer reopens the user's wallets.
+func (e *Economy) UnblockViewer(ctx context.Context, user string) error {
+	return e.setWalletStatus(ctx, "economy.UnblockViewer", user, ledger.Open)
+}
+
+func (e *Economy) setWalletStatus(ctx context.Context, op, user string, st ledger.Status) error {
+	if err := checkID(op, "user", user, 64); err != nil {
+		return err
+	}
+	for _, name := range []string{CoinWallet(user), PromoWallet(user)} {
+		if err := e.open(ctx, ledger.Account{Name: name, Asset: Coin, Normal: ledger.Credit}); err != nil {
+			return err
+		}
+		if _, err := e.ledger.SetAccountStatus(ctx, name, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// transaction reads a transaction named by a caller-supplied id.
+func (e *Economy) transaction(ctx context.Context, op, field, id string) (*ledger.Transaction, error) {
+	txID, err := uuid.Parse(id)
+	if err != nil {
+		return nil, invalid(op, field, "must be a transaction id")
+	}
+	tx, err := e.ledger.Transaction(ctx, txID)
+	if errors.Is(err, ledger.ErrTransactionNotFound) {
+		return nil, &ledger.Error{Op: op, Field: field, Err: err}
+	}
+	return tx, err
+}

@@ -1,0 +1,219 @@
+package economy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+// giftEnv: creators c1 (platform default: 50%, 0.005 USD a diamond, 7 days'
+// hold) and c2 (60%, of which agency ag1 takes 20%), gifts "rose" (1 coin),
+// "lion" (1,000) and "odd" (333), and viewer v1 holding 100 promo coins and
+// 1,321 paid coins bought for 19.99 USD.
+func giftEnv(t *testing.T, lanes ...int) *env {
+	t.Helper()
+	e := newEnv(t, lanes...)
+	ctx := context.Background()
+	for _, g := range []economy.Gift{{ID: "rose", Coins: 1}, {ID: "lion", Coins: 1000}, {ID: "odd", Coins: 333}} {
+		if _, err := e.cat.AddGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []economy.ShareRule{
+		{CreatorShare: dec("0.5"), HoldingPeriod: 7 * 24 * time.Hour, DiamondValue: dec("0.005"), DiamondCurrency: "USD"},
+		{Creator: "c2", CreatorShare: dec("0.6"), Agency: "ag1", AgencyShare: dec("0.2"), HoldingPeriod: 7 * 24 * time.Hour, DiamondValue: dec("0.005"), DiamondCurrency: "USD"},
+	} {
+		if _, err := e.cat.AddShareRule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []string{"c1", "c2", "v2"} {
+		if err := e.cat.RegisterCreator(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.buy(t, "v1", "a-v1")
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-v1", User: "v1", Coins: 100}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) buy(t *testing.T, user, storeID string) {
+	t.Helper()
+	if _, err := e.eco.Purchase(context.Background(), economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: storeID,
+		User: user, PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) want(t *testing.T, account, amount string) {
+	t.Helper()
+	got, err := e.svc.Balance(context.Background(), account, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(dec(amount)) {
+		t.Errorf("%s = %s, want %s", account, got, amount)
+	}
+}
+
+func gift(key, viewer, creator, giftID string) economy.GiftRequest {
+	return economy.GiftRequest{Key: key, Viewer: viewer, Creator: creator, GiftID: giftID, StreamID: "s1", SentAt: t0}
+}
+
+var releaseDay = t0.Add(7 * 24 * time.Hour)
+
+func TestGiftPostings(t *testing.T) {
+	e := giftEnv(t, 1) // one lane: the carry is one row, so each step is exact
+	ctx := context.Background()
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	tests := []struct {
+		name string
+		req  economy.GiftRequest
+		want string
+	}{
+		{"promo first, then 900 paid coins relieve 900/1321 of 19.99 = 13.618 → 13.62; 500 diamonds are 250 granules of 0.01",
+			gift("g1", "v1", "c1", "lion"),
+			"credit COIN:issued 1000; credit DIAMOND:pending:c1:20261128 500; credit Liability:CreatorPayable:c1:USD 2.5; credit Revenue:Gifts:USD 13.62; " +
+				"debit COIN:promo:v1 100; debit COIN:wallet:v1 900; debit CostOfRevenue:CreatorShare:USD 2.5; debit DIAMOND:issued 500; debit Liability:DeferredRevenue:Coins:USD 13.62"},
+		{"333 coins make 166.5 diamonds: 83 granules minted, 0.5 carried",
+			gift("g2", "v1", "c1", "odd"),
+			"credit COIN:issued 333; credit DIAMOND:pending:c1:20261128 166; credit DIAMOND_FRAC:carry:c1 0.5; credit Liability:CreatorPayable:c1:USD 0.83; credit Revenue:Gifts:USD 5.04; " +
+				"debit COIN:wallet:v1 333; debit CostOfRevenue:CreatorShare:USD 0.83; debit DIAMOND:issued 166; debit DIAMOND_FRAC:issued 0.5; debit Liability:DeferredRevenue:Coins:USD 5.04"},
+		{"a rose is half a diamond: it all goes to the carry, which reaches 1 — still under a granule",
+			gift("g3", "v1", "c1", "rose"),
+			"credit COIN:issued 1; credit DIAMOND_FRAC:carry:c1 0.5; credit Revenue:Gifts:USD 0.02; debit COIN:wallet:v1 1; debit DIAMOND_FRAC:issued 0.5; debit Liability:DeferredRevenue:Coins:USD 0.02"},
+		{"(a second purchase)", economy.GiftRequest{}, ""},
+		{"agency: 60% of 333 = 199.8 diamonds, the agency's 20% is 39.96, the creator's 159.84; the last 87 coins of the first lot take its last 1.31, 246 of the second 3.72",
+			economy.GiftRequest{Key: "g4", Viewer: "v1", Creator: "c2", GiftID: "odd", StreamID: "s2", SentAt: t0},
+			"credit COIN:issued 333; credit DIAMOND:pending:agency:ag1:20261128 38; credit DIAMOND:pending:c2:20261128 158; credit DIAMOND_FRAC:carry:agency:ag1 1.96; credit DIAMOND_FRAC:carry:c2 1.84; " +
+				"credit Liability:CreatorPayable:agency:ag1:USD 0.19; credit Liability:CreatorPayable:c2:USD 0.79; credit Revenue:Gifts:USD 5.03; " +
+				"debit COIN:wallet:v1 333; debit CostOfRevenue:CreatorShare:USD 0.19; debit CostOfRevenue:CreatorShare:USD 0.79; debit DIAMOND:issued 158; debit DIAMOND:issued 38; " +
+				"debit DIAMOND_FRAC:issued 1.84; debit DIAMOND_FRAC:issued 1.96; debit Liability:DeferredRevenue:Coins:USD 5.03"},
+	}
+	for _, tt := range tests {
+		if tt.req.Key == "" {
+			e.buy(t, "v1", "a-v1b")
+			continue
+		}
+		tx, err := e.eco.SendGift(ctx, tt.req)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := postings(tx); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+	e.want(t, pending, "666")
+	e.want(t, economy.DiamondCarry("c1"), "1")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "3.33") // 666 diamonds × 0.005
+	// The same gift again is the original; other content under its key is refused.
+	again, err := e.eco.SendGift(ctx, tests[0].req)
+	if err != nil || !again.Replayed {
+		t.Fatalf("retried gift: %v", err)
+	}
+	other := tests[0].req
+	other.GiftID = "rose"
+	if _, err := e.eco.SendGift(ctx, other); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("key reused for another gift: %v", err)
+	}
+	verifyClean(t, e)
+}
+
+func TestGiftRefusals(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if err := e.eco.BlockViewer(ctx, "v9"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		edit  func(*economy.GiftRequest)
+		kind  ledger.Kind
+		field string
+		is    error
+	}{
+		{"self gift", func(r *economy.GiftRequest) { r.Viewer = "v2"; r.Creator = "v2" }, ledger.Invalid, "creator", economy.ErrSelfGift},
+		{"unknown creator", func(r *economy.GiftRequest) { r.Creator = "nobody" }, ledger.NotFound, "creator", economy.ErrUnknownCreator},
+		{"unknown gift", func(r *economy.GiftRequest) { r.GiftID = "unicorn" }, ledger.NotFound, "gift_id", nil},
+		{"gift and coins", func(r *economy.GiftRequest) { r.Coins = 5 }, ledger.Invalid, "coins", nil},
+		{"neither gift nor coins", func(r *economy.GiftRequest) { r.GiftID = "" }, ledger.Invalid, "coins", nil},
+		{"no sent_at", func(r *economy.GiftRequest) { r.SentAt = time.Time{} }, ledger.Invalid, "sent_at", nil},
+		{"sent in the future", func(r *economy.GiftRequest) { r.SentAt = t0.Add(time.Hour) }, ledger.Invalid, "sent_at", nil},
+		{"no key", func(r *economy.GiftRequest) { r.Key = "" }, ledger.Invalid, "key", nil},
+		{"not enough coins", func(r *economy.GiftRequest) { r.GiftID, r.Coins = "", 1422 }, ledger.InsufficientFunds, "coins", ledger.ErrInsufficientFunds},
+		{"viewer without coins", func(r *economy.GiftRequest) { r.Viewer = "v3" }, ledger.InsufficientFunds, "coins", ledger.ErrInsufficientFunds},
+		{"blocked viewer", func(r *economy.GiftRequest) { r.Viewer = "v9" }, ledger.FailedPrecondition, "viewer", ledger.ErrAccountFrozen},
+	}
+	for i, tt := range tests {
+		r := gift("refused-"+string(rune('a'+i)), "v1", "c1", "lion")
+		tt.edit(&r)
+		_, err := e.eco.SendGift(ctx, r)
+		if ledger.KindOf(err) != tt.kind || ledger.FieldOf(err) != tt.field || (tt.is != nil && !errors.Is(err, tt.is)) {
+			t.Errorf("%s: %v (kind %v, field %q)", tt.name, err, ledger.KindOf(err), ledger.FieldOf(err))
+		}
+	}
+	// Nothing was posted: v1 still holds all of its coins.
+	e.want(t, economy.CoinWallet("v1"), "1321")
+	e.want(t, economy.PromoWallet("v1"), "100")
+	// Unblocked, the viewer may gift again (with coins they do not have: refused for that).
+	if err := e.eco.UnblockViewer(ctx, "v9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eco.SendGift(ctx, gift("after-unblock", "v9", "c1", "rose")); !errors.Is(err, ledger.ErrInsufficientFunds) {
+		t.Errorf("unblocked viewer without coins: %v", err)
+	}
+	verifyClean(t, e)
+}
+
+func TestReverseGift(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	g, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "odd")); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-1", GiftTx: g.ID.String(), Reason: "stolen card"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Coins go back where they came from; the paid ones into their lot with
+	// their deferred revenue; the 500 diamonds come back out of pending.
+	want := "credit COIN:promo:v1 100; credit COIN:wallet:v1 900; credit CostOfRevenue:CreatorShare:USD 2.5; credit DIAMOND:issued 500; credit Liability:DeferredRevenue:Coins:USD 13.62; " +
+		"debit COIN:issued 1000; debit DIAMOND:pending:c1:20261128 500; debit Liability:CreatorPayable:c1:USD 2.5; debit Revenue:Gifts:USD 13.62"
+	if got := postings(rev); got != want {
+		t.Errorf("reversal:\n got %s\nwant %s", got, want)
+	}
+	e.want(t, economy.CoinWallet("v1"), "988") // 1321 − 333
+	e.want(t, economy.PromoWallet("v1"), "100")
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "166")
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-2", GiftTx: g.ID.String()}); !errors.Is(err, ledger.ErrAlreadyReversed) {
+		t.Errorf("second reversal: %v", err)
+	}
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-3", GiftTx: rev.ID.String()}); ledger.KindOf(err) != ledger.Invalid {
+		t.Errorf("reversing a reversal as a gift: %v", err)
+	}
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-4", GiftTx: "not-an-id"}); ledger.FieldOf(err) != "gift_tx" {
+		t.Errorf("bad id: %v", err)
+	}
+	verifyClean(t, e)
+}
+
+func verifyClean(t *testing.T, e *env) {
+	t.Helper()
+	r, err := e.svc.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Clean() {
+		t.Fatalf("verify: %v", r.Violations)
+	}
+}
