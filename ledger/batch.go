@@ -332,12 +332,11 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 	next := map[uuid.UUID]decimal.Decimal{}
 	for i, posting := range pd.Tx.Postings {
 		a := pd.Accounts[i]
-		field := fmt.Sprintf("postings[%d].account", i)
 		switch st.Status[a.ID] {
 		case Frozen:
-			return wrap(op, field, ErrAccountFrozen)
+			return wrap(op, fmt.Sprintf("postings[%d].account", i), ErrAccountFrozen)
 		case Closed:
-			return wrap(op, field, ErrAccountClosed)
+			return wrap(op, fmt.Sprintf("postings[%d].account", i), ErrAccountClosed)
 		}
 		if a.AllowNegative {
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,7 +219,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := req.validate(op); err != nil {
 		return nil, err
 	}
-	meta := canonicalMetadata(req.Metadata)
+	meta := req.Metadata // canonical once validated
 	pd := &Pending{
 		Tx: Transaction{
 			ID:             uuid.New(),
@@ -233,7 +234,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
-		field := fmt.Sprintf("postings[%d]", i)
+		field := "postings[" + strconv.Itoa(i) + "]"
 		a, err := s.account(ctx, p.Account)
 		if err != nil {
 			return nil, wrap(op, field+".account", err)
@@ -380,7 +381,8 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 	if req.TransactionID == uuid.Nil {
 		return nil, invalid(op, "transaction_id", "is required")
 	}
-	if err := validateMetadata(op, "metadata", req.Metadata); err != nil {
+	meta, err := canonicalMetadata(op, "metadata", req.Metadata)
+	if err != nil {
 		return nil, err
 	}
 	orig, err := s.store.Transaction(ctx, req.TransactionID)
@@ -388,7 +390,6 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		return nil, wrap(op, "transaction_id", err)
 	}
 	target := orig.ID
-	meta := canonicalMetadata(req.Metadata)
 	pd := &Pending{Tx: Transaction{
 		ID:             uuid.New(),
 		IdempotencyKey: req.IdempotencyKey,

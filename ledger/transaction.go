@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"time"
@@ -104,38 +104,36 @@ func validateKey(op, field, key string) error {
 }
 
 func validateMetadata(op, field string, m json.RawMessage) error {
-	if len(m) == 0 {
-		return nil
-	}
-	if len(m) > MaxMetadataBytes {
-		return invalid(op, field, "is larger than %d bytes", MaxMetadataBytes)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
-		return invalid(op, field, "must be a JSON object")
-	}
-	// PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail
-	// the database write.
-	if bytes.Contains(canonicalMetadata(m), []byte(`\u0000`)) {
-		return invalid(op, field, "must not contain the character U+0000")
-	}
-	return nil
+	_, err := canonicalMetadata(op, field, m)
+	return err
 }
 
-// canonicalMetadata renders metadata with sorted keys, so that two requests
-// whose JSON differs only in key order or spacing hash alike.
-func canonicalMetadata(m json.RawMessage) json.RawMessage {
+// canonicalMetadata checks metadata and renders it with sorted keys, so that
+// two requests whose JSON differs only in key order or spacing hash alike.
+// Empty metadata is the empty object.
+func canonicalMetadata(op, field string, m json.RawMessage) (json.RawMessage, error) {
 	if len(m) == 0 {
-		return json.RawMessage("{}")
+		return json.RawMessage("{}"), nil
+	}
+	if len(m) > MaxMetadataBytes {
+		return nil, invalid(op, field, "is larger than %d bytes", MaxMetadataBytes)
 	}
 	var obj map[string]any
 	dec := json.NewDecoder(bytes.NewReader(m))
 	dec.UseNumber()
-	if err := dec.Decode(&obj); err != nil {
-		return m // validated earlier; unreachable
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, invalid(op, field, "must be a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid(op, field, "must be a JSON object")
 	}
 	out, _ := json.Marshal(obj)
-	return out
+	// PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail
+	// the database write.
+	if bytes.Contains(out, []byte(`\u0000`)) {
+		return nil, invalid(op, field, "must not contain the character U+0000")
+	}
+	return out, nil
 }
 
 // validate checks everything that does not need the ledger's state.
@@ -146,9 +144,11 @@ func (r *PostRequest) validate(op string) error {
 	if !kindRE.MatchString(r.Kind) {
 		return invalid(op, "kind", "must be 1-64 characters of a-z, 0-9, '_', '.' or '-', starting with a letter")
 	}
-	if err := validateMetadata(op, "metadata", r.Metadata); err != nil {
+	meta, err := canonicalMetadata(op, "metadata", r.Metadata)
+	if err != nil {
 		return err
 	}
+	r.Metadata = meta
 	if len(r.Postings) < 2 && len(r.Carries) == 0 { // a carry always posts
 		return invalid(op, "postings", "needs at least two postings")
 	}
@@ -156,7 +156,7 @@ func (r *PostRequest) validate(op string) error {
 		return invalid(op, "postings", "has more than %d postings", MaxPostings)
 	}
 	for i, p := range r.Postings {
-		field := fmt.Sprintf("postings[%d]", i)
+		field := "postings[" + strconv.Itoa(i) + "]"
 		if err := ValidateAccountName(op, field+".account", p.Account); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -134,6 +135,8 @@ func TestPostRequestValidate(t *testing.T) {
 		{"key with space", func(r *PostRequest) { r.IdempotencyKey = "a b" }, "idempotency_key"},
 		{"bad kind", func(r *PostRequest) { r.Kind = "Transfer!" }, "kind"},
 		{"metadata not object", func(r *PostRequest) { r.Metadata = []byte(`[1]`) }, "metadata"},
+		{"metadata with trailing data", func(r *PostRequest) { r.Metadata = []byte(`{"a":1} {"b":2}`) }, "metadata"},
+		{"metadata null", func(r *PostRequest) { r.Metadata = []byte(`null`) }, "metadata"},
 		{"metadata with NUL", func(r *PostRequest) { r.Metadata = []byte(`{"a":"x\u0000y"}`) }, "metadata"},
 		{"metadata too large", func(r *PostRequest) { r.Metadata = []byte(`{"a":"` + strings.Repeat("x", MaxMetadataBytes) + `"}`) }, "metadata"},
 		{"one posting", func(r *PostRequest) { r.Postings = r.Postings[:1] }, "postings"},
@@ -180,8 +183,15 @@ func TestCheckBalanced(t *testing.T) {
 func TestFingerprint(t *testing.T) {
 	one := decimal.NewFromInt(1)
 	ps := []PostingRequest{{Account: "a", Side: Debit, Amount: one}, {Account: "b", Side: Credit, Amount: one}}
-	base := fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{"a":1,"b":2}`)), nil, ps, "")
-	if string(base) != string(fingerprint("transfer", time.Time{}, canonicalMetadata([]byte(`{ "b":2, "a":1 }`)), nil, ps, "")) {
+	canon := func(m string) json.RawMessage {
+		c, err := canonicalMetadata("test", "metadata", json.RawMessage(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	base := fingerprint("transfer", time.Time{}, canon(`{"a":1,"b":2}`), nil, ps, "")
+	if string(base) != string(fingerprint("transfer", time.Time{}, canon(`{ "b":2, "a":1 }`), nil, ps, "")) {
 		t.Error("metadata key order changed the fingerprint")
 	}
 	ps2 := []PostingRequest{{Account: "a", Side: Debit, Amount: decimal.RequireFromString("1.0")}, {Account: "b", Side: Credit, Amount: one}}

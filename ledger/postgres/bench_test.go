@@ -3,11 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -66,58 +63,11 @@ func benchTransfers(b *testing.B, dests, destShards, lanes int) {
 		}()
 	}
 	wg.Wait()
-	runClosedLoop(b, 32, func(i int) error {
+	dbtest.ClosedLoop(b, 32, func(i int) error {
 		_, err := e.svc.Post(ctx, transfer(fmt.Sprintf("b%d", i), fmt.Sprintf("src:%d", i%sources), fmt.Sprintf("dst:%d", i%dests), "0.01"))
 		return err
 	})
 	e.verifyClean()
-}
-
-// runClosedLoop runs b.N calls of op from callers goroutines, each waiting for
-// its answer before the next, and reports throughput and latency percentiles.
-func runClosedLoop(b *testing.B, callers int, op func(i int) error) {
-	var next atomic.Int64
-	lat := make([][]time.Duration, callers)
-	var failed atomic.Int64
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
-					return
-				}
-				t0 := time.Now()
-				if err := op(i); err != nil {
-					failed.Add(1)
-					b.Error(err)
-					return
-				}
-				lat[c] = append(lat[c], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	if len(all) == 0 {
-		return
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "tx/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
-	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkGiftShape measures the gift-shaped posting the economy's gift will
@@ -162,7 +112,7 @@ func BenchmarkGiftShape(b *testing.B) {
 	wg.Wait()
 	legs := map[string]ledger.ReliefLeg{"JPY": {From: "deferred", To: "revenue"}}
 	one := decimal.NewFromInt(1)
-	runClosedLoop(b, 32, func(i int) error {
+	dbtest.ClosedLoop(b, 32, func(i int) error {
 		w := fmt.Sprintf("wallet:%d", i%viewers)
 		_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: fmt.Sprintf("g%d", i), Kind: "gift",
 			Relieve: &ledger.Relief{Account: w, Units: one, Legs: legs},
