@@ -25,9 +25,16 @@ type Options struct {
 	MaxBatch int
 	// CommitTimeout bounds one batch's database work. Default 30s.
 	CommitTimeout time.Duration
-	Clock         func() time.Time
-	Logger        *slog.Logger
+	// Linger is how long a lane waits for more requests after the first
+	// before committing a batch that is not full.
+	Linger time.Duration
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
+
+// DefaultLinger: BenchmarkSendGift measured 250µs about 6% above no linger,
+// and 1ms and 2ms no better (docs/benchmarks.md).
+const DefaultLinger = 250 * time.Microsecond
 
 // Service is the ledger: it validates requests and commits them in batches.
 type Service struct {
@@ -56,6 +63,9 @@ func NewService(store Store, opts Options) *Service {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
+	}
+	if opts.Linger == 0 {
+		opts.Linger = DefaultLinger
 	}
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 30 * time.Second
@@ -470,12 +480,25 @@ func (s *Service) runLane(lane int) {
 				return
 			}
 		}
+		var linger <-chan time.Time
+		if s.opts.Linger > 0 {
+			linger = time.After(s.opts.Linger)
+		}
 	fill:
 		for len(batch) < s.opts.MaxBatch {
 			select {
 			case r := <-s.queue:
 				batch = append(batch, r)
+				continue
 			default:
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			case <-linger:
 				break fill
 			}
 		}

@@ -24,13 +24,28 @@ import (
 // paid coins with FIFO relief; each gift's 2.5 diamonds go through the
 // creator's carry, minting whole granules with their payable.
 //
+// The sub-benchmarks compare how long a commit lane lingers for more
+// requests before committing a batch that is not full.
+//
 //	go test -run '^$' -bench SendGift -benchtime 20000x -count 5 ./ledger/economy/
 func BenchmarkSendGift(b *testing.B) {
+	for _, linger := range []time.Duration{-1, 250 * time.Microsecond, time.Millisecond, 2 * time.Millisecond} {
+		name := fmt.Sprintf("linger-%s", linger)
+		if linger < 0 {
+			name = "linger-none"
+		}
+		b.Run(name, func(b *testing.B) { benchSendGift(b, linger) })
+	}
+}
+
+func benchSendGift(b *testing.B, linger time.Duration) {
 	db, _ := dbtest.Durable(b).Open(b, postgres.Config{})
 	ctx := context.Background()
-	svc := ledger.NewService(db, ledger.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	svc := ledger.NewService(db, ledger.Options{Linger: linger, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.Cleanup(svc.Close)
-	cat := economy.NewCatalog(db, nil)
+	// Lookups of reference data are cached for the catalog's lead time.
+	const lead = time.Second
+	cat := economy.NewCatalog(db, nil).WithLead(lead)
 	eco := economy.New(svc, cat, nil)
 	if err := eco.Bootstrap(ctx); err != nil {
 		b.Fatal(err)
@@ -47,6 +62,7 @@ func BenchmarkSendGift(b *testing.B) {
 	if err := cat.RegisterCreator(ctx, "star"); err != nil {
 		b.Fatal(err)
 	}
+	time.Sleep(lead) // until the versions take effect
 	const viewers = 1000
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)

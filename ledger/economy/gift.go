@@ -226,7 +226,7 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	case coins <= 0 || coins > maxGiftCoins:
 		return nil, invalid(op, "coins", "must be between 1 and %d (or give a gift id)", maxGiftCoins)
 	}
-	ok, err := e.catalog.store.CreatorRegistered(ctx, req.Creator)
+	ok, err := e.catalog.CreatorRegistered(ctx, req.Creator)
 	if err != nil {
 		return nil, err
 	}

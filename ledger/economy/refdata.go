@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -125,6 +126,19 @@ type RefStore interface {
 type Catalog struct {
 	store RefStore
 	clock func() time.Time
+	// lead is how long before taking effect a version must be recorded. It
+	// lets a lookup be cached: the version in force now stays the answer
+	// until now + lead, since no version can appear effective before then.
+	lead     time.Duration
+	current  sync.Map // cache key → *inForce
+	creators sync.Map // registered creators; registration is permanent
+}
+
+// inForce is the version in force when looked up, good for any instant in
+// [from, until): a version recorded after the lookup may take effect at until.
+type inForce struct {
+	version     any
+	from, until time.Time
 }
 
 // NewCatalog returns a catalog over store; clock nil means time.Now.
@@ -135,6 +149,37 @@ func NewCatalog(store RefStore, clock func() time.Time) *Catalog {
 	return &Catalog{store: store, clock: clock}
 }
 
+// WithLead makes every new version take effect at least lead after it is
+// recorded, and caches lookups for that long; set it before first use.
+// Every catalog writing to the same store must use the same lead.
+func (c *Catalog) WithLead(lead time.Duration) *Catalog {
+	c.lead = lead
+	return c
+}
+
+// versionAt returns the version in force at t: from the cache when t falls in
+// the window of the version in force at the last lookup, else from the store.
+func versionAt[T any](c *Catalog, key string, t time.Time, effectiveAt func(T) time.Time, lookup func(time.Time) (T, error)) (T, error) {
+	if c.lead <= 0 {
+		return lookup(t)
+	}
+	if e, ok := c.current.Load(key); ok {
+		if cur := e.(*inForce); !t.Before(cur.from) && t.Before(cur.until) {
+			return cur.version.(T), nil
+		}
+	}
+	now := c.clock()
+	v, err := lookup(now)
+	if err == nil {
+		cur := &inForce{version: v, from: effectiveAt(v), until: now.Add(c.lead)}
+		c.current.Store(key, cur)
+		if !t.Before(cur.from) && t.Before(cur.until) {
+			return v, nil
+		}
+	}
+	return lookup(t)
+}
+
 func invalid(op, field, format string, args ...any) error {
 	return &ledger.Error{Op: op, Kind: ledger.Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
@@ -143,12 +188,13 @@ func invalid(op, field, format string, args ...any) error {
 // may only change what happens after it is recorded, never what was posted.
 func (c *Catalog) effective(op string, t time.Time) (time.Time, time.Time, error) {
 	now := c.clock().UTC().Truncate(time.Microsecond)
+	earliest := now.Add(c.lead)
 	if t.IsZero() {
-		return now, now, nil
+		return earliest, now, nil
 	}
 	t = t.UTC().Truncate(time.Microsecond)
-	if t.Before(now) {
-		return t, now, invalid(op, "effective_at", "is in the past (%s); versions may only take effect from now on", t.Format(time.RFC3339))
+	if t.Before(earliest) {
+		return t, now, invalid(op, "effective_at", "is before %s; versions may only take effect from %s after they are recorded", earliest.Format(time.RFC3339Nano), c.lead)
 	}
 	return t, now, nil
 }
@@ -206,7 +252,8 @@ func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
 
 // CoinPackAt returns the pack's terms in force at an instant.
 func (c *Catalog) CoinPackAt(ctx context.Context, id string, ch Channel, at time.Time) (CoinPack, error) {
-	return c.store.CoinPackAt(ctx, id, ch, at)
+	return versionAt(c, "pack\x00"+id+"\x00"+string(ch), at, func(p CoinPack) time.Time { return p.EffectiveAt },
+		func(t time.Time) (CoinPack, error) { return c.store.CoinPackAt(ctx, id, ch, t) })
 }
 
 // AddGift adds a version of a gift's coin price.
@@ -227,7 +274,8 @@ func (c *Catalog) AddGift(ctx context.Context, g Gift) (Gift, error) {
 
 // GiftAt returns the gift's price in force at an instant.
 func (c *Catalog) GiftAt(ctx context.Context, id string, at time.Time) (Gift, error) {
-	return c.store.GiftAt(ctx, id, at)
+	return versionAt(c, "gift\x00"+id, at, func(g Gift) time.Time { return g.EffectiveAt },
+		func(t time.Time) (Gift, error) { return c.store.GiftAt(ctx, id, t) })
 }
 
 // AddShareRule adds a version of a creator's (or the default) revenue share.
@@ -274,7 +322,8 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 
 // ShareRuleAt returns the rule in force for a creator at an instant.
 func (c *Catalog) ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error) {
-	return c.store.ShareRuleAt(ctx, creator, at)
+	return versionAt(c, "share\x00"+creator, at, func(r ShareRule) time.Time { return r.EffectiveAt },
+		func(t time.Time) (ShareRule, error) { return c.store.ShareRuleAt(ctx, creator, t) })
 }
 
 // RegisterCreator lets a creator receive gifts.
@@ -283,6 +332,18 @@ func (c *Catalog) RegisterCreator(ctx context.Context, id string) error {
 		return err
 	}
 	return c.store.RegisterCreator(ctx, id, c.clock().UTC().Truncate(time.Microsecond))
+}
+
+// CreatorRegistered reports whether a creator may receive gifts.
+func (c *Catalog) CreatorRegistered(ctx context.Context, id string) (bool, error) {
+	if _, ok := c.creators.Load(id); ok {
+		return true, nil
+	}
+	ok, err := c.store.CreatorRegistered(ctx, id)
+	if ok {
+		c.creators.Store(id, true)
+	}
+	return ok, err
 }
 
 // maxGranule bounds how many diamonds may wait in a carry for a whole minor

@@ -97,3 +97,70 @@ func TestAddValidation(t *testing.T) {
 		}
 	}
 }
+
+// countingStore keeps share rules in memory and counts lookups.
+type countingStore struct {
+	RefStore
+	rules   []ShareRule
+	lookups int
+}
+
+func (s *countingStore) AddShareRule(_ context.Context, r ShareRule) (ShareRule, error) {
+	s.rules = append(s.rules, r)
+	return r, nil
+}
+
+func (s *countingStore) ShareRuleAt(_ context.Context, _ string, at time.Time) (ShareRule, error) {
+	s.lookups++
+	var best *ShareRule
+	for i, r := range s.rules {
+		if !r.EffectiveAt.After(at) && (best == nil || r.EffectiveAt.After(best.EffectiveAt)) {
+			best = &s.rules[i]
+		}
+	}
+	if best == nil {
+		return ShareRule{}, ErrNotInForce
+	}
+	return *best, nil
+}
+
+// TestCatalogLeadCaches: with a lead time, a lookup is cached until the lead
+// runs out, and never serves a version outside the window it was in force.
+func TestCatalogLeadCaches(t *testing.T) {
+	clock := now
+	store := &countingStore{}
+	c := NewCatalog(store, func() time.Time { return clock }).WithLead(time.Minute)
+	ctx := context.Background()
+	rule := ShareRule{CreatorShare: d("0.5"), DiamondValue: d("0.005"), DiamondCurrency: "USD"}
+	if _, err := c.AddShareRule(ctx, ShareRule{CreatorShare: d("0.5"), DiamondValue: d("0.005"), DiamondCurrency: "USD", EffectiveAt: now.Add(30 * time.Second)}); ledger.FieldOf(err) != "effective_at" {
+		t.Fatalf("a version inside the lead: %v", err)
+	}
+	first, err := c.AddShareRule(ctx, rule) // effective now + 1 minute
+	if err != nil || !first.EffectiveAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("default effective time: %v %v", first.EffectiveAt, err)
+	}
+	clock = now.Add(2 * time.Minute)
+	for i := 0; i < 5; i++ {
+		if r, err := c.ShareRuleAt(ctx, "c1", clock.Add(time.Duration(i)*time.Second)); err != nil || !r.CreatorShare.Equal(d("0.5")) {
+			t.Fatalf("lookup %d: %v %v", i, r, err)
+		}
+	}
+	if store.lookups != 1 {
+		t.Errorf("%d store lookups for five gifts inside the lead, want 1", store.lookups)
+	}
+	if _, err := c.ShareRuleAt(ctx, "c1", now); err != ErrNotInForce { // before the version: not from the cache
+		t.Errorf("before the first version: %v", err)
+	}
+	rule.CreatorShare = d("0.6")
+	second, err := c.AddShareRule(ctx, rule) // effective now + 3 minutes
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = second.EffectiveAt
+	if r, _ := c.ShareRuleAt(ctx, "c1", clock); !r.CreatorShare.Equal(d("0.6")) {
+		t.Errorf("after the lead ran out the new version is in force: got %s", r.CreatorShare)
+	}
+	if r, _ := c.ShareRuleAt(ctx, "c1", clock.Add(-time.Second)); !r.CreatorShare.Equal(d("0.5")) {
+		t.Errorf("a gift just before the change: got %s", r.CreatorShare)
+	}
+}
