@@ -217,3 +217,43 @@ func verifyClean(t *testing.T, e *env) {
 		t.Fatalf("verify: %v", r.Violations)
 	}
 }
+
+func TestReleaseEarnings(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	for i, g := range []string{"lion", "odd"} {
+		if _, err := e.eco.SendGift(ctx, gift("g"+string(rune('a'+i)), "v1", "c2", g)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creatorPending, agencyPending := economy.PendingDiamonds("c2", releaseDay), economy.PendingDiamonds(economy.AgencyEarner("ag1"), releaseDay)
+	cp, _ := e.svc.Balance(ctx, creatorPending, time.Time{})
+	ap, _ := e.svc.Balance(ctx, agencyPending, time.Time{})
+	// The test clock is fixed at t0: this economy's clock is past the day.
+	dayOver := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	e2 := economy.New(e.svc, e.cat, func() time.Time { return dayOver })
+	if _, err := e2.ReleaseEarnings(ctx, dayOver.Add(24*time.Hour), nil); ledger.FieldOf(err) != "as_of" {
+		t.Errorf("as_of in the future: %v", err)
+	}
+	// Still on hold during the release day itself.
+	var pages int
+	rep, err := e2.ReleaseEarnings(ctx, time.Date(2026, 11, 28, 23, 59, 0, 0, time.UTC), func(economy.ReleaseReport) { pages++ })
+	if err != nil || rep.Released != 0 {
+		t.Fatalf("during the release day: %+v %v", rep, err)
+	}
+	rep, err = e2.ReleaseEarnings(ctx, dayOver, nil)
+	if err != nil || rep.Released != 2 || !rep.Diamonds.Equal(cp.Add(ap)) {
+		t.Fatalf("after the day: %+v %v (want %s + %s)", rep, err, cp, ap)
+	}
+	e.want(t, creatorPending, "0")
+	e.want(t, economy.AvailableDiamonds("c2"), cp.String())
+	e.want(t, economy.AvailableDiamonds(economy.AgencyEarner("ag1")), ap.String())
+	// Running again moves nothing: released accounts are empty.
+	if rep, err := e2.ReleaseEarnings(ctx, dayOver, nil); err != nil || rep.Released != 0 || rep.Scanned != 2 {
+		t.Fatalf("rerun: %+v %v", rep, err)
+	}
+	if pages == 0 {
+		t.Error("no progress reported")
+	}
+	verifyClean(t, e)
+}

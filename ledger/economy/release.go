@@ -1,0 +1,109 @@
+package economy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// ReleaseReport says what a release run did.
+type ReleaseReport struct {
+	Scanned  int             // pending accounts looked at
+	Released int             // accounts whose diamonds moved
+	Diamonds decimal.Decimal // diamonds moved
+}
+
+// ReleaseEarnings moves the diamonds of every pending account whose release
+// day ended by asOf into its earner's available diamonds: one transaction per
+// account, keyed by the account and the amount, so the job can stop anywhere
+// and run again (a rerun finds released accounts empty and skips them).
+// Diamonds of a gift sent on day D with a holding period H are released once
+// day D+H (UTC) is over: the holding period is rounded up to the end of that
+// day. progress, if not nil, is called after each page of accounts.
+func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress func(ReleaseReport)) (ReleaseReport, error) {
+	const op = "economy.ReleaseEarnings"
+	rep := ReleaseReport{Diamonds: decimal.Zero}
+	if asOf.IsZero() || asOf.After(e.clock().Add(maxClockSkew)) {
+		return rep, invalid(op, "as_of", "must be given and not in the future")
+	}
+	after := ""
+	for {
+		page, err := e.ledger.Accounts(ctx, pendingPrefix, after, 500)
+		if err != nil {
+			return rep, err
+		}
+		if len(page) == 0 {
+			return rep, nil
+		}
+		for _, a := range page {
+			after = a.Name
+			rep.Scanned++
+			earner, day, ok := parsePending(a.Name)
+			if !ok || day.Add(24*time.Hour).After(asOf) {
+				continue
+			}
+			moved, err := e.release(ctx, op, a.Name, earner)
+			if err != nil {
+				return rep, err
+			}
+			if moved.Sign() > 0 {
+				rep.Released++
+				rep.Diamonds = rep.Diamonds.Add(moved)
+			}
+		}
+		if progress != nil {
+			progress(rep)
+		}
+	}
+}
+
+// release moves what the pending account holds; a clawback racing it makes
+// the amount stale, and the account is read again.
+func (e *Economy) release(ctx context.Context, op, pending, earner string) (decimal.Decimal, error) {
+	if err := e.open(ctx, ledger.Account{Name: AvailableDiamonds(earner), Asset: Diamond, Normal: ledger.Credit}); err != nil {
+		return decimal.Zero, err
+	}
+	for attempt := 0; ; attempt++ {
+		bal, err := e.ledger.Balance(ctx, pending, time.Time{})
+		if err != nil || bal.Sign() <= 0 {
+			return decimal.Zero, err
+		}
+		meta := fmt.Sprintf(`{"earner":%q,"pending":%q}`, earner, pending)
+		_, err = e.ledger.Post(ctx, ledger.PostRequest{
+			IdempotencyKey: "release:" + pending + ":" + bal.String(),
+			Kind:           "release",
+			Metadata:       []byte(meta),
+			Postings: []ledger.PostingRequest{
+				{Account: pending, Side: ledger.Debit, Amount: bal},
+				{Account: AvailableDiamonds(earner), Side: ledger.Credit, Amount: bal},
+			},
+		})
+		if errors.Is(err, ledger.ErrInsufficientFunds) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
+		}
+		return bal, nil
+	}
+}
+
+// parsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
+func parsePending(name string) (string, time.Time, bool) {
+	rest := strings.TrimPrefix(name, pendingPrefix)
+	i := strings.LastIndexByte(rest, ':')
+	if i <= 0 {
+		return "", time.Time{}, false
+	}
+	day, err := time.Parse(releaseDayLayout, rest[i+1:])
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return rest[:i], day, true
+}
