@@ -37,7 +37,10 @@ type CarryLeg struct {
 }
 
 // MaxCarries bounds the carries of one transaction.
-const MaxCarries = 8
+const (
+	MaxCarries   = 64
+	maxCarryLegs = 8
+)
 
 type carrySpec struct {
 	account, source   *Account
@@ -128,8 +131,8 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 		if err := asset.CheckAmount(op, carryField(i, "granule"), c.Granule); err != nil {
 			return err
 		}
-		if len(c.Legs) == 0 || len(c.Legs) > MaxCarries {
-			return invalid(op, carryField(i, "legs"), "needs 1 to %d legs", MaxCarries)
+		if len(c.Legs) == 0 || len(c.Legs) > maxCarryLegs {
+			return invalid(op, carryField(i, "legs"), "needs 1 to %d legs", maxCarryLegs)
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {

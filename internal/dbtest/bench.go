@@ -54,4 +54,3 @@ func ClosedLoop(b *testing.B, callers int, op func(i int) error) {
 	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
 }
-

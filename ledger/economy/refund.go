@@ -1,0 +1,427 @@
+package economy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// RefundPolicy says what happens to coins already spent when their purchase
+// is refunded.
+type RefundPolicy string
+
+const (
+	// ClawbackThenLoss takes back the diamonds those coins earned while they
+	// are still pending; what cannot be recovered is refund loss.
+	ClawbackThenLoss RefundPolicy = "clawback"
+	// AbsorbLoss books all of the spent coins' value as refund loss.
+	AbsorbLoss RefundPolicy = "loss"
+)
+
+// RefundLoss is the expense account of what refunds cost the platform.
+const RefundLoss = "Expense:RefundLoss"
+
+// RefundRequest is a store's refund: Apple REFUND, a Google voided purchase
+// (Coins is the voided part, or 0 for all that is left), a web refund or
+// dispute.
+type RefundRequest struct {
+	Channel            Channel
+	StoreTransactionID string // of the purchase
+	RefundID           string // the store's refund id: the idempotency key
+	Coins              int64  // 0: every coin of the purchase not yet refunded
+	RefundedAt         time.Time
+}
+
+// Errors particular to refunds.
+var (
+	ErrPurchaseNotFound = &ledger.Error{Kind: ledger.NotFound, Message: "no such purchase"}
+	ErrBeyondPurchase   = &ledger.Error{Kind: ledger.FailedPrecondition, Message: "refund exceeds what is left of the purchase"}
+)
+
+// RefundPlan is what a refund did; it is stored on the transaction so that a
+// refund reversal restores exactly that.
+type RefundPlan struct {
+	Channel            Channel      `json:"channel"`
+	StoreTransactionID string       `json:"store_transaction_id"`
+	RefundID           string       `json:"refund_id"`
+	User               string       `json:"user"`
+	Policy             RefundPolicy `json:"policy"`
+	Currency           string       `json:"currency"`
+	Requested          int64        `json:"requested"` // coins asked for; 0: all that was left
+	Coins              int64        `json:"coins"`
+	Unspent            int64        `json:"unspent"`
+	UnspentValue       string       `json:"unspent_value"`
+	Gross              string       `json:"gross"` // back to the customer: net + fee
+	Fee                string       `json:"fee"`
+	Loss               string       `json:"loss"` // value of spent coins refunded, before recovery
+	// Attributed maps each gift to the spent coins of this lot this refund
+	// charged to it (newest gifts first), clawed back or not, so that a later
+	// partial refund charges other gifts.
+	Attributed map[string]int64 `json:"attributed,omitempty"`
+	Clawbacks  []Clawback       `json:"clawbacks,omitempty"`
+}
+
+// Clawback is fractional diamonds taken back from one earner's carry, whole
+// granules coming out of one pending account.
+type Clawback struct {
+	Earner     string `json:"earner"`
+	ReleaseDay string `json:"release_day"`
+	Diamonds   string `json:"diamonds"`
+	Granule    string `json:"granule"`
+	Value      string `json:"diamond_value"`
+	Currency   string `json:"currency"`
+}
+
+const maxRefundAttempts = 5
+
+// Refund gives a purchase's coins back to the store. Unspent coins of its lot
+// are burned with their deferred revenue, and the purchase's fiat legs are
+// reversed in proportion (cumulative rounding, so refunding a purchase in
+// parts reverses exactly its legs). Coins already spent follow the policy:
+// with ClawbackThenLoss the diamonds they earned (newest gifts first) come
+// back out of their earners' carries and pending diamonds where the release
+// day has not passed, reducing the loss by their value; the rest of their
+// value is refund loss. A refund of an unknown purchase, or of more than is
+// left of it, is refused.
+func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPolicy) (*ledger.Transaction, error) {
+	const op = "economy.Refund"
+	if !req.Channel.Valid() {
+		return nil, invalid(op, "channel", "must be apple, google or web")
+	}
+	if err := checkID(op, "store_transaction_id", req.StoreTransactionID, 128); err != nil {
+		return nil, err
+	}
+	if err := checkID(op, "refund_id", req.RefundID, 128); err != nil {
+		return nil, err
+	}
+	if req.Coins < 0 {
+		return nil, invalid(op, "coins", "must not be negative")
+	}
+	if policy != ClawbackThenLoss && policy != AbsorbLoss {
+		return nil, invalid(op, "policy", "must be clawback or loss")
+	}
+	if req.RefundedAt.IsZero() || req.RefundedAt.After(e.clock().Add(maxClockSkew)) {
+		return nil, invalid(op, "refunded_at", "must be given and not in the future")
+	}
+	purchase, err := e.ledger.TransactionByKey(ctx, fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID))
+	if errors.Is(err, ledger.ErrTransactionNotFound) {
+		return nil, &ledger.Error{Op: op, Field: "store_transaction_id", Err: ErrPurchaseNotFound}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var bought struct {
+		User string `json:"user"`
+		Lot  Lot    `json:"lot"`
+	}
+	if err := json.Unmarshal(purchase.Metadata, &bought); err != nil {
+		return nil, &ledger.Error{Op: op, Kind: ledger.Internal, Message: "purchase " + purchase.ID.String() + " has no readable lot"}
+	}
+	key := fmt.Sprintf("refund:%s:%s", req.Channel, req.RefundID)
+	for attempt := 1; ; attempt++ {
+		if done, err := e.replayRefund(ctx, op, key, req); done != nil || err != nil {
+			return done, err
+		}
+		pol := policy
+		if attempt == maxRefundAttempts {
+			pol = AbsorbLoss
+		}
+		post, plan, err := e.planRefund(ctx, op, req, purchase.ID, bought.User, bought.Lot, pol)
+		if err != nil {
+			return nil, err
+		}
+		post.IdempotencyKey = key
+		tx, err := e.ledger.Post(ctx, post)
+		// The lot or a pending account moved since the plan was read: plan
+		// again (the last attempt claws nothing back, so a drained pending
+		// account cannot block a refund).
+		if (errors.Is(err, ledger.ErrLotChanged) || (errors.Is(err, ledger.ErrInsufficientFunds) && len(plan.Clawbacks) > 0)) && attempt < maxRefundAttempts {
+			continue
+		}
+		return tx, err
+	}
+}
+
+// replayRefund answers a refund id seen before: the original when the request
+// is the same, a conflict when it is not.
+func (e *Economy) replayRefund(ctx context.Context, op, key string, req RefundRequest) (*ledger.Transaction, error) {
+	tx, err := e.ledger.TransactionByKey(ctx, key)
+	if errors.Is(err, ledger.ErrTransactionNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var plan RefundPlan
+	_ = json.Unmarshal(tx.Metadata, &plan)
+	if plan.StoreTransactionID != req.StoreTransactionID || plan.Requested != req.Coins {
+		return nil, &ledger.Error{Op: op, Field: "refund_id", Err: ledger.ErrIdempotencyConflict}
+	}
+	tx.Replayed = true
+	return tx, nil
+}
+
+// planRefund reads the lot and works out the refund's postings.
+func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, lotID uuid.UUID, user string, bought Lot, policy RefundPolicy) (ledger.PostRequest, *RefundPlan, error) {
+	var post ledger.PostRequest
+	lot, err := e.ledger.Lot(ctx, lotID)
+	if err != nil {
+		return post, nil, err
+	}
+	asset, err := e.ledger.Asset(ctx, bought.Currency)
+	if err != nil {
+		return post, nil, err
+	}
+	left := lot.Units.Sub(lot.Refunded)
+	k := decimal.NewFromInt(req.Coins)
+	if req.Coins == 0 {
+		k = left
+	}
+	if k.Sign() <= 0 || k.GreaterThan(left) {
+		return post, nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase,
+			Message: fmt.Sprintf("%s of %s coins are left to refund", left, lot.Units)}
+	}
+	unspent := decimal.Min(k, lot.UnitsLeft)
+	unspentValue := ledger.ReliefValue(unspent, lot.UnitsLeft, lot.ValueLeft, asset.Scale)
+	// Cumulative rounding: parts of a purchase refunded one by one add up to
+	// exactly its legs.
+	share := func(total string) decimal.Decimal {
+		t := decimal.RequireFromString(total)
+		upTo := func(n decimal.Decimal) decimal.Decimal { return t.Mul(n).Div(lot.Units).Round(asset.Scale) }
+		return upTo(lot.Refunded.Add(k)).Sub(upTo(lot.Refunded))
+	}
+	gross, fee := share(bought.Gross), share(bought.Fee)
+	loss := gross.Sub(unspentValue) // the spent coins' value
+	plan := &RefundPlan{Channel: req.Channel, StoreTransactionID: req.StoreTransactionID, RefundID: req.RefundID, User: user,
+		Policy: policy, Currency: bought.Currency, Requested: req.Coins, Coins: k.IntPart(), Unspent: unspent.IntPart(),
+		UnspentValue: unspentValue.String(), Gross: gross.String(), Fee: fee.String(), Loss: loss.String()}
+	if spent := k.Sub(unspent); spent.Sign() > 0 && policy == ClawbackThenLoss {
+		if err := e.planClawbacks(ctx, lotID, spent.IntPart(), plan); err != nil {
+			return post, nil, err
+		}
+	}
+	postings, carries, err := e.refundPostings(ctx, plan, bought.Channel, 1)
+	if err != nil {
+		return post, nil, err
+	}
+	meta, _ := json.Marshal(plan)
+	return ledger.PostRequest{
+		Kind:        "refund",
+		EffectiveAt: req.RefundedAt,
+		Metadata:    meta,
+		Postings:    postings,
+		Carries:     carries,
+		RefundLot: &ledger.LotRefund{Lot: lotID, Holder: CoinWallet(user), ValueAccount: FiatAccount(DeferredRevenue, bought.Currency),
+			Units: k, Unspent: unspent, UnspentValue: unspentValue},
+	}, plan, nil
+}
+
+// refundPostings renders a plan's postings and clawback carries; sign -1
+// renders its exact reversal.
+func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Channel, sign int64) ([]ledger.PostingRequest, []ledger.Carry, error) {
+	cur := plan.Currency
+	receivable, feeAccount := FiatAccount(ReceivableAppStore+":"+string(ch), cur), FiatAccount(StoreCommission, cur)
+	if ch == Web {
+		receivable, feeAccount = FiatAccount(ClearingPSP, cur), FiatAccount(PaymentFees, cur)
+	}
+	lossAccount := func(c string) string { return FiatAccount(RefundLoss, c) }
+	var out []ledger.PostingRequest
+	add := func(account string, side ledger.Side, amount decimal.Decimal) {
+		if amount.Sign() < 0 {
+			amount, side = amount.Neg(), opposite(side)
+		}
+		if amount.Sign() == 0 {
+			return
+		}
+		if sign < 0 {
+			side = opposite(side)
+		}
+		out = append(out, ledger.PostingRequest{Account: account, Side: side, Amount: amount})
+	}
+	gross, fee := decimal.RequireFromString(plan.Gross), decimal.RequireFromString(plan.Fee)
+	unspent, unspentValue := decimal.NewFromInt(plan.Unspent), decimal.RequireFromString(plan.UnspentValue)
+	add(receivable, ledger.Credit, gross.Sub(fee))
+	add(feeAccount, ledger.Credit, fee)
+	add(CoinWallet(plan.User), ledger.Debit, unspent)
+	add(CoinIssued, ledger.Credit, unspent)
+	add(FiatAccount(DeferredRevenue, cur), ledger.Debit, unspentValue)
+	add(lossAccount(cur), ledger.Debit, decimal.RequireFromString(plan.Loss))
+	opens := []ledger.Account{{Name: lossAccount(cur), Asset: cur, Normal: ledger.Debit, AllowNegative: true}}
+	var carries []ledger.Carry
+	for _, c := range plan.Clawbacks {
+		day, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
+		granule := decimal.RequireFromString(c.Granule)
+		carries = append(carries, ledger.Carry{
+			Account: DiamondCarry(c.Earner), Source: DiamondFracIssued,
+			Fraction: decimal.RequireFromString(c.Diamonds).Mul(decimal.NewFromInt(-sign)), Granule: granule,
+			Legs: []ledger.CarryLeg{
+				{From: DiamondIssued, To: PendingDiamonds(c.Earner, day), PerGranule: granule},
+				// Diamonds taken back reduce the loss by what the platform no
+				// longer owes for them.
+				{From: lossAccount(c.Currency), To: CreatorPayable(c.Earner, c.Currency), PerGranule: granule.Mul(decimal.RequireFromString(c.Value))},
+			},
+		})
+		opens = append(opens, ledger.Account{Name: lossAccount(c.Currency), Asset: c.Currency, Normal: ledger.Debit, AllowNegative: true})
+	}
+	for _, a := range opens {
+		if err := e.open(ctx, a); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, carries, nil
+}
+
+func opposite(s ledger.Side) ledger.Side {
+	if s == ledger.Debit {
+		return ledger.Credit
+	}
+	return ledger.Debit
+}
+
+// planClawbacks attributes spent coins of the lot to the gifts that spent
+// them, newest first, skipping coins an earlier refund charged, and takes
+// back each earner's share of those gifts' diamonds while still pending.
+func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int64, plan *RefundPlan) error {
+	moves, err := e.ledger.LotMoves(ctx, lotID)
+	if err != nil {
+		return err
+	}
+	netCoins := map[uuid.UUID]int64{} // gift → its coins from this lot, less reversals
+	var gifts []uuid.UUID             // oldest first
+	reversedRefunds := map[uuid.UUID]bool{}
+	var refunds []uuid.UUID
+	for _, m := range moves {
+		switch {
+		case m.Kind == "gift":
+			if _, seen := netCoins[m.TxID]; !seen {
+				gifts = append(gifts, m.TxID)
+			}
+			netCoins[m.TxID] += m.Units.IntPart()
+		case m.Kind == "gift-reversal" && m.Reverses != nil:
+			netCoins[*m.Reverses] += m.Units.IntPart() // negative: the coins came back
+		case m.Kind == "refund":
+			refunds = append(refunds, m.TxID)
+		case m.Kind == "refund-reversal" && m.Reverses != nil:
+			reversedRefunds[*m.Reverses] = true
+		}
+	}
+	attributed := map[uuid.UUID]int64{}
+	for _, r := range refunds {
+		if reversedRefunds[r] {
+			continue
+		}
+		tx, err := e.ledger.Transaction(ctx, r)
+		if err != nil {
+			return err
+		}
+		var prior RefundPlan
+		_ = json.Unmarshal(tx.Metadata, &prior)
+		for g, n := range prior.Attributed {
+			if id, err := uuid.Parse(g); err == nil {
+				attributed[id] += n
+			}
+		}
+	}
+	now := e.clock()
+	byTarget := map[string]*Clawback{}
+	var order []string
+	plan.Attributed = map[string]int64{}
+	for i := len(gifts) - 1; i >= 0 && spent > 0; i-- {
+		g := gifts[i]
+		n := min(spent, netCoins[g]-attributed[g])
+		if n <= 0 {
+			continue
+		}
+		spent -= n
+		plan.Attributed[g.String()] = n
+		tx, err := e.ledger.Transaction(ctx, g)
+		if err != nil {
+			return err
+		}
+		terms, err := giftTerms("economy.Refund", tx)
+		if err != nil {
+			return err
+		}
+		if !terms.releaseDay().Add(24 * time.Hour).After(now) {
+			continue // released or due: nothing pending to take back
+		}
+		for _, s := range terms.shares() {
+			d := s.diamonds.Mul(decimal.NewFromInt(n)).Div(decimal.NewFromInt(terms.Coins)).Truncate(fracScale)
+			if d.IsZero() {
+				continue
+			}
+			target := s.earner + "|" + terms.ReleaseDay + "|" + terms.Granule + "|" + terms.DiamondValue + "|" + terms.Currency
+			c, ok := byTarget[target]
+			if !ok {
+				c = &Clawback{Earner: s.earner, ReleaseDay: terms.ReleaseDay, Diamonds: "0", Granule: terms.Granule, Value: terms.DiamondValue, Currency: terms.Currency}
+				byTarget[target] = c
+				order = append(order, target)
+			}
+			c.Diamonds = decimal.RequireFromString(c.Diamonds).Add(d).String()
+		}
+	}
+	sort.Strings(order)
+	if len(order) > ledger.MaxCarries {
+		order = order[:ledger.MaxCarries] // the rest stays refund loss
+	}
+	for _, t := range order {
+		plan.Clawbacks = append(plan.Clawbacks, *byTarget[t])
+	}
+	return nil
+}
+
+// ErrRefundNotFound is returned when reversing a refund that was not booked.
+var ErrRefundNotFound = &ledger.Error{Kind: ledger.NotFound, Message: "no such refund"}
+
+// ReverseRefundRequest is Apple's REFUND_REVERSED for an earlier refund.
+type ReverseRefundRequest struct {
+	Channel  Channel
+	RefundID string
+}
+
+// ReverseRefund restores exactly what a refund took: the burned coins go back
+// into the wallet and the lot, the fiat legs and the loss are reversed, and
+// clawed-back diamonds return to their earners' carries and pending accounts.
+// A refund is reversed at most once.
+func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (*ledger.Transaction, error) {
+	const op = "economy.ReverseRefund"
+	if !req.Channel.Valid() {
+		return nil, invalid(op, "channel", "must be apple, google or web")
+	}
+	if err := checkID(op, "refund_id", req.RefundID, 128); err != nil {
+		return nil, err
+	}
+	refund, err := e.ledger.TransactionByKey(ctx, fmt.Sprintf("refund:%s:%s", req.Channel, req.RefundID))
+	if errors.Is(err, ledger.ErrTransactionNotFound) {
+		return nil, &ledger.Error{Op: op, Field: "refund_id", Err: ErrRefundNotFound}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var plan RefundPlan
+	if err := json.Unmarshal(refund.Metadata, &plan); err != nil {
+		return nil, &ledger.Error{Op: op, Kind: ledger.Internal, Message: "refund " + refund.ID.String() + " has no readable plan"}
+	}
+	postings, carries, err := e.refundPostings(ctx, &plan, req.Channel, -1)
+	if err != nil {
+		return nil, err
+	}
+	meta, _ := json.Marshal(map[string]string{"refund_tx": refund.ID.String(), "refund_id": req.RefundID})
+	id := refund.ID
+	return e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: fmt.Sprintf("refund-reversal:%s:%s", req.Channel, req.RefundID),
+		Kind:           "refund-reversal",
+		Metadata:       meta,
+		Postings:       postings,
+		Carries:        carries,
+		Reverses:       &id,
+	})
+}

@@ -1,0 +1,160 @@
+package economy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+func refund(storeID, refundID string, coins int64) economy.RefundRequest {
+	return economy.RefundRequest{Channel: economy.Apple, StoreTransactionID: storeID, RefundID: refundID, Coins: coins, RefundedAt: t0}
+}
+
+func TestRefundPostings(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	e.buy(t, "v6", "a-v6")
+	g, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")) // 100 promo + 900 paid coins of a-v1
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		req    economy.RefundRequest
+		policy economy.RefundPolicy
+		want   string
+	}{
+		{"unspent: burn the coins, reverse the purchase's legs", refund("a-v5", "r-v5", 0), economy.ClawbackThenLoss,
+			"credit COIN:issued 1321; credit Expense:StoreCommission:USD 6; credit Receivable:AppStore:apple:USD 13.99; debit COIN:wallet:v5 1321; debit Liability:DeferredRevenue:Coins:USD 19.99"},
+		{"partial (Google voidedQuantity): 321 of 1321 coins, 4.86 of 19.99 and 1.46 of the 6.00 fee", refund("a-v6", "r-v6-1", 321), economy.ClawbackThenLoss,
+			"credit COIN:issued 321; credit Expense:StoreCommission:USD 1.46; credit Receivable:AppStore:apple:USD 3.4; debit COIN:wallet:v6 321; debit Liability:DeferredRevenue:Coins:USD 4.86"},
+		{"the rest: exactly what is left of each leg", refund("a-v6", "r-v6-2", 0), economy.ClawbackThenLoss,
+			"credit COIN:issued 1000; credit Expense:StoreCommission:USD 4.54; credit Receivable:AppStore:apple:USD 10.59; debit COIN:wallet:v6 1000; debit Liability:DeferredRevenue:Coins:USD 15.13"},
+		{"spent coins: 900 went into a pending gift; 450 of its 500 diamonds come back and their 2.25 reduce the 13.62 loss",
+			refund("a-v1", "r-v1", 0), economy.ClawbackThenLoss,
+			"credit COIN:issued 421; credit DIAMOND:issued 450; credit Expense:RefundLoss:USD 2.25; credit Expense:StoreCommission:USD 6; credit Receivable:AppStore:apple:USD 13.99; " +
+				"debit COIN:wallet:v1 421; debit DIAMOND:pending:c1:20261128 450; debit Expense:RefundLoss:USD 13.62; debit Liability:CreatorPayable:c1:USD 2.25; debit Liability:DeferredRevenue:Coins:USD 6.37"},
+	}
+	for _, tt := range tests {
+		tx, err := e.eco.Refund(ctx, tt.req, tt.policy)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := postings(tx); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "50")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "0.25")
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "11.37")
+
+	// The store retries: the original; the refund id reused for another refund: refused.
+	again, err := e.eco.Refund(ctx, tests[0].req, economy.ClawbackThenLoss)
+	if err != nil || !again.Replayed {
+		t.Fatalf("retried refund: %v", err)
+	}
+	other := tests[0].req
+	other.Coins = 5
+	if _, err := e.eco.Refund(ctx, other, economy.ClawbackThenLoss); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("refund id reused: %v", err)
+	}
+	refusals := []struct {
+		name  string
+		req   economy.RefundRequest
+		is    error
+		field string
+	}{
+		{"unknown purchase", refund("a-nope", "r-x1", 0), economy.ErrPurchaseNotFound, "store_transaction_id"},
+		{"already all refunded", refund("a-v5", "r-x2", 0), economy.ErrBeyondPurchase, "coins"},
+	}
+	e.buy(t, "v7", "a-v7")
+	refusals = append(refusals, struct {
+		name  string
+		req   economy.RefundRequest
+		is    error
+		field string
+	}{"beyond the purchase", refund("a-v7", "r-x4", 1322), economy.ErrBeyondPurchase, "coins"})
+	for _, r := range refusals {
+		if _, err := e.eco.Refund(ctx, r.req, economy.ClawbackThenLoss); !errors.Is(err, r.is) || ledger.FieldOf(err) != r.field {
+			t.Errorf("%s: %v", r.name, err)
+		}
+	}
+	// A gift whose coins' purchase was refunded cannot be reversed: the coins
+	// would go back into a refunded lot.
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud", GiftTx: g.ID.String()}); !errors.Is(err, ledger.ErrLotRefunded) {
+		t.Errorf("reversing a gift of refunded coins: %v", err)
+	}
+
+	// Apple REFUND_REVERSED: exactly what the refund took comes back.
+	rev, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "credit COIN:wallet:v1 421; credit DIAMOND:pending:c1:20261128 450; credit Expense:RefundLoss:USD 13.62; credit Liability:CreatorPayable:c1:USD 2.25; credit Liability:DeferredRevenue:Coins:USD 6.37; " +
+		"debit COIN:issued 421; debit DIAMOND:issued 450; debit Expense:RefundLoss:USD 2.25; debit Expense:StoreCommission:USD 6; debit Receivable:AppStore:apple:USD 13.99"
+	if got := postings(rev); got != want {
+		t.Errorf("refund reversal:\n got %s\nwant %s", got, want)
+	}
+	e.want(t, economy.CoinWallet("v1"), "421")
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "500")
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+	if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"}); err != nil {
+		t.Errorf("retried refund reversal: %v", err)
+	}
+	if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-none"}); !errors.Is(err, economy.ErrRefundNotFound) {
+		t.Errorf("reversing an unknown refund: %v", err)
+	}
+	// The gift can be reversed again now, its lot no longer refunded.
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud", GiftTx: g.ID.String()}); err != nil {
+		t.Errorf("reversing the gift after the refund was reversed: %v", err)
+	}
+	verifyClean(t, e)
+}
+
+// TestRefundAfterRelease: earnings already released are not clawed back;
+// the spent coins' value is all refund loss.
+func TestRefundAfterRelease(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil {
+		t.Fatal(err)
+	}
+	later := economy.New(e.svc, e.cat, func() time.Time { return releaseDay.Add(24 * time.Hour) })
+	if _, err := later.ReleaseEarnings(ctx, releaseDay.Add(24*time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := later.Refund(ctx, refund("a-v1", "r-v1", 0), economy.ClawbackThenLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(postings(tx), "DIAMOND") {
+		t.Errorf("released diamonds clawed back: %s", postings(tx))
+	}
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "13.62")
+	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	verifyClean(t, e)
+}
+
+func TestRefundAbsorbLoss(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.AbsorbLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "credit COIN:issued 421; credit Expense:StoreCommission:USD 6; credit Receivable:AppStore:apple:USD 13.99; debit COIN:wallet:v1 421; debit Expense:RefundLoss:USD 13.62; debit Liability:DeferredRevenue:Coins:USD 6.37"
+	if got := postings(tx); got != want {
+		t.Errorf("got %s\nwant %s", got, want)
+	}
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "500")
+	verifyClean(t, e)
+}
