@@ -75,7 +75,7 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 			return decimal.Zero, err
 		}
 		meta := fmt.Sprintf(`{"earner":%q,"pending":%q}`, earner, pending)
-		_, err = e.ledger.Post(ctx, ledger.PostRequest{
+		tx, err := e.ledger.Post(ctx, ledger.PostRequest{
 			IdempotencyKey: "release:" + pending + ":" + bal.String(),
 			Kind:           "release",
 			Metadata:       []byte(meta),
@@ -89,6 +89,9 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 		}
 		if err != nil {
 			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
+		}
+		if tx.Replayed { // a concurrent run moved it
+			return decimal.Zero, nil
 		}
 		return bal, nil
 	}

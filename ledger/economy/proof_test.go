@@ -1,0 +1,212 @@
+package economy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+// TestRandomizedEconomy runs purchases, promo grants, gifts, releases,
+// refunds (of spent coins too, and in parts), refund reversals and gift
+// reversals from concurrent goroutines, a quarter of them retried. Then:
+// coins held = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
+// fractions = −DIAMOND_FRAC:issued); deferred revenue = the value left in
+// unspent lots; creator payable = the fiat value of earners' diamonds; every
+// acknowledged key posted once; verify clean.
+func TestRandomizedEconomy(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	// Releases run with a clock past the gifts' release day, concurrently
+	// with refunds that still see those gifts as pending: clawbacks race the
+	// release job.
+	later := economy.New(e.svc, e.cat, func() time.Time { return releaseDay.Add(48 * time.Hour) })
+	const workers, ops, viewers = 8, 80, 10
+	var mu sync.Mutex
+	acked := map[string]uuid.UUID{}
+	var purchases, gifts, refunds []string // store ids / gift tx ids / refund ids
+	releases := 0
+	counts := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			pick := func(list *[]string) string {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(*list) == 0 {
+					return ""
+				}
+				return (*list)[rng.IntN(len(*list))]
+			}
+			for i := range ops {
+				viewer := fmt.Sprintf("v%d", 10+rng.IntN(viewers))
+				var call func() (*ledger.Transaction, error)
+				var record func(*ledger.Transaction)
+				op := rng.IntN(20)
+				switch {
+				case op < 5:
+					id := fmt.Sprintf("a-%d-%d", w, i)
+					req := economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: id, User: viewer, PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}
+					call = func() (*ledger.Transaction, error) { return e.eco.Purchase(ctx, req) }
+					record = func(*ledger.Transaction) { purchases = append(purchases, id) }
+				case op < 7:
+					req := economy.PromoRequest{IdempotencyKey: fmt.Sprintf("promo-%d-%d", w, i), User: viewer, Coins: int64(1 + rng.IntN(400))}
+					call = func() (*ledger.Transaction, error) { return e.eco.GrantPromo(ctx, req) }
+				case op < 14:
+					creator := []string{"c1", "c2"}[rng.IntN(2)]
+					req := gift(fmt.Sprintf("g-%d-%d", w, i), viewer, creator, []string{"rose", "lion", "odd"}[rng.IntN(3)])
+					call = func() (*ledger.Transaction, error) { return e.eco.SendGift(ctx, req) }
+					record = func(tx *ledger.Transaction) { gifts = append(gifts, tx.ID.String()) }
+				case op < 17:
+					store := pick(&purchases)
+					if store == "" {
+						continue
+					}
+					id := fmt.Sprintf("r-%d-%d", w, i)
+					req := refund(store, id, int64(rng.IntN(2)*(1+rng.IntN(1321))))
+					policy := []economy.RefundPolicy{economy.ClawbackThenLoss, economy.AbsorbLoss}[rng.IntN(2)]
+					call = func() (*ledger.Transaction, error) { return e.eco.Refund(ctx, req, policy) }
+					record = func(*ledger.Transaction) { refunds = append(refunds, id) }
+				case op < 18:
+					id := pick(&refunds)
+					if id == "" {
+						continue
+					}
+					call = func() (*ledger.Transaction, error) {
+						return e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
+					}
+				case op < 19:
+					g := pick(&gifts)
+					if g == "" {
+						continue
+					}
+					req := economy.ReverseGiftRequest{Key: "rev-" + g, GiftTx: g, Reason: "fraud"}
+					call = func() (*ledger.Transaction, error) { return e.eco.ReverseGift(ctx, req) }
+				default:
+					rep, err := later.ReleaseEarnings(ctx, releaseDay.Add(48*time.Hour), nil)
+					if err != nil {
+						t.Errorf("release: %v", err)
+						return
+					}
+					mu.Lock()
+					releases += rep.Released
+					mu.Unlock()
+					continue
+				}
+				tries := 1
+				if rng.IntN(4) == 0 {
+					tries = 2
+				}
+				for range tries {
+					tx, err := call()
+					if err != nil {
+						// Refusals the operations may meet by chance; anything
+						// else fails the test.
+						if errors.Is(err, ledger.ErrInsufficientFunds) || errors.Is(err, economy.ErrBeyondPurchase) ||
+							errors.Is(err, ledger.ErrAlreadyReversed) || errors.Is(err, ledger.ErrLotRefunded) || errors.Is(err, ledger.ErrLotChanged) {
+							mu.Lock()
+							counts["refused"]++
+							mu.Unlock()
+							break
+						}
+						t.Errorf("op %d/%d: %v", w, i, err)
+						return
+					}
+					mu.Lock()
+					if prev, ok := acked[tx.IdempotencyKey]; ok {
+						if prev != tx.ID || !tx.Replayed {
+							t.Errorf("%s answered %s then %s (replayed=%v)", tx.IdempotencyKey, prev, tx.ID, tx.Replayed)
+						}
+					} else {
+						acked[tx.IdempotencyKey] = tx.ID
+						counts[tx.Kind]++
+						if record != nil {
+							record(tx)
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("acknowledged %v, released %d accounts", counts, releases)
+	sum := func(prefix string) decimal.Decimal {
+		total := decimal.Zero
+		accounts, err := e.svc.Accounts(ctx, prefix, "", ledger.MaxPage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range accounts {
+			b, err := e.svc.Balance(ctx, a.Name, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total = total.Add(b)
+		}
+		return total
+	}
+	bal := func(name string) decimal.Decimal {
+		b, err := e.svc.Balance(ctx, name, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	coins := sum("COIN:wallet:").Add(sum("COIN:promo:"))
+	if issued := bal(economy.CoinIssued); !coins.Equal(issued.Neg()) {
+		t.Errorf("coins held %s, COIN:issued %s", coins, issued)
+	}
+	diamonds := sum("DIAMOND:pending:").Add(sum("DIAMOND:available:"))
+	if issued := bal(economy.DiamondIssued); !diamonds.Equal(issued.Neg()) {
+		t.Errorf("diamonds held %s, DIAMOND:issued %s", diamonds, issued)
+	}
+	if carried, issued := sum("DIAMOND_FRAC:carry:"), bal(economy.DiamondFracIssued); !carried.Equal(issued.Neg()) {
+		t.Errorf("fractions carried %s, DIAMOND_FRAC:issued %s", carried, issued)
+	}
+	lotValue := decimal.Zero
+	mu.Lock()
+	all := append([]string{"a-v1"}, purchases...)
+	mu.Unlock()
+	for _, id := range all {
+		tx, err := e.svc.TransactionByKey(ctx, "purchase:apple:"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lot, err := e.svc.Lot(ctx, tx.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lotValue = lotValue.Add(lot.ValueLeft)
+	}
+	if deferred := bal(economy.FiatAccount(economy.DeferredRevenue, "USD")); !deferred.Equal(lotValue) {
+		t.Errorf("deferred revenue %s, value left in lots %s", deferred, lotValue)
+	}
+	// One rule value in this test: 0.005 USD a diamond.
+	if payable, value := sum("Liability:CreatorPayable:"), diamonds.Mul(dec("0.005")); !payable.Equal(value) {
+		t.Errorf("creator payable %s, diamonds' value %s", payable, value)
+	}
+	r, err := e.svc.Verify(ctx)
+	if err != nil || !r.Clean() {
+		t.Fatalf("verify: %v %+v", err, r)
+	}
+	const setup = 2 // giftEnv's purchase and promo grant
+	if want := int64(setup + len(acked) + releases); r.Transactions != want {
+		t.Errorf("ledger holds %d transactions; %d keys were acknowledged, %d releases, %d in setup", r.Transactions, len(acked), releases, setup)
+	}
+}
