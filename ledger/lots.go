@@ -90,6 +90,10 @@ type LotRefund struct {
 // and its commit; plan it again from the lot's new state.
 var ErrLotChanged = &Error{Kind: Aborted, Message: "the lot changed since the refund was planned; plan it again"}
 
+// ErrRefundExceedsLot is returned when a refund asks for more units than the
+// lot has not yet refunded.
+var ErrRefundExceedsLot = &Error{Kind: FailedPrecondition, Message: "refund exceeds the lot's units not yet refunded"}
+
 // ErrLotRefunded is returned when reversing a transaction would put units
 // back into a lot that was refunded since.
 var ErrLotRefunded = &Error{Kind: FailedPrecondition, Message: "a lot the transaction drew on was refunded since"}
@@ -263,7 +267,7 @@ func (pd *Pending) planRefund(op string, work lotWork) (LotRelief, error) {
 		return LotRelief{}, invalid(op, "refund_lot", "lot %s is not held by %s with its value in %s", l.ID, r.holder.Name, r.valueAccount.Name)
 	}
 	if l.Refunded.Add(r.Units).GreaterThan(l.Units) {
-		return LotRelief{}, &Error{Op: op, Field: "refund_lot.units", Kind: FailedPrecondition,
+		return LotRelief{}, &Error{Op: op, Field: "refund_lot.units", Err: ErrRefundExceedsLot,
 			Message: fmt.Sprintf("lot %s has %s units not yet refunded, fewer than %s", l.ID, l.Units.Sub(l.Refunded), r.Units)}
 	}
 	if !r.Unspent.Equal(decimal.Min(r.Units, l.UnitsLeft)) || !r.UnspentValue.Equal(ReliefValue(r.Unspent, l.UnitsLeft, l.ValueLeft, r.scale)) {

@@ -30,7 +30,7 @@ func TestDemoThenVerify(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"replayed=true", "refused (conflict)", "refused (insufficient funds)", "refused (failed precondition)", "OK: trial balance"} {
+	for _, want := range []string{"replayed=true", "refused (conflict)", "refused (insufficient funds)", "refused (failed precondition)", "refused (invalid)", "clawback(s)", "diamonds now available", "OK: trial balance"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -50,11 +50,11 @@ func TestDemoThenVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `UPDATE balances SET balance = balance + 1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'COIN:wallet:viewer-3') AND shard = 0`); err != nil {
+	if _, err := conn.Exec(ctx, `UPDATE balances SET balance = balance + 1 WHERE account_id = (SELECT id FROM accounts WHERE name = 'COIN:issued') AND shard = 0`); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr = runCmd(t, "verify", "--database-url", url)
-	if code != exitViolations || !strings.Contains(out, "stored-balance") || !strings.Contains(out, "COIN:wallet:viewer-3") {
+	if code != exitViolations || !strings.Contains(out, "stored-balance") || !strings.Contains(out, "COIN:issued") {
 		t.Fatalf("verify of a corrupted ledger: exit %d\n%s\n%s", code, out, stderr)
 	}
 }

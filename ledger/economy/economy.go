@@ -298,3 +298,17 @@ func checkID(op, field, s string, max int) error {
 	}
 	return nil
 }
+
+// checkKey accepts a client's idempotency key: printable ASCII without
+// spaces, as the ledger's keys are.
+func checkKey(op, field, s string) error {
+	if s == "" || len(s) > 128 {
+		return invalid(op, field, "must be 1-128 characters")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return invalid(op, field, "must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}

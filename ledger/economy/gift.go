@@ -192,7 +192,7 @@ func earningsCarries(t *GiftTerms, sign int64, valueFrom func(currency string) s
 
 // priceGift validates a gift and works out its terms from reference data.
 func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*GiftTerms, error) {
-	if err := checkID(op, "key", req.Key, 128); err != nil {
+	if err := checkKey(op, "key", req.Key); err != nil {
 		return nil, err
 	}
 	if err := checkID(op, "viewer", req.Viewer, 64); err != nil {
@@ -313,7 +313,7 @@ type ReverseGiftRequest struct {
 // earnings, which payouts own.
 func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*ledger.Transaction, error) {
 	const op = "economy.ReverseGift"
-	if err := checkID(op, "key", req.Key, 128); err != nil {
+	if err := checkKey(op, "key", req.Key); err != nil {
 		return nil, err
 	}
 	if len(req.Reason) > 200 {

@@ -149,6 +149,10 @@ func NewCatalog(store RefStore, clock func() time.Time) *Catalog {
 	return &Catalog{store: store, clock: clock}
 }
 
+// DefaultLead is the lead time the binaries use: versions are published at
+// least this long before they take effect.
+const DefaultLead = 2 * time.Second
+
 // WithLead makes every new version take effect at least lead after it is
 // recorded, and caches lookups for that long; set it before first use.
 // Every catalog writing to the same store must use the same lead.

@@ -140,10 +140,13 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 		}
 		post.IdempotencyKey = key
 		tx, err := e.ledger.Post(ctx, post)
-		// The lot or a pending account moved since the plan was read: plan
-		// again (the last attempt claws nothing back, so a drained pending
-		// account cannot block a refund).
-		if (errors.Is(err, ledger.ErrLotChanged) || (errors.Is(err, ledger.ErrInsufficientFunds) && len(plan.Clawbacks) > 0)) && attempt < maxRefundAttempts {
+		// The lot or a pending account moved since the plan was read (another
+		// refund of the same purchase, a gift, a release): plan again. The
+		// last attempt claws nothing back, so a drained pending account
+		// cannot block a refund.
+		moved := errors.Is(err, ledger.ErrLotChanged) || errors.Is(err, ledger.ErrRefundExceedsLot) ||
+			(errors.Is(err, ledger.ErrInsufficientFunds) && len(plan.Clawbacks) > 0)
+		if moved && attempt < maxRefundAttempts {
 			continue
 		}
 		return tx, err
