@@ -25,9 +25,11 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseCursor -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzDecideLots -fuzztime 20s
+	$(GO) test ./ledger/economy -run '^$$' -fuzz FuzzGranule -fuzztime 20s
 
 bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench 'Transfer$$|GiftShape' -benchtime 20000x -count 5 ./ledger/postgres/
+	$(GO) test -run '^$$' -bench SendGift -benchtime 20000x -count 5 ./ledger/economy/
 
 demo: ## the main job: scripted transactions on the embedded PostgreSQL
 	$(GO) run ./cmd/coinledger demo
