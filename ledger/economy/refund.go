@@ -149,6 +149,9 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 		if moved && attempt < maxRefundAttempts {
 			continue
 		}
+		if errors.Is(err, ledger.ErrRefundExceedsLot) { // raced by another refund on the last attempt
+			return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: err.Error()}
+		}
 		return tx, err
 	}
 }
