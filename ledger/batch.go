@@ -266,8 +266,8 @@ func Decide(batch []*Pending, st *State) {
 			pd.Accounts = append(pd.Accounts[:len(pd.Accounts):len(pd.Accounts)], accounts...)
 		}
 		if len(pd.carries) > 0 {
-			pd.Tx.Postings = pd.Tx.Postings[:len(pd.Tx.Postings):len(pd.Tx.Postings)]
-			pd.Accounts = pd.Accounts[:len(pd.Accounts):len(pd.Accounts)]
+			// The postings are the capped base (appending copies) or copies
+			// made by the spills or the relief above.
 			pd.resolveCarries(balance)
 		}
 		if pd.refund != nil {

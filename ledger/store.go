@@ -36,6 +36,9 @@ type Store interface {
 	// Accounts pages through the accounts whose names start with prefix, in
 	// name order, after the name given.
 	Accounts(ctx context.Context, prefix, after string, limit int) ([]*Account, error)
+	// Total sums the normal-side balances of the accounts whose names start
+	// with prefix, and lists the assets they hold.
+	Total(ctx context.Context, prefix string) (decimal.Decimal, []string, error)
 	// Balance is the normal-side balance of a, now (asOf zero) or as of a
 	// past recorded time.
 	Balance(ctx context.Context, a *Account, asOf time.Time) (decimal.Decimal, error)

@@ -290,29 +290,12 @@ func (d *demo) printBalances(ctx context.Context) error {
 		fmt.Fprintf(tw, "  %s\t%s %s\n", n, b.StringFixed(asset.Scale), a.Asset)
 	}
 	tw.Flush()
-	sum := func(prefix string) (decimal.Decimal, error) {
-		total := decimal.Zero
-		after := ""
-		for {
-			page, err := d.svc.Accounts(ctx, prefix, after, ledger.MaxPage)
-			if err != nil || len(page) == 0 {
-				return total, err
-			}
-			for _, a := range page {
-				b, err := d.svc.Balance(ctx, a.Name, time.Time{})
-				if err != nil {
-					return total, err
-				}
-				total, after = total.Add(b), a.Name
-			}
-		}
-	}
 	var coins, promo, diamonds, available, payable decimal.Decimal
 	for _, q := range []struct {
 		prefix string
 		into   *decimal.Decimal
 	}{{"COIN:wallet:", &coins}, {"COIN:promo:", &promo}, {"DIAMOND:pending:", &diamonds}, {"DIAMOND:available:", &available}, {"Liability:CreatorPayable:", &payable}} {
-		v, err := sum(q.prefix)
+		v, err := d.svc.Total(ctx, q.prefix)
 		if err != nil {
 			return err
 		}

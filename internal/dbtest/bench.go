@@ -54,3 +54,19 @@ func ClosedLoop(b *testing.B, callers int, op func(i int) error) {
 	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
 }
+
+// Fanout runs f(0) … f(n-1) with at most width running at once: benchmark
+// set-up that would otherwise take minutes one call at a time.
+func Fanout(n, width int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, width)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,24 +63,16 @@ func benchSendGift(b *testing.B, linger time.Duration) {
 	}
 	time.Sleep(lead) // until the versions take effect
 	const viewers = 1000
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range viewers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			v := fmt.Sprintf("v%d", i)
-			if _, err := eco.Purchase(ctx, economy.PurchaseRequest{Channel: economy.Web, StoreTransactionID: "ch-" + v, User: v,
-				PackID: "big", AmountPaid: dec("999.99"), Currency: "USD", PurchasedAt: time.Now()}); err != nil {
-				b.Error(err)
-			}
-			if _, err := eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-" + v, User: v, Coins: 30}); err != nil {
-				b.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	dbtest.Fanout(viewers, 32, func(i int) {
+		v := fmt.Sprintf("v%d", i)
+		if _, err := eco.Purchase(ctx, economy.PurchaseRequest{Channel: economy.Web, StoreTransactionID: "ch-" + v, User: v,
+			PackID: "big", AmountPaid: dec("999.99"), Currency: "USD", PurchasedAt: time.Now()}); err != nil {
+			b.Error(err)
+		}
+		if _, err := eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-" + v, User: v, Coins: 30}); err != nil {
+			b.Error(err)
+		}
+	})
 	sentAt := time.Now()
 	dbtest.ClosedLoop(b, 32, func(i int) error {
 		_, err := eco.SendGift(ctx, economy.GiftRequest{Key: fmt.Sprintf("g%d-%d", now.UnixNano(), i), Viewer: fmt.Sprintf("v%d", i%viewers),

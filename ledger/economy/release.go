@@ -2,8 +2,8 @@ package economy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -74,11 +74,11 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 		if err != nil || bal.Sign() <= 0 {
 			return decimal.Zero, err
 		}
-		meta := fmt.Sprintf(`{"earner":%q,"pending":%q}`, earner, pending)
+		meta, _ := json.Marshal(map[string]string{"earner": earner, "pending": pending})
 		tx, err := e.ledger.Post(ctx, ledger.PostRequest{
 			IdempotencyKey: "release:" + pending + ":" + bal.String(),
 			Kind:           "release",
-			Metadata:       []byte(meta),
+			Metadata:       meta,
 			Postings: []ledger.PostingRequest{
 				{Account: pending, Side: ledger.Debit, Amount: bal},
 				{Account: AvailableDiamonds(earner), Side: ledger.Credit, Amount: bal},

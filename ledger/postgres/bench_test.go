@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -47,22 +46,14 @@ func benchTransfers(b *testing.B, dests, destShards, lanes int) {
 	ctx := context.Background()
 	e.account("mint", "USD", true, 1)
 	const sources = 1000
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range sources {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			src := fmt.Sprintf("src:%d", i)
-			e.account(src, "USD", false, 1)
-			if i < dests {
-				e.account(fmt.Sprintf("dst:%d", i), "USD", false, destShards)
-			}
-			e.post(transfer("fund:"+src, "mint", src, "1000000"))
-		}()
-	}
-	wg.Wait()
+	dbtest.Fanout(sources, 32, func(i int) {
+		src := fmt.Sprintf("src:%d", i)
+		e.account(src, "USD", false, 1)
+		if i < dests {
+			e.account(fmt.Sprintf("dst:%d", i), "USD", false, destShards)
+		}
+		e.post(transfer("fund:"+src, "mint", src, "1000000"))
+	})
 	dbtest.ClosedLoop(b, 32, func(i int) error {
 		_, err := e.svc.Post(ctx, transfer(fmt.Sprintf("b%d", i), fmt.Sprintf("src:%d", i%sources), fmt.Sprintf("dst:%d", i%dests), "0.01"))
 		return err
@@ -70,12 +61,12 @@ func benchTransfers(b *testing.B, dests, destShards, lanes int) {
 	e.verifyClean()
 }
 
-// BenchmarkGiftShape measures the gift-shaped posting the economy's gift will
-// build on: 1,000 viewers, each holding a purchased lot, burn 1 coin each
-// into one creator — coin burn with FIFO relief of deferred revenue into gift
-// revenue, and a diamond minted into the creator's sharded pending account —
-// 32 concurrent callers, durable PostgreSQL. Not yet the full gift (no
-// creator payable or agency legs).
+// BenchmarkGiftShape measures the ledger alone under a gift-like posting:
+// 1,000 viewers, each holding a purchased lot, burn 1 coin each into one
+// creator — coin burn with FIFO relief of deferred revenue into gift revenue,
+// and a diamond minted into the creator's sharded pending account — 32
+// concurrent callers, durable PostgreSQL. The full gift, through the economy,
+// is BenchmarkSendGift in ledger/economy.
 //
 //	go test -run '^$' -bench GiftShape -benchtime 20000x -count 5 ./ledger/postgres/
 func BenchmarkGiftShape(b *testing.B) {
@@ -91,25 +82,17 @@ func BenchmarkGiftShape(b *testing.B) {
 	e.account("deferred", "JPY", true, 8)
 	e.account("revenue", "JPY", true, 8)
 	const viewers = 1000
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range viewers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			w := fmt.Sprintf("wallet:%d", i)
-			e.account(w, "COIN", false, 1)
-			e.post(ledger.PostRequest{IdempotencyKey: "buy:" + w, Kind: "purchase", OpenLot: &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 3},
-				Postings: []ledger.PostingRequest{
-					{Account: "COIN:issued", Side: ledger.Debit, Amount: decimal.NewFromInt(100000)},
-					{Account: w, Side: ledger.Credit, Amount: decimal.NewFromInt(100000)},
-					{Account: "cash", Side: ledger.Debit, Amount: decimal.NewFromInt(150000)},
-					{Account: "deferred", Side: ledger.Credit, Amount: decimal.NewFromInt(150000)},
-				}})
-		}()
-	}
-	wg.Wait()
+	dbtest.Fanout(viewers, 32, func(i int) {
+		w := fmt.Sprintf("wallet:%d", i)
+		e.account(w, "COIN", false, 1)
+		e.post(ledger.PostRequest{IdempotencyKey: "buy:" + w, Kind: "purchase", OpenLot: &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 3},
+			Postings: []ledger.PostingRequest{
+				{Account: "COIN:issued", Side: ledger.Debit, Amount: decimal.NewFromInt(100000)},
+				{Account: w, Side: ledger.Credit, Amount: decimal.NewFromInt(100000)},
+				{Account: "cash", Side: ledger.Debit, Amount: decimal.NewFromInt(150000)},
+				{Account: "deferred", Side: ledger.Credit, Amount: decimal.NewFromInt(150000)},
+			}})
+	})
 	legs := map[string]ledger.ReliefLeg{"JPY": {From: "deferred", To: "revenue"}}
 	one := decimal.NewFromInt(1)
 	dbtest.ClosedLoop(b, 32, func(i int) error {

@@ -408,3 +408,30 @@ func TestCreateAccountIdempotent(t *testing.T) {
 		t.Fatalf("65 shards: %v", err)
 	}
 }
+
+func TestTotal(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		e.account("mint", "USD", true, 1)
+		e.account("wallet:a", "USD", false, 1)
+		e.account("wallet:b", "USD", false, 4)
+		e.account("wallet:coins", "COIN", false, 1)
+		e.post(transfer("t1", "mint", "wallet:a", "1.25"))
+		e.post(transfer("t2", "mint", "wallet:b", "2.50"))
+		ctx := context.Background()
+		if got, err := e.svc.Total(ctx, "wallet:b"); err != nil || !got.Equal(decimal.RequireFromString("2.5")) {
+			t.Errorf("one sharded account: %s %v", got, err)
+		}
+		if got, err := e.svc.Total(ctx, "nothing:"); err != nil || !got.IsZero() {
+			t.Errorf("no accounts: %s %v", got, err)
+		}
+		if _, err := e.svc.Total(ctx, "wallet:"); ledger.FieldOf(err) != "prefix" {
+			t.Errorf("USD and COIN under one prefix: %v", err)
+		}
+		e.account("x:a", "USD", false, 1)
+		e.post(transfer("t3", "wallet:a", "x:a", "0.25"))
+		if got, err := e.svc.Total(ctx, "x:"); err != nil || !got.Equal(decimal.RequireFromString("0.25")) {
+			t.Errorf("x: %s %v", got, err)
+		}
+	})
+}

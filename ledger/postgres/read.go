@@ -22,6 +22,10 @@ const (
 SELECT r.tx_id, t.kind, t.reverses, t.recorded_at, r.units, r.value, r.refunded
 FROM lot_reliefs r JOIN transactions t ON t.id = r.tx_id
 WHERE r.lot_id = $1 ORDER BY t.recorded_at, t.batch_seq`
+	selectTotal = `
+SELECT COALESCE(SUM(b.balance), 0), COALESCE(array_agg(DISTINCT a.asset) FILTER (WHERE a.asset IS NOT NULL), '{}')
+FROM accounts a JOIN balances b ON b.account_id = a.id
+WHERE left(a.name, length($1)) = $1`
 	selectAccounts = `SELECT ` + accountColumns + ` FROM accounts
 WHERE name > $2 AND left(name, length($1)) = $1 ORDER BY name LIMIT $3`
 	selectPostings = `
@@ -182,4 +186,14 @@ func (db *DB) Accounts(ctx context.Context, prefix, after string, limit int) ([]
 		return nil, internal("postgres.Accounts", err)
 	}
 	return out, nil
+}
+
+// Total sums the balances of the accounts whose names start with prefix.
+func (db *DB) Total(ctx context.Context, prefix string) (decimal.Decimal, []string, error) {
+	var total decimal.Decimal
+	var assets []string
+	if err := db.pool.QueryRow(ctx, selectTotal, prefix).Scan(&total, &assets); err != nil {
+		return total, nil, internal("postgres.Total", err)
+	}
+	return total, assets, nil
 }
