@@ -46,6 +46,7 @@ type Pending struct {
 	relief    *reliefSpec
 	refund    *refundSpec
 	carries   []carrySpec
+	expects   []expectSpec
 	spills    []spill
 	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
 	Reliefs   []LotRelief // what it took from each lot
@@ -131,6 +132,10 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 					p.Checked[leg.to.ID] = true
 				}
 			}
+		}
+		for _, e := range pd.expects {
+			seen[e.account.ID] = e.account
+			p.Checked[e.account.ID] = true
 		}
 		if r := pd.refund; r != nil {
 			seen[r.holder.ID], seen[r.valueAccount.ID] = r.holder, r.valueAccount
@@ -243,6 +248,10 @@ func Decide(batch []*Pending, st *State) {
 		firstByKey[key] = pd
 		if r := pd.Tx.Reverses; r != nil && (st.Reversed[*r] || reversedHere[*r]) {
 			pd.refuse(wrap(op, "transaction_id", ErrAlreadyReversed))
+			continue
+		}
+		if err := pd.checkExpectations(op, balance); err != nil {
+			pd.refuse(err)
 			continue
 		}
 		if len(pd.spills) > 0 {

@@ -270,3 +270,41 @@ func TestDecideSpillRepeatable(t *testing.T) {
 		t.Fatalf("the asked-for posting was changed: %+v", pd.basePostings[0])
 	}
 }
+
+// An expectation is checked against the balance the transactions before it
+// in the batch left, and a refused one moves nothing.
+func TestDecideExpectations(t *testing.T) {
+	owed := &Account{ID: uuid.New(), Name: "debt", Normal: Debit, Shards: 1}
+	wallet := &Account{ID: uuid.New(), Name: "wallet", Normal: Credit, Shards: 1}
+	expecting := func(key string, amount, expect int64) *Pending {
+		p := pendingTransfer(key, wallet, owed, amount) // a credit to debt repays it
+		p.expects = []expectSpec{{account: owed, balance: decimal.NewFromInt(expect)}}
+		return p
+	}
+	batch := []*Pending{
+		expecting("repay-1", 3, 5), // 5 owed: 5 -> 2
+		expecting("repay-2", 2, 5), // planned from the same read: refused
+		expecting("repay-3", 2, 2), // planned after repay-1: 2 -> 0
+	}
+	plan := PlanBatch(batch, 0)
+	if !plan.Checked[owed.ID] {
+		t.Fatal("an expected account's full balance is not read")
+	}
+	st := &State{
+		RecordedAt: time.Unix(100, 0).UTC(),
+		Committed:  map[string]Committed{},
+		Reversed:   map[uuid.UUID]bool{},
+		Status:     map[uuid.UUID]Status{owed.ID: Open, wallet.ID: Open},
+		Balance:    map[uuid.UUID]decimal.Decimal{owed.ID: decimal.NewFromInt(5), wallet.ID: decimal.NewFromInt(10)},
+	}
+	Decide(batch, st)
+	if batch[0].Outcome != Accepted || batch[2].Outcome != Accepted {
+		t.Fatalf("outcomes %v %v %v", batch[0].Err, batch[1].Err, batch[2].Err)
+	}
+	if batch[1].Outcome != Refused || !errors.Is(batch[1].Err, ErrUnexpectedBalance) || FieldOf(batch[1].Err) != "expect[0]" {
+		t.Fatalf("stale expectation: %v %v", batch[1].Outcome, batch[1].Err)
+	}
+	if !strings.Contains(batch[1].Err.Error(), "debt holds 2, not 5") {
+		t.Errorf("message does not say what was found: %v", batch[1].Err)
+	}
+}

@@ -240,7 +240,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			Metadata:    meta,
 		},
 		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings,
-			fingerprintLots(req.OpenLot, req.Relieve, req.RefundLot)+fingerprintCarries(req.Carries)),
+			fingerprintLots(req.OpenLot, req.Relieve, req.RefundLot)+fingerprintCarries(req.Carries)+fingerprintExpectations(req.Expect)),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
@@ -281,6 +281,9 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		return nil, err
 	}
 	if err := s.prepareCarries(ctx, op, req.Carries, pd); err != nil {
+		return nil, err
+	}
+	if err := s.prepareExpectations(ctx, op, req.Expect, pd); err != nil {
 		return nil, err
 	}
 	if r := req.Reverses; r != nil {

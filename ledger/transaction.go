@@ -46,6 +46,8 @@ type PostRequest struct {
 	RefundLot *LotRefund
 	// Carries convert fractions into whole granules at commit (carry.go).
 	Carries []Carry
+	// Expect makes the transaction conditional on balances (expect.go).
+	Expect []Expectation
 	// Reverses makes this the compensation of an earlier transaction, with
 	// postings of the caller's choosing: a transaction is reversed at most
 	// once, and the lots it drew on get back exactly what it took from them.

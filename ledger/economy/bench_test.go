@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/internal/gctune"
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 	"github.com/coinledger/coinledger/ledger/postgres"
@@ -23,17 +25,23 @@ import (
 // paid coins with FIFO relief; each gift's 2.5 diamonds go through the
 // creator's carry, minting whole granules with their payable.
 //
-// The sub-benchmarks compare how long a commit lane lingers for more
-// requests before committing a batch that is not full.
+// The sub-benchmarks compare the collector target (100 is Go's default, 400
+// what gctune.Apply sets in coinledger's commands) and how long a commit lane
+// lingers for more requests before committing a batch that is not full.
 //
 //	go test -run '^$' -bench SendGift -benchtime 20000x -count 5 ./ledger/economy/
 func BenchmarkSendGift(b *testing.B) {
-	for _, linger := range []time.Duration{-1, 250 * time.Microsecond, time.Millisecond, 2 * time.Millisecond} {
-		name := fmt.Sprintf("linger-%s", linger)
-		if linger < 0 {
-			name = "linger-none"
+	for _, gogc := range []int{100, gctune.GOGC} {
+		for _, linger := range []time.Duration{-1, 250 * time.Microsecond, time.Millisecond} {
+			name := fmt.Sprintf("gogc-%d/linger-%s", gogc, linger)
+			if linger < 0 {
+				name = fmt.Sprintf("gogc-%d/linger-none", gogc)
+			}
+			b.Run(name, func(b *testing.B) {
+				defer debug.SetGCPercent(debug.SetGCPercent(gogc))
+				benchSendGift(b, linger)
+			})
 		}
-		b.Run(name, func(b *testing.B) { benchSendGift(b, linger) })
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -432,6 +433,54 @@ func TestTotal(t *testing.T) {
 		e.post(transfer("t3", "wallet:a", "x:a", "0.25"))
 		if got, err := e.svc.Total(ctx, "x:"); err != nil || !got.Equal(decimal.RequireFromString("0.25")) {
 			t.Errorf("x: %s %v", got, err)
+		}
+	})
+}
+
+func TestExpectations(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("wallet", "USD", false, 1)
+		e.account("guarded", "USD", false, 1)
+		if _, err := e.svc.CreateAccount(ctx, ledger.Account{Name: "lanes", Asset: "USD", Normal: ledger.Credit, Shards: 2, PerShard: true}); err != nil {
+			t.Fatal(err)
+		}
+		expecting := func(key, account, balance string) ledger.PostRequest {
+			req := transfer(key, "mint", "wallet", "1")
+			req.Expect = []ledger.Expectation{{Account: account, Balance: decimal.RequireFromString(balance)}}
+			return req
+		}
+		e.post(expecting("guard-holds", "guarded", "0"))
+		e.post(transfer("fund-guarded", "mint", "guarded", "2.50"))
+
+		if _, err := e.svc.Post(ctx, expecting("guard-fails", "guarded", "0")); !errors.Is(err, ledger.ErrUnexpectedBalance) || ledger.FieldOf(err) != "expect[0]" {
+			t.Fatalf("guard on a funded account: %v", err)
+		}
+		if got, _ := e.svc.Balance(ctx, "wallet", time.Time{}); !got.Equal(decimal.NewFromInt(1)) {
+			t.Errorf("a refused expectation moved the wallet to %s", got)
+		}
+		e.post(expecting("exact", "guarded", "2.5")) // 2.50 and 2.5 are the same balance
+
+		// The expectation is part of the request: a retry with another is a conflict.
+		if _, err := e.svc.Post(ctx, expecting("exact", "guarded", "3")); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+			t.Errorf("key reused with another expectation: %v", err)
+		}
+		for _, c := range []struct {
+			name   string
+			expect []ledger.Expectation
+			field  string
+		}{
+			{"unknown account", []ledger.Expectation{{Account: "nobody", Balance: decimal.Zero}}, "expect[0].account"},
+			{"per-shard account", []ledger.Expectation{{Account: "lanes", Balance: decimal.Zero}}, "expect[0].account"},
+			{"too many", make([]ledger.Expectation, ledger.MaxExpectations+1), "expect"},
+		} {
+			req := transfer("bad-"+strings.ReplaceAll(c.name, " ", "-"), "mint", "wallet", "1")
+			req.Expect = c.expect
+			if _, err := e.svc.Post(ctx, req); ledger.FieldOf(err) != c.field {
+				t.Errorf("%s: got %v, want field %s", c.name, err, c.field)
+			}
 		}
 	})
 }
