@@ -28,6 +28,7 @@ type Ledger interface {
 	LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, error)
 	Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error)
 	Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error)
+	Entries(ctx context.Context, name string, after ledger.Cursor, limit int) ([]ledger.Entry, error)
 }
 
 // Economy performs the coin economy's operations, each one atomic ledger
@@ -239,14 +240,24 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 	}
 	// The coins open a FIFO lot carrying the gross price as deferred revenue;
 	// gifts relieve it oldest lot first.
-	return e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID),
+	key := fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID)
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: key,
 		Kind:           "purchase",
 		EffectiveAt:    req.PurchasedAt,
 		Metadata:       meta,
 		Postings:       postings,
 		OpenLot:        &ledger.LotOpen{UnitsPosting: 1, ValuePosting: valuePosting},
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Coins bought repay a debt first; a retried purchase finishes a
+	// settlement a crash left undone.
+	if err := e.settleDebt(ctx, req.User, key); err != nil {
+		return nil, err
+	}
+	return tx, nil
 }
 
 // PromoRequest grants free coins.

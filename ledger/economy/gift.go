@@ -141,6 +141,8 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 		},
 		Relieve: &ledger.Relief{Account: CoinWallet(req.Viewer), Legs: giftReliefLegs},
 		Carries: earningsCarries(terms, 1, nil),
+		// No gift while the viewer owes coins: whatever they hold repays first.
+		Expect: []ledger.Expectation{{Account: CoinDebt(req.Viewer), Balance: decimal.Zero}},
 	})
 	// Which posting was short or frozen is the ledger's detail; the caller
 	// sent a viewer and a price.
@@ -149,6 +151,8 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 		return nil, &ledger.Error{Op: op, Field: "coins", Err: err, Message: fmt.Sprintf("viewer %s has fewer than %d coins", req.Viewer, terms.Coins)}
 	case errors.Is(err, ledger.ErrAccountFrozen), errors.Is(err, ledger.ErrAccountClosed):
 		return nil, &ledger.Error{Op: op, Field: "viewer", Err: err, Message: "viewer " + req.Viewer + " is blocked"}
+	case errors.Is(err, ledger.ErrUnexpectedBalance):
+		return nil, &ledger.Error{Op: op, Field: "viewer", Err: ErrInDebt, Message: err.Error()}
 	}
 	return tx, err
 }
@@ -263,6 +267,7 @@ func (e *Economy) openGiftAccounts(ctx context.Context, t *GiftTerms) error {
 	accounts := []ledger.Account{
 		{Name: PromoWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
 		{Name: CoinWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
+		coinDebtAccount(t.Viewer),
 		{Name: FiatAccount(CreatorShareCost, t.Currency), Asset: t.Currency, Normal: ledger.Debit, AllowNegative: true, Shards: creatorCostShards},
 	}
 	for _, s := range t.shares() {

@@ -24,6 +24,11 @@ const (
 	ClawbackThenLoss RefundPolicy = "clawback"
 	// AbsorbLoss books all of the spent coins' value as refund loss.
 	AbsorbLoss RefundPolicy = "loss"
+	// OweCoins charges the spent coins to the user: paid coins in their wallet
+	// repay them at once, the rest is a debt (CoinDebt) that refuses gifts
+	// until later purchases repay it. Their value is refund loss until repaid,
+	// and each repayment recovers the value of the coins that repay it.
+	OweCoins RefundPolicy = "debt"
 )
 
 // RefundLoss is the expense account of what refunds cost the platform.
@@ -61,7 +66,8 @@ type RefundPlan struct {
 	UnspentValue       string       `json:"unspent_value"`
 	Gross              string       `json:"gross"` // back to the customer: net + fee
 	Fee                string       `json:"fee"`
-	Loss               string       `json:"loss"` // value of spent coins refunded, before recovery
+	Loss               string       `json:"loss"`           // value of spent coins refunded, before recovery
+	Owed               int64        `json:"owed,omitempty"` // spent coins charged to the user (OweCoins)
 	// Attributed maps each gift to the spent coins of this lot this refund
 	// charged to it (newest gifts first), clawed back or not, so that a later
 	// partial refund charges other gifts.
@@ -105,8 +111,8 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 	if req.Coins < 0 {
 		return nil, invalid(op, "coins", "must not be negative")
 	}
-	if policy != ClawbackThenLoss && policy != AbsorbLoss {
-		return nil, invalid(op, "policy", "must be clawback or loss")
+	if policy != ClawbackThenLoss && policy != AbsorbLoss && policy != OweCoins {
+		return nil, invalid(op, "policy", "must be clawback, loss or debt")
 	}
 	if req.RefundedAt.IsZero() || req.RefundedAt.After(e.clock().Add(maxClockSkew)) {
 		return nil, invalid(op, "refunded_at", "must be given and not in the future")
@@ -128,10 +134,13 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 	key := fmt.Sprintf("refund:%s:%s", req.Channel, req.RefundID)
 	for attempt := 1; ; attempt++ {
 		if done, err := e.replayRefund(ctx, op, key, req); done != nil || err != nil {
+			if err == nil && done.Kind == "refund" { // finish a settlement a crash left undone
+				err = e.settleDebt(ctx, bought.User, key)
+			}
 			return done, err
 		}
 		pol := policy
-		if attempt == maxRefundAttempts {
+		if attempt == maxRefundAttempts && pol == ClawbackThenLoss {
 			pol = AbsorbLoss
 		}
 		post, plan, err := e.planRefund(ctx, op, req, purchase.ID, bought.User, bought.Lot, pol)
@@ -151,6 +160,9 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 		}
 		if errors.Is(err, ledger.ErrRefundExceedsLot) { // raced by another refund on the last attempt
 			return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: err.Error()}
+		}
+		if err == nil && plan.Owed > 0 {
+			err = e.settleDebt(ctx, plan.User, key)
 		}
 		return tx, err
 	}
@@ -214,6 +226,9 @@ func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, 
 			return post, nil, err
 		}
 	}
+	if policy == OweCoins {
+		plan.Owed = k.Sub(unspent).IntPart()
+	}
 	postings, carries, err := e.refundPostings(ctx, plan, bought.Channel, 1)
 	if err != nil {
 		return post, nil, err
@@ -256,11 +271,16 @@ func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Chann
 	unspent, unspentValue := decimal.NewFromInt(plan.Unspent), decimal.RequireFromString(plan.UnspentValue)
 	add(receivable, ledger.Credit, gross.Sub(fee))
 	add(feeAccount, ledger.Credit, fee)
+	owed := decimal.NewFromInt(plan.Owed) // spent coins burned out of the user's debt
 	add(CoinWallet(plan.User), ledger.Debit, unspent)
-	add(CoinIssued, ledger.Credit, unspent)
+	add(CoinDebt(plan.User), ledger.Debit, owed)
+	add(CoinIssued, ledger.Credit, unspent.Add(owed))
 	add(FiatAccount(DeferredRevenue, cur), ledger.Debit, unspentValue)
 	add(lossAccount(cur), ledger.Debit, decimal.RequireFromString(plan.Loss))
-	opens := []ledger.Account{{Name: lossAccount(cur), Asset: cur, Normal: ledger.Debit, AllowNegative: true}}
+	opens := []ledger.Account{refundLossAccount(cur)}
+	if plan.Owed > 0 {
+		opens = append(opens, coinDebtAccount(plan.User))
+	}
 	var carries []ledger.Carry
 	for _, c := range plan.Clawbacks {
 		day, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
@@ -275,7 +295,7 @@ func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Chann
 				{From: lossAccount(c.Currency), To: CreatorPayable(c.Earner, c.Currency), PerGranule: granule.Mul(decimal.RequireFromString(c.Value))},
 			},
 		})
-		opens = append(opens, ledger.Account{Name: lossAccount(c.Currency), Asset: c.Currency, Normal: ledger.Debit, AllowNegative: true})
+		opens = append(opens, refundLossAccount(c.Currency))
 	}
 	for _, a := range opens {
 		if err := e.open(ctx, a); err != nil {
@@ -420,14 +440,35 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 	if err != nil {
 		return nil, err
 	}
+	key := fmt.Sprintf("refund-reversal:%s:%s", req.Channel, req.RefundID)
+	if plan.Owed > 0 {
+		done, err := e.ledger.TransactionByKey(ctx, key)
+		if err == nil {
+			done.Replayed = true
+			return done, e.settleDebt(ctx, plan.User, key)
+		}
+		if !errors.Is(err, ledger.ErrTransactionNotFound) {
+			return nil, err
+		}
+		// Taking back the debt the refund added needs that debt: undo the
+		// settlements that repaid it since. Whatever debt is left after the
+		// reversal, coins that came back repay it again below.
+		if err := e.unsettle(ctx, plan.User, decimal.NewFromInt(plan.Owed)); err != nil {
+			return nil, err
+		}
+	}
 	meta, _ := json.Marshal(map[string]string{"refund_tx": refund.ID.String(), "refund_id": req.RefundID})
 	id := refund.ID
-	return e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: fmt.Sprintf("refund-reversal:%s:%s", req.Channel, req.RefundID),
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: key,
 		Kind:           "refund-reversal",
 		Metadata:       meta,
 		Postings:       postings,
 		Carries:        carries,
 		Reverses:       &id,
 	})
+	if err == nil && plan.Owed > 0 {
+		err = e.settleDebt(ctx, plan.User, key)
+	}
+	return tx, err
 }

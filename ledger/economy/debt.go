@@ -1,0 +1,154 @@
+package economy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// CoinDebt holds the coins a user owes: spent coins of a purchase refunded
+// under the OweCoins policy. It is debit-normal and never negative; a user's
+// coin position is their wallets less their debt.
+func CoinDebt(user string) string { return "COIN:debt:" + user }
+
+func coinDebtAccount(user string) ledger.Account {
+	return ledger.Account{Name: CoinDebt(user), Asset: Coin, Normal: ledger.Debit}
+}
+
+// ErrInDebt refuses a gift from a viewer who owes coins.
+var ErrInDebt = &ledger.Error{Kind: ledger.FailedPrecondition, Message: "viewer owes coins from a refund; gifting resumes once a purchase repays them"}
+
+// debtSettleKind is the transaction that repays a debt from paid coins.
+const debtSettleKind = "debt-settle"
+
+// settleReliefLegs move the deferred revenue of coins that repay a debt into
+// refund loss, which their refund had charged with the spent coins' value:
+// the loss shrinks by what is recovered.
+var settleReliefLegs = func() map[string]ledger.ReliefLeg {
+	legs := map[string]ledger.ReliefLeg{}
+	for _, c := range Currencies {
+		legs[c.Code] = ledger.ReliefLeg{From: FiatAccount(DeferredRevenue, c.Code), To: FiatAccount(RefundLoss, c.Code)}
+	}
+	return legs
+}()
+
+func refundLossAccount(currency string) ledger.Account {
+	return ledger.Account{Name: FiatAccount(RefundLoss, currency), Asset: currency, Normal: ledger.Debit, AllowNegative: true}
+}
+
+const maxSettleAttempts = 5
+
+// settleDebt repays what user owes from their paid coins, oldest lots first,
+// as far as they reach. It is its own transaction, posted right after the
+// purchase or refund that calls it (cause, that operation's key) and again by
+// any retry of it; until it posts, the debt refuses gifts, so no coin that
+// should repay it can be spent. Each settlement expects the debt it read, so
+// two never repay the same coins; its key is derived from that state, so a
+// retry finds the settlement it made.
+func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
+	if err := e.open(ctx, coinDebtAccount(user)); err != nil {
+		return err
+	}
+	for _, c := range Currencies {
+		if err := e.open(ctx, refundLossAccount(c.Code)); err != nil {
+			return err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
+		if err != nil {
+			return err
+		}
+		wallet, err := e.ledger.Balance(ctx, CoinWallet(user), time.Time{})
+		if err != nil {
+			return err
+		}
+		repay := decimal.Min(debt, wallet)
+		if repay.Sign() <= 0 {
+			return nil
+		}
+		sum := sha256.Sum256([]byte(cause))
+		key := fmt.Sprintf("%s:%s:%s-%s:%s", debtSettleKind, user, debt, repay, hex.EncodeToString(sum[:8]))
+		meta, _ := json.Marshal(map[string]string{"user": user, "cause": cause})
+		_, err = e.ledger.Post(ctx, ledger.PostRequest{
+			IdempotencyKey: key,
+			Kind:           debtSettleKind,
+			Metadata:       meta,
+			Postings: []ledger.PostingRequest{
+				{Account: CoinWallet(user), Side: ledger.Debit, Amount: repay},
+				{Account: CoinDebt(user), Side: ledger.Credit, Amount: repay},
+			},
+			Relieve: &ledger.Relief{Account: CoinWallet(user), Units: repay, Legs: settleReliefLegs},
+			Expect:  []ledger.Expectation{{Account: CoinDebt(user), Balance: debt}},
+		})
+		moved := errors.Is(err, ledger.ErrUnexpectedBalance) || errors.Is(err, ledger.ErrInsufficientFunds)
+		if moved && attempt < maxSettleAttempts {
+			continue // a gift, purchase or refund moved the wallet or the debt: read again
+		}
+		return err
+	}
+}
+
+// unsettle reverses the newest settlements of user's debt until the debt is
+// at least owed, so that a refund reversal can take back the debt it added
+// exactly: the coins that repaid it return to the wallet and to their lots,
+// and their value back from refund loss into deferred revenue.
+func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal) error {
+	debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
+	if err != nil || !debt.LessThan(owed) {
+		return err
+	}
+	var settles []uuid.UUID // oldest first
+	var after ledger.Cursor
+	for {
+		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, ledger.MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, en := range page {
+			if en.Kind == debtSettleKind {
+				settles = append(settles, en.TxID)
+			}
+		}
+		if len(page) < ledger.MaxPageSize {
+			break
+		}
+		last := page[len(page)-1]
+		after = ledger.Cursor{RecordedAt: last.RecordedAt, BatchSeq: last.BatchSeq, TxID: last.TxID, Index: last.Index}
+	}
+	for i := len(settles) - 1; i >= 0 && debt.LessThan(owed); i-- {
+		s, err := e.ledger.Transaction(ctx, settles[i])
+		if err != nil {
+			return err
+		}
+		var postings []ledger.PostingRequest
+		for _, p := range s.Postings {
+			postings = append(postings, ledger.PostingRequest{Account: p.Account, Side: opposite(p.Side), Amount: p.Amount})
+		}
+		id := s.ID
+		_, err = e.ledger.Post(ctx, ledger.PostRequest{
+			IdempotencyKey: "debt-settle-reversal:" + id.String(),
+			Kind:           "debt-settle-reversal",
+			Metadata:       s.Metadata,
+			Postings:       postings,
+			Reverses:       &id,
+		})
+		if errors.Is(err, ledger.ErrAlreadyReversed) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		debt = debt.Add(postings[0].Amount)
+	}
+	return nil
+}

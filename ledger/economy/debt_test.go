@@ -1,0 +1,96 @@
+package economy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+// Under the debt policy spent coins are owed: the debt refuses gifts (promo
+// coins too) until a purchase repays it, each repayment recovering refund
+// loss, and a refund reversal takes back exactly what the refund did.
+func TestRefundOweCoins(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 100 promo + 900 paid of a-v1
+		t.Fatal(err)
+	}
+	tx, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.OweCoins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "credit COIN:issued 1321; credit Expense:StoreCommission:USD 6; credit Receivable:AppStore:apple:USD 13.99; " +
+		"debit COIN:debt:v1 900; debit COIN:wallet:v1 421; debit Expense:RefundLoss:USD 13.62; debit Liability:DeferredRevenue:Coins:USD 6.37"
+	if got := postings(tx); got != want {
+		t.Errorf("refund:\n got %s\nwant %s", got, want)
+	}
+	e.want(t, economy.CoinDebt("v1"), "900")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "2.5") // nothing clawed back
+
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-v1-2", User: "v1", Coins: 50}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.eco.SendGift(ctx, gift("g2", "v1", "c1", "rose"))
+	if !errors.Is(err, economy.ErrInDebt) || ledger.FieldOf(err) != "viewer" || ledger.KindOf(err) != ledger.FailedPrecondition {
+		t.Fatalf("gift while in debt: %v", err)
+	}
+	e.want(t, economy.PromoWallet("v1"), "50")
+
+	// The next purchase repays the 900 coins from its lot: 19.99 × 900/1321
+	// = 13.62 of deferred revenue recovers the loss.
+	e.buy(t, "v1", "a-v1b")
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "421")
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "rose")); err != nil {
+		t.Fatalf("gift after the debt is repaid: %v", err)
+	}
+	// A retried purchase finds nothing more to repay.
+	e.buy(t, "v1", "a-v1b")
+	e.want(t, economy.CoinWallet("v1"), "421")
+
+	// Apple reverses the refund: the repayment is undone (900 coins back to
+	// a-v1b's lot, their value back to deferred revenue), then the refund:
+	// the debt goes, the 421 unspent coins return to a-v1's lot.
+	if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "1742")
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+	again, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
+	if err != nil || !again.Replayed {
+		t.Fatalf("retried reversal: %v", err)
+	}
+	e.want(t, economy.CoinWallet("v1"), "1742")
+	verifyClean(t, e)
+}
+
+// Paid coins the user still holds repay the debt at once; only the rest is owed.
+func TestRefundOweCoinsSettlesFromWallet(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	e.buy(t, "v5", "a-v5b")
+	for _, k := range []string{"g1", "g2"} { // 1,321 coins of a-v5 and 679 of a-v5b
+		if _, err := e.eco.SendGift(ctx, gift(k, "v5", "c1", "lion")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v5", "r-v5", 0), economy.OweCoins); err != nil {
+		t.Fatal(err)
+	}
+	// The 642 coins left of a-v5b repay 642 of the 1,321 owed; they carry the
+	// 9.72 of its value the gift did not relieve (19.99 − 10.27), which
+	// recovers that much of the 19.99 loss.
+	e.want(t, economy.CoinWallet("v5"), "0")
+	e.want(t, economy.CoinDebt("v5"), "679")
+	e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "10.27")
+	if _, err := e.eco.SendGift(ctx, gift("g3", "v5", "c1", "rose")); !errors.Is(err, economy.ErrInDebt) {
+		t.Fatalf("gift while in debt: %v", err)
+	}
+	verifyClean(t, e)
+}
