@@ -16,7 +16,7 @@ import (
 	"github.com/coinledger/coinledger/ledger/economy"
 )
 
-// TestRandomizedEconomy runs purchases, promo grants, gifts, releases,
+// TestRandomizedEconomy runs 2,400 purchases, promo grants, gifts, releases,
 // refunds (of spent coins too, and in parts), refund reversals and gift
 // reversals from concurrent goroutines, a quarter of them retried. Then:
 // coins held = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
@@ -30,7 +30,7 @@ func TestRandomizedEconomy(t *testing.T) {
 	// with refunds that still see those gifts as pending: clawbacks race the
 	// release job.
 	later := economy.New(e.svc, e.cat, func() time.Time { return releaseDay.Add(48 * time.Hour) })
-	const workers, ops, viewers = 8, 80, 10
+	const workers, ops, viewers = 8, 300, 10
 	var mu sync.Mutex
 	acked := map[string]uuid.UUID{}
 	var purchases, gifts, refunds []string // store ids / gift tx ids / refund ids
