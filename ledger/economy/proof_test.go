@@ -19,7 +19,7 @@ import (
 // TestRandomizedEconomy runs 2,400 purchases, promo grants, gifts, releases,
 // refunds (of spent coins too, and in parts), refund reversals and gift
 // reversals from concurrent goroutines, a quarter of them retried. Then:
-// coins held = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
+// coins held less owed = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
 // fractions = −DIAMOND_FRAC:issued); deferred revenue = the value left in
 // unspent lots; creator payable = the fiat value of earners' diamonds; every
 // acknowledged key posted once; verify clean.
