@@ -1,0 +1,535 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/coinledger/coinledger/api"
+	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+	"github.com/coinledger/coinledger/ledger/postgres"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+const tokens = `
+# name scopes token
+iap-backend iap tok-iap-0123456789
+gifting-svc gifting tok-gift-0123456789
+portal creator-portal tok-portal-0123456789
+finance finance tok-fin-0123456789
+admin admin tok-admin-0123456789
+`
+
+// bearer is per-RPC credentials over plaintext, for tests on loopback.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	if b == "" {
+		return nil, nil
+	}
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
+type env struct {
+	srv  *api.Server
+	svc  *ledger.Service
+	addr string
+	conn map[string]*grpc.ClientConn // by token
+	done chan error
+	at   *timestamppb.Timestamp // purchases' store time: a retry resends it
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := ledger.NewService(db, ledger.Options{Logger: quiet})
+	cat := economy.NewCatalog(db, nil)
+	eco := economy.New(svc, cat, nil)
+	if err := eco.Bootstrap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := api.ParseTokens(strings.NewReader(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(svc, eco, cat, api.Config{Tokens: toks, Logger: quiet})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{srv: srv, svc: svc, addr: lis.Addr().String(), conn: map[string]*grpc.ClientConn{}, done: make(chan error, 1)}
+	go func() { e.done <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		for _, c := range e.conn {
+			c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		svc.Close()
+	})
+	return e
+}
+
+func (e *env) dial(t *testing.T, token string) *grpc.ClientConn {
+	t.Helper()
+	if c, ok := e.conn[token]; ok {
+		return c
+	}
+	c, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.conn[token] = c
+	return c
+}
+
+func (e *env) purchases(t *testing.T) pb.PurchaseServiceClient {
+	return pb.NewPurchaseServiceClient(e.dial(t, "tok-iap-0123456789"))
+}
+func (e *env) gifts(t *testing.T) pb.GiftServiceClient {
+	return pb.NewGiftServiceClient(e.dial(t, "tok-gift-0123456789"))
+}
+func (e *env) earnings(t *testing.T) pb.EarningsServiceClient {
+	return pb.NewEarningsServiceClient(e.dial(t, "tok-portal-0123456789"))
+}
+func (e *env) finance(t *testing.T) pb.LedgerServiceClient {
+	return pb.NewLedgerServiceClient(e.dial(t, "tok-fin-0123456789"))
+}
+func (e *env) catalog(t *testing.T) pb.CatalogServiceClient {
+	return pb.NewCatalogServiceClient(e.dial(t, "tok-admin-0123456789"))
+}
+
+func usd(s string) *pb.Money { return &pb.Money{Amount: s, Asset: "USD"} }
+
+// seed publishes a pack, a gift, the default share rule and a creator.
+func (e *env) seed(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	cat := e.catalog(t)
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(cat.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE, Coins: 100,
+		Prices: []*pb.Money{usd("0.99")}, FeeRate: "0.30"}))
+	// 8 coins earn 4 diamonds: whole granules, so a reversal takes nothing
+	// from a carry (see the issue 3 note on negative carries across lanes).
+	must(cat.AddGift(ctx, &pb.AddGiftRequest{GiftId: "rose", Coins: 8}))
+	must(cat.AddShareRule(ctx, &pb.AddShareRuleRequest{CreatorShare: "0.5", HoldingPeriod: durationpb.New(7 * 24 * time.Hour),
+		DiamondValue: usd("0.005")}))
+	must(cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "star"}))
+	e.at = timestamppb.Now()
+}
+
+func (e *env) buy(t *testing.T, user, storeID string) *pb.Transaction {
+	t.Helper()
+	r, err := e.purchases(t).Purchase(context.Background(), &pb.PurchaseRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: storeID,
+		User: user, PackId: "p100", AmountPaid: usd("0.99"), PurchasedAt: e.at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Transaction
+}
+
+func wantCode(t *testing.T, what string, err error, code codes.Code) {
+	t.Helper()
+	if status.Code(err) != code {
+		t.Errorf("%s: got %v, want %s", what, err, code)
+	}
+}
+
+// fieldOf is the field a BadRequest status names.
+func fieldOf(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+			return br.FieldViolations[0].Field
+		}
+	}
+	return ""
+}
+
+func TestHappyPaths(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	buy := e.buy(t, "v1", "tx-1")
+	if len(buy.Postings) == 0 || buy.Replayed {
+		t.Fatalf("purchase: %+v", buy)
+	}
+	if again := e.buy(t, "v1", "tx-1"); again.Id != buy.Id || !again.Replayed {
+		t.Errorf("retried purchase: %s replayed=%v, want %s", again.Id, again.Replayed, buy.Id)
+	}
+	if _, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "promo-1", User: "v1", Coins: 5, Reason: "welcome"}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g1", Viewer: "v1", Creator: "star", GiftId: "rose", StreamId: "s1", SentAt: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"})
+	if err != nil || w.Paid.Amount != "97" || w.Promo.Amount != "0" || w.Owed.Amount != "0" || w.Paid.Asset != "COIN" {
+		t.Fatalf("wallet after an 8-coin gift (5 promo): %v %v", w, err)
+	}
+	// 4 diamonds earned: two 2-diamond granules, a cent each at 0.005.
+	earn, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star"})
+	if err != nil || len(earn.Pending) != 1 || earn.Pending[0].Diamonds.Amount != "4" || len(earn.Payable) != 1 || earn.Payable[0].Amount != "0.02" {
+		t.Fatalf("earnings: %v %v", earn, err)
+	}
+	// Refund under the debt policy: 97 unspent coins burned, 3 owed.
+	if _, err := e.purchases(t).Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-1", RefundId: "rf-1",
+		RefundedAt: timestamppb.Now(), Policy: pb.RefundPolicy_REFUND_POLICY_DEBT}); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); w.Paid.Amount != "0" || w.Owed.Amount != "3" {
+		t.Errorf("wallet after the refund: %v", w)
+	}
+	if _, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE, RefundId: "rf-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.gifts(t).ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: "rev-g1", GiftTransactionId: g.Transaction.Id, Reason: "fraud"}); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); w.Paid.Amount != "100" || w.Promo.Amount != "5" || w.Owed.Amount != "0" {
+		t.Errorf("wallet after both reversals: %v", w)
+	}
+
+	fin := e.finance(t)
+	accts, err := fin.ListAccounts(ctx, &pb.ListAccountsRequest{Prefix: "COIN:", PageSize: 2})
+	if err != nil || len(accts.Accounts) != 2 || accts.NextPageToken == "" {
+		t.Fatalf("accounts page: %v %v", accts, err)
+	}
+	next, err := fin.ListAccounts(ctx, &pb.ListAccountsRequest{Prefix: "COIN:", PageSize: 2, PageToken: accts.NextPageToken})
+	if err != nil || len(next.Accounts) == 0 || next.Accounts[0].Name <= accts.Accounts[1].Name {
+		t.Fatalf("next accounts page: %v %v", next, err)
+	}
+	bal, err := fin.GetBalance(ctx, &pb.GetBalanceRequest{Account: economy.CoinWallet("v1")})
+	if err != nil || bal.Balance.Amount != "100" {
+		t.Fatalf("balance: %v %v", bal, err)
+	}
+	before, err := fin.GetBalance(ctx, &pb.GetBalanceRequest{Account: economy.CoinWallet("v1"), AsOf: buy.RecordedAt})
+	if err != nil || before.Balance.Amount != "100" {
+		t.Fatalf("balance as of the purchase: %v %v", before, err)
+	}
+	var kinds []string
+	token := ""
+	for {
+		page, err := fin.ListEntries(ctx, &pb.ListEntriesRequest{Account: economy.CoinWallet("v1"), PageSize: 1, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range page.Entries {
+			kinds = append(kinds, en.Kind)
+		}
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "purchase,gift,refund,refund-reversal,gift-reversal" {
+		t.Errorf("wallet entries, one page each: %s", got)
+	}
+	byID, err := fin.GetTransaction(ctx, &pb.GetTransactionRequest{Id: g.Transaction.Id})
+	if err != nil || byID.Transaction.IdempotencyKey != "gift:g1" {
+		t.Fatalf("transaction by id: %v %v", byID, err)
+	}
+	if byKey, err := fin.GetTransaction(ctx, &pb.GetTransactionRequest{IdempotencyKey: "gift:g1"}); err != nil || byKey.Transaction.Id != g.Transaction.Id {
+		t.Fatalf("transaction by key: %v %v", byKey, err)
+	}
+	r, err := e.svc.Verify(ctx)
+	if err != nil || !r.Clean() {
+		t.Fatalf("verify: %v %v", err, r)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	now := timestamppb.Now()
+	long := strings.Repeat("x", 300)
+	purchase := func(f func(*pb.PurchaseRequest)) func() error {
+		r := &pb.PurchaseRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-v", User: "v1", PackId: "p100", AmountPaid: usd("0.99"), PurchasedAt: now}
+		f(r)
+		return func() error { _, err := e.purchases(t).Purchase(ctx, r); return err }
+	}
+	gift := func(f func(*pb.SendGiftRequest)) func() error {
+		r := &pb.SendGiftRequest{IdempotencyKey: "gv", Viewer: "v1", Creator: "star", Coins: 1, StreamId: "s1", SentAt: now}
+		f(r)
+		return func() error { _, err := e.gifts(t).SendGift(ctx, r); return err }
+	}
+	refund := func(f func(*pb.RefundRequest)) func() error {
+		r := &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-v", RefundId: "rf", RefundedAt: now, Policy: pb.RefundPolicy_REFUND_POLICY_LOSS}
+		f(r)
+		return func() error { _, err := e.purchases(t).Refund(ctx, r); return err }
+	}
+	tests := []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"purchase: no channel", purchase(func(r *pb.PurchaseRequest) { r.Channel = 0 }), "channel"},
+		{"purchase: empty store id", purchase(func(r *pb.PurchaseRequest) { r.StoreTransactionId = "" }), "store_transaction_id"},
+		{"purchase: oversized user", purchase(func(r *pb.PurchaseRequest) { r.User = long }), "user"},
+		{"purchase: no amount", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = nil }), "amount_paid"},
+		{"purchase: float-ish amount", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("9.9e1") }), "amount_paid.amount"},
+		{"purchase: negative amount", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("-0.99") }), "amount_paid"},
+		{"purchase: too many decimals", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("0.991") }), "amount_paid"},
+		{"purchase: unknown asset", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = &pb.Money{Amount: "0.99", Asset: "XYZ"} }), "currency"},
+		{"purchase: no time", purchase(func(r *pb.PurchaseRequest) { r.PurchasedAt = nil }), "purchased_at"},
+		{"promo: negative coins", func() error {
+			_, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "p", User: "v1", Coins: -1})
+			return err
+		}, "coins"},
+		{"promo: empty key", func() error {
+			_, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{User: "v1", Coins: 1})
+			return err
+		}, "idempotency_key"},
+		{"promo: oversized reason", func() error {
+			_, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "p", User: "v1", Coins: 1, Reason: long})
+			return err
+		}, "reason"},
+		{"gift: empty key", gift(func(r *pb.SendGiftRequest) { r.IdempotencyKey = "" }), "idempotency_key"},
+		{"gift: oversized key", gift(func(r *pb.SendGiftRequest) { r.IdempotencyKey = long }), "idempotency_key"},
+		{"gift: negative coins", gift(func(r *pb.SendGiftRequest) { r.Coins = -5 }), "coins"},
+		{"gift: no viewer", gift(func(r *pb.SendGiftRequest) { r.Viewer = "" }), "viewer"},
+		{"gift: self", gift(func(r *pb.SendGiftRequest) { r.Viewer = "star" }), "creator"},
+		{"gift: no time", gift(func(r *pb.SendGiftRequest) { r.SentAt = nil }), "sent_at"},
+		{"refund: no policy", refund(func(r *pb.RefundRequest) { r.Policy = 0 }), "policy"},
+		{"refund: negative coins", refund(func(r *pb.RefundRequest) { r.Coins = -1 }), "coins"},
+		{"refund: bad refund id", refund(func(r *pb.RefundRequest) { r.RefundId = "a b" }), "refund_id"},
+		{"reverse gift: not a transaction id", func() error {
+			_, err := e.gifts(t).ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: "r", GiftTransactionId: "nope"})
+			return err
+		}, "gift_tx"},
+		{"wallet: no user", func() error { _, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{}); return err }, "user"},
+		{"entries: page size", func() error {
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageSize: 5000})
+			return err
+		}, "page_size"},
+		{"entries: forged page token", func() error {
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageToken: "!!"})
+			return err
+		}, "page_token"},
+		{"transaction: neither id nor key", func() error { _, err := e.finance(t).GetTransaction(ctx, &pb.GetTransactionRequest{}); return err }, "id"},
+		{"pack: bad fee rate", func() error {
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "30%"})
+			return err
+		}, "fee_rate"},
+		{"share rule: no holding period", func() error {
+			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
+			return err
+		}, "holding_period"},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		if status.Code(err) != codes.InvalidArgument || fieldOf(err) != tt.field {
+			t.Errorf("%s: got %v (field %q), want InvalidArgument on %s", tt.name, err, fieldOf(err), tt.field)
+		}
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	now := timestamppb.Now()
+	e.buy(t, "v1", "tx-1")
+	_, err := e.purchases(t).Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "nope", RefundId: "rf", RefundedAt: now, Policy: pb.RefundPolicy_REFUND_POLICY_LOSS})
+	wantCode(t, "refund of an unknown purchase", err, codes.NotFound)
+	_, err = e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g", Viewer: "v1", Creator: "star", Coins: 500, StreamId: "s", SentAt: now})
+	wantCode(t, "gift beyond the wallet", err, codes.FailedPrecondition)
+	if _, err := e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g", Viewer: "v1", Creator: "star", Coins: 5, StreamId: "s", SentAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g", Viewer: "v1", Creator: "star", Coins: 6, StreamId: "s", SentAt: now})
+	wantCode(t, "gift key reused with other content", err, codes.AlreadyExists)
+	_, err = e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g2", Viewer: "v1", Creator: "nobody", Coins: 5, StreamId: "s", SentAt: now})
+	wantCode(t, "gift to an unknown creator", err, codes.NotFound)
+	_, err = e.finance(t).GetBalance(ctx, &pb.GetBalanceRequest{Account: "no:such"})
+	wantCode(t, "balance of an unknown account", err, codes.NotFound)
+}
+
+func TestAuthentication(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	wallet := func(token string) error {
+		_, err := pb.NewGiftServiceClient(e.dial(t, token)).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"})
+		return err
+	}
+	send := func(token string) error {
+		_, err := pb.NewGiftServiceClient(e.dial(t, token)).SendGift(ctx, &pb.SendGiftRequest{})
+		return err
+	}
+	earnings := func(token string) error {
+		_, err := pb.NewEarningsServiceClient(e.dial(t, token)).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star"})
+		return err
+	}
+	entries := func(token string) error {
+		_, err := pb.NewLedgerServiceClient(e.dial(t, token)).ListAccounts(ctx, &pb.ListAccountsRequest{})
+		return err
+	}
+	purchase := func(token string) error {
+		_, err := pb.NewPurchaseServiceClient(e.dial(t, token)).Purchase(ctx, &pb.PurchaseRequest{})
+		return err
+	}
+	admin := func(token string) error {
+		_, err := pb.NewCatalogServiceClient(e.dial(t, token)).RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "c9"})
+		return err
+	}
+	const (
+		iap, gifting, portal, fin, adm = "tok-iap-0123456789", "tok-gift-0123456789", "tok-portal-0123456789", "tok-fin-0123456789", "tok-admin-0123456789"
+	)
+	tests := []struct {
+		name  string
+		call  func(string) error
+		token string
+		code  codes.Code
+	}{
+		{"no token", wallet, "", codes.Unauthenticated},
+		{"unknown token", wallet, "tok-unknown-0123456789", codes.Unauthenticated},
+		{"gifting may read wallets", wallet, gifting, codes.OK},
+		{"iap may read wallets", wallet, iap, codes.OK},
+		{"finance may read wallets", wallet, fin, codes.OK},
+		{"portal may not read wallets", wallet, portal, codes.PermissionDenied},
+		{"iap may not gift", send, iap, codes.PermissionDenied},
+		{"finance may not gift", send, fin, codes.PermissionDenied},
+		{"gifting may gift (and is then validated)", send, gifting, codes.InvalidArgument},
+		{"portal may read earnings", earnings, portal, codes.OK},
+		{"finance may read earnings", earnings, fin, codes.OK},
+		{"gifting may not read earnings", earnings, gifting, codes.PermissionDenied},
+		{"finance may read the ledger", entries, fin, codes.OK},
+		{"admin may not read the ledger", entries, adm, codes.PermissionDenied},
+		{"gifting may not purchase", purchase, gifting, codes.PermissionDenied},
+		{"iap may purchase (and is then validated)", purchase, iap, codes.InvalidArgument},
+		{"admin may change reference data", admin, adm, codes.OK},
+		{"finance may not change reference data", admin, fin, codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		if got := status.Code(tt.call(tt.token)); got != tt.code {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.code)
+		}
+	}
+	// Health answers without credentials.
+	h, err := healthpb.NewHealthClient(e.dial(t, "")).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health: %v %v", h, err)
+	}
+}
+
+// A response lost on the way back: the client retries with the same key and
+// gets the original transaction; nothing is posted twice.
+func TestRetryAfterLostResponse(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	e.buy(t, "v1", "tx-1")
+	var lost sync.Once
+	dropFirst := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		dropped := false
+		lost.Do(func() { dropped = true })
+		if dropped && err == nil {
+			return status.Error(codes.Unavailable, "connection reset (simulated: the response was lost)")
+		}
+		return err
+	}
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer("tok-gift-0123456789")), grpc.WithUnaryInterceptor(dropFirst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewGiftServiceClient(conn)
+	req := &pb.SendGiftRequest{IdempotencyKey: "g-lost", Viewer: "v1", Creator: "star", Coins: 10, StreamId: "s", SentAt: timestamppb.Now()}
+	if _, err := client.SendGift(context.Background(), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("first attempt: %v", err)
+	}
+	r, err := client.SendGift(context.Background(), req)
+	if err != nil || !r.Transaction.Replayed {
+		t.Fatalf("retry: %v %v", r, err)
+	}
+	w, _ := e.gifts(t).GetWallet(context.Background(), &pb.GetWalletRequest{User: "v1"})
+	if w.Paid.Amount != "90" {
+		t.Errorf("wallet %s after one gift sent twice, want 90", w.Paid.Amount)
+	}
+}
+
+// Shutting down while gifts are in flight loses no acknowledged gift: every
+// key a caller saw succeed is in the ledger.
+func TestGracefulShutdown(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	for i := range 8 {
+		e.buy(t, "v"+string(rune('a'+i)), "tx-"+string(rune('a'+i)))
+	}
+	client := e.gifts(t)
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			viewer := "v" + string(rune('a'+i))
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := viewer + "-" + time.Now().Format("150405.000000") + "-" + string(rune('a'+n%26))
+				_, err := client.SendGift(context.Background(), &pb.SendGiftRequest{IdempotencyKey: key, Viewer: viewer, Creator: "star", Coins: 1, StreamId: "s", SentAt: timestamppb.Now()})
+				if err == nil {
+					mu.Lock()
+					acked = append(acked, key)
+					mu.Unlock()
+				} else if c := status.Code(err); c != codes.Unavailable && c != codes.Canceled {
+					t.Errorf("gift during shutdown: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	e.srv.Shutdown(ctx)
+	cancel()
+	close(stop)
+	wg.Wait()
+	if err := <-e.done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		t.Errorf("serve: %v", err)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no gift was acknowledged before the shutdown")
+	}
+	for _, k := range acked {
+		if _, err := e.svc.TransactionByKey(context.Background(), "gift:"+k); err != nil {
+			t.Errorf("acknowledged gift %s is not in the ledger: %v", k, err)
+		}
+	}
+	t.Logf("%d gifts acknowledged before the shutdown, all in the ledger", len(acked))
+}

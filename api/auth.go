@@ -1,0 +1,147 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Scopes a caller may hold.
+const (
+	ScopeIAP           = "iap"            // purchases, promo grants, refunds
+	ScopeGifting       = "gifting"        // gifts and their reversal, wallets
+	ScopeCreatorPortal = "creator-portal" // creator earnings
+	ScopeFinance       = "finance"        // every read
+	ScopeAdmin         = "admin"          // reference data
+)
+
+var knownScopes = map[string]bool{ScopeIAP: true, ScopeGifting: true, ScopeCreatorPortal: true, ScopeFinance: true, ScopeAdmin: true}
+
+// scopesFor names, per service or per method, the scopes that may call it;
+// a method's own entry wins over its service's. Reflection is open to any
+// authenticated caller; health needs no credentials at all.
+var scopesFor = map[string][]string{
+	"/coinledger.v1.PurchaseService/":            {ScopeIAP},
+	"/coinledger.v1.GiftService/":                {ScopeGifting},
+	"/coinledger.v1.GiftService/GetWallet":       {ScopeGifting, ScopeIAP, ScopeFinance},
+	"/coinledger.v1.EarningsService/":            {ScopeCreatorPortal, ScopeFinance},
+	"/coinledger.v1.LedgerService/":              {ScopeFinance},
+	"/coinledger.v1.CatalogService/":             {ScopeAdmin},
+	"/grpc.reflection.v1.ServerReflection/":      nil,
+	"/grpc.reflection.v1alpha.ServerReflection/": nil,
+}
+
+func isHealth(method string) bool { return strings.HasPrefix(method, "/grpc.health.v1.Health/") }
+
+// allowed reports whether a caller with scopes may call method, and whether
+// the method is known at all.
+func allowed(method string, scopes map[string]bool) (ok, known bool) {
+	need, known := scopesFor[method]
+	if !known {
+		service := method[:strings.LastIndexByte(method, '/')+1]
+		need, known = scopesFor[service]
+	}
+	if !known {
+		return false, false
+	}
+	if need == nil {
+		return true, true
+	}
+	for _, s := range need {
+		if scopes[s] {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+// Caller is an authenticated client.
+type Caller struct {
+	Name   string
+	Scopes map[string]bool
+}
+
+// Tokens maps bearer tokens, by their SHA-256, to callers; the tokens
+// themselves are not kept.
+type Tokens struct {
+	byDigest map[[32]byte]*Caller
+}
+
+// ParseTokens reads one caller per line: "name scope[,scope...] token".
+// Blank lines and lines starting with # are skipped. Errors name the line,
+// never the token.
+func ParseTokens(r io.Reader) (*Tokens, error) {
+	t := &Tokens{byDigest: map[[32]byte]*Caller{}}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("tokens line %d: want \"name scope[,scope...] token\"", n)
+		}
+		c := &Caller{Name: f[0], Scopes: map[string]bool{}}
+		for _, s := range strings.Split(f[1], ",") {
+			if !knownScopes[s] {
+				return nil, fmt.Errorf("tokens line %d: unknown scope %q", n, s)
+			}
+			c.Scopes[s] = true
+		}
+		if len(f[2]) < 16 {
+			return nil, fmt.Errorf("tokens line %d: token shorter than 16 characters", n)
+		}
+		d := sha256.Sum256([]byte(f[2]))
+		if _, dup := t.byDigest[d]; dup {
+			return nil, fmt.Errorf("tokens line %d: token already given to another caller", n)
+		}
+		t.byDigest[d] = c
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(t.byDigest) == 0 {
+		return nil, fmt.Errorf("tokens: no callers")
+	}
+	return t, nil
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the authenticated caller of a request, if any.
+func CallerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
+}
+
+// authenticate checks the bearer token and the caller's scope for method.
+func (t *Tokens) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if isHealth(method) {
+		return ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) != 1 || !strings.HasPrefix(values[0], "Bearer ") {
+		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+	}
+	c, ok := t.byDigest[sha256.Sum256([]byte(strings.TrimPrefix(values[0], "Bearer ")))]
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "unknown bearer token")
+	}
+	ok, known := allowed(method, c.Scopes)
+	if !known {
+		return nil, status.Error(codes.Unimplemented, "unknown method "+method)
+	}
+	if !ok {
+		return nil, status.Errorf(codes.PermissionDenied, "caller %s may not call %s", c.Name, method)
+	}
+	return context.WithValue(ctx, callerKey{}, c), nil
+}

@@ -1,0 +1,210 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+type purchases struct {
+	pb.UnimplementedPurchaseServiceServer
+	s *Server
+}
+
+func (h purchases) Purchase(ctx context.Context, r *pb.PurchaseRequest) (*pb.PurchaseResponse, error) {
+	ch, err := channelOf(r.Channel)
+	if err != nil {
+		return nil, err
+	}
+	paid, currency, err := parseMoney("amount_paid", r.AmountPaid)
+	if err != nil {
+		return nil, err
+	}
+	at, err := timeOf("purchased_at", r.PurchasedAt, true)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.Purchase(ctx, economy.PurchaseRequest{Channel: ch, StoreTransactionID: r.StoreTransactionId, User: r.User,
+		PackID: r.PackId, AmountPaid: paid, Currency: currency, PurchasedAt: at})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.PurchaseResponse{Transaction: transactionOf(tx)}, nil
+}
+
+func (h purchases) GrantPromo(ctx context.Context, r *pb.GrantPromoRequest) (*pb.GrantPromoResponse, error) {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: r.IdempotencyKey, User: r.User, Coins: r.Coins, Reason: r.Reason})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GrantPromoResponse{Transaction: transactionOf(tx)}, nil
+}
+
+var policies = map[pb.RefundPolicy]economy.RefundPolicy{
+	pb.RefundPolicy_REFUND_POLICY_CLAWBACK: economy.ClawbackThenLoss,
+	pb.RefundPolicy_REFUND_POLICY_LOSS:     economy.AbsorbLoss,
+	pb.RefundPolicy_REFUND_POLICY_DEBT:     economy.OweCoins,
+}
+
+func (h purchases) Refund(ctx context.Context, r *pb.RefundRequest) (*pb.RefundResponse, error) {
+	ch, err := channelOf(r.Channel)
+	if err != nil {
+		return nil, err
+	}
+	policy, ok := policies[r.Policy]
+	if !ok {
+		return nil, badRequest("policy", "policy must be REFUND_POLICY_CLAWBACK, REFUND_POLICY_LOSS or REFUND_POLICY_DEBT")
+	}
+	at, err := timeOf("refunded_at", r.RefundedAt, true)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.Refund(ctx, economy.RefundRequest{Channel: ch, StoreTransactionID: r.StoreTransactionId, RefundID: r.RefundId,
+		Coins: r.Coins, RefundedAt: at}, policy)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RefundResponse{Transaction: transactionOf(tx)}, nil
+}
+
+func (h purchases) ReverseRefund(ctx context.Context, r *pb.ReverseRefundRequest) (*pb.ReverseRefundResponse, error) {
+	ch, err := channelOf(r.Channel)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: ch, RefundID: r.RefundId})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReverseRefundResponse{Transaction: transactionOf(tx)}, nil
+}
+
+type gifts struct {
+	pb.UnimplementedGiftServiceServer
+	s *Server
+}
+
+func (h gifts) SendGift(ctx context.Context, r *pb.SendGiftRequest) (*pb.SendGiftResponse, error) {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
+		return nil, err
+	}
+	at, err := timeOf("sent_at", r.SentAt, true)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.SendGift(ctx, economy.GiftRequest{Key: r.IdempotencyKey, Viewer: r.Viewer, Creator: r.Creator, GiftID: r.GiftId,
+		Coins: r.Coins, StreamID: r.StreamId, SentAt: at})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.SendGiftResponse{Transaction: transactionOf(tx)}, nil
+}
+
+func (h gifts) ReverseGift(ctx context.Context, r *pb.ReverseGiftRequest) (*pb.ReverseGiftResponse, error) {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
+		return nil, err
+	}
+	if err := checkString("reason", r.Reason, false); err != nil {
+		return nil, err
+	}
+	tx, err := h.s.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: r.IdempotencyKey, GiftTx: r.GiftTransactionId, Reason: r.Reason})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReverseGiftResponse{Transaction: transactionOf(tx)}, nil
+}
+
+func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWalletResponse, error) {
+	if err := checkString("user", r.User, true); err != nil {
+		return nil, err
+	}
+	out := &pb.GetWalletResponse{}
+	for _, b := range []struct {
+		account string
+		into    **pb.Money
+	}{
+		{economy.CoinWallet(r.User), &out.Paid},
+		{economy.PromoWallet(r.User), &out.Promo},
+		{economy.CoinDebt(r.User), &out.Owed},
+	} {
+		m, err := h.s.balance(ctx, b.account, economy.Coin)
+		if err != nil {
+			return nil, err
+		}
+		*b.into = m
+	}
+	return out, nil
+}
+
+// balance is an account's balance now, zero when it was never opened.
+func (s *Server) balance(ctx context.Context, account, asset string) (*pb.Money, error) {
+	b, err := s.ledger.Balance(ctx, account, time.Time{})
+	if ledger.KindOf(err) == ledger.NotFound {
+		return money(b, asset), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return money(b, asset), nil
+}
+
+type earnings struct {
+	pb.UnimplementedEarningsServiceServer
+	s *Server
+}
+
+func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarningsRequest) (*pb.GetCreatorEarningsResponse, error) {
+	if err := checkString("earner", r.Earner, true); err != nil {
+		return nil, err
+	}
+	out := &pb.GetCreatorEarningsResponse{}
+	pendingPrefix := economy.PendingDiamonds(r.Earner, time.Time{})
+	pendingPrefix = pendingPrefix[:len(pendingPrefix)-len("00010101")]
+	err := h.s.eachAccount(ctx, pendingPrefix, func(a *ledger.Account, b *pb.Money) {
+		day := a.Name[len(pendingPrefix):]
+		if len(day) == 8 {
+			day = day[:4] + "-" + day[4:6] + "-" + day[6:]
+		}
+		out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day, Diamonds: b})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Available, err = h.s.balance(ctx, economy.AvailableDiamonds(r.Earner), economy.Diamond); err != nil {
+		return nil, err
+	}
+	payablePrefix := economy.CreatorPayable(r.Earner, "")
+	err = h.s.eachAccount(ctx, payablePrefix, func(_ *ledger.Account, b *pb.Money) { out.Payable = append(out.Payable, b) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachAccount calls fn with every account under prefix and its balance.
+func (s *Server) eachAccount(ctx context.Context, prefix string, fn func(*ledger.Account, *pb.Money)) error {
+	after := ""
+	for {
+		page, err := s.ledger.Accounts(ctx, prefix, after, ledger.MaxPage)
+		if err != nil {
+			return err
+		}
+		for _, a := range page {
+			b, err := s.ledger.Balance(ctx, a.Name, time.Time{})
+			if err != nil {
+				return err
+			}
+			fn(a, money(b, a.Asset))
+		}
+		if len(page) < ledger.MaxPage {
+			return nil
+		}
+		after = page[len(page)-1].Name
+	}
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+// Config is how the server runs.
+type Config struct {
+	Tokens *Tokens      // required
+	Logger *slog.Logger // nil: slog.Default()
+	TLS    *tls.Config  // nil: plaintext (tests, or TLS terminated in front)
+	// MaxRequestBytes bounds a request message; 0 means 1 MiB.
+	MaxRequestBytes int
+	// DefaultDeadline applies to a request that arrives without one, and
+	// MaxDeadline caps any; 0 means 10 s and 60 s.
+	DefaultDeadline, MaxDeadline time.Duration
+}
+
+// Server is the gRPC server over a ledger, its economy and catalog.
+type Server struct {
+	ledger  *ledger.Service
+	eco     *economy.Economy
+	catalog *economy.Catalog
+	cfg     Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	Metrics *Metrics
+}
+
+// New builds the server and registers every service, health and reflection.
+func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 1 << 20
+	}
+	if cfg.DefaultDeadline <= 0 {
+		cfg.DefaultDeadline = 10 * time.Second
+	}
+	if cfg.MaxDeadline <= 0 {
+		cfg.MaxDeadline = 60 * time.Second
+	}
+	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics()}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, s.bound),
+		grpc.ChainStreamInterceptor(s.authorizeStream),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	pb.RegisterPurchaseServiceServer(s.grpc, purchases{s: s})
+	pb.RegisterGiftServiceServer(s.grpc, gifts{s: s})
+	pb.RegisterEarningsServiceServer(s.grpc, earnings{s: s})
+	pb.RegisterLedgerServiceServer(s.grpc, ledgerReads{s: s})
+	pb.RegisterCatalogServiceServer(s.grpc, catalog{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s
+}
+
+// Serve answers on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return s.grpc.Serve(lis)
+}
+
+// Shutdown reports NOT_SERVING so balancers stop sending, lets requests in
+// flight finish until ctx ends, then cuts the rest. Every answered write was
+// committed before its answer; a write cut off unanswered is safe to retry
+// with its key.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// observe logs each request and counts it, with the code it ended with.
+func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	code := status.Code(err)
+	elapsed := time.Since(start)
+	s.Metrics.observe(info.FullMethod, code, elapsed)
+	level := slog.LevelInfo
+	if code == codes.Internal || code == codes.Unknown {
+		level = slog.LevelError
+	}
+	attrs := []any{"method", info.FullMethod, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
+	if c := CallerFrom(ctx); c != nil {
+		attrs = append(attrs, "caller", c.Name)
+	}
+	s.log.Log(ctx, level, "rpc", attrs...)
+	return resp, err
+}
+
+// recoverPanic turns a handler's panic into Internal, logging the stack.
+func (s *Server) recoverPanic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.ErrorContext(ctx, "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return handler(ctx, req)
+}
+
+func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.cfg.Tokens.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, err := s.cfg.Tokens.authenticate(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// bound applies the deadlines and maps the domain's errors to statuses.
+func (s *Server) bound(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	limit := s.cfg.DefaultDeadline
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(time.Until(d), s.cfg.MaxDeadline)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, info.FullMethod, err)
+	}
+	return resp, nil
+}
