@@ -1,7 +1,14 @@
 # Targets for coinledger; `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-short lint bench demo build fuzz
+.PHONY: help test test-short lint bench demo build fuzz generate proto-tools lint-proto
+
+# Code generators, pinned: regenerating must reproduce the committed code.
+# protoc is Debian's protobuf-compiler (3.21.12).
+GOBIN ?= $(shell $(GO) env GOPATH)/bin
+PROTOC_GEN_GO      = google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC = google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+BUF                = github.com/bufbuild/buf/cmd/buf@v1.50.0
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -18,6 +25,20 @@ test-short: ## tests without the embedded-binary round trip
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+
+proto-tools: ## install the pinned protoc plugins and buf
+	$(GO) install $(PROTOC_GEN_GO)
+	$(GO) install $(PROTOC_GEN_GO_GRPC)
+	$(GO) install $(BUF)
+
+generate: ## regenerate proto/coinledger/v1's Go code
+	PATH="$(GOBIN):$$PATH" protoc -I proto -I /usr/include \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/coinledger/v1/*.proto
+
+lint-proto: ## buf lint
+	cd proto && $(GOBIN)/buf lint
 
 fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseAmount -fuzztime 20s

@@ -24,6 +24,7 @@ Commands:
   verify    check every ledger invariant; exit 1 listing violations
             (migrates only the private PostgreSQL, never a --database-url)
   demo      run a scripted set of transactions and print balances and verify
+  serve     run the gRPC server (coinledger serve --help for its flags)
 
 Common flags (every command):
   --database-url URL   PostgreSQL or CockroachDB URL (env DATABASE_URL); when
@@ -57,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"verify":  cmdVerify,
 		"demo":    cmdDemo,
 	}
+	var serve serveOptions
+	commands["serve"] = func(ctx context.Context, c *common, _ []string, out io.Writer) (int, error) {
+		return cmdServe(ctx, c, &serve, out)
+	}
 	f, ok := commands[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "coinledger: unknown command %q\n\n", cmd)
@@ -69,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL or CockroachDB URL; empty starts a private PostgreSQL")
 	fs.StringVar(&c.dataDir, "data-dir", pgembed.DefaultDataDir(), "data directory of the private PostgreSQL")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if cmd == "serve" {
+		serve.register(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coinledger/coinledger/api"
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+// serveOptions are serve's own flags, registered beside the common ones.
+type serveOptions struct {
+	listen, tokensFile, certFile, keyFile, clientCA, metricsAddr string
+	drain                                                        time.Duration
+}
+
+func (o *serveOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.listen, "listen", envOr("COINLEDGER_LISTEN", "127.0.0.1:7070"), "gRPC listen address (env COINLEDGER_LISTEN)")
+	fs.StringVar(&o.tokensFile, "tokens-file", os.Getenv("COINLEDGER_TOKENS_FILE"), "callers' bearer tokens, one \"name scopes token\" per line (env COINLEDGER_TOKENS_FILE, or the lines, ';'-separated, in COINLEDGER_TOKENS)")
+	fs.StringVar(&o.certFile, "tls-cert", os.Getenv("COINLEDGER_TLS_CERT"), "TLS certificate (PEM); with --tls-key the listener speaks TLS")
+	fs.StringVar(&o.keyFile, "tls-key", os.Getenv("COINLEDGER_TLS_KEY"), "TLS private key (PEM)")
+	fs.StringVar(&o.clientCA, "client-ca", os.Getenv("COINLEDGER_CLIENT_CA"), "CA bundle (PEM): clients must present a certificate it signed (mutual TLS)")
+	fs.StringVar(&o.metricsAddr, "metrics-listen", envOr("COINLEDGER_METRICS_LISTEN", "127.0.0.1:9464"), "Prometheus /metrics address; empty disables")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long shutdown waits for requests in flight")
+}
+
+// cmdServe runs the gRPC server until interrupted, then drains it.
+func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer) (int, error) {
+	tokens, err := loadTokens(o.tokensFile)
+	if err != nil {
+		return exitError, err
+	}
+	tlsConfig, err := serverTLS(o.certFile, o.keyFile, o.clientCA)
+	if err != nil {
+		return exitError, err
+	}
+	svc, db, closeAll, err := c.open(ctx, true)
+	if err != nil {
+		return exitError, err
+	}
+	defer closeAll()
+	cat := economy.NewCatalog(db, nil).WithLead(economy.DefaultLead)
+	eco := economy.New(svc, cat, nil)
+	if err := eco.Bootstrap(ctx); err != nil {
+		return exitError, err
+	}
+	srv := api.New(svc, eco, cat, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return exitError, err
+	}
+	var metrics *http.Server
+	if o.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.Metrics)
+		metrics = &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		mlis, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return exitError, err
+		}
+		go metrics.Serve(mlis)
+	}
+	fmt.Fprintf(stdout, "coinledger: serving gRPC on %s (tls=%v), metrics on %q\n", lis.Addr(), tlsConfig != nil, o.metricsAddr)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return exitError, err
+	case <-ctx.Done():
+	}
+	// Health NOT_SERVING, drain, stop; then the deferred close stops the
+	// commit lanes and the pool.
+	c.log.Info("shutting down", "drain", o.drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), o.drain)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if metrics != nil {
+		metrics.Shutdown(sctx)
+	}
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		c.log.Warn("serve ended", "err", err)
+	}
+	fmt.Fprintln(stdout, "coinledger: stopped")
+	return exitOK, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// loadTokens reads the tokens file, or COINLEDGER_TOKENS when no file is
+// named. Errors never quote a token.
+func loadTokens(file string) (*api.Tokens, error) {
+	if file == "" {
+		lines := os.Getenv("COINLEDGER_TOKENS")
+		if lines == "" {
+			return nil, errors.New("--tokens-file (or COINLEDGER_TOKENS) is required: every RPC but health needs a bearer token")
+		}
+		return api.ParseTokens(strings.NewReader(strings.ReplaceAll(lines, ";", "\n")))
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return api.ParseTokens(f)
+}
+
+func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
+	if cert == "" && key == "" {
+		if clientCA != "" {
+			return nil, errors.New("--client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("--client-ca: no certificate found")
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/coinledger/coinledger/internal/dbtest"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// serve starts, answers health without a token and a wallet read with one,
+// refuses a call without one, keeps the token out of its logs, and stops
+// cleanly on interrupt.
+func TestServe(t *testing.T) {
+	url := dbtest.Postgres().NewDatabase(t)
+	const secret = "tok-finance-serve-test-0123456789"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"serve", "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug"}, &out, &errOut)
+	}()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not serving: %v\n%s\n%s", err, out.String(), errOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wallets := pb.NewGiftServiceClient(conn)
+	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no token: %v", err)
+	}
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secret)
+	w, err := wallets.GetWallet(authed, &pb.GetWalletRequest{User: "v1"})
+	if err != nil || w.Paid.Amount != "0" {
+		t.Errorf("wallet: %v %v", w, err)
+	}
+	cancel()
+	select {
+	case code := <-exited:
+		if code != exitOK || !strings.Contains(out.String(), "stopped") {
+			t.Errorf("serve exit %d\n%s\n%s", code, out.String(), errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if strings.Contains(errOut.String(), secret) || strings.Contains(out.String(), secret) {
+		t.Error("the bearer token appears in the server's output")
+	}
+	if !strings.Contains(errOut.String(), "method=/coinledger.v1.GiftService/GetWallet") {
+		t.Errorf("no request log:\n%s", errOut.String())
+	}
+}
