@@ -145,10 +145,7 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 // balance is an account's balance now, zero when it was never opened.
 func (s *Server) balance(ctx context.Context, account, asset string) (*pb.Money, error) {
 	b, err := s.ledger.Balance(ctx, account, time.Time{})
-	if ledger.KindOf(err) == ledger.NotFound {
-		return money(b, asset), nil
-	}
-	if err != nil {
+	if err != nil && ledger.KindOf(err) != ledger.NotFound {
 		return nil, err
 	}
 	return money(b, asset), nil
@@ -164,14 +161,10 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 		return nil, err
 	}
 	out := &pb.GetCreatorEarningsResponse{}
-	pendingPrefix := economy.PendingDiamonds(r.Earner, time.Time{})
-	pendingPrefix = pendingPrefix[:len(pendingPrefix)-len("00010101")]
-	err := h.s.eachAccount(ctx, pendingPrefix, func(a *ledger.Account, b *pb.Money) {
-		day := a.Name[len(pendingPrefix):]
-		if len(day) == 8 {
-			day = day[:4] + "-" + day[4:6] + "-" + day[6:]
+	err := h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), func(a *ledger.Account, b *pb.Money) {
+		if earner, day, ok := economy.ParsePending(a.Name); ok && earner == r.Earner {
+			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: b})
 		}
-		out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day, Diamonds: b})
 	})
 	if err != nil {
 		return nil, err

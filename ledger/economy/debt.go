@@ -65,7 +65,7 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 	}
 	for attempt := 1; ; attempt++ {
 		debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
-		if err != nil {
+		if err != nil || debt.Sign() == 0 {
 			return err
 		}
 		wallet, err := e.ledger.Balance(ctx, CoinWallet(user), time.Time{})
@@ -132,7 +132,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 		}
 		var postings []ledger.PostingRequest
 		for _, p := range s.Postings {
-			postings = append(postings, ledger.PostingRequest{Account: p.Account, Side: opposite(p.Side), Amount: p.Amount})
+			postings = append(postings, mirror(p))
 		}
 		id := s.ID
 		_, err = e.ledger.Post(ctx, ledger.PostRequest{

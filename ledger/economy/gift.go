@@ -39,8 +39,12 @@ func AgencyEarner(agency string) string { return agencyEarnerPrefix + agency }
 // on day (UTC): one account per earner and release day, so the release job
 // moves whole accounts whose day has passed.
 func PendingDiamonds(earner string, day time.Time) string {
-	return pendingPrefix + earner + ":" + day.UTC().Format(releaseDayLayout)
+	return PendingDiamondsPrefix(earner) + day.UTC().Format(releaseDayLayout)
 }
+
+// PendingDiamondsPrefix is what the names of all of an earner's pending
+// accounts start with.
+func PendingDiamondsPrefix(earner string) string { return pendingPrefix + earner + ":" }
 
 // AvailableDiamonds names the earner's diamonds that may be withdrawn.
 func AvailableDiamonds(earner string) string { return "DIAMOND:available:" + earner }
@@ -360,11 +364,7 @@ func isReliefLeg(account string) bool {
 }
 
 func mirror(p ledger.Posting) ledger.PostingRequest {
-	side := ledger.Debit
-	if p.Side == ledger.Debit {
-		side = ledger.Credit
-	}
-	return ledger.PostingRequest{Account: p.Account, Side: side, Amount: p.Amount}
+	return ledger.PostingRequest{Account: p.Account, Side: opposite(p.Side), Amount: p.Amount}
 }
 
 // BlockViewer freezes the user's wallets: gifts from them are refused until

@@ -134,7 +134,7 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 	key := fmt.Sprintf("refund:%s:%s", req.Channel, req.RefundID)
 	for attempt := 1; ; attempt++ {
 		if done, err := e.replayRefund(ctx, op, key, req); done != nil || err != nil {
-			if err == nil && done.Kind == "refund" { // finish a settlement a crash left undone
+			if err == nil { // finish a settlement a crash left undone
 				err = e.settleDebt(ctx, bought.User, key)
 			}
 			return done, err

@@ -44,7 +44,7 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 		for _, a := range page {
 			after = a.Name
 			rep.Scanned++
-			earner, day, ok := parsePending(a.Name)
+			earner, day, ok := ParsePending(a.Name)
 			if !ok || day.Add(24*time.Hour).After(asOf) {
 				continue
 			}
@@ -97,8 +97,8 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 	}
 }
 
-// parsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
-func parsePending(name string) (string, time.Time, bool) {
+// ParsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
+func ParsePending(name string) (string, time.Time, bool) {
 	rest := strings.TrimPrefix(name, pendingPrefix)
 	i := strings.LastIndexByte(rest, ':')
 	if i <= 0 {
