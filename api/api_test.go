@@ -136,9 +136,9 @@ func (e *env) seed(t *testing.T) {
 	}
 	must(cat.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE, Coins: 100,
 		Prices: []*pb.Money{usd("0.99")}, FeeRate: "0.30"}))
-	// 8 coins earn 4 diamonds: whole granules, so a reversal takes nothing
-	// from a carry (see the issue 3 note on negative carries across lanes).
-	must(cat.AddGift(ctx, &pb.AddGiftRequest{GiftId: "rose", Coins: 8}))
+	// 5 coins earn 2.5 diamonds: the gift and its reversal go through the
+	// creator's carry, on whichever lanes.
+	must(cat.AddGift(ctx, &pb.AddGiftRequest{GiftId: "rose", Coins: 5}))
 	must(cat.AddShareRule(ctx, &pb.AddShareRuleRequest{CreatorShare: "0.5", HoldingPeriod: durationpb.New(7 * 24 * time.Hour),
 		DiamondValue: usd("0.005")}))
 	must(cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "star"}))
@@ -184,7 +184,7 @@ func TestHappyPaths(t *testing.T) {
 	if again := e.buy(t, "v1", "tx-1"); again.Id != buy.Id || !again.Replayed {
 		t.Errorf("retried purchase: %s replayed=%v, want %s", again.Id, again.Replayed, buy.Id)
 	}
-	if _, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "promo-1", User: "v1", Coins: 5, Reason: "welcome"}); err != nil {
+	if _, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "promo-1", User: "v1", Coins: 2, Reason: "welcome"}); err != nil {
 		t.Fatal(err)
 	}
 	g, err := e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g1", Viewer: "v1", Creator: "star", GiftId: "rose", StreamId: "s1", SentAt: timestamppb.Now()})
@@ -193,11 +193,12 @@ func TestHappyPaths(t *testing.T) {
 	}
 	w, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"})
 	if err != nil || w.Paid.Amount != "97" || w.Promo.Amount != "0" || w.Owed.Amount != "0" || w.Paid.Asset != "COIN" {
-		t.Fatalf("wallet after an 8-coin gift (5 promo): %v %v", w, err)
+		t.Fatalf("wallet after a 5-coin gift (2 promo): %v %v", w, err)
 	}
-	// 4 diamonds earned: two 2-diamond granules, a cent each at 0.005.
+	// 2.5 diamonds earned: one 2-diamond granule (a cent at 0.005) minted,
+	// half a diamond carried.
 	earn, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star"})
-	if err != nil || len(earn.Pending) != 1 || earn.Pending[0].Diamonds.Amount != "4" || len(earn.Payable) != 1 || earn.Payable[0].Amount != "0.02" {
+	if err != nil || len(earn.Pending) != 1 || earn.Pending[0].Diamonds.Amount != "2" || len(earn.Payable) != 1 || earn.Payable[0].Amount != "0.01" {
 		t.Fatalf("earnings: %v %v", earn, err)
 	}
 	// Refund under the debt policy: 97 unspent coins burned, 3 owed.
@@ -214,7 +215,7 @@ func TestHappyPaths(t *testing.T) {
 	if _, err := e.gifts(t).ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: "rev-g1", GiftTransactionId: g.Transaction.Id, Reason: "fraud"}); err != nil {
 		t.Fatal(err)
 	}
-	if w, _ := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); w.Paid.Amount != "100" || w.Promo.Amount != "5" || w.Owed.Amount != "0" {
+	if w, _ := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); w.Paid.Amount != "100" || w.Promo.Amount != "2" || w.Owed.Amount != "0" {
 		t.Errorf("wallet after both reversals: %v", w)
 	}
 

@@ -48,8 +48,9 @@ type Pending struct {
 	carries   []carrySpec
 	expects   []expectSpec
 	spills    []spill
-	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
-	Reliefs   []LotRelief // what it took from each lot
+	carryRows []ShardDelta // how each carry row changes, the lane's own included
+	OpenedLot *Lot         // the lot this transaction opened, in its state after the batch
+	Reliefs   []LotRelief  // what it took from each lot
 }
 
 // asked returns the postings asked for, as capacity-capped slices: appending
@@ -58,6 +59,10 @@ type Pending struct {
 func (pd *Pending) asked() ([]Posting, []*Account) {
 	if pd.basePostings == nil {
 		pd.basePostings, pd.baseAccounts = pd.Tx.Postings, pd.Accounts
+		if pd.basePostings == nil {
+			// Nothing asked (a carry alone): still fix the base, once.
+			pd.basePostings = []Posting{}
+		}
 	}
 	n := len(pd.basePostings)
 	return pd.basePostings[:n:n], pd.baseAccounts[:n:n]
@@ -84,6 +89,9 @@ type Plan struct {
 	Locks []ShardRef
 	// Checked are the accounts whose full balance Decide needs.
 	Checked map[uuid.UUID]bool
+	// AllRows are per-shard accounts of which every row is locked and read,
+	// not only the lane's: carries taken back draw on all of them.
+	AllRows map[uuid.UUID]bool
 	// LotAccounts are the accounts whose open lots must be locked and read.
 	LotAccounts []uuid.UUID
 	// LotIDs are lots to lock and read whether open or not (refunds); the
@@ -96,7 +104,7 @@ func laneShard(a *Account, lane int) int { return lane % a.Shards }
 
 // PlanBatch works out the rows a batch must lock and the keys it must look up.
 func PlanBatch(batch []*Pending, lane int) *Plan {
-	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}}
+	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}, AllRows: map[uuid.UUID]bool{}}
 	seen := map[uuid.UUID]*Account{}
 	lotAccounts := map[uuid.UUID]bool{}
 	for _, pd := range batch {
@@ -120,7 +128,12 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 		}
 		for _, c := range pd.carries {
 			seen[c.account.ID], seen[c.source.ID] = c.account, c.source
-			p.Checked[c.account.ID] = true // the lane's row only: it is PerShard
+			p.Checked[c.account.ID] = true
+			if c.fraction.Sign() < 0 {
+				// Rare (reversals, clawbacks): the fraction to take back may sit
+				// in any lane's row.
+				p.AllRows[c.account.ID] = true
+			}
 			for _, leg := range c.legs {
 				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
 				// Adding to a carry converts granules out of it (debiting From);
@@ -165,7 +178,7 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 	}
 	sort.Slice(p.Accounts, func(i, j int) bool { return bytes.Compare(p.Accounts[i].ID[:], p.Accounts[j].ID[:]) < 0 })
 	for _, a := range p.Accounts {
-		if p.Checked[a.ID] && !a.PerShard {
+		if p.Checked[a.ID] && (!a.PerShard || p.AllRows[a.ID]) {
 			for s := 0; s < a.Shards; s++ {
 				p.Locks = append(p.Locks, ShardRef{a.ID, s})
 			}
@@ -185,11 +198,13 @@ type Committed struct {
 
 // State is what the store read under the batch's locks.
 type State struct {
+	Lane       int                           // the lane committing: Plan.Lane
 	RecordedAt time.Time                     // database clock, read after the locks were granted
 	Committed  map[string]Committed          // by idempotency key
 	Reversed   map[uuid.UUID]bool            // transactions that already have a reversal
 	Status     map[uuid.UUID]Status          // of every account in the plan
 	Balance    map[uuid.UUID]decimal.Decimal // normal-side balance of every checked account
+	Rows       map[ShardRef]decimal.Decimal  // each locked row of a checked per-shard account
 	Lots       map[uuid.UUID][]*Lot          // lots read, by holder, oldest first
 	// Took holds what each transaction being reversed took from its lots.
 	Took map[uuid.UUID][]LotRelief
@@ -220,6 +235,10 @@ func Decide(batch []*Pending, st *State) {
 	for id, b := range st.Balance {
 		balance[id] = b
 	}
+	rows := make(map[ShardRef]decimal.Decimal, len(st.Rows))
+	for ref, b := range st.Rows {
+		rows[ref] = b
+	}
 	firstByKey := map[string]*Pending{}
 	reversedHere := map[uuid.UUID]bool{}
 	st.lots = st.lotWork()
@@ -227,7 +246,7 @@ func Decide(batch []*Pending, st *State) {
 	for _, pd := range batch {
 		pd.Outcome, pd.Err, pd.ReplayOf, pd.dupOf = Undecided, nil, uuid.Nil, nil
 		pd.Tx.Postings, pd.Accounts = pd.asked()
-		pd.OpenedLot, pd.Reliefs = nil, nil
+		pd.OpenedLot, pd.Reliefs, pd.carryRows = nil, nil, nil
 		key := pd.Tx.IdempotencyKey
 		if c, ok := st.Committed[key]; ok {
 			if !bytes.Equal(c.Fingerprint, pd.Fingerprint) {
@@ -277,7 +296,7 @@ func Decide(batch []*Pending, st *State) {
 		if len(pd.carries) > 0 {
 			// The postings are the capped base (appending copies) or copies
 			// made by the spills or the relief above.
-			pd.resolveCarries(balance)
+			pd.resolveCarries(st.Lane, rows)
 		}
 		if pd.refund != nil {
 			t, err := pd.planRefund(op, st.lots)
@@ -306,6 +325,7 @@ func Decide(batch []*Pending, st *State) {
 		if r := pd.Tx.Reverses; r != nil {
 			reversedHere[*r] = true
 		}
+		commitRows(rows, pd.carryRows)
 		pd.Outcome = Accepted
 		pd.Tx.RecordedAt = st.RecordedAt
 		pd.Tx.EffectiveAt = pd.askedEffective
@@ -378,22 +398,41 @@ type ShardDelta struct {
 
 // Deltas sums the accepted postings per balance row the lane writes.
 func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
+	var accounts map[uuid.UUID]*Account
+	ownRow := func(id uuid.UUID) ShardRef {
+		if accounts == nil {
+			accounts = make(map[uuid.UUID]*Account, len(p.Accounts))
+			for _, a := range p.Accounts {
+				accounts[a.ID] = a
+			}
+		}
+		return ShardRef{id, laneShard(accounts[id], p.Lane)}
+	}
 	idx := map[ShardRef]int{}
 	var out []ShardDelta
+	add := func(ref ShardRef, d decimal.Decimal) {
+		if j, ok := idx[ref]; ok {
+			out[j].Delta = out[j].Delta.Add(d)
+			return
+		}
+		idx[ref] = len(out)
+		out = append(out, ShardDelta{ref, d})
+	}
 	for _, pd := range batch {
 		if pd.Outcome != Accepted {
 			continue
 		}
 		for i, posting := range pd.Tx.Postings {
 			a := pd.Accounts[i]
-			ref := ShardRef{a.ID, laneShard(a, p.Lane)}
-			d := a.signed(posting.Side, posting.Amount)
-			if j, ok := idx[ref]; ok {
-				out[j].Delta = out[j].Delta.Add(d)
-				continue
+			add(ShardRef{a.ID, laneShard(a, p.Lane)}, a.signed(posting.Side, posting.Amount))
+		}
+		// The postings put a carry's change on the lane's row; what was
+		// drawn from other rows moves there.
+		for _, d := range pd.carryRows {
+			if own := ownRow(d.AccountID); d.ShardRef != own {
+				add(d.ShardRef, d.Delta)
+				add(own, d.Delta.Neg())
 			}
-			idx[ref] = len(out)
-			out = append(out, ShardDelta{ref, d})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

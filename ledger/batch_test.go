@@ -308,3 +308,67 @@ func TestDecideExpectations(t *testing.T) {
 		t.Errorf("message does not say what was found: %v", batch[1].Err)
 	}
 }
+
+// Taking a carry back draws on every row, not only the lane's, before it
+// returns whole granules; a refused take-back leaves the rows as they were.
+// Regression: it used to read only the lane's row and returned a granule
+// too many when the fraction sat in another lane's row.
+func TestDecideCarryAcrossRows(t *testing.T) {
+	carryAcct := &Account{ID: uuid.New(), Name: "carry", Normal: Credit, Shards: 2, PerShard: true}
+	source := &Account{ID: uuid.New(), Name: "frac:issued", Normal: Credit, AllowNegative: true, Shards: 1}
+	issued := &Account{ID: uuid.New(), Name: "dia:issued", Normal: Credit, AllowNegative: true, Shards: 1}
+	pending := &Account{ID: uuid.New(), Name: "pending", Normal: Credit, Shards: 1}
+	carrying := func(key, fraction string) *Pending {
+		return &Pending{Tx: Transaction{ID: uuid.New(), IdempotencyKey: key}, Fingerprint: []byte(key),
+			carries: []carrySpec{{account: carryAcct, source: source, fraction: decimal.RequireFromString(fraction),
+				granule: decimal.NewFromInt(1), legs: []carryLegSpec{{from: issued, to: pending, per: decimal.NewFromInt(1)}}}}}
+	}
+	batch := []*Pending{
+		carrying("back-2.5", "-2.5"), // row 0 holds 0.5: 2 granules come back, not 3
+		carrying("add-0.7", "0.7"),   // the lane's row (1): 0 -> 0.7
+		carrying("back-0.6", "-0.6"), // from the lane's row: 0.7 -> 0.1
+		carrying("back-3", "-3"),     // 0.1 held, 2.9 short: 3 granules, pending holds 1: refused
+		carrying("back-0.1", "-0.1"), // the refused one left row 1 at 0.1
+	}
+	const lane = 1
+	plan := PlanBatch(batch, lane)
+	if !plan.AllRows[carryAcct.ID] {
+		t.Fatal("taking a carry back does not lock all its rows")
+	}
+	st := &State{
+		Lane: lane, Committed: map[string]Committed{}, Reversed: map[uuid.UUID]bool{}, Status: map[uuid.UUID]Status{},
+		Balance: map[uuid.UUID]decimal.Decimal{carryAcct.ID: decimal.RequireFromString("0.5"), pending.ID: decimal.NewFromInt(3)},
+		Rows:    map[ShardRef]decimal.Decimal{{carryAcct.ID, 0}: decimal.RequireFromString("0.5"), {carryAcct.ID, 1}: decimal.Zero},
+	}
+	Decide(batch, st)
+	want := []struct {
+		outcome  Outcome
+		postings string
+	}{
+		{Accepted, "debit carry 0.5, credit frac:issued 0.5, debit pending 2, credit dia:issued 2"},
+		{Accepted, "debit frac:issued 0.7, credit carry 0.7"},
+		{Accepted, "debit carry 0.6, credit frac:issued 0.6"},
+		{Refused, ""},
+		{Accepted, "debit carry 0.1, credit frac:issued 0.1"},
+	}
+	for i, w := range want {
+		pd := batch[i]
+		var got []string
+		for _, p := range pd.Tx.Postings {
+			got = append(got, p.Side.String()+" "+p.Account+" "+p.Amount.String())
+		}
+		if pd.Outcome != w.outcome || strings.Join(got, ", ") != w.postings {
+			t.Errorf("%s: outcome %v (%v), postings %q, want %v %q", pd.Tx.IdempotencyKey, pd.Outcome, pd.Err, strings.Join(got, ", "), w.outcome, w.postings)
+		}
+	}
+	if !errors.Is(batch[3].Err, ErrInsufficientFunds) {
+		t.Errorf("taking back more than carry and pending hold: %v", batch[3].Err)
+	}
+	rows := map[ShardRef]string{}
+	for _, d := range plan.Deltas(batch) {
+		rows[d.ShardRef] = d.Delta.String()
+	}
+	if rows[ShardRef{carryAcct.ID, 0}] != "-0.5" || rows[ShardRef{carryAcct.ID, 1}] != "0" || rows[ShardRef{pending.ID, 0}] != "-2" {
+		t.Errorf("row deltas %v: want carry row 0 -0.5, row 1 0, pending -2", rows)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 )
 
@@ -17,9 +16,10 @@ import (
 //
 // Fractional diamonds use it: a gift worth 12.5 diamonds adds 12.5 to the
 // creator's carry (a scale-6 unit) and mints only whole granules, so no
-// fraction appears or vanishes. The carry account is PerShard: a lane reads
-// and writes only its own row, so gifts to one creator never wait for each
-// other on it; each row stays in [0, Granule) by itself.
+// fraction appears or vanishes. The carry account is PerShard: adding, a lane
+// reads and writes only its own row, so gifts to one creator never wait for
+// each other on it; each row stays in [0, Granule) by itself. Taking back
+// locks all the rows (see resolveCarries).
 //
 // The conversion is decided when the batch commits, under its locks.
 type Carry struct {
@@ -53,15 +53,45 @@ type carryLegSpec struct {
 	per      decimal.Decimal
 }
 
-// resolveCarries appends each carry's postings, given the running balances of
-// the carry rows this lane holds. It works on the postings as spills left them.
-func (pd *Pending) resolveCarries(balance map[uuid.UUID]decimal.Decimal) {
+// resolveCarries appends each carry's postings, given the running balances
+// of the carry rows the batch holds, and records in carryRows how each row
+// changes. It works on the postings as spills left them.
+//
+// Adding uses the lane's row only. Taking back draws on the rows, the lane's
+// first, and returns granules only for what they cannot cover, so a reversal
+// never takes back more whole units than were converted, whichever lane the
+// fraction went to.
+func (pd *Pending) resolveCarries(lane int, rows map[ShardRef]decimal.Decimal) {
+	row := func(ref ShardRef) decimal.Decimal {
+		b := rows[ref]
+		for _, d := range pd.carryRows {
+			if d.ShardRef == ref {
+				b = b.Add(d.Delta)
+			}
+		}
+		return b
+	}
 	for _, c := range pd.carries {
-		x := balance[c.account.ID].Add(c.fraction)
-		n := floorDiv(x, c.granule)
-		// x - n*granule is in [0, granule): the carry's row after this transaction.
-		delta := c.fraction.Sub(n.Mul(c.granule))
-		if delta.Sign() != 0 {
+		own := ShardRef{c.account.ID, laneShard(c.account, lane)}
+		var n decimal.Decimal // granules converted, negative when returned
+		if c.fraction.Sign() > 0 {
+			n = floorDiv(row(own).Add(c.fraction), c.granule)
+			pd.carryRows = append(pd.carryRows, ShardDelta{own, c.fraction.Sub(n.Mul(c.granule))})
+		} else {
+			need := c.fraction.Neg()
+			for s := 0; s < c.account.Shards && need.Sign() > 0; s++ {
+				ref := ShardRef{c.account.ID, (own.Shard + s) % c.account.Shards}
+				if take := decimal.Min(row(ref), need); take.Sign() > 0 {
+					pd.carryRows = append(pd.carryRows, ShardDelta{ref, take.Neg()})
+					need = need.Sub(take)
+				}
+			}
+			if need.Sign() > 0 {
+				n = floorDiv(need.Neg(), c.granule) // -ceil(need / granule)
+				pd.carryRows = append(pd.carryRows, ShardDelta{own, need.Neg().Sub(n.Mul(c.granule))})
+			}
+		}
+		if delta := c.fraction.Sub(n.Mul(c.granule)); delta.Sign() != 0 {
 			from, to := c.source, c.account
 			if delta.Sign() < 0 {
 				from, to = to, from
@@ -78,6 +108,14 @@ func (pd *Pending) resolveCarries(balance map[uuid.UUID]decimal.Decimal) {
 			}
 			pd.addPair(from, to, leg.per.Mul(n.Abs()))
 		}
+	}
+}
+
+// commitRows moves the running row balances by an accepted transaction's
+// carry changes.
+func commitRows(rows map[ShardRef]decimal.Decimal, changes []ShardDelta) {
+	for _, d := range changes {
+		rows[d.ShardRef] = rows[d.ShardRef].Add(d.Delta)
 	}
 }
 

@@ -249,6 +249,10 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		if err != nil {
 			return nil, wrap(op, field+".account", err)
 		}
+		if a.PerShard {
+			// Its rows move only through carries, which keep each in range.
+			return nil, invalid(op, field+".account", "is a per-shard carry account; move it with a carry")
+		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
 			return nil, wrap(op, field+".account", err)
@@ -268,8 +272,8 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			if p.Side != Debit || a.Normal != Credit || a.AllowNegative {
 				return nil, invalid(op, field+".spill_to", "needs a debit from a credit-normal account that may not go negative")
 			}
-			if to.Asset != a.Asset || to.ID == a.ID {
-				return nil, invalid(op, field+".spill_to", "must be another account in %s", a.Asset)
+			if to.Asset != a.Asset || to.ID == a.ID || to.PerShard {
+				return nil, invalid(op, field+".spill_to", "must be another account in %s, not a per-shard one", a.Asset)
 			}
 			pd.spills = append(pd.spills, spill{index: i, to: to})
 		}
@@ -642,6 +646,9 @@ func (s *Service) accountPair(ctx context.Context, op, field, fromName, toName s
 	to, err := s.account(ctx, toName)
 	if err != nil {
 		return nil, nil, wrap(op, field+".to", err)
+	}
+	if from.PerShard || to.PerShard {
+		return nil, nil, invalid(op, field, "may not move a per-shard carry account")
 	}
 	return from, to, nil
 }

@@ -3,6 +3,8 @@ package economy_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,6 +206,61 @@ func TestReverseGift(t *testing.T) {
 	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-4", GiftTx: "not-an-id"}); ledger.FieldOf(err) != "gift_tx" {
 		t.Errorf("bad id: %v", err)
 	}
+	verifyClean(t, e)
+}
+
+// TestReverseGiftsAcrossLanes: with two commit lanes a gift's fraction of a
+// diamond may sit in either lane's carry row, and its reversal may run on the
+// other. Every reversal must still succeed and leave nothing behind.
+// Regression: a reversal drew only on its own lane's row and was refused
+// ("DIAMOND:pending would be -1") when the fraction sat in the other.
+func TestReverseGiftsAcrossLanes(t *testing.T) {
+	e := giftEnv(t, 2)
+	ctx := context.Background()
+	e.buy(t, "v1", "a-v1-2")
+	e.buy(t, "v1", "a-v1-3")
+	concurrently := func(n int, do func(i int) error) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := do(i); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	ids := make([]string, 40)
+	concurrently(len(ids), func(i int) error {
+		g := "rose" // half a diamond for c1
+		if i%4 == 0 {
+			g = "odd" // 166.5
+		}
+		tx, err := e.eco.SendGift(ctx, gift(fmt.Sprintf("g%d", i), "v1", "c1", g))
+		if err == nil {
+			ids[i] = tx.ID.String()
+		}
+		return err
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	// 30 halves + 10 × 166.5 = 1,680 diamonds, minted (two at a time: a
+	// granule is worth a whole cent) or still in the lanes' carry rows.
+	carry, _ := e.svc.Balance(ctx, economy.DiamondCarry("c1"), time.Time{})
+	pending, _ := e.svc.Balance(ctx, economy.PendingDiamonds("c1", releaseDay), time.Time{})
+	if !pending.Add(carry).Equal(dec("1680")) {
+		t.Fatalf("pending %s + carry %s is not 1,680 diamonds", pending, carry)
+	}
+	concurrently(len(ids), func(i int) error {
+		_, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "rev-" + ids[i], GiftTx: ids[i], Reason: "fraud"})
+		return err
+	})
+	e.want(t, economy.DiamondCarry("c1"), "0")
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "0")
+	e.want(t, economy.CoinWallet("v1"), "3963")
 	verifyClean(t, e)
 }
 

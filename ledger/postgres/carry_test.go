@@ -111,6 +111,12 @@ func TestCarryRefusals(t *testing.T) {
 				t.Errorf("%s: %v (field %q)", c.name, err, ledger.FieldOf(err))
 			}
 		}
+		plain := ledger.PostRequest{IdempotencyKey: "plain-posting", Kind: "transfer", Postings: []ledger.PostingRequest{
+			{Account: "frac:issued", Side: ledger.Debit, Amount: decimal.NewFromInt(1)},
+			{Account: "carry", Side: ledger.Credit, Amount: decimal.NewFromInt(1)}}}
+		if _, err := e.svc.Post(context.Background(), plain); ledger.FieldOf(err) != "postings[1].account" || ledger.KindOf(err) != ledger.Invalid {
+			t.Errorf("a plain posting to a per-shard carry account: %v", err)
+		}
 		if _, err := e.svc.CreateAccount(context.Background(), ledger.Account{Name: "bad", Asset: "FRAC", Normal: ledger.Credit, Shards: 2, PerShard: true, AllowNegative: true}); ledger.FieldOf(err) != "per_shard" {
 			t.Errorf("per-shard account that may go negative: %v", err)
 		}
@@ -119,29 +125,38 @@ func TestCarryRefusals(t *testing.T) {
 
 // TestCarryUnderConcurrency: lanes convert on their own rows; every row stays
 // in [0, granule) and nothing is lost between carry and converted units.
+// Then every fraction is taken back, concurrently, on whichever lane: each
+// must succeed and leave nothing behind (regression: a take-back read only
+// its lane's row and could ask pending for a granule that was never minted).
 func TestCarryUnderConcurrency(t *testing.T) {
 	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
 		e := carryEnv(t, b, 2)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
+		fraction := func(w, i int) decimal.Decimal {
+			return decimal.New(int64(100_001+w*7919+i*104_729)%999_999+1, -6) // (0, 1)
+		}
 		total := decimal.Zero
 		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; i < 60; i++ {
-					f := decimal.New(int64(100_001+w*7919+i*104_729)%999_999+1, -6) // (0, 1)
-					if _, err := e.svc.Post(context.Background(), carry(fmt.Sprintf("w%d-%d", w, i), f.String())); err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					total = total.Add(f)
-					mu.Unlock()
-				}
-			}(w)
+			for i := 0; i < 60; i++ {
+				total = total.Add(fraction(w, i))
+			}
 		}
-		wg.Wait()
+		each := func(sign, prefix string) {
+			var wg sync.WaitGroup
+			for w := 0; w < 8; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := 0; i < 60; i++ {
+						if _, err := e.svc.Post(context.Background(), carry(fmt.Sprintf("%s%d-%d", prefix, w, i), sign+fraction(w, i).String())); err != nil {
+							t.Errorf("%s%d-%d: %v", prefix, w, i, err)
+							return
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+		}
+		each("", "w")
 		held := e.balance("carry").Add(e.balance("pending"))
 		if !held.Equal(total) {
 			t.Errorf("carry + pending = %s, fractions added %s", held, total)
@@ -149,21 +164,30 @@ func TestCarryUnderConcurrency(t *testing.T) {
 		if want := e.balance("pending").Div(decimal.NewFromInt(200)); !e.balance("payable").Equal(want) {
 			t.Errorf("payable %s, want %s (0.01 per 2 units)", e.balance("payable"), want)
 		}
-		rows, err := e.owner().Query(context.Background(),
-			`SELECT b.shard, b.balance FROM balances b JOIN accounts a ON a.id = b.account_id WHERE a.name = 'carry'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var shard int
-			var bal decimal.Decimal
-			if err := rows.Scan(&shard, &bal); err != nil {
+		rowsInRange := func() {
+			rows, err := e.owner().Query(context.Background(),
+				`SELECT b.shard, b.balance FROM balances b JOIN accounts a ON a.id = b.account_id WHERE a.name = 'carry'`)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if bal.Sign() < 0 || bal.GreaterThanOrEqual(decimal.NewFromInt(2)) {
-				t.Errorf("carry row %d = %s, outside [0, 2)", shard, bal)
+			defer rows.Close()
+			for rows.Next() {
+				var shard int
+				var bal decimal.Decimal
+				if err := rows.Scan(&shard, &bal); err != nil {
+					t.Fatal(err)
+				}
+				if bal.Sign() < 0 || bal.GreaterThanOrEqual(decimal.NewFromInt(2)) {
+					t.Errorf("carry row %d = %s, outside [0, 2)", shard, bal)
+				}
 			}
 		}
+		rowsInRange()
+		each("-", "back")
+		for _, name := range []string{"carry", "pending", "payable"} {
+			e.wantBalance(name, "0")
+		}
+		rowsInRange()
 		e.verifyClean()
 	})
 }

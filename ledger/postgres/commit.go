@@ -19,7 +19,7 @@ import (
 // whatever committed before the locks were granted.
 const (
 	lockShards = `
-SELECT b.account_id, b.balance
+SELECT b.account_id, b.shard, b.balance
 FROM balances b JOIN unnest($1::uuid[], $2::int[]) AS l (account_id, shard)
   ON b.account_id = l.account_id AND b.shard = l.shard
 ORDER BY b.account_id, b.shard
@@ -103,10 +103,16 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		lockIDs[i], lockShardNos[i] = l.AccountID, int32(l.Shard)
 	}
 	accountIDs := make([]uuid.UUID, len(plan.Accounts))
+	perShard := map[uuid.UUID]bool{}
 	for i, a := range plan.Accounts {
 		accountIDs[i] = a.ID
+		if a.PerShard {
+			perShard[a.ID] = true
+		}
 	}
 	st := &ledger.State{
+		Lane:      plan.Lane,
+		Rows:      map[ledger.ShardRef]decimal.Decimal{},
 		Committed: map[string]ledger.Committed{},
 		Reversed:  map[uuid.UUID]bool{},
 		Status:    map[uuid.UUID]ledger.Status{},
@@ -121,11 +127,15 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	locked := 0
 	b.Queue(lockShards, pgUUIDs(lockIDs), lockShardNos).Query(func(rows pgx.Rows) error {
 		var id uuid.UUID
+		var shard int32
 		var bal decimal.Decimal
-		_, err := pgx.ForEachRow(rows, []any{&id, &bal}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &shard, &bal}, func() error {
 			locked++
 			if plan.Checked[id] {
 				st.Balance[id] = st.Balance[id].Add(bal)
+				if perShard[id] {
+					st.Rows[ledger.ShardRef{AccountID: id, Shard: int(shard)}] = bal
+				}
 			}
 			return nil
 		})
