@@ -37,6 +37,8 @@ gifting-svc gifting tok-gift-0123456789
 portal creator-portal tok-portal-0123456789
 finance finance tok-fin-0123456789
 admin admin tok-admin-0123456789
+shop commerce tok-shop-0123456789
+treasurer treasury tok-treasury-0123456789
 `
 
 // bearer is per-RPC credentials over plaintext, for tests on loopback.
@@ -121,6 +123,13 @@ func (e *env) catalog(t *testing.T) pb.CatalogServiceClient {
 	return pb.NewCatalogServiceClient(e.dial(t, "tok-admin-0123456789"))
 }
 
+func (e *env) shop(t *testing.T) pb.LiveShoppingServiceClient {
+	return pb.NewLiveShoppingServiceClient(e.dial(t, "tok-shop-0123456789"))
+}
+func (e *env) treasury(t *testing.T) pb.TreasuryServiceClient {
+	return pb.NewTreasuryServiceClient(e.dial(t, "tok-treasury-0123456789"))
+}
+
 func usd(s string) *pb.Money { return &pb.Money{Amount: s, Asset: "USD"} }
 
 // seed publishes a pack, a gift, the default share rule and a creator.
@@ -142,6 +151,10 @@ func (e *env) seed(t *testing.T) {
 	must(cat.AddShareRule(ctx, &pb.AddShareRuleRequest{CreatorShare: "0.5", HoldingPeriod: durationpb.New(7 * 24 * time.Hour),
 		DiamondValue: usd("0.005")}))
 	must(cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "star"}))
+	must(cat.AddLiveSession(ctx, &pb.AddLiveSessionRequest{SessionId: "live-1", Seller: "shop1", Partner: "host1", PlatformRate: "0.05", PartnerShare: "0.10"}))
+	tr := e.treasury(t)
+	must(tr.CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:float", Asset: "USD", NormalSide: pb.Side_SIDE_DEBIT, AllowNegative: true}))
+	must(tr.CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:ops", Asset: "USD", NormalSide: pb.Side_SIDE_CREDIT, Shards: 4}))
 	e.at = timestamppb.Now()
 }
 
@@ -266,6 +279,60 @@ func TestHappyPaths(t *testing.T) {
 	}
 }
 
+func TestTreasuryAndLiveShopping(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	tr := e.treasury(t)
+	// Creating the same account again returns it; other attributes are refused.
+	again, err := tr.CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:ops", Asset: "USD", NormalSide: pb.Side_SIDE_CREDIT, Shards: 4})
+	if err != nil || again.Account.Name != "Treasury:ops" || again.Account.NormalSide != pb.Side_SIDE_CREDIT {
+		t.Fatalf("account again: %v %v", again, err)
+	}
+	_, err = tr.CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:ops", Asset: "USD", NormalSide: pb.Side_SIDE_DEBIT})
+	wantCode(t, "account redefined", err, codes.AlreadyExists)
+
+	req := &pb.TransferRequest{IdempotencyKey: "t1", From: "Treasury:float", To: "Treasury:ops", Amount: usd("125.50"), Memo: "opening float"}
+	first, err := tr.Transfer(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := first.Transaction.Postings; len(p) != 2 || p[0].Account != "Treasury:float" || p[0].Side != pb.Side_SIDE_DEBIT || p[1].Amount.Amount != "125.5" {
+		t.Errorf("transfer postings: %v", p)
+	}
+	retry, err := tr.Transfer(ctx, req)
+	if err != nil || retry.Transaction.Id != first.Transaction.Id || !retry.Transaction.Replayed {
+		t.Errorf("retried transfer: %v %v", retry, err)
+	}
+	req.Amount = usd("1")
+	_, err = tr.Transfer(ctx, req)
+	wantCode(t, "transfer key reused with another amount", err, codes.AlreadyExists)
+	_, err = tr.Transfer(ctx, &pb.TransferRequest{IdempotencyKey: "t2", From: "Treasury:ops", To: "Treasury:float", Amount: usd("200")})
+	wantCode(t, "transfer beyond the balance", err, codes.FailedPrecondition)
+
+	// A 20 USD sale: 5% to the platform, 10% to the session's partner.
+	sale, err := e.shop(t).RecordSale(ctx, &pb.RecordSaleRequest{OrderId: "o1", SessionId: "live-1", Amount: usd("20"), SoldAt: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var legs []string
+	for _, p := range sale.Transaction.Postings {
+		legs = append(legs, p.Side.String()+" "+p.Account+" "+p.Amount.Amount)
+	}
+	want := "SIDE_DEBIT Clearing:PSP:stripe:USD 20,SIDE_CREDIT Liability:SellerPayable:shop1:USD 17,SIDE_CREDIT Revenue:LiveShopping:USD 1,SIDE_CREDIT Liability:PartnerPayable:host1:USD 2"
+	if got := strings.Join(legs, ","); got != want {
+		t.Errorf("sale postings:\n got %s\nwant %s", got, want)
+	}
+	fin := e.finance(t)
+	if b, err := fin.GetBalance(ctx, &pb.GetBalanceRequest{Account: "Liability:PartnerPayable:host1:USD"}); err != nil || b.Balance.Amount != "2" {
+		t.Errorf("partner payable: %v %v", b, err)
+	}
+	v, err := fin.Verify(ctx, &pb.VerifyRequest{})
+	if err != nil || len(v.Violations) != 0 || v.Transactions < 2 {
+		t.Fatalf("verify: %v %v", v, err)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
@@ -286,6 +353,16 @@ func TestValidation(t *testing.T) {
 		r := &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-v", RefundId: "rf", RefundedAt: now, Policy: pb.RefundPolicy_REFUND_POLICY_LOSS}
 		f(r)
 		return func() error { _, err := e.purchases(t).Refund(ctx, r); return err }
+	}
+	transfer := func(f func(*pb.TransferRequest)) func() error {
+		r := &pb.TransferRequest{IdempotencyKey: "t", From: "Treasury:float", To: "Treasury:ops", Amount: usd("1")}
+		f(r)
+		return func() error { _, err := e.treasury(t).Transfer(ctx, r); return err }
+	}
+	sale := func(f func(*pb.RecordSaleRequest)) func() error {
+		r := &pb.RecordSaleRequest{OrderId: "o1", SessionId: "live-1", Amount: usd("20"), SoldAt: now}
+		f(r)
+		return func() error { _, err := e.shop(t).RecordSale(ctx, r); return err }
 	}
 	tests := []struct {
 		name  string
@@ -340,6 +417,33 @@ func TestValidation(t *testing.T) {
 			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "30%"})
 			return err
 		}, "fee_rate"},
+		{"transfer: empty key", transfer(func(r *pb.TransferRequest) { r.IdempotencyKey = "" }), "idempotency_key"},
+		{"transfer: not a treasury account", transfer(func(r *pb.TransferRequest) { r.From = "COIN:issued" }), "from"},
+		{"transfer: same account", transfer(func(r *pb.TransferRequest) { r.To = r.From }), "to"},
+		{"transfer: zero", transfer(func(r *pb.TransferRequest) { r.Amount = usd("0") }), "amount"},
+		{"transfer: too many decimals", transfer(func(r *pb.TransferRequest) { r.Amount = usd("1.001") }), "amount"},
+		{"transfer: unknown asset", transfer(func(r *pb.TransferRequest) { r.Amount = &pb.Money{Amount: "1", Asset: "XYZ"} }), "amount.asset"},
+		{"transfer: other asset than the accounts'", transfer(func(r *pb.TransferRequest) { r.Amount = &pb.Money{Amount: "1", Asset: "EUR"} }), "amount.asset"},
+		{"transfer: oversized memo", transfer(func(r *pb.TransferRequest) { r.Memo = long }), "memo"},
+		{"treasury account: no side", func() error {
+			_, err := e.treasury(t).CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:x", Asset: "USD"})
+			return err
+		}, "normal_side"},
+		{"treasury account: outside the treasury", func() error {
+			_, err := e.treasury(t).CreateAccount(ctx, &pb.CreateAccountRequest{Name: "COIN:wallet:x", Asset: "COIN", NormalSide: pb.Side_SIDE_CREDIT})
+			return err
+		}, "name"},
+		{"treasury account: too many shards", func() error {
+			_, err := e.treasury(t).CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:x", Asset: "USD", NormalSide: pb.Side_SIDE_CREDIT, Shards: 65})
+			return err
+		}, "shards"},
+		{"sale: negative amount", sale(func(r *pb.RecordSaleRequest) { r.Amount = usd("-5") }), "amount"},
+		{"sale: no time", sale(func(r *pb.RecordSaleRequest) { r.SoldAt = nil }), "sold_at"},
+		{"sale: bad order id", sale(func(r *pb.RecordSaleRequest) { r.OrderId = "a/b" }), "order_id"},
+		{"live session: shares leave the seller nothing", func() error {
+			_, err := e.catalog(t).AddLiveSession(ctx, &pb.AddLiveSessionRequest{SessionId: "s", Seller: "x", Partner: "p", PlatformRate: "0.5", PartnerShare: "0.5"})
+			return err
+		}, "partner_share"},
 		{"share rule: no holding period", func() error {
 			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
 			return err
@@ -372,6 +476,10 @@ func TestErrorCodes(t *testing.T) {
 	wantCode(t, "gift to an unknown creator", err, codes.NotFound)
 	_, err = e.finance(t).GetBalance(ctx, &pb.GetBalanceRequest{Account: "no:such"})
 	wantCode(t, "balance of an unknown account", err, codes.NotFound)
+	_, err = e.treasury(t).Transfer(ctx, &pb.TransferRequest{IdempotencyKey: "t", From: "Treasury:float", To: "Treasury:nobody", Amount: usd("1")})
+	wantCode(t, "transfer to an unknown account", err, codes.NotFound)
+	_, err = e.shop(t).RecordSale(ctx, &pb.RecordSaleRequest{OrderId: "o", SessionId: "nope", Amount: usd("1"), SoldAt: now})
+	wantCode(t, "sale in an unknown session", err, codes.NotFound)
 }
 
 func TestAuthentication(t *testing.T) {
@@ -401,8 +509,21 @@ func TestAuthentication(t *testing.T) {
 		_, err := pb.NewCatalogServiceClient(e.dial(t, token)).RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "c9"})
 		return err
 	}
+	sale := func(token string) error {
+		_, err := pb.NewLiveShoppingServiceClient(e.dial(t, token)).RecordSale(ctx, &pb.RecordSaleRequest{})
+		return err
+	}
+	transfer := func(token string) error {
+		_, err := pb.NewTreasuryServiceClient(e.dial(t, token)).Transfer(ctx, &pb.TransferRequest{})
+		return err
+	}
+	verify := func(token string) error {
+		_, err := pb.NewLedgerServiceClient(e.dial(t, token)).Verify(ctx, &pb.VerifyRequest{})
+		return err
+	}
 	const (
 		iap, gifting, portal, fin, adm = "tok-iap-0123456789", "tok-gift-0123456789", "tok-portal-0123456789", "tok-fin-0123456789", "tok-admin-0123456789"
+		shop, treasurer                = "tok-shop-0123456789", "tok-treasury-0123456789"
 	)
 	tests := []struct {
 		name  string
@@ -428,6 +549,13 @@ func TestAuthentication(t *testing.T) {
 		{"iap may purchase (and is then validated)", purchase, iap, codes.InvalidArgument},
 		{"admin may change reference data", admin, adm, codes.OK},
 		{"finance may not change reference data", admin, fin, codes.PermissionDenied},
+		{"commerce may record sales (and is then validated)", sale, shop, codes.InvalidArgument},
+		{"iap may not record sales", sale, iap, codes.PermissionDenied},
+		{"treasury may transfer (and is then validated)", transfer, treasurer, codes.InvalidArgument},
+		{"finance may not transfer", transfer, fin, codes.PermissionDenied},
+		{"admin may not transfer", transfer, adm, codes.PermissionDenied},
+		{"finance may verify", verify, fin, codes.OK},
+		{"treasury may not read the ledger", verify, treasurer, codes.PermissionDenied},
 	}
 	for _, tt := range tests {
 		if got := status.Code(tt.call(tt.token)); got != tt.code {

@@ -20,9 +20,12 @@ const (
 	ScopeCreatorPortal = "creator-portal" // creator earnings
 	ScopeFinance       = "finance"        // every read
 	ScopeAdmin         = "admin"          // reference data
+	ScopeCommerce      = "commerce"       // live-shopping sales
+	ScopeTreasury      = "treasury"       // treasury accounts and transfers between them
 )
 
-var knownScopes = map[string]bool{ScopeIAP: true, ScopeGifting: true, ScopeCreatorPortal: true, ScopeFinance: true, ScopeAdmin: true}
+var knownScopes = map[string]bool{ScopeIAP: true, ScopeGifting: true, ScopeCreatorPortal: true, ScopeFinance: true, ScopeAdmin: true,
+	ScopeCommerce: true, ScopeTreasury: true}
 
 // scopesFor names, per service or per method, the scopes that may call it;
 // a method's own entry wins over its service's. Reflection is open to any
@@ -34,6 +37,8 @@ var scopesFor = map[string][]string{
 	"/coinledger.v1.EarningsService/":            {ScopeCreatorPortal, ScopeFinance},
 	"/coinledger.v1.LedgerService/":              {ScopeFinance},
 	"/coinledger.v1.CatalogService/":             {ScopeAdmin},
+	"/coinledger.v1.LiveShoppingService/":        {ScopeCommerce},
+	"/coinledger.v1.TreasuryService/":            {ScopeTreasury},
 	"/grpc.reflection.v1.ServerReflection/":      nil,
 	"/grpc.reflection.v1alpha.ServerReflection/": nil,
 }

@@ -95,3 +95,21 @@ func (h catalog) RegisterCreator(ctx context.Context, r *pb.RegisterCreatorReque
 	}
 	return &pb.RegisterCreatorResponse{}, nil
 }
+
+func (h catalog) AddLiveSession(ctx context.Context, r *pb.AddLiveSessionRequest) (*pb.AddLiveSessionResponse, error) {
+	rate, err := parseDecimal("platform_rate", r.PlatformRate)
+	if err != nil {
+		return nil, err
+	}
+	share := decimal.Zero
+	if r.PartnerShare != "" {
+		if share, err = parseDecimal("partner_share", r.PartnerShare); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := h.s.catalog.AddLiveSession(ctx, economy.LiveSession{ID: r.SessionId, Seller: r.Seller, Partner: r.Partner,
+		PlatformRate: rate, PartnerShare: share}); err != nil {
+		return nil, err
+	}
+	return &pb.AddLiveSessionResponse{}, nil
+}

@@ -47,8 +47,7 @@ func (h ledgerReads) ListAccounts(ctx context.Context, r *pb.ListAccountsRequest
 	}
 	out := &pb.ListAccountsResponse{}
 	for _, a := range page {
-		out.Accounts = append(out.Accounts, &pb.Account{Id: a.ID.String(), Name: a.Name, Asset: a.Asset, NormalSide: sideOf(a.Normal),
-			AllowNegative: a.AllowNegative, Status: string(a.Status)})
+		out.Accounts = append(out.Accounts, accountOf(a))
 	}
 	if len(page) == n {
 		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].Name))
@@ -135,4 +134,21 @@ func (h ledgerReads) GetTransaction(ctx context.Context, r *pb.GetTransactionReq
 		return nil, err
 	}
 	return &pb.GetTransactionResponse{Transaction: transactionOf(tx)}, nil
+}
+
+func accountOf(a *ledger.Account) *pb.Account {
+	return &pb.Account{Id: a.ID.String(), Name: a.Name, Asset: a.Asset, NormalSide: sideOf(a.Normal),
+		AllowNegative: a.AllowNegative, Status: string(a.Status)}
+}
+
+func (h ledgerReads) Verify(ctx context.Context, _ *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+	r, err := h.s.ledger.Verify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.VerifyResponse{Assets: int32(r.Assets), Accounts: int32(r.Accounts), Transactions: r.Transactions, Entries: r.Entries}
+	for _, v := range r.Violations {
+		out.Violations = append(out.Violations, &pb.Violation{Check: v.Check, Subject: v.Subject, Detail: v.Detail})
+	}
+	return out, nil
 }

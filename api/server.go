@@ -74,6 +74,8 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	pb.RegisterEarningsServiceServer(s.grpc, earnings{s: s})
 	pb.RegisterLedgerServiceServer(s.grpc, ledgerReads{s: s})
 	pb.RegisterCatalogServiceServer(s.grpc, catalog{s: s})
+	pb.RegisterTreasuryServiceServer(s.grpc, treasury{s: s})
+	pb.RegisterLiveShoppingServiceServer(s.grpc, liveShopping{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s

@@ -478,6 +478,120 @@ func (*RegisterCreatorResponse) Descriptor() ([]byte, []int) {
 	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
+type AddLiveSessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Seller    string                 `protobuf:"bytes,2,opt,name=seller,proto3" json:"seller,omitempty"`
+	// Empty when the session has no partner.
+	Partner string `protobuf:"bytes,3,opt,name=partner,proto3" json:"partner,omitempty"`
+	// Decimal fractions of each sale, e.g. "0.05" and "0.10".
+	PlatformRate  string `protobuf:"bytes,4,opt,name=platform_rate,json=platformRate,proto3" json:"platform_rate,omitempty"`
+	PartnerShare  string `protobuf:"bytes,5,opt,name=partner_share,json=partnerShare,proto3" json:"partner_share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddLiveSessionRequest) Reset() {
+	*x = AddLiveSessionRequest{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddLiveSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddLiveSessionRequest) ProtoMessage() {}
+
+func (x *AddLiveSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddLiveSessionRequest.ProtoReflect.Descriptor instead.
+func (*AddLiveSessionRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AddLiveSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AddLiveSessionRequest) GetSeller() string {
+	if x != nil {
+		return x.Seller
+	}
+	return ""
+}
+
+func (x *AddLiveSessionRequest) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *AddLiveSessionRequest) GetPlatformRate() string {
+	if x != nil {
+		return x.PlatformRate
+	}
+	return ""
+}
+
+func (x *AddLiveSessionRequest) GetPartnerShare() string {
+	if x != nil {
+		return x.PartnerShare
+	}
+	return ""
+}
+
+type AddLiveSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddLiveSessionResponse) Reset() {
+	*x = AddLiveSessionResponse{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddLiveSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddLiveSessionResponse) ProtoMessage() {}
+
+func (x *AddLiveSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddLiveSessionResponse.ProtoReflect.Descriptor instead.
+func (*AddLiveSessionResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{9}
+}
+
 var File_coinledger_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_catalog_proto_rawDesc = "" +
@@ -510,12 +624,21 @@ const file_coinledger_v1_catalog_proto_rawDesc = "" +
 	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"2\n" +
 	"\x16RegisterCreatorRequest\x12\x18\n" +
 	"\acreator\x18\x01 \x01(\tR\acreator\"\x19\n" +
-	"\x17RegisterCreatorResponse2\xeb\x02\n" +
+	"\x17RegisterCreatorResponse\"\xb2\x01\n" +
+	"\x15AddLiveSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06seller\x18\x02 \x01(\tR\x06seller\x12\x18\n" +
+	"\apartner\x18\x03 \x01(\tR\apartner\x12#\n" +
+	"\rplatform_rate\x18\x04 \x01(\tR\fplatformRate\x12#\n" +
+	"\rpartner_share\x18\x05 \x01(\tR\fpartnerShare\"\x18\n" +
+	"\x16AddLiveSessionResponse2\xca\x03\n" +
 	"\x0eCatalogService\x12T\n" +
 	"\vAddCoinPack\x12!.coinledger.v1.AddCoinPackRequest\x1a\".coinledger.v1.AddCoinPackResponse\x12H\n" +
 	"\aAddGift\x12\x1d.coinledger.v1.AddGiftRequest\x1a\x1e.coinledger.v1.AddGiftResponse\x12W\n" +
 	"\fAddShareRule\x12\".coinledger.v1.AddShareRuleRequest\x1a#.coinledger.v1.AddShareRuleResponse\x12`\n" +
-	"\x0fRegisterCreator\x12%.coinledger.v1.RegisterCreatorRequest\x1a&.coinledger.v1.RegisterCreatorResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
+	"\x0fRegisterCreator\x12%.coinledger.v1.RegisterCreatorRequest\x1a&.coinledger.v1.RegisterCreatorResponse\x12]\n" +
+	"\x0eAddLiveSession\x12$.coinledger.v1.AddLiveSessionRequest\x1a%.coinledger.v1.AddLiveSessionResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
 
 var (
 	file_coinledger_v1_catalog_proto_rawDescOnce sync.Once
@@ -529,7 +652,7 @@ func file_coinledger_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_coinledger_v1_catalog_proto_rawDescData
 }
 
-var file_coinledger_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_coinledger_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_coinledger_v1_catalog_proto_goTypes = []any{
 	(*AddCoinPackRequest)(nil),      // 0: coinledger.v1.AddCoinPackRequest
 	(*AddCoinPackResponse)(nil),     // 1: coinledger.v1.AddCoinPackResponse
@@ -539,32 +662,36 @@ var file_coinledger_v1_catalog_proto_goTypes = []any{
 	(*AddShareRuleResponse)(nil),    // 5: coinledger.v1.AddShareRuleResponse
 	(*RegisterCreatorRequest)(nil),  // 6: coinledger.v1.RegisterCreatorRequest
 	(*RegisterCreatorResponse)(nil), // 7: coinledger.v1.RegisterCreatorResponse
-	(Channel)(0),                    // 8: coinledger.v1.Channel
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(*Money)(nil),                   // 10: coinledger.v1.Money
-	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
+	(*AddLiveSessionRequest)(nil),   // 8: coinledger.v1.AddLiveSessionRequest
+	(*AddLiveSessionResponse)(nil),  // 9: coinledger.v1.AddLiveSessionResponse
+	(Channel)(0),                    // 10: coinledger.v1.Channel
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*Money)(nil),                   // 12: coinledger.v1.Money
+	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
 }
 var file_coinledger_v1_catalog_proto_depIdxs = []int32{
-	8,  // 0: coinledger.v1.AddCoinPackRequest.channel:type_name -> coinledger.v1.Channel
-	9,  // 1: coinledger.v1.AddCoinPackRequest.effective_at:type_name -> google.protobuf.Timestamp
-	10, // 2: coinledger.v1.AddCoinPackRequest.prices:type_name -> coinledger.v1.Money
-	9,  // 3: coinledger.v1.AddCoinPackResponse.effective_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: coinledger.v1.AddGiftRequest.effective_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: coinledger.v1.AddGiftResponse.effective_at:type_name -> google.protobuf.Timestamp
-	9,  // 6: coinledger.v1.AddShareRuleRequest.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 7: coinledger.v1.AddShareRuleRequest.holding_period:type_name -> google.protobuf.Duration
-	10, // 8: coinledger.v1.AddShareRuleRequest.diamond_value:type_name -> coinledger.v1.Money
-	9,  // 9: coinledger.v1.AddShareRuleResponse.effective_at:type_name -> google.protobuf.Timestamp
+	10, // 0: coinledger.v1.AddCoinPackRequest.channel:type_name -> coinledger.v1.Channel
+	11, // 1: coinledger.v1.AddCoinPackRequest.effective_at:type_name -> google.protobuf.Timestamp
+	12, // 2: coinledger.v1.AddCoinPackRequest.prices:type_name -> coinledger.v1.Money
+	11, // 3: coinledger.v1.AddCoinPackResponse.effective_at:type_name -> google.protobuf.Timestamp
+	11, // 4: coinledger.v1.AddGiftRequest.effective_at:type_name -> google.protobuf.Timestamp
+	11, // 5: coinledger.v1.AddGiftResponse.effective_at:type_name -> google.protobuf.Timestamp
+	11, // 6: coinledger.v1.AddShareRuleRequest.effective_at:type_name -> google.protobuf.Timestamp
+	13, // 7: coinledger.v1.AddShareRuleRequest.holding_period:type_name -> google.protobuf.Duration
+	12, // 8: coinledger.v1.AddShareRuleRequest.diamond_value:type_name -> coinledger.v1.Money
+	11, // 9: coinledger.v1.AddShareRuleResponse.effective_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: coinledger.v1.CatalogService.AddCoinPack:input_type -> coinledger.v1.AddCoinPackRequest
 	2,  // 11: coinledger.v1.CatalogService.AddGift:input_type -> coinledger.v1.AddGiftRequest
 	4,  // 12: coinledger.v1.CatalogService.AddShareRule:input_type -> coinledger.v1.AddShareRuleRequest
 	6,  // 13: coinledger.v1.CatalogService.RegisterCreator:input_type -> coinledger.v1.RegisterCreatorRequest
-	1,  // 14: coinledger.v1.CatalogService.AddCoinPack:output_type -> coinledger.v1.AddCoinPackResponse
-	3,  // 15: coinledger.v1.CatalogService.AddGift:output_type -> coinledger.v1.AddGiftResponse
-	5,  // 16: coinledger.v1.CatalogService.AddShareRule:output_type -> coinledger.v1.AddShareRuleResponse
-	7,  // 17: coinledger.v1.CatalogService.RegisterCreator:output_type -> coinledger.v1.RegisterCreatorResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
+	8,  // 14: coinledger.v1.CatalogService.AddLiveSession:input_type -> coinledger.v1.AddLiveSessionRequest
+	1,  // 15: coinledger.v1.CatalogService.AddCoinPack:output_type -> coinledger.v1.AddCoinPackResponse
+	3,  // 16: coinledger.v1.CatalogService.AddGift:output_type -> coinledger.v1.AddGiftResponse
+	5,  // 17: coinledger.v1.CatalogService.AddShareRule:output_type -> coinledger.v1.AddShareRuleResponse
+	7,  // 18: coinledger.v1.CatalogService.RegisterCreator:output_type -> coinledger.v1.RegisterCreatorResponse
+	9,  // 19: coinledger.v1.CatalogService.AddLiveSession:output_type -> coinledger.v1.AddLiveSessionResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -582,7 +709,7 @@ func file_coinledger_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coinledger_v1_catalog_proto_rawDesc), len(file_coinledger_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

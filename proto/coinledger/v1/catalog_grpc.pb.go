@@ -23,6 +23,7 @@ const (
 	CatalogService_AddGift_FullMethodName         = "/coinledger.v1.CatalogService/AddGift"
 	CatalogService_AddShareRule_FullMethodName    = "/coinledger.v1.CatalogService/AddShareRule"
 	CatalogService_RegisterCreator_FullMethodName = "/coinledger.v1.CatalogService/RegisterCreator"
+	CatalogService_AddLiveSession_FullMethodName  = "/coinledger.v1.CatalogService/AddLiveSession"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -38,6 +39,9 @@ type CatalogServiceClient interface {
 	AddShareRule(ctx context.Context, in *AddShareRuleRequest, opts ...grpc.CallOption) (*AddShareRuleResponse, error)
 	// RegisterCreator lets a creator receive gifts.
 	RegisterCreator(ctx context.Context, in *RegisterCreatorRequest, opts ...grpc.CallOption) (*RegisterCreatorResponse, error)
+	// AddLiveSession fixes a live-shopping session's terms; adding the same
+	// terms again is a no-op, other terms for the same id are refused.
+	AddLiveSession(ctx context.Context, in *AddLiveSessionRequest, opts ...grpc.CallOption) (*AddLiveSessionResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -88,6 +92,16 @@ func (c *catalogServiceClient) RegisterCreator(ctx context.Context, in *Register
 	return out, nil
 }
 
+func (c *catalogServiceClient) AddLiveSession(ctx context.Context, in *AddLiveSessionRequest, opts ...grpc.CallOption) (*AddLiveSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddLiveSessionResponse)
+	err := c.cc.Invoke(ctx, CatalogService_AddLiveSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -101,6 +115,9 @@ type CatalogServiceServer interface {
 	AddShareRule(context.Context, *AddShareRuleRequest) (*AddShareRuleResponse, error)
 	// RegisterCreator lets a creator receive gifts.
 	RegisterCreator(context.Context, *RegisterCreatorRequest) (*RegisterCreatorResponse, error)
+	// AddLiveSession fixes a live-shopping session's terms; adding the same
+	// terms again is a no-op, other terms for the same id are refused.
+	AddLiveSession(context.Context, *AddLiveSessionRequest) (*AddLiveSessionResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -122,6 +139,9 @@ func (UnimplementedCatalogServiceServer) AddShareRule(context.Context, *AddShare
 }
 func (UnimplementedCatalogServiceServer) RegisterCreator(context.Context, *RegisterCreatorRequest) (*RegisterCreatorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterCreator not implemented")
+}
+func (UnimplementedCatalogServiceServer) AddLiveSession(context.Context, *AddLiveSessionRequest) (*AddLiveSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddLiveSession not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -216,6 +236,24 @@ func _CatalogService_RegisterCreator_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_AddLiveSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddLiveSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).AddLiveSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_AddLiveSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).AddLiveSession(ctx, req.(*AddLiveSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +276,10 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterCreator",
 			Handler:    _CatalogService_RegisterCreator_Handler,
+		},
+		{
+			MethodName: "AddLiveSession",
+			Handler:    _CatalogService_AddLiveSession_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

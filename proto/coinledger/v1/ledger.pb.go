@@ -621,6 +621,181 @@ func (x *GetTransactionResponse) GetTransaction() *Transaction {
 	return nil
 }
 
+type VerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+}
+
+type Violation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e.g. "trial-balance", "stored-balance".
+	Check string `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	// An asset, transaction id or account name.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Violation) Reset() {
+	*x = Violation{}
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Violation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Violation) ProtoMessage() {}
+
+func (x *Violation) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Violation.ProtoReflect.Descriptor instead.
+func (*Violation) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Violation) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *Violation) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Violation) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type VerifyResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Assets       int32                  `protobuf:"varint,1,opt,name=assets,proto3" json:"assets,omitempty"`
+	Accounts     int32                  `protobuf:"varint,2,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	Transactions int64                  `protobuf:"varint,3,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	Entries      int64                  `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`
+	// Empty when the ledger is clean.
+	Violations    []*Violation `protobuf:"bytes,5,rep,name=violations,proto3" json:"violations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VerifyResponse) GetAssets() int32 {
+	if x != nil {
+		return x.Assets
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetAccounts() int32 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetViolations() []*Violation {
+	if x != nil {
+		return x.Violations
+	}
+	return nil
+}
+
 var File_coinledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_ledger_proto_rawDesc = "" +
@@ -668,13 +843,27 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"V\n" +
 	"\x16GetTransactionResponse\x12<\n" +
-	"\vtransaction\x18\x01 \x01(\v2\x1a.coinledger.v1.TransactionR\vtransaction2\xf0\x02\n" +
+	"\vtransaction\x18\x01 \x01(\v2\x1a.coinledger.v1.TransactionR\vtransaction\"\x0f\n" +
+	"\rVerifyRequest\"S\n" +
+	"\tViolation\x12\x14\n" +
+	"\x05check\x18\x01 \x01(\tR\x05check\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xbc\x01\n" +
+	"\x0eVerifyResponse\x12\x16\n" +
+	"\x06assets\x18\x01 \x01(\x05R\x06assets\x12\x1a\n" +
+	"\baccounts\x18\x02 \x01(\x05R\baccounts\x12\"\n" +
+	"\ftransactions\x18\x03 \x01(\x03R\ftransactions\x12\x18\n" +
+	"\aentries\x18\x04 \x01(\x03R\aentries\x128\n" +
+	"\n" +
+	"violations\x18\x05 \x03(\v2\x18.coinledger.v1.ViolationR\n" +
+	"violations2\xb7\x03\n" +
 	"\rLedgerService\x12W\n" +
 	"\fListAccounts\x12\".coinledger.v1.ListAccountsRequest\x1a#.coinledger.v1.ListAccountsResponse\x12Q\n" +
 	"\n" +
 	"GetBalance\x12 .coinledger.v1.GetBalanceRequest\x1a!.coinledger.v1.GetBalanceResponse\x12T\n" +
 	"\vListEntries\x12!.coinledger.v1.ListEntriesRequest\x1a\".coinledger.v1.ListEntriesResponse\x12]\n" +
-	"\x0eGetTransaction\x12$.coinledger.v1.GetTransactionRequest\x1a%.coinledger.v1.GetTransactionResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
+	"\x0eGetTransaction\x12$.coinledger.v1.GetTransactionRequest\x1a%.coinledger.v1.GetTransactionResponse\x12E\n" +
+	"\x06Verify\x12\x1c.coinledger.v1.VerifyRequest\x1a\x1d.coinledger.v1.VerifyResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
 
 var (
 	file_coinledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -688,7 +877,7 @@ func file_coinledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_coinledger_v1_ledger_proto_rawDescData
 }
 
-var file_coinledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_coinledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_coinledger_v1_ledger_proto_goTypes = []any{
 	(*Account)(nil),                // 0: coinledger.v1.Account
 	(*ListAccountsRequest)(nil),    // 1: coinledger.v1.ListAccountsRequest
@@ -700,35 +889,41 @@ var file_coinledger_v1_ledger_proto_goTypes = []any{
 	(*ListEntriesResponse)(nil),    // 7: coinledger.v1.ListEntriesResponse
 	(*GetTransactionRequest)(nil),  // 8: coinledger.v1.GetTransactionRequest
 	(*GetTransactionResponse)(nil), // 9: coinledger.v1.GetTransactionResponse
-	(Side)(0),                      // 10: coinledger.v1.Side
-	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
-	(*Money)(nil),                  // 12: coinledger.v1.Money
-	(*Transaction)(nil),            // 13: coinledger.v1.Transaction
+	(*VerifyRequest)(nil),          // 10: coinledger.v1.VerifyRequest
+	(*Violation)(nil),              // 11: coinledger.v1.Violation
+	(*VerifyResponse)(nil),         // 12: coinledger.v1.VerifyResponse
+	(Side)(0),                      // 13: coinledger.v1.Side
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*Money)(nil),                  // 15: coinledger.v1.Money
+	(*Transaction)(nil),            // 16: coinledger.v1.Transaction
 }
 var file_coinledger_v1_ledger_proto_depIdxs = []int32{
-	10, // 0: coinledger.v1.Account.normal_side:type_name -> coinledger.v1.Side
+	13, // 0: coinledger.v1.Account.normal_side:type_name -> coinledger.v1.Side
 	0,  // 1: coinledger.v1.ListAccountsResponse.accounts:type_name -> coinledger.v1.Account
-	11, // 2: coinledger.v1.GetBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	12, // 3: coinledger.v1.GetBalanceResponse.balance:type_name -> coinledger.v1.Money
-	10, // 4: coinledger.v1.Entry.side:type_name -> coinledger.v1.Side
-	12, // 5: coinledger.v1.Entry.amount:type_name -> coinledger.v1.Money
-	11, // 6: coinledger.v1.Entry.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 7: coinledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
+	14, // 2: coinledger.v1.GetBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	15, // 3: coinledger.v1.GetBalanceResponse.balance:type_name -> coinledger.v1.Money
+	13, // 4: coinledger.v1.Entry.side:type_name -> coinledger.v1.Side
+	15, // 5: coinledger.v1.Entry.amount:type_name -> coinledger.v1.Money
+	14, // 6: coinledger.v1.Entry.effective_at:type_name -> google.protobuf.Timestamp
+	14, // 7: coinledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: coinledger.v1.ListEntriesResponse.entries:type_name -> coinledger.v1.Entry
-	13, // 9: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
-	1,  // 10: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
-	3,  // 11: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
-	6,  // 12: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
-	8,  // 13: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
-	2,  // 14: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
-	4,  // 15: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
-	7,  // 16: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
-	9,  // 17: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 9: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
+	11, // 10: coinledger.v1.VerifyResponse.violations:type_name -> coinledger.v1.Violation
+	1,  // 11: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
+	3,  // 12: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
+	6,  // 13: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
+	8,  // 14: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
+	10, // 15: coinledger.v1.LedgerService.Verify:input_type -> coinledger.v1.VerifyRequest
+	2,  // 16: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
+	4,  // 17: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
+	7,  // 18: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
+	9,  // 19: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
+	12, // 20: coinledger.v1.LedgerService.Verify:output_type -> coinledger.v1.VerifyResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_ledger_proto_init() }
@@ -743,7 +938,7 @@ func file_coinledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coinledger_v1_ledger_proto_rawDesc), len(file_coinledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
