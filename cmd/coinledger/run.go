@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/coinledger/coinledger/internal/pgembed"
 	"github.com/coinledger/coinledger/ledger"
@@ -25,6 +26,9 @@ Commands:
             (migrates only the private PostgreSQL, never a --database-url)
   demo      run a scripted set of transactions and print balances and verify
   serve     run the gRPC server (coinledger serve --help for its flags)
+  bench     load a server over gRPC and check the ledger afterwards; with no
+            --addr it starts a private PostgreSQL and a server itself
+            (coinledger bench --help for its flags)
 
 Common flags (every command):
   --database-url URL   PostgreSQL or CockroachDB URL (env DATABASE_URL); when
@@ -43,8 +47,9 @@ const (
 
 type common struct {
 	databaseURL string
-	dataDir     string
+	dataDir     string // empty: a temporary one, removed afterwards
 	log         *slog.Logger
+	stderr      io.Writer // progress
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -62,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	commands["serve"] = func(ctx context.Context, c *common, _ []string, out io.Writer) (int, error) {
 		return cmdServe(ctx, c, &serve, out)
 	}
+	var bench benchOptions
+	commands["bench"] = func(ctx context.Context, c *common, args []string, out io.Writer) (int, error) {
+		return cmdBench(ctx, c, &bench, args, out)
+	}
 	f, ok := commands[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "coinledger: unknown command %q\n\n", cmd)
@@ -70,13 +79,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("coinledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := &common{}
+	c := &common{stderr: stderr}
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL or CockroachDB URL; empty starts a private PostgreSQL")
-	fs.StringVar(&c.dataDir, "data-dir", pgembed.DefaultDataDir(), "data directory of the private PostgreSQL")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	if cmd == "serve" {
+	switch cmd {
+	case "serve":
 		serve.register(fs)
+	case "bench":
+		bench.register(fs)
 	}
+	dataDir := pgembed.DefaultDataDir()
+	if cmd == "bench" {
+		dataDir = "" // a fresh one per run, so that a figure does not depend on earlier runs
+	}
+	fs.StringVar(&c.dataDir, "data-dir", dataDir, "data directory of the private PostgreSQL")
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
@@ -103,21 +119,31 @@ func (c *common) database(ctx context.Context, migrate bool) (url string, stop f
 	stop = func() {}
 	url = c.databaseURL
 	if url == "" {
-		srv, err := pgembed.Start(ctx, pgembed.Config{DataDir: c.dataDir, Logger: c.log})
+		dir, removeDir := c.dataDir, func() {}
+		if dir == "" {
+			tmp, err := pgembed.MkdirTemp("coinledger-")
+			if err != nil {
+				return "", stop, err
+			}
+			dir, removeDir = filepath.Join(tmp, "data"), func() { os.RemoveAll(tmp) }
+		}
+		srv, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: c.log})
 		if err != nil {
+			removeDir()
 			return "", stop, err
 		}
 		stop = func() {
 			if err := srv.Stop(); err != nil {
 				c.log.Error("stopping embedded PostgreSQL", "err", err)
 			}
+			removeDir()
 		}
 		if err := srv.CreateDatabase(ctx, "coinledger"); err != nil {
 			stop()
 			return "", func() {}, err
 		}
 		url = srv.URL("coinledger")
-		c.log.Info("embedded PostgreSQL running", "data_dir", c.dataDir)
+		c.log.Info("embedded PostgreSQL running", "data_dir", dir)
 		migrate = true
 	}
 	if !migrate {

@@ -44,17 +44,11 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if err != nil {
 		return exitError, err
 	}
-	svc, db, closeAll, err := c.open(ctx, true)
+	srv, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
-	cat := economy.NewCatalog(db, nil).WithLead(economy.DefaultLead)
-	eco := economy.New(svc, cat, nil)
-	if err := eco.Bootstrap(ctx); err != nil {
-		return exitError, err
-	}
-	srv := api.New(svc, eco, cat, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return exitError, err
@@ -92,6 +86,22 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	}
 	fmt.Fprintln(stdout, "coinledger: stopped")
 	return exitOK, nil
+}
+
+// apiServer opens the ledger, bootstraps the economy and builds the gRPC
+// server on it; closeAll stops the lanes, the pool and any private database.
+func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, func(), error) {
+	svc, db, closeAll, err := c.open(ctx, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	cat := economy.NewCatalog(db, nil).WithLead(economy.DefaultLead)
+	eco := economy.New(svc, cat, nil)
+	if err := eco.Bootstrap(ctx); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return api.New(svc, eco, cat, cfg), closeAll, nil
 }
 
 func envOr(name, def string) string {

@@ -1,0 +1,388 @@
+// Package loadgen drives a coinledger server over gRPC with a closed-loop
+// workload, measures throughput and latency, and afterwards checks that the
+// ledger verifies clean and holds every request it acknowledged.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+// Workloads.
+const (
+	TransferSpread = "transfer-spread" // transfers between random pairs of many accounts
+	TransferHot    = "transfer-hot"    // transfers from many accounts into one
+	GiftHot        = "gift-hot"        // many viewers gift one creator
+	Mixed          = "mixed"           // purchases, gifts, refunds and reads
+)
+
+// Workloads lists them in the order help shows them.
+var Workloads = []string{TransferSpread, TransferHot, GiftHot, Mixed}
+
+// Config says what to run. The caller's token needs the scopes iap, gifting,
+// creator-portal, finance, admin and treasury.
+type Config struct {
+	Conn        grpc.ClientConnInterface
+	Workload    string
+	Concurrency int
+	Requests    int           // stop after this many requests; 0: run for Duration
+	Duration    time.Duration // used when Requests is 0
+	Viewers     int           // gift-hot and mixed; 0 means 1,000
+	Accounts    int           // transfers; 0 means 1,000
+	// RunID prefixes every name and key the run creates, so that runs
+	// against one server never collide; empty: derived from the clock.
+	RunID    string
+	Progress io.Writer // progress lines while it runs; nil: none
+	Timeout  time.Duration
+}
+
+// Report is what a run measured and found.
+type Report struct {
+	Workload    string
+	Concurrency int
+	Elapsed     time.Duration
+	OK          int                // requests answered OK
+	Refused     map[codes.Code]int // refusals the workload expects (mixed: spent wallets)
+	Failed      map[codes.Code]int // anything else
+	FirstError  error
+	P50, P99    time.Duration // of the requests answered OK
+	Max         time.Duration
+	Acked       int // writes acknowledged
+	Missing     int // acknowledged writes the ledger does not hold
+	Verify      *pb.VerifyResponse
+}
+
+// Throughput is requests answered OK per second.
+func (r *Report) Throughput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Elapsed.Seconds()
+}
+
+// Clean reports whether nothing failed, nothing acknowledged is missing and
+// the ledger verified clean.
+func (r *Report) Clean() bool {
+	return len(r.Failed) == 0 && r.Missing == 0 && r.Verify != nil && len(r.Verify.Violations) == 0
+}
+
+// WriteTo prints the report for people.
+func (r *Report) WriteTo(w io.Writer) (int64, error) {
+	var b []byte
+	b = fmt.Appendf(b, "workload     %s, %d concurrent callers\n", r.Workload, r.Concurrency)
+	b = fmt.Appendf(b, "requests     %d ok in %.1fs: %.0f/s\n", r.OK, r.Elapsed.Seconds(), r.Throughput())
+	b = fmt.Appendf(b, "latency      p50 %s  p99 %s  max %s\n", ms(r.P50), ms(r.P99), ms(r.Max))
+	if len(r.Refused) > 0 {
+		b = fmt.Appendf(b, "refused      %s (expected by the workload)\n", codeCounts(r.Refused))
+	}
+	if len(r.Failed) > 0 {
+		b = fmt.Appendf(b, "FAILED       %s; first: %v\n", codeCounts(r.Failed), r.FirstError)
+	}
+	b = fmt.Appendf(b, "acknowledged %d writes, %d missing from the ledger\n", r.Acked, r.Missing)
+	if v := r.Verify; v != nil {
+		b = fmt.Appendf(b, "verify       %d transactions, %d entries, %d accounts: %d violations\n", v.Transactions, v.Entries, v.Accounts, len(v.Violations))
+		for _, x := range v.Violations {
+			b = fmt.Appendf(b, "  %s %s: %s\n", x.Check, x.Subject, x.Detail)
+		}
+	}
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + "ms" }
+
+func codeCounts(m map[codes.Code]int) string {
+	var keys []codes.Code
+	for c := range m {
+		keys = append(keys, c)
+	}
+	slices.Sort(keys)
+	s := ""
+	for i, c := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%d %s", m[c], c)
+	}
+	return s
+}
+
+// ack is a write the server acknowledged.
+type ack struct{ id, key string }
+
+// workload sets up its accounts and reference data, then issues one request
+// per call. A write returns what the server acknowledged; a read returns a
+// zero ack. expected reports whether a refusal is one the workload may meet.
+type workload interface {
+	setup(ctx context.Context, g *gen) error
+	do(ctx context.Context, w *worker) (ack, error)
+	expected(codes.Code) bool
+}
+
+// gen holds what every workload shares.
+type gen struct {
+	cfg Config
+	run string
+	rpc clients
+}
+
+type clients struct {
+	purchases pb.PurchaseServiceClient
+	gifts     pb.GiftServiceClient
+	earnings  pb.EarningsServiceClient
+	ledger    pb.LedgerServiceClient
+	catalog   pb.CatalogServiceClient
+	treasury  pb.TreasuryServiceClient
+}
+
+// worker is one closed-loop caller.
+type worker struct {
+	gen  *gen
+	id   int
+	rng  *rand.Rand
+	seq  int
+	acks []ack
+	lat  []time.Duration
+	// mixed: purchases this worker made and has not refunded yet
+	bought []string
+}
+
+// key returns a fresh idempotency key for this worker.
+func (w *worker) key(g *gen, what string) string {
+	w.seq++
+	return fmt.Sprintf("%s-%s-w%d-%d", g.run, what, w.id, w.seq)
+}
+
+// Run sets the workload up, runs it and checks the ledger.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Concurrency < 1 {
+		return nil, errors.New("concurrency must be at least 1")
+	}
+	if cfg.Requests < 0 || (cfg.Requests == 0 && cfg.Duration <= 0) {
+		return nil, errors.New("give a positive request count or duration")
+	}
+	if cfg.Viewers == 0 {
+		cfg.Viewers = 1000
+	}
+	if cfg.Accounts == 0 {
+		cfg.Accounts = 1000
+	}
+	if cfg.Viewers < 1 || cfg.Accounts < 2 {
+		return nil, errors.New("viewers must be at least 1 and accounts at least 2")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = "bench-" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	}
+	var wl workload
+	switch cfg.Workload {
+	case TransferSpread:
+		wl = &transfers{}
+	case TransferHot:
+		wl = &transfers{hot: true}
+	case GiftHot:
+		wl = &gifting{}
+	case Mixed:
+		wl = &gifting{mixed: true}
+	default:
+		return nil, fmt.Errorf("unknown workload %q (want one of %v)", cfg.Workload, Workloads)
+	}
+	g := &gen{cfg: cfg, run: cfg.RunID, rpc: clients{
+		purchases: pb.NewPurchaseServiceClient(cfg.Conn),
+		gifts:     pb.NewGiftServiceClient(cfg.Conn),
+		earnings:  pb.NewEarningsServiceClient(cfg.Conn),
+		ledger:    pb.NewLedgerServiceClient(cfg.Conn),
+		catalog:   pb.NewCatalogServiceClient(cfg.Conn),
+		treasury:  pb.NewTreasuryServiceClient(cfg.Conn),
+	}}
+	fmt.Fprintf(cfg.Progress, "%s: setting up (run %s)\n", cfg.Workload, g.run)
+	if err := wl.setup(ctx, g); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	rep := g.load(ctx, wl)
+	if ctx.Err() != nil {
+		return &rep.Report, ctx.Err()
+	}
+	var acks []ack
+	for _, w := range rep.workers {
+		acks = append(acks, w.acks...)
+	}
+	rep.Acked = len(acks)
+	missing, err := g.checkAcks(ctx, acks)
+	if err != nil {
+		return &rep.Report, fmt.Errorf("checking acknowledged writes: %w", err)
+	}
+	rep.Missing = missing
+	fmt.Fprintf(cfg.Progress, "%s: verifying the ledger\n", cfg.Workload)
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if rep.Verify, err = g.rpc.ledger.Verify(vctx, &pb.VerifyRequest{}); err != nil {
+		return &rep.Report, fmt.Errorf("verify: %w", err)
+	}
+	return &rep.Report, nil
+}
+
+type loadResult struct {
+	Report
+	workers []*worker
+}
+
+// load runs the closed loop: each caller sends its next request as soon as
+// the previous one is answered.
+func (g *gen) load(ctx context.Context, wl workload) *loadResult {
+	cfg := g.cfg
+	res := &loadResult{Report: Report{Workload: cfg.Workload, Concurrency: cfg.Concurrency,
+		Refused: map[codes.Code]int{}, Failed: map[codes.Code]int{}}}
+	var (
+		next, ok atomic.Int64
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	stop := make(chan struct{})
+	go g.progress(stop, start, &ok)
+	for id := range cfg.Concurrency {
+		w := &worker{gen: g, id: id, rng: rand.New(rand.NewPCG(uint64(id), uint64(start.UnixNano())))}
+		res.workers = append(res.workers, w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if cfg.Requests > 0 {
+					if next.Add(1) > int64(cfg.Requests) {
+						return
+					}
+				} else if time.Now().After(deadline) {
+					return
+				}
+				rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+				t0 := time.Now()
+				a, err := wl.do(rctx, w)
+				lat := time.Since(t0)
+				cancel()
+				if err == nil {
+					ok.Add(1)
+					w.lat = append(w.lat, lat)
+					if a.id != "" {
+						w.acks = append(w.acks, a)
+					}
+					continue
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				code := status.Code(err)
+				mu.Lock()
+				if wl.expected(code) {
+					res.Refused[code]++
+				} else {
+					res.Failed[code]++
+					if res.FirstError == nil {
+						res.FirstError = err
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	close(stop)
+	var lat []time.Duration
+	for _, w := range res.workers {
+		lat = append(lat, w.lat...)
+	}
+	res.OK = len(lat)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[(len(lat)*99)/100], lat[len(lat)-1]
+	}
+	return res
+}
+
+func (g *gen) progress(stop <-chan struct{}, start time.Time, ok *atomic.Int64) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			el := now.Sub(start).Seconds()
+			n := ok.Load()
+			line := fmt.Sprintf("%s: %5.1fs %8d ok %7.0f/s", g.cfg.Workload, el, n, float64(n)/el)
+			if g.cfg.Requests > 0 {
+				line += fmt.Sprintf("  (%d%% of %d)", int(100*n)/g.cfg.Requests, g.cfg.Requests)
+			}
+			fmt.Fprintln(g.cfg.Progress, line)
+		}
+	}
+}
+
+// checkAcks looks every acknowledged write up by its id and counts those the
+// ledger does not hold under the key it was acknowledged with.
+func (g *gen) checkAcks(ctx context.Context, acks []ack) (int, error) {
+	var missing, done atomic.Int64
+	err := fanout(ctx, len(acks), g.cfg.Concurrency, func(ctx context.Context, i int) error {
+		a := acks[i]
+		r, err := g.rpc.ledger.GetTransaction(ctx, &pb.GetTransactionRequest{Id: a.id})
+		switch {
+		case status.Code(err) == codes.NotFound || (err == nil && r.Transaction.IdempotencyKey != a.key):
+			missing.Add(1)
+		case err != nil:
+			return err
+		}
+		if n := done.Add(1); n%20000 == 0 {
+			fmt.Fprintf(g.cfg.Progress, "%s: checked %d of %d acknowledged writes\n", g.cfg.Workload, n, len(acks))
+		}
+		return nil
+	})
+	return int(missing.Load()), err
+}
+
+// fanout calls f for 0..n-1 with at most width calls at once and returns the
+// first error, after which it starts no more calls.
+func fanout(ctx context.Context, n, width int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(width, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
