@@ -59,11 +59,25 @@ type Report struct {
 	Refused     map[codes.Code]int // refusals the workload expects (mixed: spent wallets)
 	Failed      map[codes.Code]int // anything else
 	FirstError  error
-	P50, P99    time.Duration // of the requests answered OK
-	Max         time.Duration
-	Acked       int // writes acknowledged
-	Missing     int // acknowledged writes the ledger does not hold
+	Latency                        // of the requests answered OK
+	ByOp        map[string]Latency // per kind of request, when the workload mixes them
+	Acked       int                // writes acknowledged
+	Missing     int                // acknowledged writes the ledger does not hold
 	Verify      *pb.VerifyResponse
+}
+
+// Latency summarizes the latencies of requests answered OK.
+type Latency struct {
+	N             int
+	P50, P99, Max time.Duration
+}
+
+func latencyOf(lat []time.Duration) Latency {
+	if len(lat) == 0 {
+		return Latency{}
+	}
+	slices.Sort(lat)
+	return Latency{N: len(lat), P50: lat[len(lat)/2], P99: lat[(len(lat)*99)/100], Max: lat[len(lat)-1]}
 }
 
 // Throughput is requests answered OK per second.
@@ -86,6 +100,17 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	b = fmt.Appendf(b, "workload     %s, %d concurrent callers\n", r.Workload, r.Concurrency)
 	b = fmt.Appendf(b, "requests     %d ok in %.1fs: %.0f/s\n", r.OK, r.Elapsed.Seconds(), r.Throughput())
 	b = fmt.Appendf(b, "latency      p50 %s  p99 %s  max %s\n", ms(r.P50), ms(r.P99), ms(r.Max))
+	if len(r.ByOp) > 1 {
+		var ops []string
+		for op := range r.ByOp {
+			ops = append(ops, op)
+		}
+		slices.Sort(ops)
+		for _, op := range ops {
+			l := r.ByOp[op]
+			b = fmt.Appendf(b, "  %-10s %7d ok  p50 %s  p99 %s  max %s\n", op, l.N, ms(l.P50), ms(l.P99), ms(l.Max))
+		}
+	}
 	if len(r.Refused) > 0 {
 		b = fmt.Appendf(b, "refused      %s (expected by the workload)\n", codeCounts(r.Refused))
 	}
@@ -156,7 +181,8 @@ type worker struct {
 	rng  *rand.Rand
 	seq  int
 	acks []ack
-	lat  []time.Duration
+	op   string // what the last request was
+	lat  map[string][]time.Duration
 	// mixed: purchases this worker made and has not refunded yet
 	bought []string
 }
@@ -262,7 +288,7 @@ func (g *gen) load(ctx context.Context, wl workload) *loadResult {
 	stop := make(chan struct{})
 	go g.progress(stop, start, &ok)
 	for id := range cfg.Concurrency {
-		w := &worker{gen: g, id: id, rng: rand.New(rand.NewPCG(uint64(id), uint64(start.UnixNano())))}
+		w := &worker{gen: g, id: id, lat: map[string][]time.Duration{}, rng: rand.New(rand.NewPCG(uint64(id), uint64(start.UnixNano())))}
 		res.workers = append(res.workers, w)
 		wg.Add(1)
 		go func() {
@@ -282,7 +308,7 @@ func (g *gen) load(ctx context.Context, wl workload) *loadResult {
 				cancel()
 				if err == nil {
 					ok.Add(1)
-					w.lat = append(w.lat, lat)
+					w.lat[w.op] = append(w.lat[w.op], lat)
 					if a.id != "" {
 						w.acks = append(w.acks, a)
 					}
@@ -308,14 +334,18 @@ func (g *gen) load(ctx context.Context, wl workload) *loadResult {
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	close(stop)
-	var lat []time.Duration
+	var all []time.Duration
+	byOp := map[string][]time.Duration{}
 	for _, w := range res.workers {
-		lat = append(lat, w.lat...)
+		for op, lat := range w.lat {
+			all = append(all, lat...)
+			byOp[op] = append(byOp[op], lat...)
+		}
 	}
-	res.OK = len(lat)
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[(len(lat)*99)/100], lat[len(lat)-1]
+	res.Latency, res.OK = latencyOf(all), len(all)
+	res.ByOp = map[string]Latency{}
+	for op, lat := range byOp {
+		res.ByOp[op] = latencyOf(lat)
 	}
 	return res
 }

@@ -64,6 +64,7 @@ func (t *transfers) do(ctx context.Context, w *worker) (ack, error) {
 		to = t.accounts[j]
 	}
 	g := w.gen
+	w.op = "transfer"
 	key := w.key(g, "t")
 	r, err := g.rpc.treasury.Transfer(ctx, &pb.TransferRequest{IdempotencyKey: key, From: t.accounts[from], To: to,
 		Amount: usd(fmt.Sprintf("0.%02d", 1+w.rng.IntN(99)))})
@@ -152,6 +153,7 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 	var tx *pb.Transaction
 	switch {
 	case roll < 10:
+		w.op = "purchase"
 		storeID := w.key(g, "buy")
 		r, err := s.buy(ctx, g, viewer, storeID)
 		if err != nil {
@@ -160,6 +162,7 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 		w.bought = append(w.bought, storeID)
 		tx = r.Transaction
 	case roll < 13 && len(w.bought) > 0:
+		w.op = "refund"
 		storeID := w.bought[len(w.bought)-1]
 		w.bought = w.bought[:len(w.bought)-1]
 		r, err := g.rpc.purchases.Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_WEB, StoreTransactionId: storeID,
@@ -169,6 +172,7 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 		}
 		tx = r.Transaction
 	case roll < 70:
+		w.op = "gift"
 		r, err := g.rpc.gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: w.key(g, "g"), Viewer: viewer,
 			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt})
 		if err != nil {
@@ -176,9 +180,11 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 		}
 		tx = r.Transaction
 	case roll < 85:
+		w.op = "wallet"
 		_, err := g.rpc.gifts.GetWallet(ctx, &pb.GetWalletRequest{User: viewer})
 		return ack{}, err
 	default:
+		w.op = "earnings"
 		_, err := g.rpc.earnings.GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: s.creator})
 		return ack{}, err
 	}

@@ -28,8 +28,10 @@ FOR UPDATE OF b`
 	// Every statement of the write path looks rows up by key. On a small or
 	// freshly vacuumed table PostgreSQL's estimates for unnest() make a hash
 	// join over a sequential scan look cheaper, which then scans the whole
-	// table once per batch; this tells it to use the keys.
-	keyedLookups    = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)`
+	// table once per batch; this tells it to use the keys. JIT is off too:
+	// a plan costed past jit_above_cost (any forced scan is) would compile
+	// for tens of milliseconds while the batch holds its locks.
+	keyedLookups    = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
 	selectStatuses  = `SELECT id, status FROM accounts WHERE id = ANY($1::uuid[])`
 	selectCommitted = `SELECT idempotency_key, id, fingerprint FROM transactions WHERE idempotency_key = ANY($1::text[])`
 	selectReversed  = `SELECT reverses FROM transactions WHERE reverses = ANY($1::uuid[])`
@@ -43,8 +45,9 @@ FOR UPDATE`
 	// a reversed transaction opened (so that Decide can refuse to reverse it).
 	lockLotsByID = `
 SELECT ` + lotColumns + `
-FROM lots WHERE id = ANY($1::uuid[]) OR id = ANY($2::uuid[])
-   OR id IN (SELECT lot_id FROM lot_reliefs WHERE tx_id = ANY($2::uuid[]))
+FROM lots WHERE id IN (
+  SELECT unnest($1::uuid[]) UNION SELECT unnest($2::uuid[])
+  UNION SELECT lot_id FROM lot_reliefs WHERE tx_id = ANY($2::uuid[]))
 ORDER BY account_id, opened_at, batch_seq, id
 FOR UPDATE`
 	selectTook = `SELECT tx_id, lot_id, units, value, refunded FROM lot_reliefs WHERE tx_id = ANY($1::uuid[])`

@@ -43,10 +43,14 @@ type Config struct {
 
 // DB is the ledger's store.
 type DB struct {
-	pool        *pgxpool.Pool
-	cockroach   bool
-	maxAttempts int
-	log         *slog.Logger
+	pool      *pgxpool.Pool
+	cockroach bool
+	// bytewiseNames: account names sort by their bytes (CockroachDB, or a
+	// PostgreSQL database created with the C collation), so a name prefix is
+	// a range of the name index.
+	bytewiseNames bool
+	maxAttempts   int
+	log           *slog.Logger
 }
 
 var _ ledger.Store = (*DB)(nil)
@@ -88,6 +92,15 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	db.cockroach = strings.Contains(version, "CockroachDB")
+	db.bytewiseNames = db.cockroach
+	if !db.cockroach {
+		var collate string
+		if err := pool.QueryRow(ctx, "SELECT datcollate FROM pg_database WHERE datname = current_database()").Scan(&collate); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		db.bytewiseNames = collate == "C" || collate == "POSIX"
+	}
 	return db, nil
 }
 
@@ -148,6 +161,7 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 			db.log.Warn("transaction retries exhausted", "attempts", attempt, "err", err)
 			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", attempt, err)}
 		}
+		db.log.Debug("transaction retry", "attempt", attempt, "sqlstate", sqlState(err))
 		sleep := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
 		select {
 		case <-ctx.Done():

@@ -484,3 +484,39 @@ func TestExpectations(t *testing.T) {
 		}
 	})
 }
+
+// Accounts by prefix, paged: exactly the names that start with the prefix,
+// in byte order, whichever query the database's collation allows.
+func TestAccountsByPrefix(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		for _, n := range []string{"p:a", "p:b:1", "p:b:2", "p:b", "p_x", "p", "p:B", "q:a", "o:z", "p:b:3:x", "p-x", "pz"} {
+			e.account(n, "USD", false, 1)
+		}
+		for _, c := range []struct{ prefix, want string }{
+			{"p:", "p:B p:a p:b p:b:1 p:b:2 p:b:3:x"},
+			{"p:b:", "p:b:1 p:b:2 p:b:3:x"},
+			{"p", "p p-x p:B p:a p:b p:b:1 p:b:2 p:b:3:x p_x pz"},
+			{"r", ""},
+		} {
+			var got []string
+			after := ""
+			for {
+				page, err := e.svc.Accounts(context.Background(), c.prefix, after, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range page {
+					got = append(got, a.Name)
+				}
+				if len(page) < 2 {
+					break
+				}
+				after = page[len(page)-1].Name
+			}
+			if strings.Join(got, " ") != c.want {
+				t.Errorf("prefix %q: %q, want %q", c.prefix, strings.Join(got, " "), c.want)
+			}
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/postgres"
 )
 
 // lotEnv: a coin wallet whose coins are bought in lots carrying deferred
@@ -318,4 +319,57 @@ func TestSpillUnderConcurrency(t *testing.T) {
 		t.Errorf("gift with nothing left: %v", err)
 	}
 	e.verifyClean()
+}
+
+// The write path's lot lookups run while a batch holds its balance locks, so
+// they must be keyed: no scan of a whole table, and no JIT compilation.
+// Regression: the lookup by id was an OR over a subquery, which PostgreSQL can
+// only answer by scanning every lot; forced off the scan, its cost passed
+// jit_above_cost and each refund batch compiled for ~100 ms under its locks.
+func TestLotLookupPlanIsKeyed(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	holder := e.account("plan:holder", "USD", false, 1)
+	conn := e.owner()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, postgres.KeyedLookups); err != nil {
+		t.Fatal(err)
+	}
+	// Enough lots that the planner's statistics are not empty.
+	if _, err := tx.Exec(ctx, `
+WITH t AS (
+  INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata)
+  SELECT gen_random_uuid(), 'plan-' || g, '\x00', 'plan', now(), now(), g, '{}' FROM generate_series(1, 5000) g
+  RETURNING id, batch_seq)
+INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
+SELECT id, $1, now(), batch_seq, 10, 10, $1, 'USD', 1, 1 FROM t`, holder.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `ANALYZE lots`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.LockLotsByID,
+		[]string{"00000000-0000-0000-0000-000000000001"}, []string{"00000000-0000-0000-0000-000000000002"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if strings.Contains(text, "Seq Scan on lots") || strings.Contains(text, "JIT") {
+		t.Errorf("the lot lookup by id scans or compiles:\n%s", text)
+	}
 }

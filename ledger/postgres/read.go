@@ -28,6 +28,10 @@ FROM accounts a JOIN balances b ON b.account_id = a.id
 WHERE left(a.name, length($1)) = $1`
 	selectAccounts = `SELECT ` + accountColumns + ` FROM accounts
 WHERE name > $2 AND left(name, length($1)) = $1 ORDER BY name LIMIT $3`
+	// The same as a range of the name index, where names sort bytewise: $4
+	// is the least string above every name starting with $1.
+	selectAccountsRange = `SELECT ` + accountColumns + ` FROM accounts
+WHERE name > $2 AND name >= $1 AND name < $4 AND left(name, length($1)) = $1 ORDER BY name LIMIT $3`
 	selectPostings = `
 SELECT a.name, e.account_id, e.asset, e.side, e.amount
 FROM entries e JOIN accounts a ON a.id = e.account_id
@@ -169,7 +173,13 @@ func (db *DB) LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, er
 
 // Accounts pages through accounts whose names start with prefix.
 func (db *DB) Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error) {
-	rows, err := db.pool.Query(ctx, selectAccounts, prefix, after, limit)
+	var rows pgx.Rows
+	var err error
+	if above, ok := prefixEnd(prefix); ok && db.bytewiseNames {
+		rows, err = db.pool.Query(ctx, selectAccountsRange, prefix, after, limit, above)
+	} else {
+		rows, err = db.pool.Query(ctx, selectAccounts, prefix, after, limit)
+	}
 	if err != nil {
 		return nil, internal("postgres.Accounts", err)
 	}
@@ -196,4 +206,18 @@ func (db *DB) Total(ctx context.Context, prefix string) (decimal.Decimal, []stri
 		return total, nil, internal("postgres.Total", err)
 	}
 	return total, assets, nil
+}
+
+// prefixEnd returns the least string greater than every string starting with
+// prefix, for ASCII prefixes (account names are ASCII); false when there is
+// none to give (an empty prefix).
+func prefixEnd(prefix string) (string, bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0x7f {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
 }

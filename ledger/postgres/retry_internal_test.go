@@ -27,3 +27,21 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixEnd(t *testing.T) {
+	for _, c := range []struct {
+		prefix, want string
+		ok           bool
+	}{
+		{"DIAMOND:pending:c1:", "DIAMOND:pending:c1;", true},
+		{"COIN", "COIO", true},
+		{"a\x7f", "b", true},
+		{"\x7f", "", false},
+		{"", "", false},
+	} {
+		got, ok := prefixEnd(c.prefix)
+		if got != c.want || ok != c.ok {
+			t.Errorf("prefixEnd(%q) = %q, %v; want %q, %v", c.prefix, got, ok, c.want, c.ok)
+		}
+	}
+}
