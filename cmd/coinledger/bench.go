@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,9 @@ func (o *benchOptions) register(fs *flag.FlagSet) {
 func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, stdout io.Writer) (int, error) {
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
+	}
+	if !slices.Contains(loadgen.Workloads, o.workload) {
+		return exitError, fmt.Errorf("unknown workload %q (want one of %s)", o.workload, strings.Join(loadgen.Workloads, ", "))
 	}
 	addr, token, creds := o.addr, o.token, insecure.NewCredentials()
 	if addr == "" {

@@ -121,7 +121,7 @@ func (c *common) database(ctx context.Context, migrate bool) (url string, stop f
 	if url == "" {
 		dir, removeDir := c.dataDir, func() {}
 		if dir == "" {
-			tmp, err := pgembed.MkdirTemp("coinledger-")
+			tmp, err := pgembed.MkdirTemp("coinledger-run-")
 			if err != nil {
 				return "", stop, err
 			}

@@ -137,3 +137,33 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("bad log level: %d", code)
 	}
 }
+
+// bench with no --addr starts its own private PostgreSQL (in a temporary
+// directory, removed afterwards) and server, and reports a clean check.
+func TestBenchEmbedded(t *testing.T) {
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
+	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn")
+	if code != exitOK {
+		t.Fatalf("bench exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"transfer-hot, 4 concurrent callers", "requests     200 ok", "acknowledged 200 writes, 0 missing", ": 0 violations"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(stderr, "set up accounts 10 of 10") {
+		t.Errorf("bench shows no set-up progress:\n%s", stderr)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
+	if len(after) > len(before) {
+		t.Errorf("bench left temporary directories behind: %v (before %v)", after, before)
+	}
+	code, _, stderr = runCmd(t, "bench", "-workload", "nope", "-n", "1")
+	if code != exitError || !strings.Contains(stderr, `unknown workload "nope"`) {
+		t.Errorf("unknown workload: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "bench", "--addr", "127.0.0.1:1")
+	if code != exitError || !strings.Contains(stderr, "--token") {
+		t.Errorf("--addr without a token: exit %d\n%s", code, stderr)
+	}
+}

@@ -64,6 +64,7 @@ type Report struct {
 	Acked       int                // writes acknowledged
 	Missing     int                // acknowledged writes the ledger does not hold
 	Verify      *pb.VerifyResponse
+	acks        []ack
 }
 
 // Latency summarizes the latencies of requests answered OK.
@@ -252,7 +253,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, w := range rep.workers {
 		acks = append(acks, w.acks...)
 	}
-	rep.Acked = len(acks)
+	rep.acks, rep.Acked = acks, len(acks)
 	missing, err := g.checkAcks(ctx, acks)
 	if err != nil {
 		return &rep.Report, fmt.Errorf("checking acknowledged writes: %w", err)
