@@ -41,17 +41,6 @@ shop commerce tok-shop-0123456789
 treasurer treasury tok-treasury-0123456789
 `
 
-// bearer is per-RPC credentials over plaintext, for tests on loopback.
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	if b == "" {
-		return nil, nil
-	}
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (bearer) RequireTransportSecurity() bool { return false }
-
 type env struct {
 	srv  *api.Server
 	svc  *ledger.Service
@@ -99,7 +88,7 @@ func (e *env) dial(t *testing.T, token string) *grpc.ClientConn {
 	if c, ok := e.conn[token]; ok {
 		return c
 	}
-	c, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
+	c, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +575,7 @@ func TestRetryAfterLostResponse(t *testing.T) {
 		return err
 	}
 	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(bearer("tok-gift-0123456789")), grpc.WithUnaryInterceptor(dropFirst))
+		grpc.WithPerRPCCredentials(api.Bearer{Token: "tok-gift-0123456789", Plaintext: true}), grpc.WithUnaryInterceptor(dropFirst))
 	if err != nil {
 		t.Fatal(err)
 	}

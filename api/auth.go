@@ -150,3 +150,20 @@ func (t *Tokens) authenticate(ctx context.Context, method string) (context.Conte
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
 }
+
+// Bearer is a client's per-RPC credentials: it sends Token with every call.
+// Plaintext allows that without TLS (loopback, tests); an empty Token sends
+// nothing.
+type Bearer struct {
+	Token     string
+	Plaintext bool
+}
+
+func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	if b.Token == "" {
+		return nil, nil
+	}
+	return map[string]string{"authorization": "Bearer " + b.Token}, nil
+}
+
+func (b Bearer) RequireTransportSecurity() bool { return !b.Plaintext }

@@ -48,9 +48,9 @@ type Pending struct {
 	carries   []carrySpec
 	expects   []expectSpec
 	spills    []spill
-	carryRows []ShardDelta // how each carry row changes, the lane's own included
-	OpenedLot *Lot         // the lot this transaction opened, in its state after the batch
-	Reliefs   []LotRelief  // what it took from each lot
+	carryRows []rowChange // how each carry row changes, the lane's own included
+	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
+	Reliefs   []LotRelief // what it took from each lot
 }
 
 // asked returns the postings asked for, as capacity-capped slices: appending
@@ -398,16 +398,6 @@ type ShardDelta struct {
 
 // Deltas sums the accepted postings per balance row the lane writes.
 func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
-	var accounts map[uuid.UUID]*Account
-	ownRow := func(id uuid.UUID) ShardRef {
-		if accounts == nil {
-			accounts = make(map[uuid.UUID]*Account, len(p.Accounts))
-			for _, a := range p.Accounts {
-				accounts[a.ID] = a
-			}
-		}
-		return ShardRef{id, laneShard(accounts[id], p.Lane)}
-	}
 	idx := map[ShardRef]int{}
 	var out []ShardDelta
 	add := func(ref ShardRef, d decimal.Decimal) {
@@ -428,10 +418,10 @@ func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
 		}
 		// The postings put a carry's change on the lane's row; what was
 		// drawn from other rows moves there.
-		for _, d := range pd.carryRows {
-			if own := ownRow(d.AccountID); d.ShardRef != own {
-				add(d.ShardRef, d.Delta)
-				add(own, d.Delta.Neg())
+		for _, c := range pd.carryRows {
+			if c.row != c.own {
+				add(c.row, c.delta)
+				add(c.own, c.delta.Neg())
 			}
 		}
 	}

@@ -64,9 +64,9 @@ type carryLegSpec struct {
 func (pd *Pending) resolveCarries(lane int, rows map[ShardRef]decimal.Decimal) {
 	row := func(ref ShardRef) decimal.Decimal {
 		b := rows[ref]
-		for _, d := range pd.carryRows {
-			if d.ShardRef == ref {
-				b = b.Add(d.Delta)
+		for _, c := range pd.carryRows {
+			if c.row == ref {
+				b = b.Add(c.delta)
 			}
 		}
 		return b
@@ -76,19 +76,19 @@ func (pd *Pending) resolveCarries(lane int, rows map[ShardRef]decimal.Decimal) {
 		var n decimal.Decimal // granules converted, negative when returned
 		if c.fraction.Sign() > 0 {
 			n = floorDiv(row(own).Add(c.fraction), c.granule)
-			pd.carryRows = append(pd.carryRows, ShardDelta{own, c.fraction.Sub(n.Mul(c.granule))})
+			pd.carryRows = append(pd.carryRows, rowChange{own, own, c.fraction.Sub(n.Mul(c.granule))})
 		} else {
 			need := c.fraction.Neg()
 			for s := 0; s < c.account.Shards && need.Sign() > 0; s++ {
 				ref := ShardRef{c.account.ID, (own.Shard + s) % c.account.Shards}
 				if take := decimal.Min(row(ref), need); take.Sign() > 0 {
-					pd.carryRows = append(pd.carryRows, ShardDelta{ref, take.Neg()})
+					pd.carryRows = append(pd.carryRows, rowChange{ref, own, take.Neg()})
 					need = need.Sub(take)
 				}
 			}
 			if need.Sign() > 0 {
 				n = floorDiv(need.Neg(), c.granule) // -ceil(need / granule)
-				pd.carryRows = append(pd.carryRows, ShardDelta{own, need.Neg().Sub(n.Mul(c.granule))})
+				pd.carryRows = append(pd.carryRows, rowChange{own, own, need.Neg().Sub(n.Mul(c.granule))})
 			}
 		}
 		if delta := c.fraction.Sub(n.Mul(c.granule)); delta.Sign() != 0 {
@@ -111,11 +111,18 @@ func (pd *Pending) resolveCarries(lane int, rows map[ShardRef]decimal.Decimal) {
 	}
 }
 
+// rowChange is a carry's change to one row; own is the committing lane's row
+// of the same account, where the transaction's postings land.
+type rowChange struct {
+	row, own ShardRef
+	delta    decimal.Decimal
+}
+
 // commitRows moves the running row balances by an accepted transaction's
 // carry changes.
-func commitRows(rows map[ShardRef]decimal.Decimal, changes []ShardDelta) {
-	for _, d := range changes {
-		rows[d.ShardRef] = rows[d.ShardRef].Add(d.Delta)
+func commitRows(rows map[ShardRef]decimal.Decimal, changes []rowChange) {
+	for _, c := range changes {
+		rows[c.row] = rows[c.row].Add(c.delta)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -12,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -52,8 +50,8 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	if !slices.Contains(loadgen.Workloads, o.workload) {
-		return exitError, fmt.Errorf("unknown workload %q (want one of %s)", o.workload, strings.Join(loadgen.Workloads, ", "))
+	if err := loadgen.CheckWorkload(o.workload); err != nil {
+		return exitError, err
 	}
 	addr, token, creds := o.addr, o.token, insecure.NewCredentials()
 	if addr == "" {
@@ -85,17 +83,13 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		return exitError, errors.New("--token (or COINLEDGER_TOKEN) is required with --addr")
 	}
 	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
+		pool, err := certPool("--tls-ca", o.caFile)
 		if err != nil {
 			return exitError, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return exitError, errors.New("--tls-ca: no certificate found")
-		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(bearerToken{token, o.caFile != ""}))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
 	if err != nil {
 		return exitError, err
 	}
@@ -120,17 +114,3 @@ func newToken() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-// bearerToken sends the token with every call.
-type bearerToken struct {
-	token  string
-	secure bool
-}
-
-func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-// RequireTransportSecurity is false only for plaintext, which the bench
-// uses on loopback or when told to.
-func (b bearerToken) RequireTransportSecurity() bool { return b.secure }

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,14 @@ const (
 
 // Workloads lists them in the order help shows them.
 var Workloads = []string{TransferSpread, TransferHot, GiftHot, Mixed}
+
+// CheckWorkload refuses a name that is not one of Workloads.
+func CheckWorkload(name string) error {
+	if slices.Contains(Workloads, name) {
+		return nil
+	}
+	return fmt.Errorf("unknown workload %q (want one of %s)", name, strings.Join(Workloads, ", "))
+}
 
 // Config says what to run. The caller's token needs the scopes iap, gifting,
 // creator-portal, finance, admin and treasury.
@@ -61,11 +70,13 @@ type Report struct {
 	FirstError  error
 	Latency                        // of the requests answered OK
 	ByOp        map[string]Latency // per kind of request, when the workload mixes them
-	Acked       int                // writes acknowledged
 	Missing     int                // acknowledged writes the ledger does not hold
 	Verify      *pb.VerifyResponse
-	acks        []ack
+	acks        []ack // writes acknowledged
 }
+
+// Acked is how many writes the server acknowledged.
+func (r *Report) Acked() int { return len(r.acks) }
 
 // Latency summarizes the latencies of requests answered OK.
 type Latency struct {
@@ -118,7 +129,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	if len(r.Failed) > 0 {
 		b = fmt.Appendf(b, "FAILED       %s; first: %v\n", codeCounts(r.Failed), r.FirstError)
 	}
-	b = fmt.Appendf(b, "acknowledged %d writes, %d missing from the ledger\n", r.Acked, r.Missing)
+	b = fmt.Appendf(b, "acknowledged %d writes, %d missing from the ledger\n", r.Acked(), r.Missing)
 	if v := r.Verify; v != nil {
 		b = fmt.Appendf(b, "verify       %d transactions, %d entries, %d accounts: %d violations\n", v.Transactions, v.Entries, v.Accounts, len(v.Violations))
 		for _, x := range v.Violations {
@@ -231,7 +242,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	case Mixed:
 		wl = &gifting{mixed: true}
 	default:
-		return nil, fmt.Errorf("unknown workload %q (want one of %v)", cfg.Workload, Workloads)
+		return nil, CheckWorkload(cfg.Workload)
 	}
 	g := &gen{cfg: cfg, run: cfg.RunID, rpc: clients{
 		purchases: pb.NewPurchaseServiceClient(cfg.Conn),
@@ -253,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, w := range rep.workers {
 		acks = append(acks, w.acks...)
 	}
-	rep.acks, rep.Acked = acks, len(acks)
+	rep.acks = acks
 	missing, err := g.checkAcks(ctx, acks)
 	if err != nil {
 		return &rep.Report, fmt.Errorf("checking acknowledged writes: %w", err)

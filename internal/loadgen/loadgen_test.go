@@ -24,13 +24,6 @@ import (
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (bearer) RequireTransportSecurity() bool { return false }
-
 // server starts the API on a fresh database and returns a client connection
 // with every scope the workloads need.
 func server(t *testing.T) *grpc.ClientConn {
@@ -54,7 +47,7 @@ func server(t *testing.T) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +73,13 @@ func TestWorkloads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !rep.Clean() || rep.OK+countOf(rep.Refused) != 300 || rep.Acked == 0 {
+			if !rep.Clean() || rep.OK+countOf(rep.Refused) != 300 || rep.Acked() == 0 {
 				var b strings.Builder
 				rep.WriteTo(&b)
 				t.Fatalf("report:\n%s", b.String())
 			}
-			if w != Mixed && (rep.Acked != 300 || len(rep.ByOp) != 1) {
-				t.Errorf("%s: %d acknowledged, ops %v; want 300 writes of one kind", w, rep.Acked, rep.ByOp)
+			if w != Mixed && (rep.Acked() != 300 || len(rep.ByOp) != 1) {
+				t.Errorf("%s: %d acknowledged, ops %v; want 300 writes of one kind", w, rep.Acked(), rep.ByOp)
 			}
 			if w == Mixed && len(rep.ByOp) < 4 {
 				t.Errorf("mixed ran only %v", rep.ByOp)

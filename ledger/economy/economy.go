@@ -37,7 +37,9 @@ type Economy struct {
 	ledger  Ledger
 	catalog *Catalog
 	clock   func() time.Time
-	opened  sync.Map // account names known to exist; accounts are never deleted
+	// opened maps the names of accounts known to exist to their asset;
+	// accounts are never deleted and their asset never changes.
+	opened sync.Map
 }
 
 // New returns the economy over a ledger and a catalog; clock nil means time.Now.
@@ -131,8 +133,21 @@ func (e *Economy) open(ctx context.Context, a ledger.Account) error {
 	if _, err := e.ledger.CreateAccount(ctx, a); err != nil {
 		return err
 	}
-	e.opened.Store(a.Name, true)
+	e.opened.Store(a.Name, a.Asset)
 	return nil
+}
+
+// assetOf returns the asset of an existing account, read once per name.
+func (e *Economy) assetOf(ctx context.Context, name string) (string, error) {
+	if asset, ok := e.opened.Load(name); ok {
+		return asset.(string), nil
+	}
+	a, err := e.ledger.Account(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	e.opened.Store(name, a.Asset)
+	return a.Asset, nil
 }
 
 // PurchaseRequest is a verified store transaction.

@@ -69,12 +69,12 @@ func (e *Economy) Transfer(ctx context.Context, req TransferRequest) (*ledger.Tr
 		if err := checkTreasuryName(op, f.field, f.name); err != nil {
 			return nil, err
 		}
-		a, err := e.ledger.Account(ctx, f.name)
+		held, err := e.assetOf(ctx, f.name)
 		if err != nil {
 			return nil, &ledger.Error{Op: op, Field: f.field, Err: err}
 		}
-		if a.Asset != req.Asset {
-			return nil, invalid(op, "amount.asset", "is %s, but %s holds %s", req.Asset, f.name, a.Asset)
+		if held != req.Asset {
+			return nil, invalid(op, "amount.asset", "is %s, but %s holds %s", req.Asset, f.name, held)
 		}
 	}
 	if req.From == req.To {
