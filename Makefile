@@ -52,5 +52,5 @@ bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench 'Transfer$$|GiftShape' -benchtime 20000x -count 5 ./ledger/postgres/
 	$(GO) test -run '^$$' -bench 'SendGift/gogc-(100|400)/linger-250' -benchtime 20000x -count 5 ./ledger/economy/
 
-demo: ## the main job: scripted transactions on the embedded PostgreSQL
+demo: ## the main job: a small economy through the gRPC server, on the embedded PostgreSQL
 	$(GO) run ./cmd/coinledger demo

@@ -2,39 +2,27 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/coinledger/coinledger/api"
 	"github.com/coinledger/coinledger/internal/loadgen"
 )
 
 type benchOptions struct {
-	addr, token, caFile string
-	workload            string
-	concurrency         int
-	requests            int
-	duration            time.Duration
-	viewers, accounts   int
+	client            clientOptions
+	workload          string
+	concurrency       int
+	requests          int
+	duration          time.Duration
+	viewers, accounts int
 }
 
 func (o *benchOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.addr, "addr", os.Getenv("COINLEDGER_ADDR"), "server address; empty starts a private PostgreSQL and a server in this process (env COINLEDGER_ADDR)")
-	fs.StringVar(&o.token, "token", os.Getenv("COINLEDGER_TOKEN"), "bearer token with the scopes iap, gifting, creator-portal, finance, admin and treasury; needed with --addr (env COINLEDGER_TOKEN)")
-	fs.StringVar(&o.caFile, "tls-ca", os.Getenv("COINLEDGER_TLS_CA"), "CA bundle (PEM) to verify the server with; empty: plaintext")
+	o.client.register(fs, "iap, gifting, creator-portal, finance, admin and treasury")
 	fs.StringVar(&o.workload, "workload", loadgen.GiftHot, strings.Join(loadgen.Workloads, ", "))
 	fs.IntVar(&o.concurrency, "c", 32, "concurrent callers")
 	fs.IntVar(&o.requests, "n", 0, "stop after this many requests (0: run for -d)")
@@ -53,47 +41,14 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	if err := loadgen.CheckWorkload(o.workload); err != nil {
 		return exitError, err
 	}
-	addr, token, creds := o.addr, o.token, insecure.NewCredentials()
-	if addr == "" {
-		if c.databaseURL != "" {
-			c.log.Warn("bench: the server runs on --database-url; the figure includes whatever else that database does")
-		}
-		token = newToken()
-		tokens, err := api.ParseTokens(strings.NewReader("bench iap,gifting,creator-portal,finance,admin,treasury " + token))
-		if err != nil {
-			return exitError, err
-		}
-		srv, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log})
-		if err != nil {
-			return exitError, err
-		}
-		defer closeAll()
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return exitError, err
-		}
-		go srv.Serve(lis)
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		}()
-		addr = lis.Addr().String()
-	} else if token == "" {
-		return exitError, errors.New("--token (or COINLEDGER_TOKEN) is required with --addr")
+	if o.client.addr == "" && c.databaseURL != "" {
+		c.log.Warn("bench: the server runs on --database-url; the figure includes whatever else that database does")
 	}
-	if o.caFile != "" {
-		pool, err := certPool("--tls-ca", o.caFile)
-		if err != nil {
-			return exitError, err
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
+	conn, closeAll, err := c.dial(ctx, &o.client)
 	if err != nil {
 		return exitError, err
 	}
-	defer conn.Close()
+	defer closeAll()
 	rep, err := loadgen.Run(ctx, loadgen.Config{Conn: conn, Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
 		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr})
 	if rep != nil {
@@ -106,11 +61,4 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		return exitViolations, errors.New("requests failed, acknowledged writes are missing or the ledger does not verify")
 	}
 	return exitOK, nil
-}
-
-// newToken returns a random bearer token for a server this process starts.
-func newToken() string {
-	b := make([]byte, 24)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

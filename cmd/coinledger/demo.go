@@ -4,118 +4,156 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shopspring/decimal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/internal/par"
+	"github.com/coinledger/coinledger/internal/progress"
 	"github.com/coinledger/coinledger/ledger/economy"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
-const (
-	demoViewers = 20
-	demoCreator = "creator-1"
-	demoHold    = 7 * 24 * time.Hour
-)
-
-// The demo's gift and share rule: a 33-coin heart at 50% makes 16.5 diamonds,
-// so the creator's carry is exercised; a diamond is worth half a cent.
-var (
-	demoGift = economy.Gift{ID: "heart", Coins: 33}
-	demoRule = economy.ShareRule{CreatorShare: decimal.RequireFromString("0.5"), HoldingPeriod: demoHold,
-		DiamondValue: decimal.RequireFromString("0.005"), DiamondCurrency: "USD"}
-)
-
-// The demo's coin packs, one per channel.
-var demoPacks = []economy.CoinPack{
-	{ID: "p1321", Channel: economy.Apple, Coins: 1321, FeeRate: decimal.RequireFromString("0.30"), Prices: map[string]decimal.Decimal{"USD": decimal.RequireFromString("19.99")}},
-	{ID: "p1321", Channel: economy.Google, Coins: 1321, FeeRate: decimal.RequireFromString("0.15"), Prices: map[string]decimal.Decimal{"EUR": decimal.RequireFromString("18.99")}},
-	{ID: "p1321", Channel: economy.Web, Coins: 1321, FeeRate: decimal.RequireFromString("0.029"), Prices: map[string]decimal.Decimal{"USD": decimal.RequireFromString("17.99")}},
+type demoOptions struct {
+	client      clientOptions
+	viewers     int
+	gifts       int
+	concurrency int
 }
 
-func cmdDemo(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
+func (o *demoOptions) register(fs *flag.FlagSet) {
+	o.client.register(fs, "iap, gifting, creator-portal, finance and admin")
+	fs.IntVar(&o.viewers, "viewers", 200, "viewers, each buying one 1,321-coin pack")
+	fs.IntVar(&o.gifts, "gifts", 5000, "33-coin gifts in the storm (at most 40 per viewer)")
+	fs.IntVar(&o.concurrency, "c", 32, "concurrent callers")
+}
+
+// The demo's terms: a 33-coin heart at a 50% share makes 16.5 diamonds, so
+// the creator's carry is exercised; a diamond is worth half a cent.
+const (
+	demoPackCoins = 1321
+	demoGiftCoins = 33
+	demoHold      = 7 * 24 * time.Hour
+	demoPromo     = 100
+)
+
+// One pack per channel, each at its store's fee.
+var demoPacks = []struct {
+	channel pb.Channel
+	price   *pb.Money
+	feeRate string
+	label   string
+}{
+	{pb.Channel_CHANNEL_APPLE, &pb.Money{Amount: "19.99", Asset: "USD"}, "0.30", "Apple $19.99 (30%)"},
+	{pb.Channel_CHANNEL_GOOGLE, &pb.Money{Amount: "18.99", Asset: "EUR"}, "0.15", "Google €18.99 (15%)"},
+	{pb.Channel_CHANNEL_WEB, &pb.Money{Amount: "17.99", Asset: "USD"}, "0.029", "web $17.99 (2.9%)"},
+}
+
+// cmdDemo runs a small livestream economy through the gRPC server — the one
+// at --addr, or one it starts on the ledger — and prints a short report. It
+// exits 1 if the ledger does not verify afterwards.
+func cmdDemo(ctx context.Context, c *common, o *demoOptions, args []string, stdout io.Writer) (int, error) {
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, db, closeAll, err := c.open(ctx, true)
+	if o.viewers < 3 || o.gifts < 1 || o.concurrency < 1 {
+		return exitError, errors.New("--viewers must be at least 3, --gifts and -c at least 1")
+	}
+	if o.gifts > 40*o.viewers {
+		return exitError, fmt.Errorf("--gifts %d: at most 40 per viewer (%d), or wallets run dry", o.gifts, 40*o.viewers)
+	}
+	conn, closeAll, err := c.dial(ctx, &o.client)
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
-	cat := economy.NewCatalog(db, nil).WithLead(economy.DefaultLead)
-	d := &demo{svc: svc, cat: cat, eco: economy.New(svc, cat, nil), out: stdout, run: fmt.Sprintf("demo-%d", time.Now().UnixNano())}
+	run := fmt.Sprintf("%d", time.Now().UnixNano())
+	sfx := run[len(run)-6:]
+	d := &demo{o: o, out: stdout, progress: c.stderr, run: "demo-" + run, sfx: sfx,
+		creator: "creator-" + sfx, gift: "heart-" + sfx, pack: "p1321-" + sfx}
+	d.connect(conn)
 	if err := d.setup(ctx); err != nil {
 		return exitError, err
 	}
 	if err := d.script(ctx); err != nil {
 		return exitError, err
 	}
-	if err := d.printBalances(ctx); err != nil {
+	if err := d.report(ctx); err != nil {
 		return exitError, err
 	}
-	fmt.Fprintln(stdout)
-	return verifyReport(ctx, c, svc, stdout)
+	return d.verify(ctx)
 }
 
+// demo holds one run's names: everything it creates carries the run's
+// suffix, so it can run again on the same ledger or on a shared server.
 type demo struct {
-	svc *ledger.Service
-	cat *economy.Catalog
-	eco *economy.Economy
-	out io.Writer
-	run string // prefixes ids and keys, so the demo can run again on the same data
+	o                    *demoOptions
+	out, progress        io.Writer
+	run, sfx             string
+	creator, gift, pack  string
+	catalog              pb.CatalogServiceClient
+	purchases            pb.PurchaseServiceClient
+	gifts                pb.GiftServiceClient
+	earnings             pb.EarningsServiceClient
+	ledger               pb.LedgerServiceClient
+	bought, promo, spent int64 // coins, as the demo counts them
+	reversed, burned     int64
 }
 
-// viewer names a viewer of this run, so that a run on the same data starts
-// from empty wallets.
-func (d *demo) viewer(v int) string { return fmt.Sprintf("viewer-%d-%s", v, d.run[len(d.run)-6:]) }
+func (d *demo) connect(conn *grpc.ClientConn) {
+	d.catalog = pb.NewCatalogServiceClient(conn)
+	d.purchases = pb.NewPurchaseServiceClient(conn)
+	d.gifts = pb.NewGiftServiceClient(conn)
+	d.earnings = pb.NewEarningsServiceClient(conn)
+	d.ledger = pb.NewLedgerServiceClient(conn)
+}
 
+func (d *demo) viewer(v int) string { return fmt.Sprintf("viewer-%d-%s", v, d.sfx) }
+
+// setup publishes the run's packs, gift and share rule through the admin
+// RPCs and waits for them to take effect (the server's lead time).
 func (d *demo) setup(ctx context.Context) error {
-	if err := d.eco.Bootstrap(ctx); err != nil {
-		return err
-	}
-	now := time.Now()
-	var ready time.Time // when the versions added now take effect
+	var ready []*timestamppb.Timestamp
 	for _, p := range demoPacks {
-		// A pack already in force with these terms needs no new version.
-		if cur, err := d.cat.CoinPackAt(ctx, p.ID, p.Channel, now); err == nil {
-			p.EffectiveAt = cur.EffectiveAt
-			if cur.Same(p) {
-				continue
-			}
-			p.EffectiveAt = time.Time{}
-		}
-		added, err := d.cat.AddCoinPack(ctx, p)
+		r, err := d.catalog.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: d.pack, Channel: p.channel, Coins: demoPackCoins,
+			Prices: []*pb.Money{p.price}, FeeRate: p.feeRate})
 		if err != nil {
-			return err
+			return fmt.Errorf("AddCoinPack: %w", err)
 		}
-		ready = added.EffectiveAt
+		ready = append(ready, r.EffectiveAt)
 	}
-	if g, err := d.cat.GiftAt(ctx, demoGift.ID, now); err != nil || g.Coins != demoGift.Coins {
-		added, err := d.cat.AddGift(ctx, demoGift)
-		if err != nil {
-			return err
+	g, err := d.catalog.AddGift(ctx, &pb.AddGiftRequest{GiftId: d.gift, Coins: demoGiftCoins})
+	if err != nil {
+		return fmt.Errorf("AddGift: %w", err)
+	}
+	rule, err := d.catalog.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: d.creator, CreatorShare: "0.5",
+		HoldingPeriod: durationpb.New(demoHold), DiamondValue: &pb.Money{Amount: "0.005", Asset: "USD"}})
+	if err != nil {
+		return fmt.Errorf("AddShareRule: %w", err)
+	}
+	if _, err := d.catalog.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: d.creator}); err != nil {
+		return fmt.Errorf("RegisterCreator: %w", err)
+	}
+	ready = append(ready, g.EffectiveAt, rule.EffectiveAt)
+	var last time.Time
+	for _, at := range ready {
+		if t := at.AsTime(); t.After(last) {
+			last = t
 		}
-		ready = added.EffectiveAt
 	}
-	if r, err := d.cat.ShareRuleAt(ctx, demoCreator, now); err != nil || !r.CreatorShare.Equal(demoRule.CreatorShare) ||
-		r.HoldingPeriod != demoRule.HoldingPeriod || !r.DiamondValue.Equal(demoRule.DiamondValue) {
-		added, err := d.cat.AddShareRule(ctx, demoRule)
-		if err != nil {
-			return err
-		}
-		ready = added.EffectiveAt
-	}
-	if err := d.cat.RegisterCreator(ctx, demoCreator); err != nil {
-		return err
-	}
-	if wait := time.Until(ready); wait > 0 {
-		// Versions take effect a lead time after they are published.
-		fmt.Fprintf(d.out, "published the demo's catalog; waiting %s for it to take effect\n", wait.Round(time.Millisecond))
+	if wait := time.Until(last); wait > 0 {
+		fmt.Fprintf(d.progress, "published the demo's catalog; waiting %s for it to take effect\n", wait.Round(time.Millisecond))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -125,186 +163,241 @@ func (d *demo) setup(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) gift(key string, v int) economy.GiftRequest {
-	return economy.GiftRequest{Key: key, Viewer: d.viewer(v), Creator: demoCreator, GiftID: demoGift.ID, StreamID: d.run, SentAt: time.Now()}
+func (d *demo) purchase(v int) *pb.PurchaseRequest {
+	p := demoPacks[v%len(demoPacks)]
+	return &pb.PurchaseRequest{Channel: p.channel, StoreTransactionId: fmt.Sprintf("%s-%d", d.run, v), User: d.viewer(v),
+		PackId: d.pack, AmountPaid: p.price, PurchasedAt: timestamppb.Now()}
 }
 
-func (d *demo) purchase(v int) economy.PurchaseRequest {
-	pack := demoPacks[v%len(demoPacks)]
-	var cur string
-	for cur = range pack.Prices {
+func (d *demo) giftRequest(key string, v int) *pb.SendGiftRequest {
+	return &pb.SendGiftRequest{IdempotencyKey: key, Viewer: d.viewer(v), Creator: d.creator, GiftId: d.gift, StreamId: d.run, SentAt: timestamppb.Now()}
+}
+
+// each runs f for 0..n-1 from the demo's callers behind a progress bar.
+func (d *demo) each(ctx context.Context, label string, n int, f func(ctx context.Context, i int) error) (time.Duration, error) {
+	bar := progress.Start(d.progress, label, n)
+	start := time.Now()
+	err := par.Each(ctx, n, d.o.concurrency, func(ctx context.Context, i int) error {
+		if err := f(ctx, i); err != nil {
+			return err
+		}
+		bar.Add(1)
+		return nil
+	})
+	bar.Finish()
+	return time.Since(start), err
+}
+
+// refused checks that a request the demo expects to fail failed with code
+// and describes it.
+func refused(what string, want codes.Code, err error) (string, error) {
+	if err == nil {
+		return "", fmt.Errorf("%s: accepted, want %s", what, want)
 	}
-	return economy.PurchaseRequest{
-		Channel: pack.Channel, StoreTransactionID: fmt.Sprintf("%s-%d", d.run, v), User: d.viewer(v),
-		PackID: pack.ID, AmountPaid: pack.Prices[cur], Currency: cur, PurchasedAt: time.Now(),
+	if st := status.Convert(err); st.Code() != want {
+		return "", fmt.Errorf("%s: %s, want %s: %w", what, st.Code(), want, err)
+	} else {
+		return fmt.Sprintf("%s: refused, %s: %s", what, st.Code(), st.Message()), nil
 	}
 }
 
 func (d *demo) script(ctx context.Context) error {
-	fmt.Fprintf(d.out, "run %s\n\n", d.run)
+	fmt.Fprintf(d.out, "run %s (creator %s, gift %s, pack %s)\n\n", d.run, d.creator, d.gift, d.pack)
 
-	// 1. Every viewer buys a coin pack on one of the three channels, all at once.
-	purchases := make([]economy.PurchaseRequest, demoViewers+1)
-	for v := 1; v <= demoViewers; v++ {
+	// 1. Every viewer buys a pack on one of the three channels.
+	purchases := make([]*pb.PurchaseRequest, d.o.viewers+1)
+	for v := 1; v <= d.o.viewers; v++ {
 		purchases[v] = d.purchase(v)
 	}
-	if err := d.concurrently(demoViewers, func(i int) error {
-		_, err := d.eco.Purchase(ctx, purchases[i+1])
+	took, err := d.each(ctx, "purchases", d.o.viewers, func(ctx context.Context, i int) error {
+		_, err := d.purchases.Purchase(ctx, purchases[i+1])
 		return err
-	}); err != nil {
-		return err
+	})
+	if err != nil {
+		return fmt.Errorf("Purchase: %w", err)
 	}
-	fmt.Fprintf(d.out, "%d concurrent purchases of 1,321 coins: Apple $19.99 (30%%), Google €18.99 (15%%), web $17.99 (2.9%%)\n", demoViewers)
+	d.bought = int64(d.o.viewers) * demoPackCoins
+	labels := make([]string, len(demoPacks))
+	for i, p := range demoPacks {
+		labels[i] = p.label
+	}
+	fmt.Fprintf(d.out, "%d purchases of 1,321 coins in %s: %s\n", d.o.viewers, took.Round(time.Millisecond), strings.Join(labels, ", "))
 
-	// 2. The store notifies viewer 1's purchase again: the original comes back.
-	first, err := d.eco.Purchase(ctx, purchases[1])
+	// 2. The store notifies viewer 1's purchase again: the original answers.
+	again, err := d.purchases.Purchase(ctx, purchases[1])
+	if err != nil {
+		return fmt.Errorf("Purchase again: %w", err)
+	}
+	if !again.Transaction.Replayed {
+		return errors.New("a repeated store notification posted again")
+	}
+	fmt.Fprintf(d.out, "repeated store notification: replayed=true, transaction %s, nothing posted twice\n", again.Transaction.Id)
+
+	// 3. A welcome promo; the same key with other content is refused.
+	promo := &pb.GrantPromoRequest{IdempotencyKey: d.run + ":welcome:1", User: d.viewer(1), Coins: demoPromo, Reason: "welcome"}
+	if _, err := d.purchases.GrantPromo(ctx, promo); err != nil {
+		return fmt.Errorf("GrantPromo: %w", err)
+	}
+	d.promo = demoPromo
+	promo.Coins *= 2
+	_, err = d.purchases.GrantPromo(ctx, promo)
+	line, err := refused("promo key reused for 200 coins", codes.AlreadyExists, err)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "repeated store notification for viewer 1: replayed=%v, same transaction %s, nothing posted twice\n", first.Replayed, first.ID)
+	fmt.Fprintf(d.out, "promo grant: %d free coins to viewer 1; %s\n", demoPromo, line)
 
-	// 3. A welcome promo: free coins with no fiat value.
-	if _, err := d.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: d.run + ":welcome:1", User: d.viewer(1), Coins: 100, Reason: "welcome"}); err != nil {
-		return err
-	}
-	fmt.Fprintln(d.out, "promo grant: 100 free coins to viewer 1")
-
-	dup, err := d.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: d.run + ":welcome-again:1", User: d.viewer(1), Coins: 100, Reason: "welcome"})
-	if err != nil {
-		return err
-	}
-	// A second welcome grant was a mistake: reversed; a second reversal is refused.
-	if _, err := d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse:welcome-again:1", TransactionID: dup.ID, Metadata: []byte(`{"reason":"granted twice"}`)}); err != nil {
-		return err
-	}
-	_, err = d.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: d.run + ":reverse-again:welcome-again:1", TransactionID: dup.ID})
-	fmt.Fprintf(d.out, "duplicate promo grant %s reversed; reversing it again: refused (%s)\n", dup.ID, ledger.KindOf(err))
-
-	// 4. A gift storm into one creator from 32 concurrent callers.
-	const gifts = 400
+	// 4. The gift storm: every gift into one creator, from many callers.
 	var sent atomic.Int64
-	start := time.Now()
-	if err := d.concurrently(32, func(w int) error {
-		for i := w; i < gifts; i += 32 {
-			if _, err := d.eco.SendGift(ctx, d.gift(fmt.Sprintf("%s:gift:%d", d.run, i), i%demoViewers+1)); err != nil {
-				return err
-			}
-			sent.Add(1)
+	var first atomic.Value // the first gift's transaction id
+	took, err = d.each(ctx, "gifts", d.o.gifts, func(ctx context.Context, i int) error {
+		r, err := d.gifts.SendGift(ctx, d.giftRequest(fmt.Sprintf("%s:gift:%d", d.run, i), i%d.o.viewers+1))
+		if err != nil {
+			return err
 		}
+		if i == 0 {
+			first.Store(r.Transaction.Id)
+		}
+		sent.Add(1)
 		return nil
-	}); err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "gift storm: %d hearts (33 coins, 16.5 diamonds) into %s from 32 callers in %s: promo coins first, deferred revenue relieved lot by lot, diamonds minted in whole granules, fractions carried\n",
-		sent.Load(), demoCreator, time.Since(start).Round(time.Millisecond))
-
-	// 5. Refusals: a key reused with other content, a gift beyond the wallet,
-	// a gift to oneself, a blocked viewer.
-	reused := d.gift(fmt.Sprintf("%s:gift:0", d.run), 2)
-	_, err = d.eco.SendGift(ctx, reused)
-	fmt.Fprintf(d.out, "gift key reused with different content: refused (%s): %v\n", ledger.KindOf(err), err)
-	big := d.gift(d.run+":gift:big", 2)
-	big.GiftID, big.Coins = "", 1_000_000
-	_, err = d.eco.SendGift(ctx, big)
-	fmt.Fprintf(d.out, "gift of 1,000,000 coins: refused (%s): %v\n", ledger.KindOf(err), err)
-	self := d.gift(d.run+":gift:self", 3)
-	self.Viewer = demoCreator
-	_, err = d.eco.SendGift(ctx, self)
-	fmt.Fprintf(d.out, "gift to oneself: refused (%s): %v\n", ledger.KindOf(err), err)
-	if err := d.eco.BlockViewer(ctx, d.viewer(4)); err != nil {
-		return err
-	}
-	_, err = d.eco.SendGift(ctx, d.gift(d.run+":gift:blocked", 4))
-	fmt.Fprintf(d.out, "gift from a blocked viewer: refused (%s): %v\n", ledger.KindOf(err), err)
-	if err := d.eco.UnblockViewer(ctx, d.viewer(4)); err != nil {
-		return err
-	}
-
-	// 6. Viewer 2's purchase is refunded after some of its coins were spent.
-	p2 := purchases[2]
-	refund, err := d.eco.Refund(ctx, economy.RefundRequest{Channel: p2.Channel, StoreTransactionID: p2.StoreTransactionID,
-		RefundID: d.run + "-refund-2", RefundedAt: time.Now()}, economy.ClawbackThenLoss)
+	})
 	if err != nil {
+		return fmt.Errorf("SendGift: %w", err)
+	}
+	d.spent = sent.Load() * demoGiftCoins
+	fmt.Fprintf(d.out, "gift storm: %d hearts (33 coins = 16.5 diamonds) into %s from %d callers in %s (%.0f/s)\n",
+		sent.Load(), d.creator, d.o.concurrency, took.Round(time.Millisecond), float64(sent.Load())/took.Seconds())
+
+	// 5. Refusals, each with the code a caller would see.
+	reused := d.giftRequest(d.run+":gift:0", 2)
+	big := d.giftRequest(d.run+":gift:big", 2)
+	big.GiftId, big.Coins = "", 1_000_000
+	self := d.giftRequest(d.run+":gift:self", 3)
+	self.Viewer = d.creator
+	nokey := d.giftRequest("", 3)
+	for _, c := range []struct {
+		what string
+		req  *pb.SendGiftRequest
+		want codes.Code
+	}{
+		{"gift key reused with another viewer", reused, codes.AlreadyExists},
+		{"gift of 1,000,000 coins", big, codes.FailedPrecondition},
+		{"gift to oneself", self, codes.InvalidArgument},
+		{"gift without a key", nokey, codes.InvalidArgument},
+	} {
+		_, err := d.gifts.SendGift(ctx, c.req)
+		line, err := refused(c.what, c.want, err)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(d.out, line)
+	}
+
+	// 6. The first gift is reversed (the stream was cancelled); twice is refused.
+	id, _ := first.Load().(string)
+	if _, err := d.gifts.ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: d.run + ":reverse:0", GiftTransactionId: id, Reason: "stream cancelled"}); err != nil {
+		return fmt.Errorf("ReverseGift: %w", err)
+	}
+	d.reversed = demoGiftCoins
+	_, err = d.gifts.ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: d.run + ":reverse-again:0", GiftTransactionId: id, Reason: "again"})
+	if line, err = refused("reversing it again", codes.FailedPrecondition, err); err != nil {
 		return err
+	}
+	fmt.Fprintf(d.out, "gift %s reversed: coins back to viewer 1, diamonds back from the creator; %s\n", id, line)
+
+	// 7. Viewer 2's purchase is refunded after some of its coins were spent.
+	p2 := purchases[2]
+	r, err := d.purchases.Refund(ctx, &pb.RefundRequest{Channel: p2.Channel, StoreTransactionId: p2.StoreTransactionId,
+		RefundId: d.run + "-refund-2", RefundedAt: timestamppb.Now(), Policy: pb.RefundPolicy_REFUND_POLICY_CLAWBACK})
+	if err != nil {
+		return fmt.Errorf("Refund: %w", err)
 	}
 	var plan economy.RefundPlan
-	_ = json.Unmarshal(refund.Metadata, &plan)
-	fmt.Fprintf(d.out, "refund of viewer 2's purchase: %d unspent coins burned; %d spent ones worth %s %s, less what %d clawback(s) of the creator's pending diamonds recover, are refund loss\n",
-		plan.Unspent, plan.Coins-plan.Unspent, plan.Loss, plan.Currency, len(plan.Clawbacks))
-
-	// 7. The release job. The demo does not wait out the holding period: it
-	// runs the job as of the day after the gifts' release day.
-	asOf := time.Now().Add(demoHold + 48*time.Hour)
-	later := economy.New(d.svc, d.cat, func() time.Time { return asOf })
-	rep, err := later.ReleaseEarnings(ctx, asOf, nil)
-	if err != nil {
-		return err
+	if err := json.Unmarshal([]byte(r.Transaction.MetadataJson), &plan); err != nil {
+		return fmt.Errorf("refund plan: %w", err)
 	}
-	fmt.Fprintf(d.out, "release job as of %s (simulated): %d pending accounts, %s diamonds now available\n", asOf.Format("2006-01-02"), rep.Released, rep.Diamonds)
+	d.burned = plan.Unspent
+	fmt.Fprintf(d.out, "refund of viewer 2's purchase: %d unspent coins burned; %d spent ones worth %s %s, less %d clawback(s) of the creator's pending diamonds, are refund loss\n",
+		plan.Unspent, plan.Coins-plan.Unspent, plan.Loss, plan.Currency, len(plan.Clawbacks))
 	return nil
 }
 
-func (d *demo) concurrently(n int, f func(i int) error) error {
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = f(i) }()
+// report prints the creator's earnings, the platform's balances and the
+// viewers' coins, checking the coins against what the demo did.
+func (d *demo) report(ctx context.Context) error {
+	e, err := d.earnings.GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: d.creator})
+	if err != nil {
+		return fmt.Errorf("GetCreatorEarnings: %w", err)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func (d *demo) printBalances(ctx context.Context) error {
-	fmt.Fprintln(d.out, "\nbalances (on each account's normal side):")
+	fmt.Fprintf(d.out, "\n%s's earnings:\n", d.creator)
 	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	names := []string{
-		economy.CoinIssued, economy.DiamondIssued, economy.DiamondFracIssued,
-		economy.DiamondCarry(demoCreator), economy.AvailableDiamonds(demoCreator),
-		economy.CreatorPayable(demoCreator, "USD"), economy.FiatAccount(economy.CreatorShareCost, "USD"),
-		economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), economy.FiatAccount(economy.ReceivableAppStore+":google", "EUR"),
-		economy.FiatAccount(economy.ClearingPSP, "USD"),
-		economy.FiatAccount(economy.StoreCommission, "USD"), economy.FiatAccount(economy.StoreCommission, "EUR"),
-		economy.FiatAccount(economy.PaymentFees, "USD"),
-		economy.FiatAccount(economy.DeferredRevenue, "USD"), economy.FiatAccount(economy.DeferredRevenue, "EUR"),
-		economy.FiatAccount(economy.GiftRevenue, "USD"), economy.FiatAccount(economy.GiftRevenue, "EUR"),
-		economy.FiatAccount(economy.RefundLoss, "USD"), economy.FiatAccount(economy.RefundLoss, "EUR"),
-		economy.CoinWallet(d.viewer(1)), economy.PromoWallet(d.viewer(1)), economy.CoinWallet(d.viewer(2)),
+	for _, p := range e.Pending {
+		fmt.Fprintf(tw, "  pending, released %s\t%s %s\n", p.ReleaseDay, p.Diamonds.Amount, p.Diamonds.Asset)
 	}
-	for _, n := range names {
-		a, err := d.svc.Account(ctx, n)
-		if ledger.KindOf(err) == ledger.NotFound {
-			continue // e.g. no refund loss in that currency
-		}
-		if err != nil {
-			return err
-		}
-		asset, err := d.svc.Asset(ctx, a.Asset)
-		if err != nil {
-			return err
-		}
-		b, err := d.svc.Balance(ctx, n, time.Time{})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "  %s\t%s %s\n", n, b.StringFixed(asset.Scale), a.Asset)
+	fmt.Fprintf(tw, "  available\t%s %s\n", e.Available.Amount, e.Available.Asset)
+	for _, m := range e.Payable {
+		fmt.Fprintf(tw, "  payable\t%s %s\n", m.Amount, m.Asset)
 	}
 	tw.Flush()
-	var coins, promo, diamonds, available, payable decimal.Decimal
-	for _, q := range []struct {
-		prefix string
-		into   *decimal.Decimal
-	}{{"COIN:wallet:", &coins}, {"COIN:promo:", &promo}, {"DIAMOND:pending:", &diamonds}, {"DIAMOND:available:", &available}, {"Liability:CreatorPayable:", &payable}} {
-		v, err := d.svc.Total(ctx, q.prefix)
-		if err != nil {
-			return err
+
+	fmt.Fprintln(d.out, "\nplatform balances (on each account's normal side):")
+	tw = tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	for _, name := range []string{
+		economy.CoinIssued, economy.DiamondIssued,
+		economy.FiatAccount(economy.GiftRevenue, "USD"), economy.FiatAccount(economy.GiftRevenue, "EUR"),
+		economy.FiatAccount(economy.DeferredRevenue, "USD"), economy.FiatAccount(economy.DeferredRevenue, "EUR"),
+		economy.FiatAccount(economy.RefundLoss, "USD"), economy.FiatAccount(economy.RefundLoss, "EUR"),
+	} {
+		b, err := d.ledger.GetBalance(ctx, &pb.GetBalanceRequest{Account: name})
+		if status.Code(err) == codes.NotFound {
+			continue // e.g. no refund loss in that currency yet
 		}
-		*q.into = v
+		if err != nil {
+			return fmt.Errorf("GetBalance %s: %w", name, err)
+		}
+		fmt.Fprintf(tw, "  %s\t%s %s\n", name, b.Balance.Amount, b.Balance.Asset)
 	}
-	issued, _ := d.svc.Balance(ctx, economy.CoinIssued, time.Time{})
-	dIssued, _ := d.svc.Balance(ctx, economy.DiamondIssued, time.Time{})
-	held := diamonds.Add(available)
-	fmt.Fprintf(d.out, "coins held %s = -COIN:issued %s\ndiamonds held %s = -DIAMOND:issued %s\ncreator payable %s USD = diamonds x 0.005 = %s USD\n",
-		coins.Add(promo), issued.Neg(), held, dIssued.Neg(), payable, held.Mul(demoRule.DiamondValue))
+	tw.Flush()
+
+	// The run's viewers hold exactly what they bought and were given, less
+	// what they gifted, plus the reversed gift, less the refund's burn.
+	held := decimal.Zero
+	for v := 1; v <= d.o.viewers; v++ {
+		w, err := d.gifts.GetWallet(ctx, &pb.GetWalletRequest{User: d.viewer(v)})
+		if err != nil {
+			return fmt.Errorf("GetWallet: %w", err)
+		}
+		for _, m := range []*pb.Money{w.Paid, w.Promo} {
+			amount, err := decimal.NewFromString(m.Amount)
+			if err != nil {
+				return fmt.Errorf("GetWallet %s: %w", d.viewer(v), err)
+			}
+			held = held.Add(amount)
+		}
+	}
+	want := d.bought + d.promo - d.spent + d.reversed - d.burned
+	fmt.Fprintf(d.out, "\nviewers' coins: bought %d + promo %d - gifted %d + reversed %d - refunded unspent %d = %d; their %d wallets hold %s\n",
+		d.bought, d.promo, d.spent, d.reversed, d.burned, want, d.o.viewers, held)
+	if !held.Equal(decimal.NewFromInt(want)) {
+		return fmt.Errorf("the viewers' wallets hold %s coins, want %d", held, want)
+	}
 	return nil
+}
+
+// verify runs the ledger's invariant checks on the server.
+func (d *demo) verify(ctx context.Context) (int, error) {
+	r, err := d.ledger.Verify(ctx, &pb.VerifyRequest{})
+	if err != nil {
+		return exitError, fmt.Errorf("Verify: %w", err)
+	}
+	fmt.Fprintf(d.out, "verify: %d assets, %d accounts, %d transactions, %d entries: ", r.Assets, r.Accounts, r.Transactions, r.Entries)
+	if len(r.Violations) == 0 {
+		fmt.Fprintln(d.out, "OK (trial balance per asset, every transaction balanced, stored balances equal to their entries, lots equal to their accounts)")
+		return exitOK, nil
+	}
+	fmt.Fprintf(d.out, "%d violations\n", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(d.out, "  %s %s: %s\n", v.Check, v.Subject, v.Detail)
+	}
+	return exitViolations, errors.New("ledger invariants are violated")
 }

@@ -24,7 +24,9 @@ Commands:
   migrate   apply the embedded schema migrations
   verify    check every ledger invariant; exit 1 listing violations
             (migrates only the private PostgreSQL, never a --database-url)
-  demo      run a scripted set of transactions and print balances and verify
+  demo      run a small livestream economy through the gRPC server (with no
+            --addr it starts one) and print a short report and verify
+            (coinledger demo --help for its flags)
   serve     run the gRPC server (coinledger serve --help for its flags)
   bench     load a server over gRPC and check the ledger afterwards; with no
             --addr it starts a private PostgreSQL and a server itself
@@ -61,7 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	commands := map[string]func(context.Context, *common, []string, io.Writer) (int, error){
 		"migrate": cmdMigrate,
 		"verify":  cmdVerify,
-		"demo":    cmdDemo,
+	}
+	var demo demoOptions
+	commands["demo"] = func(ctx context.Context, c *common, args []string, out io.Writer) (int, error) {
+		return cmdDemo(ctx, c, &demo, args, out)
 	}
 	var serve serveOptions
 	commands["serve"] = func(ctx context.Context, c *common, _ []string, out io.Writer) (int, error) {
@@ -87,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		serve.register(fs)
 	case "bench":
 		bench.register(fs)
+	case "demo":
+		demo.register(fs)
 	}
 	dataDir := pgembed.DefaultDataDir()
 	if cmd == "bench" {

@@ -26,13 +26,30 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 
 func TestDemoThenVerify(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
-	code, out, stderr := runCmd(t, "demo", "--database-url", url, "--log-level", "warn")
+	code, out, stderr := runCmd(t, "demo", "--database-url", url, "--log-level", "warn", "--viewers", "20", "--gifts", "300", "-c", "8")
 	if code != exitOK {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"replayed=true", "refused (conflict)", "refused (insufficient funds)", "refused (failed precondition)", "refused (invalid)", "clawback(s)", "diamonds now available", "OK: trial balance"} {
+	for _, want := range []string{"20 purchases", "replayed=true", "promo key reused for 200 coins: refused, AlreadyExists",
+		"gift storm: 300 hearts", "gift key reused with another viewer: refused, AlreadyExists", "gift of 1,000,000 coins: refused, FailedPrecondition",
+		"gift to oneself: refused, InvalidArgument", "gift without a key: refused, InvalidArgument", "reversing it again: refused, FailedPrecondition",
+		"1 clawback(s)", "pending, released", "their 20 wallets hold", ": OK ("} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"purchases [", "gifts [##############################] 300/300 100%"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("demo progress lacks %q:\n%s", want, stderr)
+		}
+	}
+	// The demo runs again on the same ledger.
+	if code, out, stderr := runCmd(t, "demo", "--database-url", url, "--log-level", "warn", "--viewers", "5", "--gifts", "20"); code != exitOK {
+		t.Fatalf("second demo exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, args := range [][]string{{"--gifts", "0"}, {"--viewers", "2"}, {"--viewers", "3", "--gifts", "121"}} {
+		if code, _, stderr := runCmd(t, append([]string{"demo", "--database-url", url}, args...)...); code != exitError || !strings.Contains(stderr, "--") {
+			t.Errorf("demo %v: exit %d, %s", args, code, stderr)
 		}
 	}
 	code, out, stderr = runCmd(t, "verify", "--database-url", url)

@@ -50,13 +50,15 @@ func freeAddr(t *testing.T) string {
 }
 
 // serve starts, answers health without a token and a wallet read with one,
-// refuses a call without one, keeps the token out of its logs, and stops
+// refuses a call without one, runs the demo of a caller with the scopes it
+// needs and refuses one without, keeps tokens out of its logs, and stops
 // cleanly on interrupt.
 func TestServe(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
 	const secret = "tok-finance-serve-test-0123456789"
+	const demoSecret = "tok-demo-serve-test-0123456789"
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\ndemo iap,gifting,creator-portal,finance,admin "+demoSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -92,6 +94,17 @@ func TestServe(t *testing.T) {
 	if err != nil || w.Paid.Amount != "0" {
 		t.Errorf("wallet: %v %v", w, err)
 	}
+	code, demoOut, demoErr := runCmd(t, "demo", "--addr", addr, "--token", demoSecret, "--viewers", "6", "--gifts", "30", "-c", "4", "--log-level", "warn")
+	if code != exitOK || !strings.Contains(demoOut, "gift storm: 30 hearts") || !strings.Contains(demoOut, ": OK (") {
+		t.Errorf("demo against serve: exit %d\n%s\n%s", code, demoOut, demoErr)
+	}
+	code, _, demoErr = runCmd(t, "demo", "--addr", addr, "--token", secret)
+	if code != exitError || !strings.Contains(demoErr, "PermissionDenied") {
+		t.Errorf("demo with a finance-only token: exit %d\n%s", code, demoErr)
+	}
+	if strings.Contains(demoOut+demoErr, secret) || strings.Contains(demoOut+demoErr, demoSecret) {
+		t.Error("a bearer token appears in the demo's output")
+	}
 	cancel()
 	select {
 	case code := <-exited:
@@ -101,7 +114,7 @@ func TestServe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	if strings.Contains(errOut.String(), secret) || strings.Contains(out.String(), secret) {
+	if strings.Contains(errOut.String()+out.String(), secret) || strings.Contains(errOut.String()+out.String(), demoSecret) {
 		t.Error("the bearer token appears in the server's output")
 	}
 	if !strings.Contains(errOut.String(), "method=/coinledger.v1.GiftService/GetWallet") {

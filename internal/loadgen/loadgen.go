@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/coinledger/coinledger/internal/par"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
@@ -385,7 +386,7 @@ func (g *gen) progress(stop <-chan struct{}, start time.Time, ok *atomic.Int64) 
 // ledger does not hold under the key it was acknowledged with.
 func (g *gen) checkAcks(ctx context.Context, acks []ack) (int, error) {
 	var missing, done atomic.Int64
-	err := fanout(ctx, len(acks), g.cfg.Concurrency, func(ctx context.Context, i int) error {
+	err := par.Each(ctx, len(acks), g.cfg.Concurrency, func(ctx context.Context, i int) error {
 		a := acks[i]
 		r, err := g.rpc.ledger.GetTransaction(ctx, &pb.GetTransactionRequest{Id: a.id})
 		switch {
@@ -400,31 +401,4 @@ func (g *gen) checkAcks(ctx context.Context, acks []ack) (int, error) {
 		return nil
 	})
 	return int(missing.Load()), err
-}
-
-// fanout calls f for 0..n-1 with at most width calls at once and returns the
-// first error, after which it starts no more calls.
-func fanout(ctx context.Context, n, width int, f func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(width, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if err := f(ctx, i); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return context.Cause(ctx)
 }

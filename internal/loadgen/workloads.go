@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/coinledger/coinledger/internal/par"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
@@ -197,7 +198,7 @@ func (s *gifting) expected(c codes.Code) bool { return s.mixed && c == codes.Fai
 
 // each runs f over n items with the run's concurrency, showing progress.
 func (g *gen) each(ctx context.Context, what string, n int, f func(ctx context.Context, i int) error) error {
-	return fanout(ctx, n, g.cfg.Concurrency, func(ctx context.Context, i int) error {
+	return par.Each(ctx, n, g.cfg.Concurrency, func(ctx context.Context, i int) error {
 		rctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 		defer cancel()
 		if err := f(rctx, i); err != nil {
