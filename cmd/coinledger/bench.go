@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ type benchOptions struct {
 	requests          int
 	duration          time.Duration
 	viewers, accounts int
+	cpuProfile        string
 }
 
 func (o *benchOptions) register(fs *flag.FlagSet) {
@@ -29,6 +32,7 @@ func (o *benchOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.duration, "d", 30*time.Second, "how long to run when -n is 0")
 	fs.IntVar(&o.viewers, "viewers", 1000, "gift-hot, mixed: viewers, each buying coins before the run")
 	fs.IntVar(&o.accounts, "accounts", 1000, "transfer workloads: accounts, each funded before the run")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the measured load (this process: the load generator and, with no --addr, the server) to this file")
 }
 
 // cmdBench runs a workload against a server, prints what it measured, and
@@ -49,8 +53,22 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		return exitError, err
 	}
 	defer closeAll()
-	rep, err := loadgen.Run(ctx, loadgen.Config{Conn: conn, Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
-		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr})
+	cfg := loadgen.Config{Conn: conn, Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
+		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return exitError, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		cfg.Measure = func() func() {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				c.log.Error("--cpu-profile", "err", err)
+			}
+			return pprof.StopCPUProfile
+		}
+	}
+	rep, err := loadgen.Run(ctx, cfg)
 	if rep != nil {
 		rep.WriteTo(stdout)
 	}

@@ -159,7 +159,8 @@ func TestUsage(t *testing.T) {
 // directory, removed afterwards) and server, and reports a clean check.
 func TestBenchEmbedded(t *testing.T) {
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
-	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn")
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn", "--cpu-profile", profile)
 	if code != exitOK {
 		t.Fatalf("bench exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -170,6 +171,9 @@ func TestBenchEmbedded(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "set up accounts 10 of 10") {
 		t.Errorf("bench shows no set-up progress:\n%s", stderr)
+	}
+	if p, err := os.ReadFile(profile); err != nil || len(p) < 2 || p[0] != 0x1f || p[1] != 0x8b {
+		t.Errorf("--cpu-profile wrote no gzipped profile: %d bytes, %v", len(p), err)
 	}
 	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	if len(after) > len(before) {

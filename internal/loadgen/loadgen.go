@@ -58,6 +58,10 @@ type Config struct {
 	RunID    string
 	Progress io.Writer // progress lines while it runs; nil: none
 	Timeout  time.Duration
+	// Measure, when set, is called as the measured load starts, and what it
+	// returns as the load ends (before the after-check): e.g. a CPU profile
+	// of the load alone.
+	Measure func() (end func())
 }
 
 // Report is what a run measured and found.
@@ -257,7 +261,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := wl.setup(ctx, g); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	end := func() {}
+	if cfg.Measure != nil {
+		end = cfg.Measure()
+	}
 	rep := g.load(ctx, wl)
+	end()
 	if ctx.Err() != nil {
 		return &rep.Report, ctx.Err()
 	}
