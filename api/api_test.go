@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -650,4 +651,32 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	t.Logf("%d gifts acknowledged before the shutdown, all in the ledger", len(acked))
+}
+
+// Requests over the message or header limits are refused before any handler
+// runs; requests under them are served.
+func TestSizeLimits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	wallets := e.gifts(t)
+	_, err := wallets.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "big", Viewer: "v", Creator: "c", Coins: 1,
+		StreamId: strings.Repeat("s", 2<<20), SentAt: timestamppb.Now()})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("2 MiB request: %v, want ResourceExhausted", err)
+	}
+	padded := func(n int) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "x-padding", strings.Repeat("p", n))
+	}
+	if _, err := wallets.GetWallet(padded(4<<10), &pb.GetWalletRequest{User: "v"}); err != nil {
+		t.Errorf("4 KiB of metadata: %v", err)
+	}
+	if _, err := wallets.GetWallet(padded(64<<10), &pb.GetWalletRequest{User: "v"}); err == nil {
+		t.Error("64 KiB of metadata was served")
+	} else {
+		t.Logf("64 KiB of metadata: %v", err)
+	}
+	// The connection is still good afterwards.
+	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v"}); err != nil {
+		t.Errorf("after the refusals: %v", err)
+	}
 }

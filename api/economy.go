@@ -188,12 +188,12 @@ func (s *Server) eachAccount(ctx context.Context, prefix string, fn func(*ledger
 		if err != nil {
 			return err
 		}
-		for _, a := range page {
-			b, err := s.ledger.Balance(ctx, a.Name, time.Time{})
-			if err != nil {
-				return err
-			}
-			fn(a, money(b, a.Asset))
+		balances, err := s.ledger.Balances(ctx, page)
+		if err != nil {
+			return err
+		}
+		for i, a := range page {
+			fn(a, money(balances[i], a.Asset))
 		}
 		if len(page) < ledger.MaxPage {
 			return nil

@@ -28,6 +28,10 @@ type Config struct {
 	TLS    *tls.Config  // nil: plaintext (tests, or TLS terminated in front)
 	// MaxRequestBytes bounds a request message; 0 means 1 MiB.
 	MaxRequestBytes int
+	// MaxHeaderBytes bounds a request's metadata (its HTTP/2 header list:
+	// token, deadline and anything a client adds); 0 means 16 KiB. gRPC's
+	// own default is 16 MiB.
+	MaxHeaderBytes int
 	// DefaultDeadline applies to a request that arrives without one, and
 	// MaxDeadline caps any; 0 means 10 s and 60 s.
 	DefaultDeadline, MaxDeadline time.Duration
@@ -53,6 +57,9 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 1 << 20
 	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 16 << 10
+	}
 	if cfg.DefaultDeadline <= 0 {
 		cfg.DefaultDeadline = 10 * time.Second
 	}
@@ -62,6 +69,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics()}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, s.bound),
 		grpc.ChainStreamInterceptor(s.authorizeStream),
 	}

@@ -611,6 +611,15 @@ func (s *Service) Balance(ctx context.Context, name string, asOf time.Time) (dec
 	return s.store.Balance(ctx, a, asOf)
 }
 
+// Balances are the current balances of accounts (from Accounts, say), in
+// their order, read together.
+func (s *Service) Balances(ctx context.Context, accounts []*Account) ([]decimal.Decimal, error) {
+	if len(accounts) > MaxPage {
+		return nil, invalid("ledger.Balances", "accounts", "at most %d at once", MaxPage)
+	}
+	return s.store.Balances(ctx, accounts)
+}
+
 // MaxPageSize bounds one page of entries.
 const MaxPageSize = 1000
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/coinledger/coinledger/internal/pgembed"
 	"github.com/coinledger/coinledger/ledger"
@@ -51,7 +52,8 @@ type common struct {
 	databaseURL string
 	dataDir     string // empty: a temporary one, removed afterwards
 	log         *slog.Logger
-	stderr      io.Writer // progress
+	stderr      io.Writer     // progress
+	linger      time.Duration // how long a commit lane waits to fill a batch
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -84,9 +86,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("coinledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := &common{stderr: stderr}
+	c := &common{stderr: stderr, linger: ledger.DefaultLinger}
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL or CockroachDB URL; empty starts a private PostgreSQL")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	switch cmd {
+	case "serve", "bench", "demo":
+		fs.DurationVar(&c.linger, "commit-linger", ledger.DefaultLinger, "how long a commit lane waits for more requests before committing a batch that is not full; 0: not at all (bench and demo: for the server they start)")
+	}
 	switch cmd {
 	case "serve":
 		serve.register(fs)
@@ -175,7 +181,11 @@ func (c *common) open(ctx context.Context, migrate bool) (*ledger.Service, *post
 		stop()
 		return nil, nil, nil, err
 	}
-	svc := ledger.NewService(db, ledger.Options{Logger: c.log})
+	linger := c.linger
+	if linger <= 0 {
+		linger = -1 // none; the zero Options value means the default
+	}
+	svc := ledger.NewService(db, ledger.Options{Logger: c.log, Linger: linger})
 	return svc, db, func() { svc.Close(); db.Close(); stop() }, nil
 }
 

@@ -160,7 +160,7 @@ func TestUsage(t *testing.T) {
 func TestBenchEmbedded(t *testing.T) {
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	profile := filepath.Join(t.TempDir(), "cpu.pprof")
-	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn", "--cpu-profile", profile)
+	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn", "--cpu-profile", profile, "--commit-linger", "0")
 	if code != exitOK {
 		t.Fatalf("bench exit %d\n%s\n%s", code, out, stderr)
 	}

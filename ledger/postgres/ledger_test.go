@@ -520,3 +520,33 @@ func TestAccountsByPrefix(t *testing.T) {
 		}
 	})
 }
+
+// Balances reads many accounts' balances in one query, in the order asked,
+// summing every shard row, and agrees with Balance account by account.
+func TestBalancesOfMany(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{Lanes: 4})
+		mint := e.account("mint", "USD", true, 1)
+		hot := e.account("hot", "USD", false, 4)
+		cold := e.account("cold", "USD", false, 1)
+		untouched := e.account("untouched", "USD", false, 1)
+		dbtest.Fanout(40, 8, func(i int) { e.post(transfer(fmt.Sprintf("h%d", i), "mint", "hot", "1.25")) })
+		e.post(transfer("c", "mint", "cold", "7.00"))
+		got, err := e.svc.Balances(context.Background(), []*ledger.Account{hot, untouched, cold, mint, hot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"50", "0", "7", "-57", "50"}
+		for i, a := range []*ledger.Account{hot, untouched, cold, mint, hot} {
+			if !got[i].Equal(decimal.RequireFromString(want[i])) || !got[i].Equal(e.balance(a.Name)) {
+				t.Errorf("%s: Balances %s, Balance %s, want %s", a.Name, got[i], e.balance(a.Name), want[i])
+			}
+		}
+		if got, err := e.svc.Balances(context.Background(), nil); err != nil || len(got) != 0 {
+			t.Errorf("no accounts: %v %v", got, err)
+		}
+		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1)); ledger.KindOf(err) != ledger.Invalid {
+			t.Errorf("too many accounts: %v", err)
+		}
+	})
+}

@@ -90,7 +90,11 @@ func (db *DB) loadReplays(ctx context.Context, batch []*ledger.Pending) error {
 }
 
 const (
-	sumShards      = `SELECT COALESCE(SUM(balance), 0) FROM balances WHERE account_id = $1`
+	sumShards       = `SELECT COALESCE(SUM(balance), 0) FROM balances WHERE account_id = $1`
+	sumShardsOfMany = `
+SELECT a.id, COALESCE(SUM(b.balance), 0)
+FROM unnest($1::uuid[]) AS a (id) LEFT JOIN balances b ON b.account_id = a.id
+GROUP BY a.id`
 	sumEntriesAsOf = `
 SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0)
 FROM entries WHERE account_id = $1 AND recorded_at <= $3`
@@ -115,6 +119,31 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 		return b, internal("postgres.Balance", err)
 	}
 	return b, nil
+}
+
+// Balances reads the current balances of many accounts in one query.
+func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account) ([]decimal.Decimal, error) {
+	// Each account once: a repeated id would join its shard rows twice.
+	ids := make([]uuid.UUID, 0, len(accounts))
+	seen := make(map[uuid.UUID]bool, len(accounts))
+	for _, a := range accounts {
+		if !seen[a.ID] {
+			seen[a.ID] = true
+			ids = append(ids, a.ID)
+		}
+	}
+	rows, _ := db.pool.Query(ctx, sumShardsOfMany, pgUUIDs(ids))
+	byID := make(map[uuid.UUID]decimal.Decimal, len(ids))
+	var id uuid.UUID
+	var b decimal.Decimal
+	if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error { byID[id] = b; return nil }); err != nil {
+		return nil, internal("postgres.Balances", err)
+	}
+	out := make([]decimal.Decimal, len(accounts))
+	for i, a := range accounts {
+		out[i] = byID[a.ID]
+	}
+	return out, nil
 }
 
 // Entries pages through an account's entries in commit order.
