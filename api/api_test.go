@@ -434,6 +434,40 @@ func TestValidation(t *testing.T) {
 			_, err := e.catalog(t).AddLiveSession(ctx, &pb.AddLiveSessionRequest{SessionId: "s", Seller: "x", Partner: "p", PlatformRate: "0.5", PartnerShare: "0.5"})
 			return err
 		}, "partner_share"},
+		{"gift catalog: no coins", func() error {
+			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: "g"})
+			return err
+		}, "coins"},
+		{"gift catalog: oversized id", func() error {
+			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: long, Coins: 1})
+			return err
+		}, "gift_id"},
+		{"creator: none", func() error { _, err := e.catalog(t).RegisterCreator(ctx, &pb.RegisterCreatorRequest{}); return err }, "creator"},
+		{"earnings: no earner", func() error {
+			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{})
+			return err
+		}, "earner"},
+		{"earnings: oversized earner", func() error {
+			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: long})
+			return err
+		}, "earner"},
+		{"accounts: page size", func() error {
+			_, err := e.finance(t).ListAccounts(ctx, &pb.ListAccountsRequest{Prefix: "COIN:", PageSize: 5000})
+			return err
+		}, "page_size"},
+		{"balance: no account", func() error { _, err := e.finance(t).GetBalance(ctx, &pb.GetBalanceRequest{}); return err }, "account"},
+		{"balance: bad time", func() error {
+			_, err := e.finance(t).GetBalance(ctx, &pb.GetBalanceRequest{Account: "COIN:issued", AsOf: &timestamppb.Timestamp{Nanos: -1}})
+			return err
+		}, "as_of"},
+		{"refund reversal: no channel", func() error {
+			_, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{RefundId: "rf"})
+			return err
+		}, "channel"},
+		{"refund reversal: no refund id", func() error {
+			_, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE})
+			return err
+		}, "refund_id"},
 		{"share rule: no holding period", func() error {
 			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
 			return err
