@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/shopspring/decimal"
 )
@@ -205,14 +204,15 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 
 func carryField(i int, name string) string { return fmt.Sprintf("carries[%d].%s", i, name) }
 
-// fingerprintCarries renders the carries for the request fingerprint.
+// fingerprintCarries renders the carries for the request fingerprint; like
+// fingerprintLots, its rendering must never change.
 func fingerprintCarries(carries []Carry) string {
-	var b strings.Builder
+	var b fpBuf
 	for _, c := range carries {
-		fmt.Fprintf(&b, "carry=%q,%q,%s,%s;", c.Account, c.Source, c.Fraction, c.Granule)
+		b.lit("carry=").q(c.Account).lit(",").q(c.Source).lit(",").dec(c.Fraction).lit(",").dec(c.Granule).lit(";")
 		for _, l := range c.Legs {
-			fmt.Fprintf(&b, "leg=%q>%q,%s;", l.From, l.To, l.PerGranule)
+			b.lit("leg=").q(l.From).lit(">").q(l.To).lit(",").dec(l.PerGranule).lit(";")
 		}
 	}
-	return b.String()
+	return string(b)
 }

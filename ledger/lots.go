@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -207,27 +207,39 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 }
 
 // fingerprintLots renders the lot instructions for the request fingerprint.
+// The rendering is part of stored fingerprints, so it must never change:
+// TestFingerprintRenderingIsStable pins it. (strconv rather than fmt: this
+// runs for every gift.)
 func fingerprintLots(open *LotOpen, r *Relief, refund *LotRefund) string {
-	var b strings.Builder
+	var b fpBuf
 	if refund != nil {
-		fmt.Fprintf(&b, "refund=%s,%q,%q,%s,%s,%s;", refund.Lot, refund.Holder, refund.ValueAccount, refund.Units, refund.Unspent, refund.UnspentValue)
+		b.lit("refund=").lit(refund.Lot.String()).lit(",").q(refund.Holder).lit(",").q(refund.ValueAccount).
+			lit(",").dec(refund.Units).lit(",").dec(refund.Unspent).lit(",").dec(refund.UnspentValue).lit(";")
 	}
 	if open != nil {
-		fmt.Fprintf(&b, "open=%d,%d;", open.UnitsPosting, open.ValuePosting)
+		b.lit("open=").num(open.UnitsPosting).lit(",").num(open.ValuePosting).lit(";")
 	}
 	if r != nil {
-		fmt.Fprintf(&b, "relieve=%q,%s;", r.Account, r.Units)
+		b.lit("relieve=").q(r.Account).lit(",").dec(r.Units).lit(";")
 		assets := make([]string, 0, len(r.Legs))
 		for a := range r.Legs {
 			assets = append(assets, a)
 		}
 		sort.Strings(assets)
 		for _, a := range assets {
-			fmt.Fprintf(&b, "%s=%q>%q;", a, r.Legs[a].From, r.Legs[a].To)
+			b.lit(a).lit("=").q(r.Legs[a].From).lit(">").q(r.Legs[a].To).lit(";")
 		}
 	}
-	return b.String()
+	return string(b)
 }
+
+// fpBuf renders fingerprint parts as fmt's %q, %s and %d rendered them.
+type fpBuf []byte
+
+func (b *fpBuf) lit(s string) *fpBuf          { *b = append(*b, s...); return b }
+func (b *fpBuf) q(s string) *fpBuf            { *b = strconv.AppendQuote(*b, s); return b }
+func (b *fpBuf) dec(d decimal.Decimal) *fpBuf { *b = append(*b, d.String()...); return b }
+func (b *fpBuf) num(n int) *fpBuf             { *b = strconv.AppendInt(*b, int64(n), 10); return b }
 
 // lotByID finds a lot in the working state.
 func (w lotWork) lotByID(id uuid.UUID) *Lot {

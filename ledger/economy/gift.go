@@ -77,23 +77,26 @@ var (
 )
 
 // GiftTerms is what a gift was priced at; it is stored on the transaction.
+// Its fields are in the order of their JSON names, so that its encoding is
+// already the ledger's canonical metadata and is not re-encoded on every
+// gift (TestGiftTermsEncodeCanonically).
 type GiftTerms struct {
-	Viewer          string `json:"viewer"`
-	Creator         string `json:"creator"`
-	StreamID        string `json:"stream_id"`
-	GiftID          string `json:"gift_id,omitempty"`
-	Coins           int64  `json:"coins"`
-	SentAt          string `json:"sent_at"`
-	CreatorShare    string `json:"creator_share"`
 	Agency          string `json:"agency,omitempty"`
-	AgencyShare     string `json:"agency_share,omitempty"`
-	Diamonds        string `json:"diamonds"` // coins × share, exact
-	CreatorDiamonds string `json:"creator_diamonds"`
 	AgencyDiamonds  string `json:"agency_diamonds,omitempty"`
-	DiamondValue    string `json:"diamond_value"`
+	AgencyShare     string `json:"agency_share,omitempty"`
+	Coins           int64  `json:"coins"`
+	Creator         string `json:"creator"`
+	CreatorDiamonds string `json:"creator_diamonds"`
+	CreatorShare    string `json:"creator_share"`
 	Currency        string `json:"currency"`
+	DiamondValue    string `json:"diamond_value"`
+	Diamonds        string `json:"diamonds"` // coins × share, exact
+	GiftID          string `json:"gift_id,omitempty"`
 	Granule         string `json:"granule"`
 	ReleaseDay      string `json:"release_day"`
+	SentAt          string `json:"sent_at"`
+	StreamID        string `json:"stream_id"`
+	Viewer          string `json:"viewer"`
 }
 
 // earnerShare is one earner's part of a gift, in fractional diamonds.

@@ -2,6 +2,7 @@ package economy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -313,4 +314,24 @@ func TestReleaseEarnings(t *testing.T) {
 		t.Error("no progress reported")
 	}
 	verifyClean(t, e)
+}
+
+// A gift's terms encode with their keys in order, so the ledger takes them
+// as they are instead of decoding and re-encoding them on every gift.
+func TestGiftTermsEncodeCanonically(t *testing.T) {
+	terms := economy.GiftTerms{Agency: "a", AgencyDiamonds: "1", AgencyShare: "0.1", Coins: 33, Creator: "c",
+		CreatorDiamonds: "15.5", CreatorShare: "0.5", Currency: "USD", DiamondValue: "0.005", Diamonds: "16.5", GiftID: "heart",
+		Granule: "1", ReleaseDay: "2026-11-28", SentAt: "2026-11-21T05:00:00Z", StreamID: "s", Viewer: "v"}
+	got, err := json.Marshal(terms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatal(err)
+	}
+	sorted, _ := json.Marshal(m) // encoding/json sorts map keys
+	if string(got) != string(sorted) {
+		t.Errorf("GiftTerms encode as\n%s\nnot in key order:\n%s", got, sorted)
+	}
 }
