@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,6 +132,22 @@ func (a *Account) Validate(op string) error {
 // SameDefinition reports whether b asks for the account a already is, so that
 // creating an existing account again is a no-op rather than a conflict.
 func (a *Account) SameDefinition(b *Account) bool {
-	return a.Name == b.Name && a.Asset == b.Asset && a.Normal == b.Normal &&
-		a.AllowNegative == b.AllowNegative && a.Shards == b.Shards && a.PerShard == b.PerShard
+	return a.Name == b.Name && a.DefinitionDiff(b) == ""
+}
+
+// DefinitionDiff names the attributes in which b differs from a, as
+// "shards 8, asked 4; ...": empty when they are defined alike.
+func (a *Account) DefinitionDiff(b *Account) string {
+	var diffs []string
+	add := func(attr string, have, asked any) {
+		if have != asked {
+			diffs = append(diffs, fmt.Sprintf("%s %v, asked %v", attr, have, asked))
+		}
+	}
+	add("asset", a.Asset, b.Asset)
+	add("normal side", a.Normal, b.Normal)
+	add("allow negative", a.AllowNegative, b.AllowNegative)
+	add("shards", a.Shards, b.Shards)
+	add("per shard", a.PerShard, b.PerShard)
+	return strings.Join(diffs, "; ")
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coinledger/coinledger/api"
+	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 )
 
@@ -99,6 +100,9 @@ func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, fu
 	eco := economy.New(svc, cat, nil)
 	if err := eco.Bootstrap(ctx); err != nil {
 		closeAll()
+		if errors.Is(err, ledger.ErrAccountExists) && c.databaseURL == "" {
+			err = fmt.Errorf("%w\n(the private PostgreSQL in %s was set up by an earlier coinledger: give another --data-dir, or remove that directory to start afresh)", err, c.dataDir)
+		}
 		return nil, nil, err
 	}
 	return api.New(svc, eco, cat, cfg), closeAll, nil

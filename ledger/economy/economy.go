@@ -3,6 +3,7 @@ package economy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -88,6 +89,15 @@ func PromoWallet(user string) string { return "COIN:promo:" + user }
 // in every currency. It is idempotent; other fiat accounts are opened on
 // first use.
 func (e *Economy) Bootstrap(ctx context.Context) error {
+	err := e.bootstrap(ctx)
+	if errors.Is(err, ledger.ErrAccountExists) {
+		return &ledger.Error{Op: "economy.Bootstrap", Err: err,
+			Message: "this database's chart of accounts differs from this version's (an earlier coinledger made it); it cannot be used as it is"}
+	}
+	return err
+}
+
+func (e *Economy) bootstrap(ctx context.Context) error {
 	assets := append([]ledger.Asset{{Code: Coin}, {Code: Diamond}, {Code: DiamondFrac, Scale: fracScale}}, Currencies...)
 	for _, a := range assets {
 		if _, err := e.ledger.CreateAsset(ctx, a); err != nil {

@@ -186,3 +186,28 @@ func TestPromoGrantAndConservation(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, r)
 	}
 }
+
+// A database whose chart an earlier version made differently is refused at
+// bootstrap with a message that says so and names what differs.
+func TestBootstrapOnAnOlderChart(t *testing.T) {
+	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
+	svc := ledger.NewService(db, ledger.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(svc.Close)
+	ctx := context.Background()
+	if _, err := svc.CreateAsset(ctx, ledger.Asset{Code: "USD", Scale: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// As the chart once defined it: may not go negative, one row.
+	if _, err := svc.CreateAccount(ctx, ledger.Account{Name: economy.FiatAccount(economy.DeferredRevenue, "USD"), Asset: "USD", Normal: ledger.Credit, Shards: 1}); err != nil {
+		t.Fatal(err)
+	}
+	err := economy.New(svc, economy.NewCatalog(db, nil), nil).Bootstrap(ctx)
+	if !errors.Is(err, ledger.ErrAccountExists) {
+		t.Fatalf("bootstrap on an older chart: %v", err)
+	}
+	for _, want := range []string{"earlier coinledger", "Liability:DeferredRevenue:Coins:USD has allow negative false, asked true; shards 1, asked 4"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}

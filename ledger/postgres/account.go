@@ -95,7 +95,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *ledger.Account) (*ledger.Acc
 		return nil, internal(op, err)
 	}
 	if got.ID != a.ID && !got.SameDefinition(a) {
-		return got, &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountExists, Message: a.Name}
+		return got, &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountExists, Message: a.Name + " has " + got.DefinitionDiff(a)}
 	}
 	return got, nil
 }
