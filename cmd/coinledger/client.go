@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -44,7 +45,14 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		if err != nil {
 			return nil, nil, err
 		}
-		srv, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log})
+		// A line per request would bury the command's own output: the
+		// server it starts logs warnings and errors only, unless asked for
+		// debug.
+		srvLog := c.log
+		if c.level > slog.LevelDebug {
+			srvLog = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: max(c.level, slog.LevelWarn)}))
+		}
+		srv, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog})
 		if err != nil {
 			return nil, nil, err
 		}

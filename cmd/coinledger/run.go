@@ -52,6 +52,7 @@ type common struct {
 	databaseURL string
 	dataDir     string // empty: a temporary one, removed afterwards
 	log         *slog.Logger
+	level       slog.Level
 	stderr      io.Writer     // progress
 	linger      time.Duration // how long a commit lane waits to fill a batch
 }
@@ -114,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coinledger: --log-level: %v\n", err)
 		return exitError
 	}
+	c.level = lv
 	c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	code, err := f(ctx, c, fs.Args(), stdout)
 	if err != nil {
