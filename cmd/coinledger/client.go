@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -26,12 +27,15 @@ import (
 // listener, interceptors and authentication as any caller.
 type clientOptions struct {
 	addr, token, caFile string
+	certFile, keyFile   string // the client's certificate, for a server that asks for one
 }
 
 func (o *clientOptions) register(fs *flag.FlagSet, scopes string) {
 	fs.StringVar(&o.addr, "addr", os.Getenv("COINLEDGER_ADDR"), "server address; empty starts a server in this process (env COINLEDGER_ADDR)")
 	fs.StringVar(&o.token, "token", os.Getenv("COINLEDGER_TOKEN"), "bearer token with the scopes "+scopes+"; needed with --addr (env COINLEDGER_TOKEN)")
 	fs.StringVar(&o.caFile, "tls-ca", os.Getenv("COINLEDGER_TLS_CA"), "CA bundle (PEM) to verify the server with; empty: plaintext")
+	fs.StringVar(&o.certFile, "client-cert", os.Getenv("COINLEDGER_CLIENT_CERT"), "client certificate (PEM) for a server that requires mutual TLS; needs --tls-ca")
+	fs.StringVar(&o.keyFile, "client-key", os.Getenv("COINLEDGER_CLIENT_KEY"), "the client certificate's private key (PEM)")
 }
 
 // dial connects to the server the options name, or starts one; closeAll
@@ -72,14 +76,10 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 	} else if token == "" {
 		return nil, nil, errors.New("--token (or COINLEDGER_TOKEN) is required with --addr")
 	}
-	creds := insecure.NewCredentials()
-	if o.caFile != "" {
-		pool, err := certPool("--tls-ca", o.caFile)
-		if err != nil {
-			stop()
-			return nil, nil, err
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	creds, err := o.credentials()
+	if err != nil {
+		stop()
+		return nil, nil, err
 	}
 	conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
 	if err != nil {
@@ -87,6 +87,30 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		return nil, nil, err
 	}
 	return conn, func() { conn.Close(); stop() }, nil
+}
+
+// credentials are plaintext, or TLS verified against --tls-ca with the
+// client's certificate when one is given.
+func (o *clientOptions) credentials() (credentials.TransportCredentials, error) {
+	if o.caFile == "" {
+		if o.certFile != "" || o.keyFile != "" {
+			return nil, errors.New("--client-cert and --client-key need --tls-ca")
+		}
+		return insecure.NewCredentials(), nil
+	}
+	pool, err := certPool("--tls-ca", o.caFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.certFile != "" || o.keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 // newToken returns a random bearer token for a server this process starts.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,9 +31,10 @@ import (
 // testPKI is a CA that signed a server certificate for 127.0.0.1 and a client
 // certificate, each written as PEM files.
 type testPKI struct {
-	caFile, certFile, keyFile string
-	ca                        *x509.CertPool
-	client                    tls.Certificate
+	caFile, certFile, keyFile     string
+	clientCertFile, clientKeyFile string
+	ca                            *x509.CertPool
+	client                        tls.Certificate
 }
 
 func newTestPKI(t *testing.T) *testPKI {
@@ -75,17 +77,22 @@ func newTestPKI(t *testing.T) *testPKI {
 	p.keyFile = write("server-key.pem", "EC PRIVATE KEY", keyDER)
 	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth, nil)
 	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	p.clientCertFile = write("client.pem", "CERTIFICATE", cliDER)
+	cliKeyDER, _ := x509.MarshalECPrivateKey(cliKey)
+	p.clientKeyFile = write("client-key.pem", "EC PRIVATE KEY", cliKeyDER)
 	return p
 }
 
 // serve with --tls-cert/--tls-key/--client-ca: a client presenting a
 // certificate the CA signed is served (and still needs its token); one
-// without a certificate, or speaking plaintext, is not.
+// without a certificate, or speaking plaintext, is not. The demo reaches it
+// with --tls-ca and its client certificate.
 func TestServeMutualTLS(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
 	pki := newTestPKI(t)
 	const secret = "tok-finance-tls-test-0123456789"
-	t.Setenv("COINLEDGER_TOKENS", "finance finance "+secret)
+	const demoSecret = "tok-demo-tls-test-0123456789"
+	t.Setenv("COINLEDGER_TOKENS", "finance finance "+secret+";demo iap,gifting,creator-portal,finance,admin "+demoSecret)
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -127,6 +134,19 @@ func TestServeMutualTLS(t *testing.T) {
 	noCert := dial(&tls.Config{RootCAs: pki.ca, MinVersion: tls.VersionTLS12})
 	if _, err := healthpb.NewHealthClient(noCert).Check(short, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("a client without a certificate: %v", err)
+	}
+	demo := []string{"demo", "--addr", addr, "--token", demoSecret, "--viewers", "3", "--gifts", "6", "-c", "2", "--log-level", "warn"}
+	if code, demoOut, demoErr := runCmd(t, append(demo, "--tls-ca", pki.caFile, "--client-cert", pki.clientCertFile, "--client-key", pki.clientKeyFile)...); code != exitOK || !strings.Contains(demoOut, ": OK (") {
+		t.Errorf("demo over mutual TLS: exit %d\n%s\n%s", code, demoOut, demoErr)
+	}
+	for name, args := range map[string][]string{
+		"no client certificate":          append(demo, "--tls-ca", pki.caFile),
+		"plaintext":                      demo,
+		"a certificate without --tls-ca": append(demo, "--client-cert", pki.clientCertFile, "--client-key", pki.clientKeyFile),
+	} {
+		if code, _, demoErr := runCmd(t, args...); code != exitError {
+			t.Errorf("demo with %s: exit %d\n%s", name, code, demoErr)
+		}
 	}
 	cancel()
 	select {
