@@ -132,7 +132,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		var id uuid.UUID
 		var shard int32
 		var bal decimal.Decimal
-		_, err := pgx.ForEachRow(rows, []any{uuidDest(&id), &shard, numeric(&bal)}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &shard, &bal}, func() error {
 			locked++
 			if plan.Checked[id] {
 				st.Balance[id] = st.Balance[id].Add(bal)
@@ -148,8 +148,8 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	scanLots := func(rows pgx.Rows) error {
 		for rows.Next() {
 			l := &ledger.Lot{}
-			if err := rows.Scan(uuidDest(&l.ID), uuidDest(&l.AccountID), &l.OpenedAt, &l.BatchSeq, numeric(&l.Units), numeric(&l.UnitsLeft),
-				uuidDest(&l.ValueAccountID), &l.ValueAsset, numeric(&l.Value), numeric(&l.ValueLeft), numeric(&l.Refunded)); err != nil {
+			if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
+				&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded); err != nil {
 				return err
 			}
 			if !lotsRead[l.ID] {
@@ -167,7 +167,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		b.Queue(selectTook, pgUUIDs(plan.Reverses)).Query(func(rows pgx.Rows) error {
 			var r ledger.LotRelief
 			var tx uuid.UUID
-			_, err := pgx.ForEachRow(rows, []any{uuidDest(&tx), uuidDest(&r.LotID), numeric(&r.Units), numeric(&r.Value), numeric(&r.Refunded)}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&tx, &r.LotID, &r.Units, &r.Value, &r.Refunded}, func() error {
 				st.Took[tx] = append(st.Took[tx], r)
 				return nil
 			})
@@ -184,7 +184,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	b.Queue(selectStatuses, pgUUIDs(accountIDs)).Query(func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var status string
-		_, err := pgx.ForEachRow(rows, []any{uuidDest(&id), &status}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &status}, func() error {
 			st.Status[id] = ledger.Status(status)
 			return nil
 		})
@@ -193,7 +193,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	b.Queue(selectCommitted, plan.Keys).Query(func(rows pgx.Rows) error {
 		var key string
 		var c ledger.Committed
-		_, err := pgx.ForEachRow(rows, []any{&key, uuidDest(&c.ID), &c.Fingerprint}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&key, &c.ID, &c.Fingerprint}, func() error {
 			st.Committed[key] = ledger.Committed{ID: c.ID, Fingerprint: append([]byte(nil), c.Fingerprint...)}
 			return nil
 		})
@@ -202,7 +202,7 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	if len(plan.Reverses) > 0 {
 		b.Queue(selectReversed, pgUUIDs(plan.Reverses)).Query(func(rows pgx.Rows) error {
 			var id uuid.UUID
-			_, err := pgx.ForEachRow(rows, []any{uuidDest(&id)}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
 				st.Reversed[id] = true
 				return nil
 			})

@@ -15,12 +15,9 @@ import (
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
-	"github.com/google/uuid"
-	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/ledger"
 )
@@ -70,7 +67,7 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	}
 	asWriter := cfg.AsWriter == nil || *cfg.AsWriter
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		pgxdecimal.Register(c.TypeMap())
+		registerTypes(c.TypeMap())
 		if asWriter {
 			_, err := c.Exec(ctx, "SET ROLE "+WriterRole)
 			return err
@@ -105,14 +102,6 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	}
 	return db, nil
 }
-
-// Scanning into *decimal.Decimal or *uuid.UUID goes through their
-// sql.Scanner methods, because pgx prefers a target's sql.Scanner to the
-// codecs registered for the column's type: the value is decoded, rendered as
-// text and parsed again. These destinations take the binary decoders
-// directly; the write path scans hundreds of each per batch.
-func numeric(d *decimal.Decimal) any { return (*pgxdecimal.Decimal)(d) }
-func uuidDest(u *uuid.UUID) any      { return (*[16]byte)(u) }
 
 // Close closes the pool.
 func (db *DB) Close() { db.pool.Close() }

@@ -51,7 +51,7 @@ func (db *DB) TransactionByKey(ctx context.Context, key string) (*ledger.Transac
 func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) (*ledger.Transaction, error) {
 	var t ledger.Transaction
 	err := db.pool.QueryRow(ctx, query, arg).Scan(
-		uuidDest(&t.ID), &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses, &t.MovesLots)
+		&t.ID, &t.IdempotencyKey, &t.Kind, &t.EffectiveAt, &t.RecordedAt, &t.BatchSeq, &t.Metadata, &t.Reverses, &t.MovesLots)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: name}
 	}
@@ -62,7 +62,7 @@ func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) 
 	rows, _ := db.pool.Query(ctx, selectPostings, t.ID)
 	var p ledger.Posting
 	var side string
-	_, err = pgx.ForEachRow(rows, []any{&p.Account, uuidDest(&p.AccountID), &p.Asset, &side, numeric(&p.Amount)}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&p.Account, &p.AccountID, &p.Asset, &side, &p.Amount}, func() error {
 		p.Side, _ = ledger.ParseSide(side)
 		t.Postings = append(t.Postings, p)
 		return nil
@@ -136,7 +136,7 @@ func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account) ([]decim
 	byID := make(map[uuid.UUID]decimal.Decimal, len(ids))
 	var id uuid.UUID
 	var b decimal.Decimal
-	if _, err := pgx.ForEachRow(rows, []any{uuidDest(&id), numeric(&b)}, func() error { byID[id] = b; return nil }); err != nil {
+	if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error { byID[id] = b; return nil }); err != nil {
 		return nil, internal("postgres.Balances", err)
 	}
 	out := make([]decimal.Decimal, len(accounts))
@@ -156,7 +156,7 @@ func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Curso
 	var out []ledger.Entry
 	var e ledger.Entry
 	var side string
-	_, err := pgx.ForEachRow(rows, []any{uuidDest(&e.TxID), &e.Index, &e.Kind, &side, numeric(&e.Amount), &e.EffectiveAt, &e.RecordedAt, &e.BatchSeq}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&e.TxID, &e.Index, &e.Kind, &side, &e.Amount, &e.EffectiveAt, &e.RecordedAt, &e.BatchSeq}, func() error {
 		e.Side, _ = ledger.ParseSide(side)
 		e.EffectiveAt, e.RecordedAt = e.EffectiveAt.UTC(), e.RecordedAt.UTC()
 		out = append(out, e)
