@@ -194,11 +194,11 @@ func refused(what string, want codes.Code, err error) (string, error) {
 	if err == nil {
 		return "", fmt.Errorf("%s: accepted, want %s", what, want)
 	}
-	if st := status.Convert(err); st.Code() != want {
+	st := status.Convert(err)
+	if st.Code() != want {
 		return "", fmt.Errorf("%s: %s, want %s: %w", what, st.Code(), want, err)
-	} else {
-		return fmt.Sprintf("%s: refused, %s: %s", what, st.Code(), st.Message()), nil
 	}
+	return fmt.Sprintf("%s: refused, %s: %s", what, st.Code(), st.Message()), nil
 }
 
 func (d *demo) script(ctx context.Context) error {

@@ -39,6 +39,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitServing waits up to 30 s for the server behind conn to report SERVING,
+// failing with the server's output.
+func waitServing(t *testing.T, ctx context.Context, conn *grpc.ClientConn, out, errOut *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not serving: %v\n%s\n%s", err, out.String(), errOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -74,17 +91,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not serving: %v\n%s\n%s", err, out.String(), errOut.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitServing(t, ctx, conn, &out, &errOut)
 	wallets := pb.NewGiftServiceClient(conn)
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no token: %v", err)

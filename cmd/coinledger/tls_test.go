@@ -111,17 +111,7 @@ func TestServeMutualTLS(t *testing.T) {
 		return conn
 	}
 	withCert := dial(&tls.Config{RootCAs: pki.ca, Certificates: []tls.Certificate{pki.client}, MinVersion: tls.VersionTLS12})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		h, err := healthpb.NewHealthClient(withCert).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving over mutual TLS: %v\n%s\n%s", err, out.String(), errOut.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitServing(t, ctx, withCert, &out, &errOut)
 	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secret)
 	if _, err := pb.NewLedgerServiceClient(withCert).Verify(authed, &pb.VerifyRequest{}); err != nil {
 		t.Errorf("verify over mutual TLS: %v", err)
