@@ -54,16 +54,17 @@ FOR UPDATE`
 
 	insertLots = `
 INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
-SELECT id, acct, $3, seq, units, units_left, vacct, vasset, value, value_left
-FROM unnest($1::uuid[], $2::uuid[], $4::int[], $5::numeric[], $6::numeric[], $7::uuid[], $8::text[], $9::numeric[], $10::numeric[])
+SELECT id, acct, $3, seq, units::numeric, units_left::numeric, vacct, vasset, value::numeric, value_left::numeric
+FROM unnest($1::uuid[], $2::uuid[], $4::int[], $5::text[], $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
   AS l (id, acct, seq, units, units_left, vacct, vasset, value, value_left)`
 	updateLots = `
-UPDATE lots l SET units_left = u.units_left, value_left = u.value_left, refunded = u.refunded
-FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[]) AS u (id, units_left, value_left, refunded)
+UPDATE lots l SET units_left = u.units_left::numeric, value_left = u.value_left::numeric, refunded = u.refunded::numeric
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u (id, units_left, value_left, refunded)
 WHERE l.id = u.id`
 	insertReliefs = `
 INSERT INTO lot_reliefs (tx_id, lot_id, units, value, refunded)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::numeric[], $5::numeric[])`
+SELECT tx, lot, units::numeric, value::numeric, refunded::numeric
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) AS r (tx, lot, units, value, refunded)`
 
 	insertTransactions = `
 INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata, reverses)
@@ -72,12 +73,12 @@ FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[], 
   AS t (id, key, fp, kind, eff, seq, meta, rev)`
 	insertEntries = `
 INSERT INTO entries (tx_id, idx, account_id, asset, side, amount, recorded_at, batch_seq)
-SELECT tx, idx, acct, asset, side, amount, $7, seq
-FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], $8::int[])
+SELECT tx, idx, acct, asset, side, amount::numeric, $7, seq
+FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::text[], $8::int[])
   AS e (tx, idx, acct, asset, side, amount, seq)`
 	updateBalances = `
-UPDATE balances b SET balance = b.balance + d.delta
-FROM unnest($1::uuid[], $2::int[], $3::numeric[]) AS d (account_id, shard, delta)
+UPDATE balances b SET balance = b.balance + d.delta::numeric
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS d (account_id, shard, delta)
 WHERE b.account_id = d.account_id AND b.shard = d.shard`
 )
 

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -34,6 +35,31 @@ func TestScanDestinationsAreBinary(t *testing.T) {
 		plan := fmt.Sprintf("%T", c.m.PlanScan(c.oid, pgtype.BinaryFormatCode, c.target))
 		if slow := strings.Contains(plan, "SQLScanner"); slow != c.slow {
 			t.Errorf("%T: plan %s", c.target, plan)
+		}
+	}
+}
+
+// pgx encodes a parameter in binary when it can; a Go string bound to a
+// numeric parameter cannot be, so pgx builds an error with fmt and then
+// encodes the whole array again as text, on every batch. The write path
+// therefore binds amounts as text[] and casts in SQL.
+func TestWriteStatementsBindNoNumericArrays(t *testing.T) {
+	m := pgtype.NewMap()
+	registerTypes(m)
+	amounts := []string{"1.5", "-2"}
+	if _, err := m.Encode(pgtype.NumericArrayOID, pgtype.BinaryFormatCode, amounts, nil); err == nil {
+		t.Fatal("pgx now encodes strings as binary numerics; the text[] casts may go")
+	}
+	if _, err := m.Encode(pgtype.TextArrayOID, pgtype.BinaryFormatCode, amounts, nil); err != nil {
+		t.Fatalf("text[]: %v", err)
+	}
+	numericParam := regexp.MustCompile(`\$\d+::numeric\[\]`)
+	for name, sql := range map[string]string{
+		"insertLots": insertLots, "updateLots": updateLots, "insertReliefs": insertReliefs,
+		"insertTransactions": insertTransactions, "insertEntries": insertEntries, "updateBalances": updateBalances,
+	} {
+		if p := numericParam.FindString(sql); p != "" {
+			t.Errorf("%s binds %s: pass text[] and cast", name, p)
 		}
 	}
 }
