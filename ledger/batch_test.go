@@ -157,6 +157,8 @@ func (f *fakeStore) Asset(_ context.Context, code string) (Asset, error) {
 	return Asset{Code: code, Scale: 2}, nil
 }
 
+func (f *fakeStore) NewTransactionID() uuid.UUID { return uuid.New() }
+
 func (f *fakeStore) CommitBatch(_ context.Context, lane int, batch []*Pending) error {
 	if f.hold != nil {
 		close(f.holding)

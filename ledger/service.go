@@ -232,7 +232,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	meta := req.Metadata // canonical once validated
 	pd := &Pending{
 		Tx: Transaction{
-			ID:             uuid.New(),
+			ID:             s.store.NewTransactionID(),
 			IdempotencyKey: req.IdempotencyKey,
 			Kind:           req.Kind,
 			// Stored to the microsecond: the original answer and a replay agree.
@@ -408,7 +408,7 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 	}
 	target := orig.ID
 	pd := &Pending{Tx: Transaction{
-		ID:             uuid.New(),
+		ID:             s.store.NewTransactionID(),
 		IdempotencyKey: req.IdempotencyKey,
 		Kind:           "reversal",
 		Metadata:       meta,

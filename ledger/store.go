@@ -26,6 +26,9 @@ type Store interface {
 	// accepted transactions and commits, retrying conflicts; then loads the
 	// originals of replays. An error means nothing in the batch was posted.
 	CommitBatch(ctx context.Context, lane int, batch []*Pending) error
+	// NewTransactionID makes the id of a transaction about to be posted, in
+	// the order that suits the store's indexes.
+	NewTransactionID() uuid.UUID
 	Transaction(ctx context.Context, id uuid.UUID) (*Transaction, error)
 	// TransactionByKey finds a transaction by its idempotency key.
 	TransactionByKey(ctx context.Context, key string) (*Transaction, error)

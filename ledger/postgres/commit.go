@@ -82,6 +82,18 @@ FROM unnest($1::uuid[], $2::int[], $3::text[]) AS d (account_id, shard, delta)
 WHERE b.account_id = d.account_id AND b.shard = d.shard`
 )
 
+// NewTransactionID is time-ordered (UUIDv7) on PostgreSQL, so the b-trees
+// keyed by transaction (transactions, entries, lots, lot reliefs) grow at
+// their right edge instead of dirtying a random leaf page per row. On
+// CockroachDB it is random: ordered keys would send every insert to the
+// last range.
+func (db *DB) NewTransactionID() uuid.UUID {
+	if db.cockroach {
+		return uuid.New()
+	}
+	return uuid.Must(uuid.NewV7())
+}
+
 // CommitBatch posts a batch in one database transaction; see ledger.Store.
 func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending) error {
 	const op = "postgres.CommitBatch"

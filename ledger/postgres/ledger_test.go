@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -547,6 +548,32 @@ func TestBalancesOfMany(t *testing.T) {
 		}
 		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1)); ledger.KindOf(err) != ledger.Invalid {
 			t.Errorf("too many accounts: %v", err)
+		}
+	})
+}
+
+// Transaction ids follow the store: time-ordered on PostgreSQL, so the
+// indexes keyed by transaction grow at their right edge; random on
+// CockroachDB, where ordered keys would make the last range hot.
+func TestTransactionIDsSuitTheStore(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 1)
+		wantVersion := uuid.Version(7)
+		if b.Name == "cockroach" {
+			wantVersion = 4
+		}
+		var prev uuid.UUID
+		for i := range 20 {
+			tx := e.post(transfer(fmt.Sprintf("id-%d", i), "mint", "alice", "1"))
+			if tx.ID.Version() != wantVersion {
+				t.Fatalf("transaction %d: id %s is version %d, want %d", i, tx.ID, tx.ID.Version(), wantVersion)
+			}
+			if wantVersion == 7 && bytes.Compare(tx.ID[:], prev[:]) <= 0 {
+				t.Fatalf("transaction %d: id %s does not sort after %s", i, tx.ID, prev)
+			}
+			prev = tx.ID
 		}
 	})
 }
