@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
@@ -98,21 +99,56 @@ func (db *DB) NewTransactionID() uuid.UUID {
 func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending) error {
 	const op = "postgres.CommitBatch"
 	plan := ledger.PlanBatch(batch, lane)
-	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		st, err := readState(ctx, tx, plan, db.cockroach)
-		if err != nil {
-			return err
-		}
-		ledger.Decide(batch, st)
-		return write(ctx, tx, plan, batch, st)
-	})
+	var err error
+	if db.cockroach {
+		err = db.inTx(ctx, pgx.Serializable, func(tx pgx.Tx) error {
+			st, err := readState(ctx, tx, plan, true, false)
+			if err != nil {
+				return err
+			}
+			ledger.Decide(batch, st)
+			return write(ctx, tx, plan, batch, st, false)
+		})
+	} else {
+		err = db.retry(ctx, func() error { return db.pipelinedBatch(ctx, plan, batch) })
+	}
 	if err != nil {
 		return internal(op, err)
 	}
 	return db.loadReplays(ctx, batch)
 }
 
-func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool) (*ledger.State, error) {
+// pipelinedBatch is one attempt at a batch on PostgreSQL in two round trips:
+// BEGIN rides in front of the reads and COMMIT behind the writes, instead of
+// a round trip each. Success means COMMIT itself answered COMMIT: a failure
+// at commit (a deferred constraint, say) comes back as COMMIT's error, and a
+// transaction that had already failed would answer ROLLBACK.
+func (db *DB) pipelinedBatch(ctx context.Context, plan *ledger.Plan, batch []*ledger.Pending) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection left inside a transaction is closed, not reused.
+	defer conn.Release()
+	st, err := readState(ctx, conn, plan, false, true)
+	if err == nil {
+		ledger.Decide(batch, st)
+		err = write(ctx, conn, plan, batch, st, true)
+	}
+	if err != nil {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+	return err
+}
+
+// batchSender is a transaction, or a connection whose transaction is opened
+// and closed by statements in the batches themselves.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// readState locks and reads what plan needs; begin puts BEGIN in front.
+func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach, begin bool) (*ledger.State, error) {
 	lockIDs := make([]uuid.UUID, len(plan.Locks))
 	lockShardNos := make([]int32, len(plan.Locks))
 	for i, l := range plan.Locks {
@@ -137,6 +173,9 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 		Took:      map[uuid.UUID][]ledger.LotRelief{},
 	}
 	b := &pgx.Batch{}
+	if begin {
+		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	}
 	if !cockroach {
 		b.Queue(keyedLookups)
 	}
@@ -234,7 +273,34 @@ func readState(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, cockroach bool
 	return st, nil
 }
 
-func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pending, st *ledger.State) error {
+// write inserts the accepted transactions and applies their effects; commit
+// puts COMMIT behind them.
+func write(ctx context.Context, tx batchSender, plan *ledger.Plan, batch []*ledger.Pending, st *ledger.State, commit bool) error {
+	b := &pgx.Batch{}
+	queueWrites(b, plan, batch, st)
+	if commit {
+		b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+			if tag.String() != "COMMIT" {
+				return fmt.Errorf("COMMIT answered %q", tag.String())
+			}
+			return nil
+		})
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	err := tx.SendBatch(ctx, b).Close()
+	if sqlState(err) == "23505" {
+		// A concurrent batch committed one of our keys or reversals first;
+		// the re-run will see it as committed.
+		return retryableConflict{err}
+	}
+	return err
+}
+
+// queueWrites adds the inserts of the batch's accepted transactions, their
+// entries and lots, and the balance deltas.
+func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *ledger.State) {
 	recordedAt := st.RecordedAt
 	var (
 		txIDs, revs         []*uuid.UUID
@@ -271,7 +337,7 @@ func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pe
 		}
 	}
 	if len(txIDs) == 0 {
-		return nil
+		return
 	}
 	deltas := plan.Deltas(batch)
 	dIDs := make([]uuid.UUID, len(deltas))
@@ -280,18 +346,10 @@ func write(ctx context.Context, tx pgx.Tx, plan *ledger.Plan, batch []*ledger.Pe
 	for i, d := range deltas {
 		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), d.Delta.String()
 	}
-	b := &pgx.Batch{}
 	b.Queue(insertTransactions, pgNullUUIDs(txIDs), keys, fps, kinds, effs, recordedAt, seqs, metas, pgNullUUIDs(revs))
 	b.Queue(insertEntries, pgUUIDs(eTx), eIdx, pgUUIDs(eAcct), eAsset, eSide, eAmt, recordedAt, eSeq)
 	b.Queue(updateBalances, pgUUIDs(dIDs), dShards, dAmts)
 	queueLotWrites(b, batch, st)
-	err := tx.SendBatch(ctx, b).Close()
-	if sqlState(err) == "23505" {
-		// A concurrent batch committed one of our keys or reversals first;
-		// the re-run will see it as committed.
-		return retryableConflict{err}
-	}
-	return err
 }
 
 // queueLotWrites adds the batch's lot changes: lots opened (in their state

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"slices"
 	"sync"
 	"testing"
 
@@ -218,4 +220,74 @@ CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON transactions
 		t.Fatalf("exhausted retries: %v", err)
 	}
 	e.wantBalance("alice", "1")
+}
+
+// A batch opens its transaction with BEGIN in its first round trip and closes
+// it with COMMIT in its last, on a pooled connection. One that fails in
+// between (here the database refuses a row) is rolled back and its
+// connection is clean for the next batch: with a pool of one connection, the
+// posts after each refusal work, on the same connection.
+func TestFailedBatchLeavesItsConnectionClean(t *testing.T) {
+	b := dbtest.Postgres()
+	e := newEnv(t, b, ledger.Options{})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 1)
+	_, err := e.owner().Exec(ctx, `
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.idempotency_key LIKE 'poison%' THEN
+    RAISE EXCEPTION 'injected refusal';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON transactions FOR EACH ROW EXECUTE FUNCTION refuse_poison();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", "one-connection")
+	u.RawQuery = q.Encode()
+	db, err := postgres.Open(ctx, u.String(), postgres.Config{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	svc := ledger.NewService(db, ledger.Options{})
+	defer svc.Close()
+	owner := e.owner()
+	backends := func() (pids []int) {
+		t.Helper()
+		rows, err := owner.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = 'one-connection'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids, err = pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pids
+	}
+	if _, err := svc.Post(ctx, transfer("warm-up", "mint", "alice", "1")); err != nil {
+		t.Fatal(err)
+	}
+	before := backends()
+	for i := range 3 {
+		if _, err := svc.Post(ctx, transfer(fmt.Sprintf("poison-%d", i), "mint", "alice", "1")); ledger.KindOf(err) != ledger.Internal {
+			t.Fatalf("poisoned post: %v, want an internal error", err)
+		}
+		if _, err := svc.Post(ctx, transfer(fmt.Sprintf("good-%d", i), "mint", "alice", "1")); err != nil {
+			t.Fatalf("post after a failed batch: %v", err)
+		}
+	}
+	// Rolled back, not thrown away: the same connection served every batch.
+	if after := backends(); len(before) != 1 || !slices.Equal(before, after) {
+		t.Errorf("connections before %v, after %v: a failed batch's connection was replaced", before, after)
+	}
+	e.wantBalance("alice", "4")
+	e.verifyClean()
 }

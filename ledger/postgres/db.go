@@ -150,17 +150,24 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 		}
 		return err
 	}
+	return db.retry(ctx, func() error { return db.attempt(ctx, iso, fn) })
+}
+
+// retry runs attempt until it succeeds or fails for a reason a re-run cannot
+// fix, with jittered exponential backoff; each attempt is a whole
+// transaction, from BEGIN to COMMIT.
+func (db *DB) retry(ctx context.Context, attempt func() error) error {
 	backoff := time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := db.attempt(ctx, iso, fn)
+	for n := 1; ; n++ {
+		err := attempt()
 		if err == nil || !retryable(err) {
 			return err
 		}
-		if attempt >= db.maxAttempts {
-			db.log.Warn("transaction retries exhausted", "attempts", attempt, "err", err)
-			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", attempt, err)}
+		if n >= db.maxAttempts {
+			db.log.Warn("transaction retries exhausted", "attempts", n, "err", err)
+			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", n, err)}
 		}
-		db.log.Debug("transaction retry", "attempt", attempt, "sqlstate", sqlState(err))
+		db.log.Debug("transaction retry", "attempt", n, "sqlstate", sqlState(err))
 		sleep := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
 		select {
 		case <-ctx.Done():
