@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -712,5 +714,60 @@ func TestSizeLimits(t *testing.T) {
 	// The connection is still good afterwards.
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v"}); err != nil {
 		t.Errorf("after the refusals: %v", err)
+	}
+}
+
+// The metrics page counts RPCs by method and code, times them, and counts
+// the ledger's commit batches and the requests they carried.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	e.buy(t, "ann", "m-1")
+	e.buy(t, "ann", "m-2")
+	_, err := e.gifts(t).SendGift(context.Background(), &pb.SendGiftRequest{IdempotencyKey: "m-g", Viewer: "ann", Creator: "nobody", GiftId: "rose"})
+	wantCode(t, "gift to an unknown creator", err, codes.InvalidArgument)
+	page := func() string {
+		rec := httptest.NewRecorder()
+		e.srv.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	body := page()
+	for _, want := range []string{
+		`coinledger_rpc_requests_total{method="/coinledger.v1.PurchaseService/Purchase",code="OK"} 2`,
+		`coinledger_rpc_requests_total{method="/coinledger.v1.GiftService/SendGift",code="InvalidArgument"} 1`,
+		`coinledger_rpc_duration_seconds_count{method="/coinledger.v1.PurchaseService/Purchase"} 2`,
+		`coinledger_rpc_duration_seconds_bucket{method="/coinledger.v1.PurchaseService/Purchase",le="+Inf"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	metric := func(body, name string) float64 {
+		t.Helper()
+		for line := range strings.Lines(body) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("metrics lack %s", name)
+		return 0
+	}
+	// A purchase by itself is one request in one batch.
+	before := e.svc.CommitStats()
+	e.buy(t, "bob", "m-3")
+	after := page()
+	stats := e.svc.CommitStats().Sub(before)
+	if stats.Batches != 1 || stats.Requests != 1 || stats.Committing <= 0 {
+		t.Errorf("one purchase alone: %+v, want one batch of one request", stats)
+	}
+	if b, r := metric(after, "coinledger_commit_batches_total"), metric(after, "coinledger_commit_batched_requests_total"); b < 3 || r < b {
+		t.Errorf("commit batches %v carrying %v requests, want at least 3 carrying as many", b, r)
+	}
+	if s := metric(after, "coinledger_commit_seconds_total"); s <= 0 {
+		t.Errorf("commit seconds %v", s)
 	}
 }

@@ -8,14 +8,17 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/coinledger/coinledger/ledger"
 )
 
 // Metrics counts RPCs by method and code and times them, and serves the
-// counts in the Prometheus text format.
+// counts, with the ledger's commit batches, in the Prometheus text format.
 type Metrics struct {
 	mu      sync.Mutex
 	calls   map[[2]string]uint64  // method, code
 	latency map[string]*histogram // by method
+	commits func() ledger.CommitStats
 }
 
 // Latency buckets, seconds.
@@ -27,8 +30,8 @@ type histogram struct {
 	n      uint64
 }
 
-func newMetrics() *Metrics {
-	return &Metrics{calls: map[[2]string]uint64{}, latency: map[string]*histogram{}}
+func newMetrics(commits func() ledger.CommitStats) *Metrics {
+	return &Metrics{calls: map[[2]string]uint64{}, latency: map[string]*histogram{}, commits: commits}
 }
 
 func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
@@ -84,4 +87,14 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "coinledger_rpc_duration_seconds_sum{method=%q} %g\n", method, h.sum)
 		fmt.Fprintf(w, "coinledger_rpc_duration_seconds_count{method=%q} %d\n", method, h.n)
 	}
+	c := m.commits()
+	fmt.Fprintln(w, "# HELP coinledger_commit_batches_total Database transactions the commit lanes ran, each a batch of requests.")
+	fmt.Fprintln(w, "# TYPE coinledger_commit_batches_total counter")
+	fmt.Fprintf(w, "coinledger_commit_batches_total %d\n", c.Batches)
+	fmt.Fprintln(w, "# HELP coinledger_commit_batched_requests_total Requests carried by those batches; divided by the batches, the mean batch size.")
+	fmt.Fprintln(w, "# TYPE coinledger_commit_batched_requests_total counter")
+	fmt.Fprintf(w, "coinledger_commit_batched_requests_total %d\n", c.Requests)
+	fmt.Fprintln(w, "# HELP coinledger_commit_seconds_total Time the commit lanes spent committing batches.")
+	fmt.Fprintln(w, "# TYPE coinledger_commit_seconds_total counter")
+	fmt.Fprintf(w, "coinledger_commit_seconds_total %g\n", c.Committing.Seconds())
 }

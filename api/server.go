@@ -49,6 +49,9 @@ type Server struct {
 	Metrics *Metrics
 }
 
+// CommitStats are the ledger's commit-batch counts, as on the metrics page.
+func (s *Server) CommitStats() ledger.CommitStats { return s.ledger.CommitStats() }
+
 // New builds the server and registers every service, health and reflection.
 func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Config) *Server {
 	if cfg.Logger == nil {
@@ -66,7 +69,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	if cfg.MaxDeadline <= 0 {
 		cfg.MaxDeadline = 60 * time.Second
 	}
-	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics()}
+	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats)}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),

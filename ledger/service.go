@@ -48,6 +48,29 @@ type Service struct {
 	closed   bool
 	accounts accountCache
 	assets   sync.Map // code -> Asset
+
+	batches, batched atomic.Uint64
+	committing       atomic.Int64 // nanoseconds
+}
+
+// CommitStats count the lanes' work since the service started: the batches
+// committed, the requests they carried and the time spent committing them.
+// The mean batch size is what the write path's cost per request turns on:
+// each batch pays for its locks, round trips and commit once
+// (docs/architecture.md).
+type CommitStats struct {
+	Batches, Requests uint64
+	Committing        time.Duration
+}
+
+// CommitStats returns the counts so far.
+func (s *Service) CommitStats() CommitStats {
+	return CommitStats{Batches: s.batches.Load(), Requests: s.batched.Load(), Committing: time.Duration(s.committing.Load())}
+}
+
+// Sub is what happened between an earlier reading and this one.
+func (c CommitStats) Sub(earlier CommitStats) CommitStats {
+	return CommitStats{Batches: c.Batches - earlier.Batches, Requests: c.Requests - earlier.Requests, Committing: c.Committing - earlier.Committing}
 }
 
 type request struct {
@@ -531,6 +554,7 @@ func (s *Service) commit(lane int, reqs []*request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
+	start := time.Now()
 	err := s.store.CommitBatch(ctx, lane, pending)
 	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
 		// One bad request must not sink its neighbours: commit each alone.
@@ -542,6 +566,10 @@ func (s *Service) commit(lane int, reqs []*request) {
 		}
 		err = nil
 	}
+	// Counted before anyone is answered, so a caller sees its own batch.
+	s.committing.Add(int64(time.Since(start)))
+	s.batched.Add(uint64(len(pending)))
+	s.batches.Add(1)
 	for _, pd := range pending {
 		if err != nil {
 			pd.Outcome, pd.Err = Refused, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coinledger/coinledger/internal/loadgen"
+	"github.com/coinledger/coinledger/ledger"
 )
 
 type benchOptions struct {
@@ -48,7 +49,7 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	if o.client.addr == "" && c.databaseURL != "" {
 		c.log.Warn("bench: the server runs on --database-url; the figure includes whatever else that database does")
 	}
-	conn, closeAll, err := c.dial(ctx, &o.client)
+	conn, local, closeAll, err := c.dial(ctx, &o.client)
 	if err != nil {
 		return exitError, err
 	}
@@ -68,9 +69,31 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 			return pprof.StopCPUProfile
 		}
 	}
+	// The server in this process reports its commit batches during the load:
+	// their mean size is what a request's cost turns on.
+	var batches ledger.CommitStats
+	if local != nil {
+		profile := cfg.Measure
+		cfg.Measure = func() func() {
+			endProfile := func() {}
+			if profile != nil {
+				endProfile = profile()
+			}
+			start := local.CommitStats()
+			return func() {
+				batches = local.CommitStats().Sub(start)
+				endProfile()
+			}
+		}
+	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if rep != nil {
 		rep.WriteTo(stdout)
+	}
+	if batches.Batches > 0 {
+		n := float64(batches.Batches)
+		fmt.Fprintf(stdout, "batches      %d commits during the load, %.1f requests and %.2f ms each on average\n",
+			batches.Batches, float64(batches.Requests)/n, batches.Committing.Seconds()*1000/n)
 	}
 	if err != nil {
 		return exitError, err

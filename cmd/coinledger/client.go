@@ -38,16 +38,17 @@ func (o *clientOptions) register(fs *flag.FlagSet, scopes string) {
 	fs.StringVar(&o.keyFile, "client-key", os.Getenv("COINLEDGER_CLIENT_KEY"), "the client certificate's private key (PEM)")
 }
 
-// dial connects to the server the options name, or starts one; closeAll
-// closes the connection and stops whatever was started, server first.
-func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientConn, closeAll func(), err error) {
+// dial connects to the server the options name, or starts one in this
+// process (local; nil with --addr); closeAll closes the connection and stops
+// whatever was started, server first.
+func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientConn, local *api.Server, closeAll func(), err error) {
 	addr, token := o.addr, o.token
 	stop := func() {}
 	if addr == "" {
 		token = newToken()
 		tokens, err := api.ParseTokens(strings.NewReader("local iap,gifting,creator-portal,finance,admin,commerce,treasury " + token))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		// A line per request would bury the command's own output: the
 		// server it starts logs warnings and errors only, unless asked for
@@ -58,14 +59,15 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		}
 		srv, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			closeServer()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		go srv.Serve(lis)
+		local = srv
 		stop = func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -74,19 +76,19 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		}
 		addr = lis.Addr().String()
 	} else if token == "" {
-		return nil, nil, errors.New("--token (or COINLEDGER_TOKEN) is required with --addr")
+		return nil, nil, nil, errors.New("--token (or COINLEDGER_TOKEN) is required with --addr")
 	}
 	creds, err := o.credentials()
 	if err != nil {
 		stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
 	if err != nil {
 		stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return conn, func() { conn.Close(); stop() }, nil
+	return conn, local, func() { conn.Close(); stop() }, nil
 }
 
 // credentials are plaintext, or TLS verified against --tls-ca with the

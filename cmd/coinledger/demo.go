@@ -73,7 +73,7 @@ func cmdDemo(ctx context.Context, c *common, o *demoOptions, args []string, stdo
 	if o.gifts > 40*o.viewers {
 		return exitError, fmt.Errorf("--gifts %d: at most 40 per viewer (%d), or wallets run dry", o.gifts, 40*o.viewers)
 	}
-	conn, closeAll, err := c.dial(ctx, &o.client)
+	conn, _, closeAll, err := c.dial(ctx, &o.client)
 	if err != nil {
 		return exitError, err
 	}
