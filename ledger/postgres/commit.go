@@ -39,7 +39,7 @@ FOR UPDATE OF b`
 	lotColumns      = `id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left, refunded`
 	lockOpenLots    = `
 SELECT ` + lotColumns + `
-FROM lots WHERE account_id = ANY($1::uuid[]) AND units_left > 0
+FROM lots WHERE account_id = ANY($1::uuid[]) AND is_open
 ORDER BY account_id, opened_at, batch_seq, id
 FOR UPDATE`
 	// Lots named by a refund, lots a reversed transaction drew on, and the lot

@@ -105,7 +105,42 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 		log.Info("applied migration", "version", version)
 		applied = append(applied, version)
 	}
-	return applied, nil
+	return applied, tuneStorage(ctx, conn)
+}
+
+// fillFactors leave room on PostgreSQL's heap pages for the rows the write
+// path updates in every batch (balances) and every gift (lots), so that they
+// update in place (HOT) instead of pruning a full page or moving. They are
+// physical settings, not schema: CockroachDB has no heap pages. A table an
+// operator has already given a fill factor keeps it.
+var fillFactors = []struct {
+	table   string
+	percent int
+}{{"balances", 20}, {"lots", 70}}
+
+func tuneStorage(ctx context.Context, conn *pgx.Conn) error {
+	var version string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return err
+	}
+	if strings.Contains(version, "CockroachDB") {
+		return nil
+	}
+	for _, f := range fillFactors {
+		var set bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c, unnest(c.reloptions) o
+WHERE c.oid = to_regclass($1) AND o LIKE 'fillfactor=%')`, f.table).Scan(&set)
+		if err != nil {
+			return fmt.Errorf("fill factor of %s: %w", f.table, err)
+		}
+		if set {
+			continue
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s SET (fillfactor = %d)", f.table, f.percent)); err != nil {
+			return fmt.Errorf("fill factor of %s: %w", f.table, err)
+		}
+	}
+	return nil
 }
 
 // createBookkeeping creates the migration tables. Two migrators starting at
