@@ -4,4 +4,26 @@ package postgres
 var (
 	KeyedLookups = keyedLookups
 	LockLotsByID = lockLotsByID
+	// Keyed statements of the write path, with an argument (a literal) for
+	// each parameter.
+	KeyedStatements = map[string]struct {
+		SQL  string
+		Args []string
+	}{
+		"lockShards":      {lockShards, []string{uuids, ints}},
+		"selectStatuses":  {selectStatuses, []string{uuids}},
+		"selectCommitted": {selectCommitted, []string{"{k1,k2}"}},
+		"selectReversed":  {selectReversed, []string{uuids}},
+		"lockOpenLots":    {lockOpenLots, []string{uuids}},
+		"lockLotsByID":    {lockLotsByID, []string{uuids, uuids}},
+		"selectTook":      {selectTook, []string{uuids}},
+		"updateLots":      {updateLots, []string{uuids, texts, texts, texts}},
+		"updateBalances":  {updateBalances, []string{uuids, ints, texts}},
+	}
+)
+
+const (
+	uuids = "{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}"
+	ints  = "{0,1}"
+	texts = "{1,2}"
 )

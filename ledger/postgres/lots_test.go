@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
@@ -322,12 +323,14 @@ func TestSpillUnderConcurrency(t *testing.T) {
 	e.verifyClean()
 }
 
-// The write path's lot lookups run while a batch holds its balance locks, so
-// they must be keyed: no scan of a whole table, and no JIT compilation.
-// Regression: the lookup by id was an OR over a subquery, which PostgreSQL can
-// only answer by scanning every lot; forced off the scan, its cost passed
-// jit_above_cost and each refund batch compiled for ~100 ms under its locks.
-func TestLotLookupPlanIsKeyed(t *testing.T) {
+// The write path's lookups run while a batch holds its balance locks, so
+// they must be keyed: no scan of a whole table, no hash or merge join over
+// one, and no JIT compilation — in the generic plans the batch uses.
+// Regression: the lot lookup by id was an OR over a subquery, which
+// PostgreSQL can only answer by scanning every lot; forced off the scan, its
+// cost passed jit_above_cost and each refund batch compiled for ~100 ms under
+// its locks.
+func TestWritePathPlansAreKeyed(t *testing.T) {
 	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
 	ctx := context.Background()
 	holder := e.account("plan:holder", "USD", false, 1)
@@ -353,25 +356,30 @@ SELECT id, $1, now(), batch_seq, 10, 10, $1, 'USD', 1, 1 FROM t`, holder.ID); er
 	if _, err := tx.Exec(ctx, `ANALYZE lots`); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.LockLotsByID,
-		[]string{"00000000-0000-0000-0000-000000000001"}, []string{"00000000-0000-0000-0000-000000000002"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
+	// The batch's statements run with generic plans (KeyedLookups forces
+	// them); EXPLAIN EXECUTE of a prepared statement shows that plan.
+	for name, st := range postgres.KeyedStatements {
+		if _, err := tx.Exec(ctx, "PREPARE "+name+" AS "+st.SQL); err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
-		plan = append(plan, line)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Join(plan, "\n")
-	if strings.Contains(text, "Seq Scan on lots") || strings.Contains(text, "JIT") {
-		t.Errorf("the lot lookup by id scans or compiles:\n%s", text)
+		args := make([]string, len(st.Args))
+		for i, a := range st.Args {
+			args[i] = "'" + a + "'"
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE "+name+"("+strings.Join(args, ", ")+")", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		text := strings.Join(plan, "\n")
+		for _, bad := range []string{"Seq Scan on lots", "Seq Scan on balances", "Seq Scan on transactions", "Seq Scan on lot_reliefs", "Seq Scan on accounts", "Hash Join", "Merge Join", "JIT"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s: %s in its plan:\n%s", name, bad, text)
+			}
+		}
 	}
 }
 
