@@ -139,7 +139,10 @@ func (db *DB) pipelinedBatch(ctx context.Context, plan *ledger.Plan, batch []*le
 		err = write(ctx, conn, plan, batch, st, true)
 	}
 	if err != nil {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		// Even when ctx has ended; bounded, for a server that stopped answering.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = conn.Exec(rctx, "ROLLBACK")
+		cancel()
 	}
 	return err
 }
