@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,4 +126,18 @@ func TestFingerprintRenderingIsStable(t *testing.T) {
 	if got := fingerprintLots(open, &Relief{Account: "COIN:wallet:v", Units: d("33"), Legs: map[string]ReliefLeg{"USD": relief.Legs["USD"]}}, nil); got != pinned {
 		t.Errorf("fingerprintLots = %s, pinned %s", got, pinned)
 	}
+}
+
+// The fingerprint's quoting takes plain ASCII as it is; whatever the input,
+// it must render exactly as strconv.Quote, or stored fingerprints would stop
+// matching their retries.
+func FuzzQuoteFastPath(f *testing.F) {
+	for _, s := range []string{"", "COIN:wallet:ann", `a"b`, `a\b`, "tab\there", "é", "\x7f", "\x00", "~ !"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := string(appendQuote([]byte("x"), s)), "x"+strconv.Quote(s); got != want {
+			t.Fatalf("appendQuote(%q) = %s, want %s", s, got, want)
+		}
+	})
 }
