@@ -237,10 +237,7 @@ func fingerprintLots(open *LotOpen, r *Relief, refund *LotRefund) string {
 type fpBuf []byte
 
 func (b *fpBuf) lit(s string) *fpBuf          { *b = append(*b, s...); return b }
-func (b *fpBuf) q(s string) *fpBuf {
-	*b = appendQuote(*b, s)
-	return b
-}
+func (b *fpBuf) q(s string) *fpBuf            { *b = appendQuote(*b, s); return b }
 func (b *fpBuf) dec(d decimal.Decimal) *fpBuf { *b = append(*b, d.String()...); return b }
 func (b *fpBuf) num(n int) *fpBuf             { *b = strconv.AppendInt(*b, int64(n), 10); return b }
 
