@@ -104,14 +104,7 @@ func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending
 	plan := ledger.PlanBatch(batch, lane)
 	var err error
 	if db.cockroach {
-		err = db.inTx(ctx, pgx.Serializable, func(tx pgx.Tx) error {
-			st, err := readState(ctx, tx, plan, true, false)
-			if err != nil {
-				return err
-			}
-			ledger.Decide(batch, st)
-			return write(ctx, tx, plan, batch, st, false)
-		})
+		err = db.inTx(ctx, pgx.Serializable, func(tx pgx.Tx) error { return decideBatch(ctx, tx, plan, batch, true) })
 	} else {
 		err = db.retry(ctx, func() error { return db.pipelinedBatch(ctx, plan, batch) })
 	}
@@ -133,12 +126,7 @@ func (db *DB) pipelinedBatch(ctx context.Context, plan *ledger.Plan, batch []*le
 	}
 	// A connection left inside a transaction is closed, not reused.
 	defer conn.Release()
-	st, err := readState(ctx, conn, plan, false, true)
-	if err == nil {
-		ledger.Decide(batch, st)
-		err = write(ctx, conn, plan, batch, st, true)
-	}
-	if err != nil {
+	if err = decideBatch(ctx, conn, plan, batch, false); err != nil {
 		// Even when ctx has ended; bounded, for a server that stopped answering.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = conn.Exec(rctx, "ROLLBACK")
@@ -153,8 +141,19 @@ type batchSender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// readState locks and reads what plan needs; begin puts BEGIN in front.
-func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach, begin bool) (*ledger.State, error) {
+// decideBatch locks and reads what the batch needs, decides it and writes
+// it. On PostgreSQL the batches also open and commit the transaction.
+func decideBatch(ctx context.Context, tx batchSender, plan *ledger.Plan, batch []*ledger.Pending, cockroach bool) error {
+	st, err := readState(ctx, tx, plan, cockroach)
+	if err != nil {
+		return err
+	}
+	ledger.Decide(batch, st)
+	return write(ctx, tx, plan, batch, st, !cockroach)
+}
+
+// readState locks and reads what plan needs; on PostgreSQL BEGIN goes in front.
+func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach bool) (*ledger.State, error) {
 	lockIDs := make([]uuid.UUID, len(plan.Locks))
 	lockShardNos := make([]int32, len(plan.Locks))
 	for i, l := range plan.Locks {
@@ -179,10 +178,8 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		Took:      map[uuid.UUID][]ledger.LotRelief{},
 	}
 	b := &pgx.Batch{}
-	if begin {
-		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	}
 	if !cockroach {
+		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 		b.Queue(keyedLookups)
 	}
 	locked := 0

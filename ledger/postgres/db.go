@@ -85,12 +85,10 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	if db.log == nil {
 		db.log = slog.Default()
 	}
-	var version string
-	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+	if db.cockroach, err = isCockroach(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	db.cockroach = strings.Contains(version, "CockroachDB")
 	db.bytewiseNames = db.cockroach
 	if !db.cockroach {
 		var collate string
@@ -131,6 +129,17 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// isCockroach tells CockroachDB from PostgreSQL by the server's version.
+func isCockroach(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (bool, error) {
+	var version string
+	if err := q.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return false, err
+	}
+	return strings.Contains(version, "CockroachDB"), nil
 }
 
 // inTx runs fn in a transaction until it commits, retrying serialization

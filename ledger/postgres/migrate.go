@@ -119,12 +119,8 @@ var fillFactors = []struct {
 }{{"balances", 20}, {"lots", 70}}
 
 func tuneStorage(ctx context.Context, conn *pgx.Conn) error {
-	var version string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+	if cockroach, err := isCockroach(ctx, conn); err != nil || cockroach {
 		return err
-	}
-	if strings.Contains(version, "CockroachDB") {
-		return nil
 	}
 	for _, f := range fillFactors {
 		var set bool
