@@ -1,0 +1,24 @@
+#!/bin/bash
+# A/B of a database setting inside one 30-s gift-hot run: after 15 s, runs SQL
+# on the bench's private PostgreSQL (as its superuser, one statement at a
+# time) and compares the gifts/s of seconds 3-15 with seconds 18-30. Being one
+# run, it is free of the machine's drift between runs; "SELECT 1" is the control.
+# usage: docs/scripts/midrun-sql.sh COINLEDGER_BINARY "ALTER SYSTEM SET ...; ..."
+# PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
+set -eu
+bin=$1 sql=$2 out=$(mktemp)
+"$bin" bench -workload gift-hot -c 32 -d 30s --log-level warn >"$out" 2>&1 &
+pid=$!
+until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+sleep 14
+sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
+psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
+if [ "$(id -u)" = 0 ]; then psql=(runuser -u postgres -- "${psql[@]}"); fi
+echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" >/dev/null
+wait $pid
+grep -a 'gift-hot: ' "$out" | grep -o '[0-9.]*s *[0-9]* ok' | awk '
+  { t = $1 + 0; r = $2 - prev; prev = $2
+    if (t >= 3 && t <= 15) { a += r; na++ }
+    if (t >= 18) { b += r; nb++ } }
+  END { printf "before %.0f/s after %.0f/s ratio %.3f\n", a / na, b / nb, (b / nb) / (a / na) }'
+rm -f "$out"
