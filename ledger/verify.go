@@ -16,9 +16,10 @@ const (
 	CheckNegative     = "negative-balance"
 	// An account holding FIFO lots moves only through them: its balance equals
 	// its lots' units left, and a value account's balance the value they carry.
-	CheckLotUnits  = "lot-units"
-	CheckLotValue  = "lot-value"
-	CheckLotRelief = "lot-relief" // each lot's consumption equals its recorded reliefs
+	CheckLotUnits     = "lot-units"
+	CheckLotValue     = "lot-value"
+	CheckLotRelief    = "lot-relief"    // each lot's consumption equals its recorded reliefs
+	CheckOrphanRelief = "orphan-relief" // a relief whose transaction or lot does not exist
 )
 
 // Violation is one broken invariant.

@@ -418,3 +418,35 @@ func TestReliefsUpdateLotsInPlace(t *testing.T) {
 		t.Fatalf("a relief updated %d lot rows, %d of them in place; want 1 and 1", updated, inPlace)
 	}
 }
+
+// Lot reliefs have no foreign keys (migration 0007); verify is what reports a
+// relief whose transaction or lot is gone.
+func TestVerifyDetectsOrphanRelief(t *testing.T) {
+	const missing = "00000000-0000-0000-0000-0000000000bb"
+	for _, tc := range []struct {
+		name, tamper, subject string // {spend} stands for the spend's id
+	}{
+		{"transaction missing", "UPDATE lot_reliefs SET tx_id = '" + missing + "' WHERE tx_id = '{spend}'", missing},
+		{"lot missing", "INSERT INTO lot_reliefs (tx_id, lot_id, units, value) VALUES ('{spend}', '" + missing + "', 1, 0)", "{spend}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := lotEnv(t, dbtest.Postgres())
+			e.post(buyLot("buy", 10, "USD", "5.00"))
+			spent := e.post(spend("spend", 4))
+			e.verifyClean()
+			ctx := context.Background()
+			spendID := strings.NewReplacer("{spend}", spent.ID.String())
+			if _, err := e.owner().Exec(ctx, spendID.Replace(tc.tamper)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.svc.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ledger.Violation{Check: ledger.CheckOrphanRelief, Subject: spendID.Replace(tc.subject)}
+			if len(r.Violations) != 1 || r.Violations[0].Check != want.Check || r.Violations[0].Subject != want.Subject {
+				t.Fatalf("violations %+v, want one %s of %s", r.Violations, want.Check, want.Subject)
+			}
+		})
+	}
+}

@@ -69,6 +69,12 @@ FROM lots l LEFT JOIN r ON r.lot_id = l.id
 WHERE l.units - l.units_left <> COALESCE(r.units, 0) OR l.value - l.value_left <> COALESCE(r.value, 0)
    OR l.refunded <> COALESCE(r.refunded, 0)
 ORDER BY l.id`},
+	{ledger.CheckOrphanRelief, `
+SELECT r.tx_id::text, 'relieves lot ' || r.lot_id::text ||
+       CASE WHEN t.id IS NULL THEN ' but belongs to no transaction' ELSE ', which does not exist' END
+FROM lot_reliefs r LEFT JOIN transactions t ON t.id = r.tx_id LEFT JOIN lots l ON l.id = r.lot_id
+WHERE t.id IS NULL OR l.id IS NULL
+ORDER BY r.tx_id, r.lot_id`},
 	{ledger.CheckNegative, `
 SELECT a.name, 'may not go negative, is ' || SUM(b.balance)::text || ' ' || a.asset
 FROM accounts a JOIN balances b ON b.account_id = a.id
