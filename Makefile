@@ -48,6 +48,7 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzDecideLots -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzCanonicalFastPath -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzQuoteFastPath -fuzztime 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzAppendDecimal -fuzztime 20s
 	$(GO) test ./ledger/economy -run '^$$' -fuzz FuzzGranule -fuzztime 20s
 
 bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)

@@ -87,7 +87,7 @@ func sideOf(s ledger.Side) pb.Side {
 }
 
 func money(amount decimal.Decimal, asset string) *pb.Money {
-	return &pb.Money{Amount: amount.String(), Asset: asset}
+	return &pb.Money{Amount: ledger.DecimalString(amount), Asset: asset}
 }
 
 func transactionOf(tx *ledger.Transaction) *pb.Transaction {

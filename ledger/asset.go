@@ -73,7 +73,7 @@ var plainDecimalRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
 // decimalPlaces counts significant fractional digits: "1.50" has 1.
 func decimalPlaces(d decimal.Decimal) int32 {
-	s := d.String() // shopspring renders without trailing zeros in the fraction
+	s := DecimalString(d) // without trailing zeros in the fraction
 	if i := strings.IndexByte(s, '.'); i >= 0 {
 		return int32(len(s) - i - 1)
 	}

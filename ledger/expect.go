@@ -71,7 +71,7 @@ func fingerprintExpectations(expect []Expectation) string {
 		b.WriteString("expect=")
 		b.WriteString(strconv.Quote(e.Account))
 		b.WriteByte(',')
-		b.WriteString(e.Balance.String())
+		b.WriteString(DecimalString(e.Balance))
 		b.WriteByte(';')
 	}
 	return b.String()

@@ -238,7 +238,7 @@ type fpBuf []byte
 
 func (b *fpBuf) lit(s string) *fpBuf          { *b = append(*b, s...); return b }
 func (b *fpBuf) q(s string) *fpBuf            { *b = appendQuote(*b, s); return b }
-func (b *fpBuf) dec(d decimal.Decimal) *fpBuf { *b = append(*b, d.String()...); return b }
+func (b *fpBuf) dec(d decimal.Decimal) *fpBuf { *b = AppendDecimal(*b, d); return b }
 func (b *fpBuf) num(n int) *fpBuf             { *b = strconv.AppendInt(*b, int64(n), 10); return b }
 
 // appendQuote is strconv.AppendQuote, byte for byte, without its rune-by-rune

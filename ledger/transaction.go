@@ -233,7 +233,7 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 	for _, p := range postings {
 		field('a', p.Account)
 		field('s', p.Side.String())
-		field('n', p.Amount.String())
+		field('n', DecimalString(p.Amount))
 		if p.SpillTo != "" {
 			field('p', p.SpillTo)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -106,14 +107,23 @@ func TestValidateAccountName(t *testing.T) {
 	}
 }
 
+// The grammars the validators implement by hand, as regular expressions.
+var (
+	accountNameGrammar = regexp.MustCompile(`^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$`)
+	nameSegmentGrammar = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
+)
+
 func FuzzValidateAccountName(f *testing.F) {
-	f.Add("creator:42:diamonds:available")
-	f.Add("a::b")
+	for _, s := range []string{"creator:42:diamonds:available", "a::b", ":a", "a:", ":", "", "a", "é", "a b", "A-Z_0.9", "a:\x00"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, name string) {
-		if err := ValidateAccountName("op", "name", name); err == nil {
-			if len(name) > MaxNameLength || strings.Contains(name, "::") || strings.HasPrefix(name, ":") || strings.HasSuffix(name, ":") {
-				t.Fatalf("accepted %q", name)
-			}
+		err := ValidateAccountName("op", "name", name)
+		if want := len(name) <= MaxNameLength && accountNameGrammar.MatchString(name); (err == nil) != want {
+			t.Fatalf("ValidateAccountName(%q): %v, want ok=%v", name, err, want)
+		}
+		if got, want := IsNameSegment(name), nameSegmentGrammar.MatchString(name); got != want {
+			t.Fatalf("IsNameSegment(%q) = %v, want %v", name, got, want)
 		}
 	})
 }

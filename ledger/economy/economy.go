@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
@@ -325,11 +324,10 @@ func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Tra
 // maxClockSkew is how far ahead of our clock a store's timestamp may be.
 const maxClockSkew = 5 * time.Minute
 
-var externalIDRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
-
-// checkID accepts ids that embed safely in account names and keys.
+// checkID accepts ids that embed safely in account names and keys: one
+// segment of a name.
 func checkID(op, field, s string, max int) error {
-	if s == "" || len(s) > max || !externalIDRE.MatchString(s) {
+	if len(s) > max || !ledger.IsNameSegment(s) {
 		return invalid(op, field, "must be 1-%d characters of letters, digits, '_', '.' or '-'", max)
 	}
 	return nil

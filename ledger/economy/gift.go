@@ -257,14 +257,14 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	t := &GiftTerms{
 		Viewer: req.Viewer, Creator: req.Creator, StreamID: req.StreamID, GiftID: req.GiftID, Coins: coins,
 		SentAt:       req.SentAt.UTC().Format(time.RFC3339Nano),
-		CreatorShare: rule.CreatorShare.String(), Agency: rule.Agency,
-		Diamonds: diamonds.String(), CreatorDiamonds: diamonds.Sub(agencyDiamonds).String(),
-		DiamondValue: rule.DiamondValue.String(), Currency: rule.DiamondCurrency,
-		Granule:    Granule(rule.DiamondValue, scale).String(),
+		CreatorShare: ledger.DecimalString(rule.CreatorShare), Agency: rule.Agency,
+		Diamonds: ledger.DecimalString(diamonds), CreatorDiamonds: ledger.DecimalString(diamonds.Sub(agencyDiamonds)),
+		DiamondValue: ledger.DecimalString(rule.DiamondValue), Currency: rule.DiamondCurrency,
+		Granule:    ledger.DecimalString(Granule(rule.DiamondValue, scale)),
 		ReleaseDay: req.SentAt.Add(rule.HoldingPeriod).UTC().Format(releaseDayLayout),
 	}
 	if rule.Agency != "" {
-		t.AgencyShare, t.AgencyDiamonds = rule.AgencyShare.String(), agencyDiamonds.String()
+		t.AgencyShare, t.AgencyDiamonds = ledger.DecimalString(rule.AgencyShare), ledger.DecimalString(agencyDiamonds)
 	}
 	return t, nil
 }

@@ -335,7 +335,7 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 			eAcct = append(eAcct, p.AccountID)
 			eAsset = append(eAsset, p.Asset)
 			eSide = append(eSide, p.Side.String())
-			eAmt = append(eAmt, p.Amount.String())
+			eAmt = append(eAmt, ledger.DecimalString(p.Amount))
 			eSeq = append(eSeq, int32(t.BatchSeq))
 		}
 	}
@@ -347,7 +347,7 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 	dShards := make([]int32, len(deltas))
 	dAmts := make([]string, len(deltas))
 	for i, d := range deltas {
-		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), d.Delta.String()
+		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), ledger.DecimalString(d.Delta)
 	}
 	b.Queue(insertTransactions, pgNullUUIDs(txIDs), keys, fps, kinds, effs, recordedAt, seqs, metas, pgNullUUIDs(revs))
 	b.Queue(insertEntries, pgUUIDs(eTx), eIdx, pgUUIDs(eAcct), eAsset, eSide, eAmt, recordedAt, eSeq)
@@ -373,14 +373,14 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		if l := pd.OpenedLot; l != nil {
 			ids, accts, vaccts = append(ids, l.ID), append(accts, l.AccountID), append(vaccts, l.ValueAccountID)
 			seqs = append(seqs, int32(l.BatchSeq))
-			units, unitsLeft = append(units, l.Units.String()), append(unitsLeft, l.UnitsLeft.String())
-			values, valuesLeft = append(values, l.Value.String()), append(valuesLeft, l.ValueLeft.String())
+			units, unitsLeft = append(units, ledger.DecimalString(l.Units)), append(unitsLeft, ledger.DecimalString(l.UnitsLeft))
+			values, valuesLeft = append(values, ledger.DecimalString(l.Value)), append(valuesLeft, ledger.DecimalString(l.ValueLeft))
 			vassets = append(vassets, l.ValueAsset)
 		}
 		for _, r := range pd.Reliefs {
 			rTx, rLot = append(rTx, pd.Tx.ID), append(rLot, r.LotID)
-			rUnits, rValues = append(rUnits, r.Units.String()), append(rValues, r.Value.String())
-			rRefunded = append(rRefunded, r.Refunded.String())
+			rUnits, rValues = append(rUnits, ledger.DecimalString(r.Units)), append(rValues, ledger.DecimalString(r.Value))
+			rRefunded = append(rRefunded, ledger.DecimalString(r.Refunded))
 		}
 	}
 	if len(ids) > 0 {
@@ -392,7 +392,7 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		uValues := make([]string, len(updates))
 		uRefunded := make([]string, len(updates))
 		for i, l := range updates {
-			uIDs[i], uUnits[i], uValues[i], uRefunded[i] = l.ID, l.UnitsLeft.String(), l.ValueLeft.String(), l.Refunded.String()
+			uIDs[i], uUnits[i], uValues[i], uRefunded[i] = l.ID, ledger.DecimalString(l.UnitsLeft), ledger.DecimalString(l.ValueLeft), ledger.DecimalString(l.Refunded)
 		}
 		b.Queue(updateLots, pgUUIDs(uIDs), uUnits, uValues, uRefunded)
 	}
