@@ -25,8 +25,8 @@ import (
 // paid coins with FIFO relief; each gift's 2.5 diamonds go through the
 // creator's carry, minting whole granules with their payable.
 //
-// The sub-benchmarks compare the collector target (100 is Go's default, 400
-// what gctune.Apply sets in coinledger's commands) and how long a commit lane
+// The sub-benchmarks compare the collector target (100 is Go's default,
+// gctune.GOGC what coinledger's commands set) and how long a commit lane
 // lingers for more requests before committing a batch that is not full.
 //
 //	go test -run '^$' -bench SendGift -benchtime 20000x -count 5 ./ledger/economy/
