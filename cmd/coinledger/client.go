@@ -83,7 +83,8 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		stop()
 		return nil, nil, nil, err
 	}
-	conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
+	dial := append(api.DialOptions(), grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(api.Bearer{Token: token, Plaintext: o.caFile == ""}))
+	conn, err = grpc.NewClient(addr, dial...)
 	if err != nil {
 		stop()
 		return nil, nil, nil, err
