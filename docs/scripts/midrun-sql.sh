@@ -4,6 +4,7 @@
 # time) and compares the gifts/s of seconds 3-15 with seconds 18-30. Being one
 # run, it is free of the machine's drift between runs; "SELECT 1" is the control.
 # usage: docs/scripts/midrun-sql.sh COINLEDGER_BINARY "ALTER SYSTEM SET ...; ..."
+# For DDL, start the SQL with SET lock_timeout = '20ms' so that it is retried.
 # PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
 set -eu
 bin=$1 sql=$2 out=$(mktemp)
@@ -12,9 +13,16 @@ pid=$!
 until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
 sleep 14
 sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
-psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
+psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq -v ON_ERROR_STOP=1)
 if [ "$(id -u)" = 0 ]; then psql=(runuser -u postgres -- "${psql[@]}"); fi
-echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" >/dev/null
+# DDL can deadlock with the lanes and then silently not apply; give it a
+# lock_timeout in SQL and it is retried here until it takes (50 tries).
+tries=0
+until echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" >/dev/null; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 50 ]; then echo "midrun-sql: the SQL never applied" >&2; kill $pid; exit 1; fi
+  sleep 0.1
+done
 wait $pid
 grep -a 'gift-hot: ' "$out" | grep -o '[0-9.]*s *[0-9]* ok' | awk '
   { t = $1 + 0; r = $2 - prev; prev = $2
