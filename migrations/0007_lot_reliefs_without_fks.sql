@@ -4,7 +4,7 @@
 -- written only by the commit batch that inserts their transaction and updates
 -- their lot, in the same database transaction; verify reports any relief whose
 -- transaction or lot does not exist (orphan-relief). Dropping them measured
--- +6% gifts/s (docs/benchmarks.md, "Lot reliefs without foreign keys").
+-- +6% gifts/s (docs/benchmarks.md, "Fourth pass: lot reliefs without foreign keys").
 -- Both spellings: PostgreSQL and current CockroachDB name them *_fkey, older
 -- CockroachDB fk_<column>_ref_<table>.
 ALTER TABLE lot_reliefs DROP CONSTRAINT IF EXISTS lot_reliefs_tx_id_fkey;

@@ -435,15 +435,15 @@ func TestVerifyDetectsOrphanRelief(t *testing.T) {
 			spent := e.post(spend("spend", 4))
 			e.verifyClean()
 			ctx := context.Background()
-			spendID := strings.NewReplacer("{spend}", spent.ID.String())
-			if _, err := e.owner().Exec(ctx, spendID.Replace(tc.tamper)); err != nil {
+			withSpend := strings.NewReplacer("{spend}", spent.ID.String())
+			if _, err := e.owner().Exec(ctx, withSpend.Replace(tc.tamper)); err != nil {
 				t.Fatal(err)
 			}
 			r, err := e.svc.Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := ledger.Violation{Check: ledger.CheckOrphanRelief, Subject: spendID.Replace(tc.subject)}
+			want := ledger.Violation{Check: ledger.CheckOrphanRelief, Subject: withSpend.Replace(tc.subject)}
 			if len(r.Violations) != 1 || r.Violations[0].Check != want.Check || r.Violations[0].Subject != want.Subject {
 				t.Fatalf("violations %+v, want one %s of %s", r.Violations, want.Check, want.Subject)
 			}
