@@ -68,7 +68,7 @@ func (t *transfers) do(ctx context.Context, w *worker) (ack, error) {
 	w.op = "transfer"
 	key := w.key(g, "t")
 	r, err := g.rpc.treasury.Transfer(ctx, &pb.TransferRequest{IdempotencyKey: key, From: t.accounts[from], To: to,
-		Amount: usd(fmt.Sprintf("0.%02d", 1+w.rng.IntN(99)))})
+		Amount: usd(fmt.Sprintf("0.%02d", 1+w.rng.IntN(99)))}, ackOnly)
 	if err != nil {
 		return ack{}, err
 	}
@@ -175,7 +175,7 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 	case roll < 70:
 		w.op = "gift"
 		r, err := g.rpc.gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: w.key(g, "g"), Viewer: viewer,
-			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt})
+			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt}, ackOnly)
 		if err != nil {
 			return ack{}, err
 		}
