@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/coinledger/coinledger/internal/namecache"
 )
 
 // Options tune the write path; zero values take the defaults.
@@ -46,7 +48,7 @@ type Service struct {
 	workers  sync.WaitGroup
 	closeMu  sync.RWMutex
 	closed   bool
-	accounts accountCache
+	accounts namecache.Cache[*Account]
 	assets   sync.Map // code -> Asset
 
 	batches, batched atomic.Uint64
@@ -179,51 +181,15 @@ func (s *Service) Account(ctx context.Context, name string) (*Account, error) {
 // account returns the cached account; its status may be stale and is
 // re-read under lock by every commit batch.
 func (s *Service) account(ctx context.Context, name string) (*Account, error) {
-	if a := s.accounts.get(name); a != nil {
+	if a, ok := s.accounts.Get(name); ok {
 		return a, nil
 	}
 	a, err := s.store.Account(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	s.accounts.put(name, a)
+	s.accounts.Put(name, a)
 	return a, nil
-}
-
-// maxCachedAccounts bounds the account cache; past it the cache starts over.
-const maxCachedAccounts = 1 << 20
-
-// accountCache maps names to accounts. A generation is dropped whole when
-// full: crude, but bounded, lock-free on reads, and a miss costs one query.
-type accountCache struct {
-	limit int64 // zero: maxCachedAccounts
-	gen   atomic.Pointer[sync.Map]
-	n     atomic.Int64
-}
-
-func (c *accountCache) get(name string) *Account {
-	m := c.gen.Load()
-	if m == nil {
-		return nil
-	}
-	if a, ok := m.Load(name); ok {
-		return a.(*Account)
-	}
-	return nil
-}
-
-func (c *accountCache) put(name string, a *Account) {
-	m := c.gen.Load()
-	limit := c.limit
-	if limit == 0 {
-		limit = maxCachedAccounts
-	}
-	if m == nil || c.n.Add(1) > limit {
-		m = &sync.Map{}
-		c.gen.Store(m)
-		c.n.Store(1)
-	}
-	m.Store(name, a)
 }
 
 // SetAccountStatus freezes, reopens or closes an account. A closed account

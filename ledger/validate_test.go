@@ -3,7 +3,6 @@ package ledger
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -264,18 +263,5 @@ func TestKindOf(t *testing.T) {
 	}
 	if got := err.Error(); got != "op: postings[0].account: account is frozen" {
 		t.Fatalf("message %q", got)
-	}
-}
-
-func TestAccountCacheBounded(t *testing.T) {
-	c := accountCache{limit: 100}
-	for i := range 110 {
-		c.put(fmt.Sprint(i), &Account{})
-	}
-	if c.n.Load() > 100 {
-		t.Fatalf("cache holds %d entries", c.n.Load())
-	}
-	if c.get("109") == nil {
-		t.Fatal("latest entry missing")
 	}
 }

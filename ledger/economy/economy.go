@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"github.com/coinledger/coinledger/internal/namecache"
 	"github.com/coinledger/coinledger/ledger"
 )
 
@@ -38,8 +38,13 @@ type Economy struct {
 	catalog *Catalog
 	clock   func() time.Time
 	// opened maps the names of accounts known to exist to their asset;
-	// accounts are never deleted and their asset never changes.
-	opened sync.Map
+	// accounts are never deleted and their asset never changes. Bounded:
+	// every viewer and earner adds names.
+	opened namecache.Cache[string]
+	// giftParties holds a key for each gift's set of parties (viewer,
+	// earners, currency, release day) whose accounts are all known to
+	// exist, so that a gift checks one key rather than each of the names.
+	giftParties namecache.Cache[struct{}]
 }
 
 // New returns the economy over a ledger and a catalog; clock nil means time.Now.
@@ -136,26 +141,26 @@ func deferredRevenueAccount(currency string) ledger.Account {
 
 // open opens an account on first use; opening it again is a no-op.
 func (e *Economy) open(ctx context.Context, a ledger.Account) error {
-	if _, ok := e.opened.Load(a.Name); ok {
+	if _, ok := e.opened.Get(a.Name); ok {
 		return nil
 	}
 	if _, err := e.ledger.CreateAccount(ctx, a); err != nil {
 		return err
 	}
-	e.opened.Store(a.Name, a.Asset)
+	e.opened.Put(a.Name, a.Asset)
 	return nil
 }
 
 // assetOf returns the asset of an existing account, read once per name.
 func (e *Economy) assetOf(ctx context.Context, name string) (string, error) {
-	if asset, ok := e.opened.Load(name); ok {
-		return asset.(string), nil
+	if asset, ok := e.opened.Get(name); ok {
+		return asset, nil
 	}
 	a, err := e.ledger.Account(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	e.opened.Store(name, a.Asset)
+	e.opened.Put(name, a.Asset)
 	return a.Asset, nil
 }
 

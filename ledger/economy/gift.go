@@ -271,6 +271,28 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 
 // openGiftAccounts opens what a gift posts to, once per process and name.
 func (e *Economy) openGiftAccounts(ctx context.Context, t *GiftTerms) error {
+	parties := giftPartiesKey(t)
+	if _, ok := e.giftParties.Get(parties); ok {
+		return nil
+	}
+	for _, a := range giftAccounts(t) {
+		if err := e.open(ctx, a); err != nil {
+			return err
+		}
+	}
+	e.giftParties.Put(parties, struct{}{})
+	return nil
+}
+
+// giftPartiesKey determines giftAccounts(t): it holds every term an account
+// name is made of. None of them may hold NUL (ids are name segments,
+// currencies asset codes, the day a date), so the key is unambiguous.
+func giftPartiesKey(t *GiftTerms) string {
+	return t.Viewer + "\x00" + t.Currency + "\x00" + t.ReleaseDay + "\x00" + t.Creator + "\x00" + t.Agency
+}
+
+// giftAccounts are the accounts a gift's postings name.
+func giftAccounts(t *GiftTerms) []ledger.Account {
 	accounts := []ledger.Account{
 		{Name: PromoWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
 		{Name: CoinWallet(t.Viewer), Asset: Coin, Normal: ledger.Credit},
@@ -280,12 +302,7 @@ func (e *Economy) openGiftAccounts(ctx context.Context, t *GiftTerms) error {
 	for _, s := range t.shares() {
 		accounts = append(accounts, earnerAccounts(s.earner, t.Currency, t.releaseDay())...)
 	}
-	for _, a := range accounts {
-		if err := e.open(ctx, a); err != nil {
-			return err
-		}
-	}
-	return nil
+	return accounts
 }
 
 func earnerAccounts(earner, currency string, day time.Time) []ledger.Account {

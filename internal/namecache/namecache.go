@@ -1,0 +1,49 @@
+// Package namecache is a bounded cache keyed by name, lock-free on reads.
+// When it fills, the whole generation is dropped and it starts over: crude,
+// but bounded, and a miss only costs the caller one lookup at the source.
+package namecache
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultLimit bounds a Cache whose Limit is zero.
+const DefaultLimit = 1 << 20
+
+// Cache maps names to values; the zero value is ready to use.
+type Cache[V any] struct {
+	Limit int64 // entries before the cache starts over; zero: DefaultLimit
+	gen   atomic.Pointer[sync.Map]
+	n     atomic.Int64
+}
+
+// Get returns the value cached under name.
+func (c *Cache[V]) Get(name string) (V, bool) {
+	if m := c.gen.Load(); m != nil {
+		if v, ok := m.Load(name); ok {
+			return v.(V), true
+		}
+	}
+	var zero V
+	return zero, false
+}
+
+// Put caches v under name.
+func (c *Cache[V]) Put(name string, v V) {
+	limit := c.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	m := c.gen.Load()
+	if m == nil || c.n.Add(1) > limit {
+		m = &sync.Map{}
+		c.gen.Store(m)
+		c.n.Store(1)
+	}
+	m.Store(name, v)
+}
+
+// Len is the number of entries in the current generation (approximate while
+// others Put).
+func (c *Cache[V]) Len() int64 { return c.n.Load() }
