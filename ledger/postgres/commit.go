@@ -155,7 +155,7 @@ func decideBatch(ctx context.Context, tx batchSender, plan *ledger.Plan, batch [
 // readState locks and reads what plan needs; on PostgreSQL BEGIN goes in front.
 func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach bool) (*ledger.State, error) {
 	lockIDs := make([]uuid.UUID, len(plan.Locks))
-	lockShardNos := make([]int32, len(plan.Locks))
+	lockShardNos := make(int4Array, len(plan.Locks))
 	for i, l := range plan.Locks {
 		lockIDs[i], lockShardNos[i] = l.AccountID, int32(l.Shard)
 	}
@@ -245,7 +245,7 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		})
 		return err
 	})
-	b.Queue(selectCommitted, plan.Keys).Query(func(rows pgx.Rows) error {
+	b.Queue(selectCommitted, textArray(plan.Keys)).Query(func(rows pgx.Rows) error {
 		var key string
 		var c ledger.Committed
 		_, err := pgx.ForEachRow(rows, []any{&key, &c.ID, &c.Fingerprint}, func() error {
@@ -307,13 +307,13 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 	recordedAt := st.RecordedAt
 	var (
 		txIDs, revs         []*uuid.UUID
-		keys, kinds, metas  []string
+		keys, kinds, metas  textArray
 		fps                 [][]byte
 		effs                []time.Time
-		seqs                []int32
+		seqs                int4Array
 		eTx, eAcct          []uuid.UUID
-		eIdx, eSeq          []int32
-		eAsset, eSide, eAmt []string
+		eIdx, eSeq          int4Array
+		eAsset, eSide, eAmt textArray
 	)
 	for _, pd := range batch {
 		if pd.Outcome != ledger.Accepted {
@@ -344,8 +344,8 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 	}
 	deltas := plan.Deltas(batch)
 	dIDs := make([]uuid.UUID, len(deltas))
-	dShards := make([]int32, len(deltas))
-	dAmts := make([]string, len(deltas))
+	dShards := make(int4Array, len(deltas))
+	dAmts := make(textArray, len(deltas))
 	for i, d := range deltas {
 		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), ledger.DecimalString(d.Delta)
 	}
@@ -360,11 +360,11 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 	var (
 		ids, accts, vaccts                   []uuid.UUID
-		seqs                                 []int32
-		units, unitsLeft, values, valuesLeft []string
-		vassets                              []string
+		seqs                                 int4Array
+		units, unitsLeft, values, valuesLeft textArray
+		vassets                              textArray
 		rTx, rLot                            []uuid.UUID
-		rUnits, rValues, rRefunded           []string
+		rUnits, rValues, rRefunded           textArray
 	)
 	for _, pd := range batch {
 		if pd.Outcome != ledger.Accepted {
@@ -388,9 +388,9 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 	}
 	if updates := st.LotUpdates(); len(updates) > 0 {
 		uIDs := make([]uuid.UUID, len(updates))
-		uUnits := make([]string, len(updates))
-		uValues := make([]string, len(updates))
-		uRefunded := make([]string, len(updates))
+		uUnits := make(textArray, len(updates))
+		uValues := make(textArray, len(updates))
+		uRefunded := make(textArray, len(updates))
 		for i, l := range updates {
 			uIDs[i], uUnits[i], uValues[i], uRefunded[i] = l.ID, ledger.DecimalString(l.UnitsLeft), ledger.DecimalString(l.ValueLeft), ledger.DecimalString(l.Refunded)
 		}
@@ -403,10 +403,9 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 
 // pgUUIDs converts ids for pgx. uuid.UUID would go through driver.Valuer
 // and a text round trip (a third of the batch's CPU in BenchmarkSendGift's
-// profile), and a slice of pgtype.UUID through reflection; [][16]byte is one
-// of the slices pgx encodes without either.
-func pgUUIDs(ids []uuid.UUID) [][16]byte {
-	out := make([][16]byte, len(ids))
+// profile); uuidArray is encoded in one pass (arrays.go).
+func pgUUIDs(ids []uuid.UUID) uuidArray {
+	out := make(uuidArray, len(ids))
 	for i, id := range ids {
 		out[i] = id
 	}

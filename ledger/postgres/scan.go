@@ -18,6 +18,7 @@ func registerTypes(m *pgtype.Map) {
 	pgxdecimal.Register(m)
 	m.RegisterType(&pgtype.Type{Name: "numeric", OID: pgtype.NumericOID, Codec: decimalCodec{}})
 	m.RegisterType(&pgtype.Type{Name: "uuid", OID: pgtype.UUIDOID, Codec: uuidCodec{}})
+	registerFastArrays(m)
 }
 
 type decimalCodec struct{ pgxdecimal.NumericCodec }
