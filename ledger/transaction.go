@@ -216,24 +216,20 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 	// Length-prefixed fields, so no two different requests hash the same bytes.
 	h := sha256.New()
 	buf := make([]byte, 0, 256)
-	field := func(tag byte, v string) {
-		buf = append(buf, tag)
-		buf = strconv.AppendInt(buf, int64(len(v)), 10)
-		buf = append(buf, ':')
-		buf = append(buf, v...)
-	}
+	var scratch [40]byte // a number rendered before its length is known
+	field := func(tag byte, v string) { buf = appendField(buf, tag, v) }
 	field('k', kind)
 	if !effectiveAt.IsZero() {
-		field('e', strconv.FormatInt(effectiveAt.UnixMicro(), 10))
+		buf = appendField(buf, 'e', strconv.AppendInt(scratch[:0], effectiveAt.UnixMicro(), 10))
 	}
-	field('m', string(metadata))
+	buf = appendField(buf, 'm', []byte(metadata))
 	if reverses != nil {
 		field('r', reverses.String())
 	}
 	for _, p := range postings {
 		field('a', p.Account)
 		field('s', p.Side.String())
-		field('n', DecimalString(p.Amount))
+		buf = appendField(buf, 'n', AppendDecimal(scratch[:0], p.Amount))
 		if p.SpillTo != "" {
 			field('p', p.SpillTo)
 		}
@@ -243,4 +239,12 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 	}
 	h.Write(buf)
 	return h.Sum(nil)
+}
+
+// appendField appends one length-prefixed fingerprint field.
+func appendField[T string | []byte](buf []byte, tag byte, v T) []byte {
+	buf = append(buf, tag)
+	buf = strconv.AppendInt(buf, int64(len(v)), 10)
+	buf = append(buf, ':')
+	return append(buf, v...)
 }

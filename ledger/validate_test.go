@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"regexp"
@@ -263,5 +264,24 @@ func TestKindOf(t *testing.T) {
 	}
 	if got := err.Error(); got != "op: postings[0].account: account is frozen" {
 		t.Fatalf("message %q", got)
+	}
+}
+
+// Fingerprints are stored with every transaction and compared with retries
+// after upgrades too, so their bytes may never change: the layout spelled out.
+func TestTransactionFingerprintLayout(t *testing.T) {
+	id := uuid.MustParse("0192f0c4-5d7e-7c1a-9e2b-1f3a5c7e9b0d")
+	ps := []PostingRequest{
+		{Account: "COIN:promo:v1", Side: Debit, Amount: decimal.RequireFromString("5.50"), SpillTo: "COIN:wallet:v1"},
+		{Account: "COIN:issued", Side: Credit, Amount: decimal.RequireFromString("5.5")},
+	}
+	got := fingerprint("gift", time.UnixMicro(1763726400123456), json.RawMessage(`{"coins":5}`), &id, ps, "open=0,1;")
+	want := sha256.Sum256([]byte("k4:gift" + "e16:1763726400123456" + "m11:{\"coins\":5}" +
+		"r36:0192f0c4-5d7e-7c1a-9e2b-1f3a5c7e9b0d" +
+		"a13:COIN:promo:v1" + "s5:debit" + "n3:5.5" + "p14:COIN:wallet:v1" +
+		"a11:COIN:issued" + "s6:credit" + "n3:5.5" +
+		"l9:open=0,1;"))
+	if string(got) != string(want[:]) {
+		t.Fatalf("fingerprint %x, want %x", got, want)
 	}
 }

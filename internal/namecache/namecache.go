@@ -43,7 +43,3 @@ func (c *Cache[V]) Put(name string, v V) {
 	}
 	m.Store(name, v)
 }
-
-// Len is the number of entries in the current generation (approximate while
-// others Put).
-func (c *Cache[V]) Len() int64 { return c.n.Load() }

@@ -13,8 +13,8 @@ func TestCacheBounded(t *testing.T) {
 	for i := range 110 {
 		c.Put(fmt.Sprint(i), i)
 	}
-	if c.Len() > 100 {
-		t.Fatalf("cache holds %d entries, limit 100", c.Len())
+	if n := c.n.Load(); n > 100 {
+		t.Fatalf("cache holds %d entries, limit 100", n)
 	}
 	if v, ok := c.Get("109"); !ok || v != 109 {
 		t.Fatalf("latest entry: %d %v", v, ok)
