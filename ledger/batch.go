@@ -19,6 +19,9 @@ const (
 	Refused           // Err says why; nothing posted
 	Replay            // the key was committed before; ReplayOf names the original
 	Duplicate         // the key appeared earlier in the same batch
+	// Deferred: its relief met a lot whose value leg the batch had not
+	// locked. Nothing was posted; it is committed again, with every leg.
+	Deferred
 )
 
 // Pending is a validated transaction waiting in a commit batch. The store
@@ -51,6 +54,9 @@ type Pending struct {
 	carryRows []rowChange // how each carry row changes, the lane's own included
 	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
 	Reliefs   []LotRelief // what it took from each lot
+	// heldAssets: the value assets of the relief holder's open lots after
+	// the batch, as read under its locks; the next relief's guess.
+	heldAssets []string
 }
 
 // asked returns the postings asked for, as capacity-capped slices: appending
@@ -164,7 +170,10 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 				lotAccounts[r.account.ID] = true
 				p.LotAccounts = append(p.LotAccounts, r.account.ID)
 			}
-			for _, leg := range r.legs {
+			for asset, leg := range r.legs {
+				if !r.locks(asset) {
+					continue
+				}
 				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
 				if !leg.from.AllowNegative { // debited by the relief legs
 					p.Checked[leg.from.ID] = true
@@ -246,7 +255,7 @@ func Decide(batch []*Pending, st *State) {
 	for _, pd := range batch {
 		pd.Outcome, pd.Err, pd.ReplayOf, pd.dupOf = Undecided, nil, uuid.Nil, nil
 		pd.Tx.Postings, pd.Accounts = pd.asked()
-		pd.OpenedLot, pd.Reliefs, pd.carryRows = nil, nil, nil
+		pd.OpenedLot, pd.Reliefs, pd.carryRows, pd.heldAssets = nil, nil, nil, nil
 		key := pd.Tx.IdempotencyKey
 		if c, ok := st.Committed[key]; ok {
 			if !bytes.Equal(c.Fingerprint, pd.Fingerprint) {
@@ -285,6 +294,14 @@ func Decide(batch []*Pending, st *State) {
 		var took []LotRelief
 		if pd.relief != nil {
 			t, legs, accounts, err := pd.planRelief(op, st.lots)
+			if err == errLegNotLocked {
+				// As if it arrived after this batch: a later request with
+				// its key is decided on its own, and it replays that one.
+				pd.Tx.Postings, pd.Accounts = pd.asked()
+				pd.Outcome = Deferred
+				delete(firstByKey, key)
+				continue
+			}
 			if err != nil {
 				pd.reject(err)
 				continue
@@ -343,6 +360,11 @@ func Decide(batch []*Pending, st *State) {
 				Value: value.Amount, ValueLeft: value.Amount, Refunded: decimal.Zero}
 			st.lots[lot.AccountID] = append(st.lots[lot.AccountID], lot)
 			pd.OpenedLot = lot
+		}
+	}
+	for _, pd := range batch {
+		if pd.Outcome == Accepted && pd.relief != nil {
+			pd.heldAssets = st.lots.openAssets(pd.relief.account.ID)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -372,5 +373,77 @@ func TestDecideCarryAcrossRows(t *testing.T) {
 	}
 	if rows[ShardRef{carryAcct.ID, 0}] != "-0.5" || rows[ShardRef{carryAcct.ID, 1}] != "0" || rows[ShardRef{pending.ID, 0}] != "-2" {
 		t.Errorf("row deltas %v: want carry row 0 -0.5, row 1 0, pending -2", rows)
+	}
+}
+
+// A relief locks only the legs of the assets guessed; reaching a lot in
+// another asset defers it, and a later request with its key is decided on
+// its own.
+func TestDecideDefersReliefOutsideGuess(t *testing.T) {
+	wallet := &Account{ID: uuid.New(), Name: "wallet", Asset: "C", Normal: Credit, Shards: 1}
+	sink := &Account{ID: uuid.New(), Name: "sink", Asset: "C", Normal: Credit, AllowNegative: true, Shards: 1}
+	legs := map[string]reliefLeg{}
+	legAccounts := map[string][]*Account{}
+	for _, a := range []string{"USD", "EUR"} {
+		from := &Account{ID: uuid.New(), Name: "deferred:" + a, Asset: a, Normal: Credit, AllowNegative: true, Shards: 2}
+		to := &Account{ID: uuid.New(), Name: "revenue:" + a, Asset: a, Normal: Credit, AllowNegative: true, Shards: 2}
+		legs[a] = reliefLeg{from: from, to: to, scale: 2}
+		legAccounts[a] = []*Account{from, to}
+	}
+	spend := func(key string, units int64, guess ...string) *Pending {
+		pd := pendingTransfer(key, wallet, sink, units)
+		pd.relief = &reliefSpec{account: wallet, units: decimal.NewFromInt(units), legs: legs}
+		if guess != nil {
+			pd.relief.narrowed, pd.relief.lockAssets = true, guess
+		}
+		return pd
+	}
+	usdOnly := []string{"USD"}
+	batch := []*Pending{
+		spend("s1", 2, usdOnly...), // within the USD lot
+		spend("s2", 2, usdOnly...), // the USD lot's last unit, then EUR: deferred
+		spend("s2", 2),             // the same key, every leg: decided on its own
+	}
+	plan := PlanBatch(batch, 0)
+	lockedNames := map[string]bool{}
+	for _, a := range plan.Accounts {
+		lockedNames[a.Name] = true
+	}
+	if !lockedNames["revenue:EUR"] || !lockedNames["deferred:USD"] {
+		t.Fatalf("plan with an unguessed request locks %v", lockedNames)
+	}
+	if narrow := PlanBatch(batch[:2], 0); len(narrow.Accounts) != len(plan.Accounts)-2 {
+		t.Errorf("guessed USD only, yet the plan has %d accounts, want %d", len(narrow.Accounts), len(plan.Accounts)-2)
+	}
+	lot := func(asset string, units int64, value string) *Lot {
+		u := decimal.NewFromInt(units)
+		return &Lot{ID: uuid.New(), AccountID: wallet.ID, Units: u, UnitsLeft: u, ValueAccountID: legs[asset].from.ID,
+			ValueAsset: asset, Value: decimal.RequireFromString(value), ValueLeft: decimal.RequireFromString(value)}
+	}
+	st := &State{
+		Status:  map[uuid.UUID]Status{},
+		Balance: map[uuid.UUID]decimal.Decimal{wallet.ID: decimal.NewFromInt(13)},
+		Lots:    map[uuid.UUID][]*Lot{wallet.ID: {lot("USD", 3, "3.00"), lot("EUR", 10, "5.00")}},
+	}
+	Decide(batch, st)
+	if batch[0].Outcome != Accepted || batch[1].Outcome != Deferred || batch[2].Outcome != Accepted {
+		t.Fatalf("outcomes %d %d %d, want accepted, deferred, accepted", batch[0].Outcome, batch[1].Outcome, batch[2].Outcome)
+	}
+	if batch[1].Err != nil || len(batch[1].Tx.Postings) != 2 || batch[1].Reliefs != nil {
+		t.Errorf("deferred request left a trace: err %v, %d postings, reliefs %v", batch[1].Err, len(batch[1].Tx.Postings), batch[1].Reliefs)
+	}
+	// s2 (the third) took the USD lot's last unit and one EUR unit.
+	if got := len(batch[2].Tx.Postings); got != 6 {
+		t.Errorf("s2 posted %d postings, want 2 + a USD and a EUR leg", got)
+	}
+	for _, pd := range []*Pending{batch[0], batch[2]} {
+		if !slices.Equal(pd.heldAssets, []string{"EUR"}) {
+			t.Errorf("%s learned %v, want [EUR]: the USD lot is used up", pd.Tx.IdempotencyKey, pd.heldAssets)
+		}
+	}
+	for _, d := range plan.Deltas(batch) {
+		if d.AccountID == wallet.ID && !d.Delta.Equal(decimal.NewFromInt(-4)) {
+			t.Errorf("wallet delta %s, want -4: the deferred request moves nothing", d.Delta)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -156,17 +157,29 @@ func FuzzDecide(f *testing.F) {
 // FuzzDecideLots compares Decide's FIFO relief with a plain model: lots read
 // from the store and lots opened earlier in the same batch, reliefs taking
 // the oldest units first, each take moving value_left × k / u rounded half up
-// to cents, the last unit of a lot taking what is left.
+// to cents, the last unit of a lot taking what is left. Lots carry value in X
+// or Y, and a relief may lock only some of its legs: one whose takes reach a
+// lot in an asset it did not lock must be deferred, leaving no trace.
 func FuzzDecideLots(f *testing.F) {
 	f.Add([]byte{3, 50, 4, 20, 0, 5, 1, 7, 90, 0, 9, 0, 2})
+	f.Add([]byte{3, 50, 6, 21, 0, 5, 1, 7, 90, 0, 9, 0, 2, 13, 22, 1, 31})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		wallet := &Account{ID: uuid.New(), Name: "wallet", Asset: "C", Normal: Credit, Shards: 1}
 		sink := &Account{ID: uuid.New(), Name: "sink", Asset: "C", Normal: Credit, AllowNegative: true, Shards: 1}
-		deferred := &Account{ID: uuid.New(), Name: "deferred", Asset: "X", Normal: Credit, AllowNegative: true, Shards: 2}
-		revenue := &Account{ID: uuid.New(), Name: "revenue", Asset: "X", Normal: Credit, AllowNegative: true, Shards: 2}
-		cash := &Account{ID: uuid.New(), Name: "cash", Asset: "X", Normal: Debit, AllowNegative: true, Shards: 1}
+		assets := []string{"X", "Y"}
+		deferred, revenue, cash := map[string]*Account{}, map[string]*Account{}, map[string]*Account{}
+		legs := map[string]reliefLeg{}
+		for _, a := range assets {
+			deferred[a] = &Account{ID: uuid.New(), Name: "deferred:" + a, Asset: a, Normal: Credit, AllowNegative: true, Shards: 2}
+			revenue[a] = &Account{ID: uuid.New(), Name: "revenue:" + a, Asset: a, Normal: Credit, AllowNegative: true, Shards: 2}
+			cash[a] = &Account{ID: uuid.New(), Name: "cash:" + a, Asset: a, Normal: Debit, AllowNegative: true, Shards: 1}
+			legs[a] = reliefLeg{from: deferred[a], to: revenue[a], scale: 2}
+		}
+		// What a relief may lock: every leg, or only those of the assets listed.
+		guesses := [][]string{nil, {"X"}, {"Y"}, {}}
 		type lot struct {
 			id          uuid.UUID
+			asset       string
 			units, left decimal.Decimal
 			value, vl   decimal.Decimal
 		}
@@ -176,24 +189,25 @@ func FuzzDecideLots(f *testing.F) {
 		i := 0
 		for ; i+1 < len(data) && len(model) < 3 && data[i]%4 != 0; i += 2 {
 			u, v := decimal.NewFromInt(int64(data[i]%9)+1), decimal.New(int64(data[i+1])+1, -2)
-			l := &lot{id: uuid.New(), units: u, left: u, value: v, vl: v}
+			a := assets[data[i+1]%2]
+			l := &lot{id: uuid.New(), asset: a, units: u, left: u, value: v, vl: v}
 			model = append(model, l)
 			st.Lots[wallet.ID] = append(st.Lots[wallet.ID], &Lot{ID: l.id, AccountID: wallet.ID, Units: u, UnitsLeft: u,
-				ValueAccountID: deferred.ID, ValueAsset: "X", Value: v, ValueLeft: v})
+				ValueAccountID: deferred[a].ID, ValueAsset: a, Value: v, ValueLeft: v})
 			held = held.Add(u)
 		}
 		st.Balance[wallet.ID] = held
-		legs := map[string]reliefLeg{"X": {from: deferred, to: revenue, scale: 2}}
 		var batch []*Pending
 		for ; i+1 < len(data) && len(batch) < 30; i += 2 {
 			key := fmt.Sprintf("k%d", len(batch))
 			if data[i]%3 == 0 { // open a lot
 				u, v := int64(data[i+1]%9)+1, decimal.New(int64(data[i+1])*7+1, -2)
+				a := assets[data[i]/3%2]
 				pd := pendingTransfer(key, sink, wallet, u)
 				pd.Tx.Postings = append(pd.Tx.Postings,
-					Posting{Account: "cash", AccountID: cash.ID, Asset: "X", Side: Debit, Amount: v},
-					Posting{Account: "deferred", AccountID: deferred.ID, Asset: "X", Side: Credit, Amount: v})
-				pd.Accounts = append(pd.Accounts, cash, deferred)
+					Posting{Account: cash[a].Name, AccountID: cash[a].ID, Asset: a, Side: Debit, Amount: v},
+					Posting{Account: deferred[a].Name, AccountID: deferred[a].ID, Asset: a, Side: Credit, Amount: v})
+				pd.Accounts = append(pd.Accounts, cash[a], deferred[a])
 				pd.openLot = &LotOpen{UnitsPosting: 1, ValuePosting: 3}
 				batch = append(batch, pd)
 				continue
@@ -201,9 +215,16 @@ func FuzzDecideLots(f *testing.F) {
 			k := int64(data[i+1]%12) + 1
 			pd := pendingTransfer(key, wallet, sink, k)
 			pd.relief = &reliefSpec{account: wallet, units: decimal.NewFromInt(k), legs: legs}
+			if g := guesses[data[i]/3%4]; g != nil {
+				pd.relief.narrowed, pd.relief.lockAssets = true, g
+			}
 			batch = append(batch, pd)
 		}
-		PlanBatch(batch, 0)
+		plan := PlanBatch(batch, 0)
+		locked := map[uuid.UUID]bool{}
+		for _, a := range plan.Accounts {
+			locked[a.ID] = true
+		}
 		Decide(batch, st)
 
 		for n, pd := range batch {
@@ -212,7 +233,7 @@ func FuzzDecideLots(f *testing.F) {
 					t.Fatalf("#%d opening a lot: %v %v", n, pd.Outcome, pd.Err)
 				}
 				u, v := pd.Tx.Postings[1].Amount, pd.Tx.Postings[3].Amount
-				model = append(model, &lot{id: pd.Tx.ID, units: u, left: u, value: v, vl: v})
+				model = append(model, &lot{id: pd.Tx.ID, asset: pd.Tx.Postings[3].Asset, units: u, left: u, value: v, vl: v})
 				continue
 			}
 			need := pd.relief.units
@@ -227,32 +248,68 @@ func FuzzDecideLots(f *testing.F) {
 				}
 				continue
 			}
-			moved := decimal.Zero
+			type take struct {
+				l        *lot
+				units, v decimal.Decimal
+			}
+			var takes []take
+			unlocked := false
 			for _, l := range model {
 				if need.IsZero() {
 					break
 				}
-				take := decimal.Min(need, l.left)
-				if take.IsZero() {
+				k := decimal.Min(need, l.left)
+				if k.IsZero() {
 					continue
 				}
 				v := l.vl
-				if take.LessThan(l.left) {
-					v = l.vl.Mul(take).Div(l.left).Round(2)
+				if k.LessThan(l.left) {
+					v = l.vl.Mul(k).Div(l.left).Round(2)
 				}
-				l.left, l.vl, need, moved = l.left.Sub(take), l.vl.Sub(v), need.Sub(take), moved.Add(v)
+				takes = append(takes, take{l, k, v})
+				unlocked = unlocked || !pd.relief.locks(l.asset)
+				need = need.Sub(k)
+			}
+			if unlocked {
+				if pd.Outcome != Deferred || pd.Err != nil || len(pd.Tx.Postings) != 2 || pd.Reliefs != nil {
+					t.Fatalf("#%d relief reaching an unlocked leg: %v %v, %d postings", n, pd.Outcome, pd.Err, len(pd.Tx.Postings))
+				}
+				continue
 			}
 			if pd.Outcome != Accepted {
 				t.Fatalf("#%d relief: %v %v", n, pd.Outcome, pd.Err)
 			}
-			got := decimal.Zero
-			for _, p := range pd.Tx.Postings {
-				if p.AccountID == revenue.ID {
-					got = got.Add(p.Amount)
+			moved := map[string]decimal.Decimal{}
+			for _, tk := range takes {
+				tk.l.left, tk.l.vl = tk.l.left.Sub(tk.units), tk.l.vl.Sub(tk.v)
+				moved[tk.l.asset] = moved[tk.l.asset].Add(tk.v)
+			}
+			got := map[string]decimal.Decimal{}
+			for i, p := range pd.Tx.Postings {
+				if !locked[pd.Accounts[i].ID] {
+					t.Fatalf("#%d posts to %s, which the batch did not lock", n, p.Account)
+				}
+				if r := revenue[p.Asset]; r != nil && p.AccountID == r.ID {
+					got[p.Asset] = got[p.Asset].Add(p.Amount)
 				}
 			}
-			if !got.Equal(moved) {
-				t.Fatalf("#%d relief moved %s, the model %s", n, got, moved)
+			for _, a := range assets {
+				if !got[a].Equal(moved[a]) {
+					t.Fatalf("#%d relief moved %s %s, the model %s", n, got[a], a, moved[a])
+				}
+			}
+		}
+		// Each accepted relief learns the assets of the lots open after the batch.
+		open := []string{}
+		for _, l := range model {
+			if l.left.Sign() > 0 && !slices.Contains(open, l.asset) {
+				open = append(open, l.asset)
+			}
+		}
+		slices.Sort(open)
+		for n, pd := range batch {
+			if pd.relief != nil && pd.Outcome == Accepted && !slices.Equal(pd.heldAssets, open) {
+				t.Fatalf("#%d learned %v, the model's open lots are in %v", n, pd.heldAssets, open)
 			}
 		}
 		byID := map[uuid.UUID]*Lot{}

@@ -3,7 +3,9 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -117,7 +119,23 @@ type reliefSpec struct {
 	account *Account
 	units   decimal.Decimal
 	legs    map[string]reliefLeg
+	// When narrowed, the batch locks the legs of these value assets only:
+	// the ones the holder's lots were in when a batch last read them. A lot
+	// in another asset defers the transaction (errLegNotLocked) to a batch of
+	// its own with every leg, so a stale guess costs a round, never a wrong
+	// posting. Each leg locked is a balance row and a status read per batch,
+	// and most holders' lots are all in one currency.
+	narrowed   bool
+	lockAssets []string
 }
+
+// locks reports whether the batch locks asset's leg.
+func (r *reliefSpec) locks(asset string) bool {
+	return !r.narrowed || slices.Contains(r.lockAssets, asset)
+}
+
+// errLegNotLocked: a lot's value asset is outside a narrowed relief.
+var errLegNotLocked = errors.New("relief meets a lot whose value leg the batch did not lock")
 
 type reliefLeg struct {
 	from, to *Account
@@ -173,6 +191,9 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 		}
 		if leg.from.ID != l.ValueAccountID {
 			return nil, nil, nil, invalid(op, "relieve.legs["+l.ValueAsset+"].from", "lot %s's value is not in %s", l.ID, leg.from.Name)
+		}
+		if !r.locks(l.ValueAsset) {
+			return nil, nil, nil, errLegNotLocked
 		}
 		take := decimal.Min(need, l.UnitsLeft)
 		value := ReliefValue(take, l.UnitsLeft, l.ValueLeft, leg.scale)
@@ -253,6 +274,18 @@ func appendQuote(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// openAssets lists the value assets of the holder's open lots, sorted.
+func (w lotWork) openAssets(holder uuid.UUID) []string {
+	out := []string{}
+	for _, l := range w[holder] {
+		if l.UnitsLeft.Sign() > 0 && !slices.Contains(out, l.ValueAsset) {
+			out = append(out, l.ValueAsset)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // lotByID finds a lot in the working state.

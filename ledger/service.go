@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,9 +51,12 @@ type Service struct {
 	closed   bool
 	accounts namecache.Cache[*Account]
 	assets   sync.Map // code -> Asset
+	// lotAssets guesses, by holder account name, the value assets of its
+	// open lots (sorted, never modified): which relief legs to lock.
+	lotAssets namecache.Cache[[]string]
 
-	batches, batched atomic.Uint64
-	committing       atomic.Int64 // nanoseconds
+	batches, batched, deferred atomic.Uint64
+	committing                 atomic.Int64 // nanoseconds
 }
 
 // CommitStats count the lanes' work since the service started: the batches
@@ -60,19 +64,23 @@ type Service struct {
 // The mean batch size is what the write path's cost per request turns on:
 // each batch pays for its locks, round trips and commit once
 // (docs/architecture.md).
+// Deferred counts requests committed a second time because their lots were
+// not in the currencies guessed (see reliefSpec).
 type CommitStats struct {
-	Batches, Requests uint64
-	Committing        time.Duration
+	Batches, Requests, Deferred uint64
+	Committing                  time.Duration
 }
 
 // CommitStats returns the counts so far.
 func (s *Service) CommitStats() CommitStats {
-	return CommitStats{Batches: s.batches.Load(), Requests: s.batched.Load(), Committing: time.Duration(s.committing.Load())}
+	return CommitStats{Batches: s.batches.Load(), Requests: s.batched.Load(), Deferred: s.deferred.Load(),
+		Committing: time.Duration(s.committing.Load())}
 }
 
 // Sub is what happened between an earlier reading and this one.
 func (c CommitStats) Sub(earlier CommitStats) CommitStats {
-	return CommitStats{Batches: c.Batches - earlier.Batches, Requests: c.Requests - earlier.Requests, Committing: c.Committing - earlier.Committing}
+	return CommitStats{Batches: c.Batches - earlier.Batches, Requests: c.Requests - earlier.Requests,
+		Deferred: c.Deferred - earlier.Deferred, Committing: c.Committing - earlier.Committing}
 }
 
 type request struct {
@@ -364,6 +372,7 @@ func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, p
 		}
 		spec.legs[asset] = reliefLeg{from: from, to: to, scale: ast.Scale}
 	}
+	spec.lockAssets, spec.narrowed = s.lotAssets.Get(a.Name)
 	pd.relief = spec
 	pd.Tx.MovesLots = true
 	return nil
@@ -521,31 +530,64 @@ func (s *Service) commit(lane int, reqs []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
 	start := time.Now()
-	err := s.store.CommitBatch(ctx, lane, pending)
-	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
-		// One bad request must not sink its neighbours: commit each alone.
-		s.log.Warn("commit batch failed; retrying its transactions one by one", "lane", lane, "size", len(pending), "err", err)
-		for _, pd := range pending {
-			if err := s.store.CommitBatch(ctx, lane, []*Pending{pd}); err != nil {
-				pd.Err = err
-			}
-		}
-		err = nil
-	}
+	s.commitRound(ctx, lane, pending)
 	// Counted before anyone is answered, so a caller sees its own batch.
 	s.committing.Add(int64(time.Since(start)))
 	s.batched.Add(uint64(len(pending)))
 	s.batches.Add(1)
 	for _, pd := range pending {
-		if err != nil {
-			pd.Outcome, pd.Err = Refused, err
-		}
-	}
-	for _, pd := range pending {
 		pd.Resolve()
+		if pd.Outcome == Accepted {
+			s.learnLots(pd)
+		}
 	}
 	for _, r := range live {
 		close(r.done)
+	}
+}
+
+// commitRound commits pending as one batch, then any the batch deferred with
+// every relief leg; those cannot be deferred again.
+func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending) {
+	err := s.store.CommitBatch(ctx, lane, pending)
+	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
+		// One bad request must not sink its neighbours: commit each alone.
+		s.log.Warn("commit batch failed; retrying its transactions one by one", "lane", lane, "size", len(pending), "err", err)
+		for _, pd := range pending {
+			s.commitRound(ctx, lane, []*Pending{pd})
+		}
+		return
+	}
+	var deferred []*Pending
+	for _, pd := range pending {
+		switch {
+		case err != nil:
+			pd.Outcome, pd.Err = Refused, err
+		case pd.Outcome == Deferred:
+			pd.relief.narrowed = false
+			deferred = append(deferred, pd)
+		}
+	}
+	if len(deferred) > 0 {
+		s.deferred.Add(uint64(len(deferred)))
+		s.commitRound(ctx, lane, deferred)
+	}
+}
+
+// learnLots keeps the guess of which currencies a holder's lots are in: what
+// a relief's batch read, plus the currency of each lot opened since.
+func (s *Service) learnLots(pd *Pending) {
+	if pd.relief != nil {
+		s.lotAssets.Put(pd.relief.account.Name, pd.heldAssets)
+		return
+	}
+	if pd.OpenedLot == nil {
+		return
+	}
+	holder := pd.Tx.Postings[pd.openLot.UnitsPosting].Account
+	held, ok := s.lotAssets.Get(holder)
+	if asset := pd.OpenedLot.ValueAsset; ok && !slices.Contains(held, asset) {
+		s.lotAssets.Put(holder, slices.Sorted(slices.Values(append(slices.Clone(held), asset))))
 	}
 }
 

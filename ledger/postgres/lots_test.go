@@ -148,6 +148,52 @@ func TestLotsFIFO(t *testing.T) {
 	})
 }
 
+// A relief locks only the legs of the currencies its holder's lots were in
+// when a batch last read them, plus those of lots bought through the same
+// service since. A lot bought elsewhere (another process) in another
+// currency defers the relief once, to a batch with every leg.
+func TestReliefGuessesLotCurrencies(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := lotEnv(t, b)
+		deferred := func() uint64 { return e.svc.CommitStats().Deferred }
+		e.post(buyLot("buy-usd", 3, "USD", "3.00"))
+		e.post(spend("s1", 1)) // nothing guessed yet: every leg; learns USD
+		elsewhere := ledger.NewService(e.db, ledger.Options{})
+		defer elsewhere.Close()
+		if _, err := elsewhere.Post(context.Background(), buyLot("buy-eur", 10, "EUR", "5.00")); err != nil {
+			t.Fatal(err)
+		}
+		steps := []struct {
+			key      string
+			coins    int64
+			legs     string
+			deferred uint64
+		}{
+			// USD guessed, the EUR lot is reached: deferred, then posted whole.
+			{"s2", 3, "credit revenue:EUR 0.5; credit revenue:USD 2; debit deferred:EUR 0.5; debit deferred:USD 2", 1},
+			// That batch read the EUR lot: guessed right.
+			{"s3", 1, "credit revenue:EUR 0.5; debit deferred:EUR 0.5", 1},
+		}
+		for _, s := range steps {
+			tx := e.post(spend(s.key, s.coins))
+			if got := legsOf(tx); got != s.legs || deferred() != s.deferred {
+				t.Errorf("%s: %s, %d deferred\nwant %s, %d deferred", s.key, got, deferred(), s.legs, s.deferred)
+			}
+		}
+		// A lot bought through this service joins the guess.
+		e.post(buyLot("buy-usd-2", 2, "USD", "2.00"))
+		if got := legsOf(e.post(spend("s4", 9))); got != "credit revenue:EUR 4; credit revenue:USD 1; debit deferred:EUR 4; debit deferred:USD 1" || deferred() != 1 {
+			t.Errorf("s4: %s, %d deferred", got, deferred())
+		}
+		if again := e.post(spend("s2", 3)); !again.Replayed || legsOf(again) != steps[0].legs {
+			t.Errorf("replay of the deferred spend: %v %s", again.Replayed, legsOf(again))
+		}
+		e.wantBalance("deferred:USD", "1") // one unit of buy-usd-2 is left
+		e.wantBalance("deferred:EUR", "0")
+		e.verifyClean()
+	})
+}
+
 // Concurrent spends from one wallet while more lots are bought: every unit is
 // relieved once, each lot's value exactly once in all, and verify's lot
 // checks hold.
