@@ -108,82 +108,6 @@ type Plan struct {
 // laneShard is the one shard of an account that a lane writes.
 func laneShard(a *Account, lane int) int { return lane % a.Shards }
 
-// touch is how a transaction uses an account in its batch.
-type touch int
-
-const (
-	// touched: the batch locks the lane's row only (written, never checked).
-	touched touch = iota
-	// checked: Decide needs the account's full balance, so every row is
-	// locked (a per-shard account: the lane's row, whose range is checked).
-	checked
-	// checkedAllRows: a per-shard account of which every row is locked and read.
-	checkedAllRows
-)
-
-// touches calls visit for each account the transaction may write or check,
-// saying how; an account may be visited more than once.
-func (pd *Pending) touches(visit func(*Account, touch)) {
-	postings, accounts := pd.asked()
-	for i, posting := range postings {
-		a := accounts[i]
-		if !a.AllowNegative && a.signed(posting.Side, posting.Amount).Sign() < 0 {
-			visit(a, checked)
-		} else {
-			visit(a, touched)
-		}
-	}
-	for _, sp := range pd.spills {
-		if !sp.to.AllowNegative { // debited with whatever spills over
-			visit(sp.to, checked)
-		} else {
-			visit(sp.to, touched)
-		}
-	}
-	for _, c := range pd.carries {
-		visit(c.source, touched)
-		if c.fraction.Sign() < 0 {
-			// Rare (reversals, clawbacks): the fraction to take back may sit
-			// in any lane's row.
-			visit(c.account, checkedAllRows)
-		} else {
-			visit(c.account, checked)
-		}
-		for _, leg := range c.legs {
-			// Adding to a carry converts granules out of it (debiting From);
-			// taking from it may convert either way.
-			visit(leg.from, touchedUnless(!leg.from.AllowNegative))
-			visit(leg.to, touchedUnless(c.fraction.Sign() < 0 && !leg.to.AllowNegative))
-		}
-	}
-	for _, e := range pd.expects {
-		visit(e.account, checked)
-	}
-	if r := pd.refund; r != nil {
-		visit(r.holder, checked)
-		visit(r.valueAccount, touched)
-	}
-	if r := pd.relief; r != nil {
-		// All of the account's balance rows, so that no lane can open a lot
-		// on it unseen while this batch relieves its lots.
-		visit(r.account, checked)
-		for asset, leg := range r.legs {
-			if !r.locks(asset) {
-				continue
-			}
-			visit(leg.from, touchedUnless(!leg.from.AllowNegative)) // debited by the relief legs
-			visit(leg.to, touched)
-		}
-	}
-}
-
-func touchedUnless(check bool) touch {
-	if check {
-		return checked
-	}
-	return touched
-}
-
 // PlanBatch works out the rows a batch must lock and the keys it must look up.
 func PlanBatch(batch []*Pending, lane int) *Plan {
 	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}, AllRows: map[uuid.UUID]bool{}}
@@ -194,21 +118,67 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 		if pd.Tx.Reverses != nil {
 			p.Reverses = append(p.Reverses, *pd.Tx.Reverses)
 		}
-		pd.touches(func(a *Account, t touch) {
+		postings, accounts := pd.asked()
+		for i, posting := range postings {
+			a := accounts[i]
 			seen[a.ID] = a
-			if t >= checked {
+			if !a.AllowNegative && a.signed(posting.Side, posting.Amount).Sign() < 0 {
 				p.Checked[a.ID] = true
 			}
-			if t == checkedAllRows {
-				p.AllRows[a.ID] = true
+		}
+		for _, sp := range pd.spills {
+			seen[sp.to.ID] = sp.to
+			if !sp.to.AllowNegative { // debited with whatever spills over
+				p.Checked[sp.to.ID] = true
 			}
-		})
+		}
+		for _, c := range pd.carries {
+			seen[c.account.ID], seen[c.source.ID] = c.account, c.source
+			p.Checked[c.account.ID] = true
+			if c.fraction.Sign() < 0 {
+				// Rare (reversals, clawbacks): the fraction to take back may sit
+				// in any lane's row.
+				p.AllRows[c.account.ID] = true
+			}
+			for _, leg := range c.legs {
+				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
+				// Adding to a carry converts granules out of it (debiting From);
+				// taking from it may convert either way.
+				if !leg.from.AllowNegative {
+					p.Checked[leg.from.ID] = true
+				}
+				if c.fraction.Sign() < 0 && !leg.to.AllowNegative {
+					p.Checked[leg.to.ID] = true
+				}
+			}
+		}
+		for _, e := range pd.expects {
+			seen[e.account.ID] = e.account
+			p.Checked[e.account.ID] = true
+		}
 		if r := pd.refund; r != nil {
+			seen[r.holder.ID], seen[r.valueAccount.ID] = r.holder, r.valueAccount
+			p.Checked[r.holder.ID] = true
 			p.LotIDs = append(p.LotIDs, r.Lot)
 		}
-		if r := pd.relief; r != nil && !lotAccounts[r.account.ID] {
-			lotAccounts[r.account.ID] = true
-			p.LotAccounts = append(p.LotAccounts, r.account.ID)
+		if r := pd.relief; r != nil {
+			// All of the account's balance rows, so that no lane can open a lot
+			// on it unseen while this batch relieves its lots.
+			seen[r.account.ID] = r.account
+			p.Checked[r.account.ID] = true
+			if !lotAccounts[r.account.ID] {
+				lotAccounts[r.account.ID] = true
+				p.LotAccounts = append(p.LotAccounts, r.account.ID)
+			}
+			for asset, leg := range r.legs {
+				if !r.locks(asset) {
+					continue
+				}
+				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
+				if !leg.from.AllowNegative { // debited by the relief legs
+					p.Checked[leg.from.ID] = true
+				}
+			}
 		}
 	}
 	sort.Slice(p.LotAccounts, func(i, j int) bool { return bytes.Compare(p.LotAccounts[i][:], p.LotAccounts[j][:]) < 0 })

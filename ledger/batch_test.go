@@ -142,11 +142,9 @@ type fakeStore struct {
 	mu       sync.Mutex
 	accounts map[string]*Account
 	posted   []string
-	failed   []int // sizes of the batches that failed
-	laneOf   map[string]int
-	balances map[uuid.UUID]decimal.Decimal // every batch reads these; none: zero
-	hold     chan struct{}                 // when set, the first commit waits for it
-	holding  chan struct{}                 // closed when the first commit starts waiting
+	failed   []int         // sizes of the batches that failed
+	hold     chan struct{} // when set, the first commit waits for it
+	holding  chan struct{} // closed when the first commit starts waiting
 }
 
 func (f *fakeStore) Account(_ context.Context, name string) (*Account, error) {
@@ -163,13 +161,10 @@ func (f *fakeStore) Asset(_ context.Context, code string) (Asset, error) {
 func (f *fakeStore) NewTransactionID() uuid.UUID { return uuid.New() }
 
 func (f *fakeStore) CommitBatch(_ context.Context, lane int, batch []*Pending) error {
-	f.mu.Lock()
-	hold := f.hold
-	f.hold = nil
-	f.mu.Unlock()
-	if hold != nil {
+	if f.hold != nil {
 		close(f.holding)
-		<-hold
+		<-f.hold
+		f.hold = nil // only the lane's goroutine touches it
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -179,18 +174,10 @@ func (f *fakeStore) CommitBatch(_ context.Context, lane int, batch []*Pending) e
 			return errors.New("database rejected a row")
 		}
 	}
-	st := &State{Status: map[uuid.UUID]Status{}, Balance: map[uuid.UUID]decimal.Decimal{}}
-	for id, b := range f.balances {
-		st.Balance[id] = b
-	}
-	Decide(batch, st)
+	Decide(batch, &State{Status: map[uuid.UUID]Status{}, Balance: map[uuid.UUID]decimal.Decimal{}})
 	for _, p := range batch {
 		if p.Outcome == Accepted {
 			f.posted = append(f.posted, p.Tx.IdempotencyKey)
-			if f.laneOf == nil {
-				f.laneOf = map[string]int{}
-			}
-			f.laneOf[p.Tx.IdempotencyKey] = lane
 		}
 	}
 	return nil

@@ -54,10 +54,9 @@ type Service struct {
 	// lotAssets guesses, by holder account name, the value assets of its
 	// open lots (sorted, never modified): which relief legs to lock.
 	lotAssets namecache.Cache[[]string]
-	lanes     []*laneState
 
-	batches, batched, deferred, handedOver atomic.Uint64
-	committing                             atomic.Int64 // nanoseconds
+	batches, batched, deferred atomic.Uint64
+	committing                 atomic.Int64 // nanoseconds
 }
 
 // CommitStats count the lanes' work since the service started: the batches
@@ -66,29 +65,26 @@ type Service struct {
 // each batch pays for its locks, round trips and commit once
 // (docs/architecture.md).
 // Deferred counts requests committed a second time because their lots were
-// not in the currencies guessed (see reliefSpec); HandedOver, requests a lane
-// gave to the lane whose batch held their rows (see place).
+// not in the currencies guessed (see reliefSpec).
 type CommitStats struct {
-	Batches, Requests, Deferred, HandedOver uint64
-	Committing                              time.Duration
+	Batches, Requests, Deferred uint64
+	Committing                  time.Duration
 }
 
 // CommitStats returns the counts so far.
 func (s *Service) CommitStats() CommitStats {
 	return CommitStats{Batches: s.batches.Load(), Requests: s.batched.Load(), Deferred: s.deferred.Load(),
-		HandedOver: s.handedOver.Load(), Committing: time.Duration(s.committing.Load())}
+		Committing: time.Duration(s.committing.Load())}
 }
 
 // Sub is what happened between an earlier reading and this one.
 func (c CommitStats) Sub(earlier CommitStats) CommitStats {
 	return CommitStats{Batches: c.Batches - earlier.Batches, Requests: c.Requests - earlier.Requests,
-		Deferred: c.Deferred - earlier.Deferred, HandedOver: c.HandedOver - earlier.HandedOver,
-		Committing: c.Committing - earlier.Committing}
+		Deferred: c.Deferred - earlier.Deferred, Committing: c.Committing - earlier.Committing}
 }
 
 type request struct {
 	pending *Pending
-	rows    []uuid.UUID // Pending.wholeRows: where to place it
 	ctx     context.Context
 	done    chan struct{}
 }
@@ -119,7 +115,6 @@ func NewService(store Store, opts Options) *Service {
 		log:   opts.Logger,
 		queue: make(chan *request, opts.MaxBatch*opts.Lanes),
 		stop:  make(chan struct{}),
-		lanes: newLaneStates(opts.Lanes),
 	}
 	for lane := 0; lane < opts.Lanes; lane++ {
 		s.workers.Add(1)
@@ -444,9 +439,6 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 
 func (s *Service) submit(ctx context.Context, pd *Pending) (*Transaction, error) {
 	r := &request{pending: pd, ctx: ctx, done: make(chan struct{})}
-	if len(s.lanes) > 1 {
-		r.rows = pd.wholeRows()
-	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -478,30 +470,19 @@ func (s *Service) submit(ctx context.Context, pd *Pending) (*Transaction, error)
 // arriving while a lane commits ride in its next batch.
 func (s *Service) runLane(lane int) {
 	defer s.workers.Done()
-	ls := s.lanes[lane]
 	batch := make([]*request, 0, s.opts.MaxBatch)
 	for {
-		batch = ls.takeHanded(batch[:0], s.opts.MaxBatch)
-		if len(batch) == 0 {
+		batch = batch[:0]
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+		case <-s.stop:
+			// Drain what was queued before Close.
 			select {
 			case r := <-s.queue:
-				batch = s.place(lane, batch, r)
-			case <-ls.wake:
-				continue
-			case <-s.stop:
-				// Drain what was queued or handed over before Close.
-				select {
-				case r := <-s.queue:
-					batch = s.place(lane, batch, r)
-				default:
-					if ls.retire() {
-						return
-					}
-					continue
-				}
-			}
-			if len(batch) == 0 {
-				continue
+				batch = append(batch, r)
+			default:
+				return
 			}
 		}
 		var linger <-chan time.Time
@@ -512,7 +493,7 @@ func (s *Service) runLane(lane int) {
 		for len(batch) < s.opts.MaxBatch {
 			select {
 			case r := <-s.queue:
-				batch = s.place(lane, batch, r)
+				batch = append(batch, r)
 				continue
 			default:
 			}
@@ -521,12 +502,12 @@ func (s *Service) runLane(lane int) {
 			}
 			select {
 			case r := <-s.queue:
-				batch = s.place(lane, batch, r)
+				batch = append(batch, r)
 			case <-linger:
 				break fill
 			}
 		}
-		s.commit(lane, ls.begin(batch, s.opts.MaxBatch))
+		s.commit(lane, batch)
 	}
 }
 
@@ -544,14 +525,12 @@ func (s *Service) commit(lane int, reqs []*request) {
 		live = append(live, r)
 	}
 	if len(pending) == 0 {
-		s.lanes[lane].end()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
 	start := time.Now()
 	s.commitRound(ctx, lane, pending)
-	s.lanes[lane].end() // before the answers, which bring the next requests
 	// Counted before anyone is answered, so a caller sees its own batch.
 	s.committing.Add(int64(time.Since(start)))
 	s.batched.Add(uint64(len(pending)))

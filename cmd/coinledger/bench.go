@@ -92,8 +92,8 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	}
 	if batches.Batches > 0 {
 		n := float64(batches.Batches)
-		fmt.Fprintf(stdout, "batches      %d commits during the load, %.1f requests and %.2f ms each on average; %d deferred to a second round, %d handed to the lane holding their rows\n",
-			batches.Batches, float64(batches.Requests)/n, batches.Committing.Seconds()*1000/n, batches.Deferred, batches.HandedOver)
+		fmt.Fprintf(stdout, "batches      %d commits during the load, %.1f requests and %.2f ms each on average; %d deferred to a second round\n",
+			batches.Batches, float64(batches.Requests)/n, batches.Committing.Seconds()*1000/n, batches.Deferred)
 	}
 	if err != nil {
 		return exitError, err

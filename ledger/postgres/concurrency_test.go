@@ -23,8 +23,7 @@ import (
 // and sharded. Afterwards: no may-not-go-negative account was ever negative
 // in commit order, every asset sums to zero, stored balances equal their
 // entries, and the final balances equal a serial replay of exactly the
-// acknowledged transactions. Lanes hand each other requests whose rows they
-// hold (ledger/placement.go), so that path is part of what is checked.
+// acknowledged transactions.
 func TestSerializableUnderConcurrency(t *testing.T) {
 	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
 		e := newEnv(t, b, ledger.Options{Lanes: 4, MaxBatch: 16})
@@ -92,13 +91,9 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		handed := e.svc.CommitStats().HandedOver
-		t.Logf("%d acknowledged, %d refused, %d handed to the lane holding their rows", len(acked), refused, handed)
+		t.Logf("%d acknowledged, %d refused", len(acked), refused)
 		if refused == 0 || len(acked) < 200 {
 			t.Fatalf("workload too tame: %d acknowledged, %d refused", len(acked), refused)
-		}
-		if handed == 0 { // the lane placement must be part of what this test checks
-			t.Fatal("no request was handed to the lane holding its rows")
 		}
 		e.verifyClean()
 
