@@ -770,4 +770,7 @@ func TestMetrics(t *testing.T) {
 	if s := metric(after, "coinledger_commit_seconds_total"); s <= 0 {
 		t.Errorf("commit seconds %v", s)
 	}
+	if d, want := metric(after, "coinledger_commit_deferred_total"), e.svc.CommitStats().Deferred; d != float64(want) {
+		t.Errorf("deferred %v on the page, %d counted", d, want)
+	}
 }

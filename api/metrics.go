@@ -97,4 +97,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "# HELP coinledger_commit_seconds_total Time the commit lanes spent committing batches.")
 	fmt.Fprintln(w, "# TYPE coinledger_commit_seconds_total counter")
 	fmt.Fprintf(w, "coinledger_commit_seconds_total %g\n", c.Committing.Seconds())
+	fmt.Fprintln(w, "# HELP coinledger_commit_deferred_total Requests committed in a second round because their lots were in a currency the batch had not locked.")
+	fmt.Fprintln(w, "# TYPE coinledger_commit_deferred_total counter")
+	fmt.Fprintf(w, "coinledger_commit_deferred_total %d\n", c.Deferred)
 }
