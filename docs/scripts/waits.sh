@@ -1,9 +1,10 @@
 #!/bin/bash
-# Where the commit lanes' PostgreSQL backends spend a gift-hot run: samples
-# pg_stat_activity every 5 ms for about 12 s (non-idle client backends only)
-# and counts state | wait event type | wait event; "CPU" means no wait event.
-# Also counts the balance rows whose row locks backends are queued on (tuple
-# locks), by account name with run and viewer numbers folded.
+# Where the commit lanes' PostgreSQL backends spend a gift-hot run: 1,200
+# samples of pg_stat_activity 5 ms apart (non-idle client backends only),
+# counted by state | wait event type | wait event ("CPU": no wait event); then
+# 1,200 samples of the balance rows whose row locks backends are queued on
+# (tuple locks), by account name with run and viewer numbers folded. Both
+# rounds fall inside the 30-s run (each takes 8-10 s here).
 # usage: docs/scripts/waits.sh COINLEDGER_BINARY [CALLERS]
 # PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
 set -eu
