@@ -447,3 +447,23 @@ func TestDecideDefersReliefOutsideGuess(t *testing.T) {
 		}
 	}
 }
+
+func TestLingerFor(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name          string
+		limit, recent time.Duration
+		want          time.Duration
+	}{
+		{"a fifth of the recent commit time", ms, 3500 * time.Microsecond, 700 * time.Microsecond},
+		{"short commits, short wait", ms, 1800 * time.Microsecond, 360 * time.Microsecond},
+		{"capped by the limit", ms, 10 * ms, ms},
+		{"nothing measured yet", ms, 0, 0},
+		{"no linger asked for", -1, 10 * ms, 0},
+	}
+	for _, tt := range tests {
+		if got := lingerFor(tt.limit, tt.recent); got != tt.want {
+			t.Errorf("%s: lingerFor(%v, %v) = %v, want %v", tt.name, tt.limit, tt.recent, got, tt.want)
+		}
+	}
+}

@@ -28,16 +28,28 @@ type Options struct {
 	MaxBatch int
 	// CommitTimeout bounds one batch's database work. Default 30s.
 	CommitTimeout time.Duration
-	// Linger is how long a lane waits for more requests after the first
-	// before committing a batch that is not full.
+	// Linger caps how long a lane waits for more requests after the first
+	// before committing a batch that is not full: it waits a fifth of what
+	// its recent batches took to commit, up to Linger. Negative: not at all.
 	Linger time.Duration
 	Clock  func() time.Time
 	Logger *slog.Logger
 }
 
-// DefaultLinger: BenchmarkSendGift measured 250µs at 1.15× no linger
-// (medians of 5), 1ms about the same and 2ms worse (docs/benchmarks.md).
-const DefaultLinger = 250 * time.Microsecond
+// DefaultLinger caps a lane's wait. A fixed wait suits one workload only:
+// through gRPC at 32 callers gift-hot (commits of ~3.5 ms) ran 4% faster
+// waiting 0.5-1 ms than 250 µs, while transfer-hot (~1.8 ms) ran 12% slower
+// at 1 ms (docs/benchmarks.md, "Seventh pass"); hence a share of the commit
+// time, so that a lane gathers while the other commits and not much longer.
+const DefaultLinger = time.Millisecond
+
+// lingerFor is how long a lane whose recent commits took recent waits for
+// more requests: a fifth of that, up to limit; none while limit is negative.
+// (Go's timers fire about 1 ms late when the process is otherwise idle, so
+// at low load any wait under 1 ms takes about 1 ms.)
+func lingerFor(limit, recent time.Duration) time.Duration {
+	return max(0, min(limit, recent/5))
+}
 
 // Service is the ledger: it validates requests and commits them in batches.
 type Service struct {
@@ -471,6 +483,7 @@ func (s *Service) submit(ctx context.Context, pd *Pending) (*Transaction, error)
 func (s *Service) runLane(lane int) {
 	defer s.workers.Done()
 	batch := make([]*request, 0, s.opts.MaxBatch)
+	var recent time.Duration // this lane's commit time, a moving average
 	for {
 		batch = batch[:0]
 		select {
@@ -486,8 +499,8 @@ func (s *Service) runLane(lane int) {
 			}
 		}
 		var linger <-chan time.Time
-		if s.opts.Linger > 0 {
-			linger = time.After(s.opts.Linger)
+		if wait := lingerFor(s.opts.Linger, recent); wait > 0 {
+			linger = time.After(wait)
 		}
 	fill:
 		for len(batch) < s.opts.MaxBatch {
@@ -507,7 +520,9 @@ func (s *Service) runLane(lane int) {
 				break fill
 			}
 		}
+		start := time.Now()
 		s.commit(lane, batch)
+		recent += (time.Since(start) - recent) / 8
 	}
 }
 

@@ -54,7 +54,7 @@ type common struct {
 	log         *slog.Logger
 	level       slog.Level
 	stderr      io.Writer     // progress
-	linger      time.Duration // how long a commit lane waits to fill a batch
+	linger      time.Duration // the longest a commit lane waits to fill a batch
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	switch cmd {
 	case "serve", "bench", "demo":
-		fs.DurationVar(&c.linger, "commit-linger", ledger.DefaultLinger, "how long a commit lane waits for more requests before committing a batch that is not full; 0: not at all (bench and demo: for the server they start)")
+		fs.DurationVar(&c.linger, "commit-linger", ledger.DefaultLinger, "the longest a commit lane waits for more requests before committing a batch that is not full (it waits a fifth of its recent commits' time, up to this); 0: not at all (bench and demo: for the server they start)")
 	}
 	switch cmd {
 	case "serve":

@@ -26,8 +26,9 @@ import (
 // creator's carry, minting whole granules with their payable.
 //
 // The sub-benchmarks compare the collector target (100 is Go's default,
-// gctune.GOGC what coinledger's commands set) and how long a commit lane
-// lingers for more requests before committing a batch that is not full.
+// gctune.GOGC what coinledger's commands set) and the longest a commit lane
+// lingers for more requests before committing a batch that is not full (it
+// lingers a fifth of its recent commit time up to that; 1ms is the default).
 //
 //	go test -run '^$' -bench SendGift -benchtime 20000x -count 5 ./ledger/economy/
 func BenchmarkSendGift(b *testing.B) {
