@@ -7,16 +7,12 @@
 # every state and the joint shares of the two busy backends beside what they
 # would be if the lanes were independent.
 # usage: docs/scripts/lanestates.sh COINLEDGER_BINARY [CALLERS]
-# PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
 set -eu
 bin=$1 callers=${2:-32} out=$(mktemp) samples=$(mktemp)
-"$bin" bench -workload gift-hot -c "$callers" -d 25s --log-level warn >"$out" 2>&1 &
-pid=$!
-until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+. "$(dirname "$0")/benchlib.sh"
+start_bench "$bin" "$callers" 25s "$out"
 sleep 2
-sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
-psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
-if [ "$(id -u)" = 0 ]; then psql=(runuser -u postgres -- "${psql[@]}"); fi
+bench_psql
 for _ in $(seq 2500); do echo "SELECT string_agg(s, ' ') FROM (SELECT CASE
   WHEN state = 'idle' THEN 'out'
   WHEN state LIKE 'idle in%' THEN 'go'
@@ -25,7 +21,7 @@ for _ in $(seq 2500); do echo "SELECT string_agg(s, ' ') FROM (SELECT CASE
   WHEN wait_event IS NULL THEN 'cpu'
   ELSE 'oth' END s FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) x;
   SELECT pg_sleep(0.003);"; done | "${psql[@]}" | grep -v '^$' >"$samples"
-wait $pid
+wait $bench_pid
 grep -a '^requests\|^batches' "$out"
 # A sample with more than two backends in a transaction (a read outside the
 # lanes) is left out; "out" fills the slots of lanes between transactions.

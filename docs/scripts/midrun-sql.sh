@@ -5,25 +5,22 @@
 # run, it is free of the machine's drift between runs; "SELECT 1" is the control.
 # usage: docs/scripts/midrun-sql.sh COINLEDGER_BINARY "ALTER SYSTEM SET ...; ..."
 # For DDL, start the SQL with SET lock_timeout = '20ms' so that it is retried.
-# PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
 set -eu
 bin=$1 sql=$2 out=$(mktemp)
-"$bin" bench -workload gift-hot -c 32 -d 30s --log-level warn >"$out" 2>&1 &
-pid=$!
-until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+. "$(dirname "$0")/benchlib.sh"
+start_bench "$bin" 32 30s "$out"
 sleep 14
-sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
-psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq -v ON_ERROR_STOP=1)
-if [ "$(id -u)" = 0 ]; then psql=(runuser -u postgres -- "${psql[@]}"); fi
+bench_psql
+psql+=(-v ON_ERROR_STOP=1)
 # DDL can deadlock with the lanes and then silently not apply; give it a
 # lock_timeout in SQL and it is retried here until it takes (50 tries).
 tries=0
 until echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" >/dev/null; do
   tries=$((tries + 1))
-  if [ "$tries" -ge 50 ]; then echo "midrun-sql: the SQL never applied" >&2; kill $pid; exit 1; fi
+  if [ "$tries" -ge 50 ]; then echo "midrun-sql: the SQL never applied" >&2; kill $bench_pid; exit 1; fi
   sleep 0.1
 done
-wait $pid
+wait $bench_pid
 grep -a 'gift-hot: ' "$out" | grep -o '[0-9.]*s *[0-9]* ok' | awk '
   { t = $1 + 0; r = $2 - prev; prev = $2
     if (t >= 3 && t <= 15) { a += r; na++ }

@@ -6,16 +6,12 @@
 # (tuple locks), by account name with run and viewer numbers folded. Both
 # rounds fall inside the 30-s run (each takes 8-10 s here).
 # usage: docs/scripts/waits.sh COINLEDGER_BINARY [CALLERS]
-# PostgreSQL runs as the postgres user when the bench runs as root; psql is run as it.
 set -eu
 bin=$1 callers=${2:-32} out=$(mktemp)
-"$bin" bench -workload gift-hot -c "$callers" -d 30s --log-level warn >"$out" 2>&1 &
-pid=$!
-until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+. "$(dirname "$0")/benchlib.sh"
+start_bench "$bin" "$callers" 30s "$out"
 sleep 2
-sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
-psql=(psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
-if [ "$(id -u)" = 0 ]; then psql=(runuser -u postgres -- "${psql[@]}"); fi
+bench_psql
 sample() { # SQL, count
   for _ in $(seq "$2"); do echo "$1; SELECT pg_sleep(0.005);"; done | "${psql[@]}" | grep -v '^$' |
     sed 's/bench-[a-z0-9]*-v[0-9]*/RUN-vN/' | sort | uniq -c | sort -rn | head -12
@@ -27,6 +23,6 @@ echo "row locks queued on, by account"
 sample "SELECT a.name FROM pg_locks l JOIN balances b ON b.ctid = ('(' || l.page || ',' || l.tuple || ')')::tid
   JOIN accounts a ON a.id = b.account_id
   WHERE l.locktype = 'tuple' AND l.relation = 'balances'::regclass AND l.pid <> pg_backend_pid()" 1200
-wait $pid
+wait $bench_pid
 grep -a '^requests\|^batches' "$out"
 rm -f "$out"

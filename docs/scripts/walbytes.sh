@@ -3,17 +3,12 @@
 # gift-hot run, bytes per transaction posted, by relation and record type.
 # "Per transaction" counts the heap inserts into transactions in the window.
 # usage: docs/scripts/walbytes.sh COINLEDGER_BINARY [CALLERS]
-# PostgreSQL runs as the postgres user when the bench runs as root; psql and
-# pg_waldump are run as it.
 set -eu
 bin=$1 callers=${2:-32} out=$(mktemp) recs=$(mktemp) rels=$(mktemp)
-"$bin" bench -workload gift-hot -c "$callers" -d 16s --log-level warn >"$out" 2>&1 &
-pid=$!
-until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+. "$(dirname "$0")/benchlib.sh"
+start_bench "$bin" "$callers" 16s "$out"
 sleep 3
-sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
-as=(); if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
-psql=("${as[@]}" psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
+bench_psql
 from=$("${psql[@]}" -c "SELECT pg_current_wal_insert_lsn()")
 sleep 6
 to=$("${psql[@]}" -c "SELECT pg_current_wal_insert_lsn()")
@@ -21,8 +16,8 @@ to=$("${psql[@]}" -c "SELECT pg_current_wal_insert_lsn()")
 data=$("${psql[@]}" -c "SHOW data_directory")
 waldump=$(ls /usr/lib/postgresql/*/bin/pg_waldump | tail -1)
 # Reads the segments while the server still has them; the last record may be cut.
-"${as[@]}" "$waldump" -p "$data/pg_wal" -s "$from" -e "$to" >"$recs" 2>/dev/null || true
-wait $pid
+"${as_pg[@]}" "$waldump" -p "$data/pg_wal" -s "$from" -e "$to" >"$recs" 2>/dev/null || true
+wait $bench_pid
 grep -a '^requests' "$out"
 awk 'NR == FNR { name[$1] = $2; next }
   { size = $0; sub(/.*tot\): */, "", size); sub(/,.*/, "", size); split(size, s, "/")

@@ -1,0 +1,23 @@
+# Sourced by the scripts here. The bench starts its own PostgreSQL, which runs
+# as the postgres user when the bench runs as root.
+
+# start_bench BINARY CALLERS DURATION OUTFILE [BENCH FLAGS...] starts a
+# gift-hot run in the background, sets bench_pid and returns once its load
+# has begun.
+start_bench() {
+  local bin=$1 callers=$2 duration=$3 out=$4
+  shift 4
+  "$bin" bench -workload gift-hot -c "$callers" -d "$duration" --log-level warn "$@" >"$out" 2>&1 &
+  bench_pid=$!
+  until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
+}
+
+# bench_psql sets the arrays as_pg (run as the server's user) and psql (a
+# superuser psql on the newest bench's database, unaligned, quiet).
+bench_psql() {
+  local sock
+  sock=$(dirname "$(ls -t /tmp/coinledger-pg-*/.s.PGSQL.5432 | head -1)")
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
+  psql=("${as_pg[@]}" psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
+}
