@@ -520,13 +520,15 @@ func (s *Service) runLane(lane int) {
 				break fill
 			}
 		}
-		start := time.Now()
-		s.commit(lane, batch)
-		recent += (time.Since(start) - recent) / 8
+		if took := s.commit(lane, batch); took > 0 {
+			recent += (took - recent) / 8
+		}
 	}
 }
 
-func (s *Service) commit(lane int, reqs []*request) {
+// commit posts reqs as one batch and answers them; it returns how long the
+// database work took, zero when every request was abandoned before it.
+func (s *Service) commit(lane int, reqs []*request) time.Duration {
 	pending := make([]*Pending, 0, len(reqs))
 	live := reqs[:0:0]
 	for _, r := range reqs {
@@ -540,14 +542,15 @@ func (s *Service) commit(lane int, reqs []*request) {
 		live = append(live, r)
 	}
 	if len(pending) == 0 {
-		return
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
 	start := time.Now()
 	s.commitRound(ctx, lane, pending)
+	took := time.Since(start)
 	// Counted before anyone is answered, so a caller sees its own batch.
-	s.committing.Add(int64(time.Since(start)))
+	s.committing.Add(int64(took))
 	s.batched.Add(uint64(len(pending)))
 	s.batches.Add(1)
 	for _, pd := range pending {
@@ -559,6 +562,7 @@ func (s *Service) commit(lane int, reqs []*request) {
 	for _, r := range live {
 		close(r.done)
 	}
+	return took
 }
 
 // commitRound commits pending as one batch, then any the batch deferred with

@@ -21,3 +21,9 @@ bench_psql() {
   if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
   psql=("${as_pg[@]}" psql -U coinledger -h "$sock" -p 5432 -d coinledger -XAtq)
 }
+
+# bench_sample SQL COUNT PAUSE runs SQL (after bench_psql) COUNT times, PAUSE
+# seconds apart, printing its non-empty output lines.
+bench_sample() {
+  for _ in $(seq "$2"); do echo "$1; SELECT pg_sleep($3);"; done | "${psql[@]}" | grep -v '^$'
+}

@@ -13,14 +13,14 @@ bin=$1 callers=${2:-32} out=$(mktemp) samples=$(mktemp)
 start_bench "$bin" "$callers" 25s "$out"
 sleep 2
 bench_psql
-for _ in $(seq 2500); do echo "SELECT string_agg(s, ' ') FROM (SELECT CASE
+bench_sample "SELECT string_agg(s, ' ') FROM (SELECT CASE
   WHEN state = 'idle' THEN 'out'
   WHEN state LIKE 'idle in%' THEN 'go'
   WHEN wait_event IN ('WALSync', 'WALWrite', 'WALInsert') THEN 'wal'
   WHEN wait_event_type = 'Lock' THEN 'lock'
   WHEN wait_event IS NULL THEN 'cpu'
-  ELSE 'oth' END s FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) x;
-  SELECT pg_sleep(0.003);"; done | "${psql[@]}" | grep -v '^$' >"$samples"
+  ELSE 'oth' END s FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) x" \
+  2500 0.003 >"$samples"
 wait $bench_pid
 grep -a '^requests\|^batches' "$out"
 # A sample with more than two backends in a transaction (a read outside the

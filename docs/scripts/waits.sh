@@ -13,8 +13,7 @@ start_bench "$bin" "$callers" 30s "$out"
 sleep 2
 bench_psql
 sample() { # SQL, count
-  for _ in $(seq "$2"); do echo "$1; SELECT pg_sleep(0.005);"; done | "${psql[@]}" | grep -v '^$' |
-    sed 's/bench-[a-z0-9]*-v[0-9]*/RUN-vN/' | sort | uniq -c | sort -rn | head -12
+  bench_sample "$1" "$2" 0.005 | sed 's/bench-[a-z0-9]*-v[0-9]*/RUN-vN/' | sort | uniq -c | sort -rn | head -12
 }
 echo "lane backends: samples by state | wait event type | wait event"
 sample "SELECT state, coalesce(wait_event_type, 'CPU'), coalesce(wait_event, '-')
