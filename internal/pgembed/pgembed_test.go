@@ -3,6 +3,7 @@ package pgembed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +54,13 @@ func TestRestartKeepsData(t *testing.T) {
 	if err := s2.CreateDatabase(ctx, "keep"); err != nil { // exists: a no-op
 		t.Fatal(err)
 	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", s2.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(environ), "GLIBC_TUNABLES="+mallocTunables) {
+		t.Errorf("postgres runs without glibc.malloc tunables: %q", environ)
+	}
 	if err := s2.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,5 +69,30 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 	if _, err := os.Stat(s2.sockDir); !os.IsNotExist(err) {
 		t.Fatalf("socket directory left behind: %v", err)
+	}
+}
+
+func TestWithMallocTunables(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unset", []string{"LC_ALL=C"}, "GLIBC_TUNABLES=" + mallocTunables},
+		{"empty", []string{"GLIBC_TUNABLES=", "LC_ALL=C"}, "GLIBC_TUNABLES=" + mallocTunables},
+		{"operator's own", []string{"GLIBC_TUNABLES=glibc.malloc.arena_max=1", "LC_ALL=C"}, "GLIBC_TUNABLES=glibc.malloc.arena_max=1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := withMallocTunables(tc.env)
+			var last string // the process sees the last setting of a name
+			for _, kv := range got {
+				if strings.HasPrefix(kv, "GLIBC_TUNABLES=") {
+					last = kv
+				}
+			}
+			if last != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
