@@ -12,6 +12,12 @@ start_bench() {
   until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
 }
 
+# bench_done OUTFILE prints how many requests the run writing OUTFILE has
+# had acknowledged so far.
+bench_done() {
+  grep -a 'gift-hot: ' "$1" | tail -1 | grep -o '[0-9]* ok' | grep -o '[0-9]*'
+}
+
 # bench_psql sets the arrays as_pg (run as the server's user) and psql (a
 # superuser psql on the newest bench's database, unaligned, quiet).
 bench_psql() {
