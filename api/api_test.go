@@ -588,6 +588,24 @@ func TestAuthentication(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", tt.name, got, tt.code)
 		}
 	}
+	// The header by hand: exactly one value, and a bearer token in it.
+	headers := []struct {
+		name string
+		md   metadata.MD
+		code codes.Code
+	}{
+		{"one bearer token", metadata.Pairs("authorization", "Bearer "+gifting), codes.OK},
+		{"another scheme", metadata.Pairs("authorization", "Basic "+gifting), codes.Unauthenticated},
+		{"no scheme", metadata.Pairs("authorization", gifting), codes.Unauthenticated},
+		{"two tokens", metadata.Pairs("authorization", "Bearer "+gifting, "authorization", "Bearer "+fin), codes.Unauthenticated},
+	}
+	bare := pb.NewGiftServiceClient(e.dial(t, ""))
+	for _, h := range headers {
+		_, err := bare.GetWallet(metadata.NewOutgoingContext(ctx, h.md), &pb.GetWalletRequest{User: "v1"})
+		if got := status.Code(err); got != h.code {
+			t.Errorf("%s: got %s, want %s", h.name, got, h.code)
+		}
+	}
 	// Health answers without credentials.
 	h, err := healthpb.NewHealthClient(e.dial(t, "")).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {

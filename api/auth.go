@@ -132,8 +132,8 @@ func (t *Tokens) authenticate(ctx context.Context, method string) (context.Conte
 	if isHealth(method) {
 		return ctx, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
+	// Only this header: FromIncomingContext would copy all of the metadata.
+	values := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(values) != 1 || !strings.HasPrefix(values[0], "Bearer ") {
 		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
