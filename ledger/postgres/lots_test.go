@@ -61,6 +61,16 @@ func spend(key string, coins int64) ledger.PostRequest {
 		}}
 }
 
+// withLegs is a 1-coin spend relieved through other legs.
+func withLegs(key string, l map[string]ledger.ReliefLeg) ledger.PostRequest {
+	r := spend(key, 1)
+	r.Relieve.Legs = l
+	return r
+}
+
+// laterLegs name a USD revenue account created only after they were refused.
+var laterLegs = map[string]ledger.ReliefLeg{"USD": {From: "deferred:USD", To: "later:USD"}, "EUR": legs["EUR"]}
+
 func legsOf(tx *ledger.Transaction) string {
 	var out []string
 	for _, p := range tx.Postings[2:] {
@@ -124,6 +134,10 @@ func TestLotsFIFO(t *testing.T) {
 				r.Relieve.Legs = map[string]ledger.ReliefLeg{"USD": legs["USD"]}
 				return r
 			}(), nil, "relieve.legs"},
+			// Legs are checked on every request, whatever legs came before.
+			{"a leg between other assets", withLegs("cross", map[string]ledger.ReliefLeg{
+				"USD": {From: "deferred:EUR", To: "revenue:EUR"}, "EUR": legs["EUR"]}), nil, "relieve.legs[USD]"},
+			{"a leg to an unknown account", withLegs("unknown", laterLegs), ledger.ErrAccountNotFound, "relieve.legs[USD].to"},
 			{"open and relieve at once", func() ledger.PostRequest {
 				r := spend("both", 1)
 				r.OpenLot = &ledger.LotOpen{UnitsPosting: 1, ValuePosting: 1}
@@ -140,6 +154,11 @@ func TestLotsFIFO(t *testing.T) {
 			if ledger.FieldOf(err) != r.field || (r.is != nil && !errors.Is(err, r.is)) || (r.is == nil && ledger.KindOf(err) != ledger.Invalid) {
 				t.Errorf("%s: %v (field %q)", r.name, err, ledger.FieldOf(err))
 			}
+		}
+		// A refusal is not remembered: once the account exists, the same legs resolve.
+		e.account("later:USD", "USD", true, 1)
+		if tx := e.post(withLegs("later", laterLegs)); legsOf(tx) != "credit revenue:EUR 0.5; debit deferred:EUR 0.5" {
+			t.Errorf("relief through legs refused before: %s", legsOf(tx))
 		}
 		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-a", TransactionID: lotA.ID}); ledger.KindOf(err) != ledger.FailedPrecondition {
 			t.Errorf("reversing a lot-opening transaction: %v", err)
