@@ -12,6 +12,17 @@ start_bench() {
   until grep -aq 'gift-hot: *1\.[0-9]s' "$out" 2>/dev/null; do sleep 0.2; done
 }
 
+# proc_sum FIELDS PID... prints the sum of /proc/PID/stat's FIELDS (cut's
+# field list, e.g. 14,15) over the processes; one that has exited counts 0.
+proc_sum() {
+  local fields=$1 t=0 v
+  shift
+  for p in "$@"; do
+    for v in $(cut -d' ' -f"$fields" "/proc/$p/stat" 2>/dev/null); do t=$((t + v)); done
+  done
+  echo $t
+}
+
 # bench_done OUTFILE prints how many requests the run writing OUTFILE has
 # had acknowledged so far.
 bench_done() {

@@ -6,11 +6,10 @@ set -eu
 bin=$1 callers=${2:-32} out=$(mktemp)
 . "$(dirname "$0")/benchlib.sh"
 start_bench "$bin" "$callers" 15s "$out"
-ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null || echo 0 0); t=$((t + $1 + $2)); done; echo $t; }
 machine() { read -r _ u n s i w q sq _ </proc/stat; echo $((u + n + s + q + sq)) $((i + w)); }
-read -r busy1 idle1 < <(machine); go1=$(ticks $bench_pid); pg1=$(ticks $(pgrep -x postgres)); n1=$(bench_done "$out")
+read -r busy1 idle1 < <(machine); go1=$(proc_sum 14,15 $bench_pid); pg1=$(proc_sum 14,15 $(pgrep -x postgres)); n1=$(bench_done "$out")
 sleep 12
-read -r busy2 idle2 < <(machine); go2=$(ticks $bench_pid); pg2=$(ticks $(pgrep -x postgres)); n2=$(bench_done "$out")
+read -r busy2 idle2 < <(machine); go2=$(proc_sum 14,15 $bench_pid); pg2=$(proc_sum 14,15 $(pgrep -x postgres)); n2=$(bench_done "$out")
 wait $bench_pid
 n=$((n2 - n1)) busy=$((busy2 - busy1)) idle=$((idle2 - idle1))
 hz=$(getconf CLK_TCK)

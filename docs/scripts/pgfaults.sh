@@ -6,10 +6,9 @@ set -eu
 bin=$1 callers=${2:-32} out=$(mktemp)
 . "$(dirname "$0")/benchlib.sh"
 start_bench "$bin" "$callers" 15s "$out"
-faults() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cut -d' ' -f10 "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
-f1=$(faults) n1=$(bench_done "$out")
+f1=$(proc_sum 10 $(pgrep -x postgres)) n1=$(bench_done "$out")
 sleep 10
-f2=$(faults) n2=$(bench_done "$out")
+f2=$(proc_sum 10 $(pgrep -x postgres)) n2=$(bench_done "$out")
 wait $bench_pid
 echo "callers=$callers gifts/s=$(((n2 - n1) / 10)) faults/gift=$(((f2 - f1) * 100 / (n2 - n1)))e-2"
 rm -f "$out"

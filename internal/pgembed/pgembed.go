@@ -200,8 +200,8 @@ func (s *Server) prepareDataDir(ctx context.Context) error {
 // mallocTunables keeps a backend's freed memory for its next transaction.
 // With glibc's default (trim above 128 kB), a backend hands the few megabytes
 // a large batch's statements used back to the kernel at every commit and
-// takes page faults to get them back: 2-5% of PostgreSQL's CPU under
-// gift-hot (docs/benchmarks.md, "Eighth pass"). A backend keeps at most this
+// takes page faults to get them back: with this, PostgreSQL's CPU a gift
+// fell by a tenth against the Go process's (docs/benchmarks.md, "Eighth pass"). A backend keeps at most this
 // much free memory, so the cost is bounded by the number of connections.
 const mallocTunables = "glibc.malloc.trim_threshold=16777216"
 
