@@ -15,7 +15,12 @@ import (
 	"github.com/coinledger/coinledger/internal/pgembed"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		main() // a test's `coinledger` process (crash_test.go); exits
+	}
+	dbtest.Main(m)
+}
 
 func runCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()

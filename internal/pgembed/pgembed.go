@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -49,6 +50,8 @@ type Server struct {
 const (
 	superuser = "coinledger"
 	port      = 5432 // only names the socket file in a private directory
+
+	socketDirPrefix = "coinledger-pg-"
 )
 
 // ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
@@ -115,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.prepareDataDir(ctx); err != nil {
 		return nil, err
 	}
-	if s.sockDir, err = os.MkdirTemp("", "coinledger-pg-"); err != nil {
+	if s.sockDir, err = os.MkdirTemp("", socketDirPrefix); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	if err := s.chown(s.sockDir); err != nil {
@@ -219,8 +222,10 @@ func withMallocTunables(env []string) []string {
 func (s *Server) start(ctx context.Context) error {
 	dir := s.cfg.DataDir
 	// A server left running by a killed process holds the data directory.
-	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+	pidPath := filepath.Join(dir, "postmaster.pid")
+	if pidFile, err := os.ReadFile(pidPath); err == nil {
 		_ = s.command(ctx, "pg_ctl", "stop", "-D", dir, "-m", "fast", "-w", "-t", "30").Run()
+		removeStaleSocketDir(pidPath, pidFile)
 	}
 	opts := []string{
 		"-D", dir,
@@ -277,6 +282,28 @@ func (s *Server) start(ctx context.Context) error {
 			s.Stop()
 			return fmt.Errorf("postgres did not accept connections within 60s; log %s:\n%s", logPath, tail(logPath))
 		}
+	}
+}
+
+// removeStaleSocketDir removes the socket directory that the server of a
+// killed process used, named in its postmaster.pid (line 1 the pid, line 5
+// the directory), once that server is gone: stopped (its pid file removed)
+// or killed. Only a directory Start made is removed.
+func removeStaleSocketDir(pidPath string, pidFile []byte) {
+	lines := strings.Split(string(pidFile), "\n")
+	if len(lines) < 5 {
+		return
+	}
+	sock := lines[4]
+	if filepath.Dir(sock) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(sock), socketDirPrefix) {
+		return
+	}
+	_, err := os.Stat(pidPath)
+	stopped := errors.Is(err, fs.ErrNotExist)
+	pid, err := strconv.Atoi(lines[0])
+	killed := err == nil && pid > 0 && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	if stopped || killed {
+		os.RemoveAll(sock)
 	}
 }
 

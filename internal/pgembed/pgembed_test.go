@@ -54,6 +54,9 @@ func TestRestartKeepsData(t *testing.T) {
 	if err := s2.CreateDatabase(ctx, "keep"); err != nil { // exists: a no-op
 		t.Fatal(err)
 	}
+	if _, err := os.Stat(s1.sockDir); !os.IsNotExist(err) {
+		t.Errorf("the taken-over server's socket directory is left behind: %v", err)
+	}
 	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", s2.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
