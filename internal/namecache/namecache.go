@@ -29,17 +29,22 @@ func (c *Cache[V]) Get(name string) (V, bool) {
 	return zero, false
 }
 
-// Put caches v under name.
+// Put caches v under name. Replacing a name's value does not count towards
+// the limit: a cache whose values are updated in place (as the ledger's
+// guess of a holder's lot currencies is, on every gift) must not start over
+// for it.
 func (c *Cache[V]) Put(name string, v V) {
 	limit := c.Limit
 	if limit == 0 {
 		limit = DefaultLimit
 	}
 	m := c.gen.Load()
-	if m == nil || c.n.Add(1) > limit {
+	if m == nil || c.n.Load() >= limit {
 		m = &sync.Map{}
 		c.gen.Store(m)
-		c.n.Store(1)
+		c.n.Store(0)
 	}
-	m.Store(name, v)
+	if _, replaced := m.Swap(name, v); !replaced {
+		c.n.Add(1)
+	}
 }

@@ -23,3 +23,18 @@ func TestCacheBounded(t *testing.T) {
 		t.Fatal("an entry of the dropped generation survived")
 	}
 }
+
+// Updating one name many times is not filling the cache.
+func TestCacheReplaceDoesNotCount(t *testing.T) {
+	c := Cache[int]{Limit: 100}
+	c.Put("kept", 1)
+	for i := range 1000 {
+		c.Put("updated", i)
+	}
+	if v, ok := c.Get("kept"); !ok || v != 1 {
+		t.Fatalf("a cache of 2 names with limit 100 started over: %d %v", v, ok)
+	}
+	if v, ok := c.Get("updated"); !ok || v != 999 {
+		t.Fatalf("updated: %d %v", v, ok)
+	}
+}
