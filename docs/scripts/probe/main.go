@@ -1,0 +1,157 @@
+// Command probe measures what decides this machine's speed for a gift storm,
+// so that benchmark figures from different days can be judged against it:
+// a system call, a blocking wake-up of another thread, a page fault, a cache
+// miss, a synchronous 8-kB write, and plain computation. Each figure is the
+// median of five rounds.
+//
+//	go run ./docs/scripts/probe [DIR]   # DIR: where to probe fsync (default: the temp dir)
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+)
+
+func main() {
+	dir := os.TempDir()
+	if len(os.Args) > 1 {
+		dir = os.Args[1]
+	}
+	fmt.Printf("system call (getppid)              %8.0f ns\n", median(syscallCost))
+	fmt.Printf("wake-up of a blocked thread (pipe) %8.0f ns\n", median(wakeupCost))
+	fmt.Printf("page fault (first touch, 4 kB)     %8.0f ns\n", median(pageFaultCost))
+	fmt.Printf("cache miss (random loads, 64 MB)   %8.1f ns\n", median(cacheMissCost))
+	fmt.Printf("8-kB write + fdatasync             %8.0f µs (in %s)\n", median(func() float64 { return fsyncCost(dir) })/1000, dir)
+	fmt.Printf("sha256                             %8.0f MB/s\n", 1e9/median(sha256Cost))
+}
+
+// median runs probe five times; each returns nanoseconds per operation.
+func median(probe func() float64) float64 {
+	var r []float64
+	for range 5 {
+		r = append(r, probe())
+	}
+	slices.Sort(r)
+	return r[2]
+}
+
+func perOp(start time.Time, n int) float64 {
+	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
+func syscallCost() float64 {
+	const n = 100_000
+	start := time.Now()
+	for range n {
+		syscall.Getppid()
+	}
+	return perOp(start, n)
+}
+
+// wakeupCost is half a round trip between two OS threads over two pipes:
+// each half blocks one thread in read and wakes it with the other's write.
+func wakeupCost() float64 {
+	var ab, ba [2]int
+	must(syscall.Pipe(ab[:]))
+	must(syscall.Pipe(ba[:]))
+	defer func() {
+		for _, fd := range []int{ab[0], ab[1], ba[0], ba[1]} {
+			syscall.Close(fd)
+		}
+	}()
+	const n = 20_000
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		b := make([]byte, 1)
+		for range n {
+			syscall.Read(ab[0], b)
+			syscall.Write(ba[1], b)
+		}
+		close(done)
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b := make([]byte, 1)
+	start := time.Now()
+	for range n {
+		syscall.Write(ab[1], b)
+		syscall.Read(ba[0], b)
+	}
+	<-done
+	return perOp(start, 2*n)
+}
+
+func pageFaultCost() float64 {
+	const size = 64 << 20
+	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	must(err)
+	defer syscall.Munmap(mem)
+	start := time.Now()
+	for i := 0; i < size; i += 4096 {
+		mem[i] = 1
+	}
+	return perOp(start, size/4096)
+}
+
+// sink keeps the loads of cacheMissCost from being optimised away.
+var sink int
+
+func cacheMissCost() float64 {
+	const n = 64 << 20 / 8
+	next := make([]int, n)
+	perm := rand.Perm(n)
+	for i := range n {
+		next[perm[i]] = perm[(i+1)%n]
+	}
+	const steps = 2_000_000
+	p := 0
+	start := time.Now()
+	for range steps {
+		p = next[p]
+	}
+	sink = p
+	return perOp(start, steps)
+}
+
+func fsyncCost(dir string) float64 {
+	f, err := os.CreateTemp(dir, "probe-fsync-")
+	must(err)
+	defer os.Remove(f.Name())
+	defer f.Close()
+	block := make([]byte, 8192)
+	const n = 100
+	start := time.Now()
+	for i := range n {
+		_, err := f.WriteAt(block, int64(i%16)*8192)
+		must(err)
+		must(syscall.Fdatasync(int(f.Fd())))
+	}
+	return perOp(start, n)
+}
+
+// sha256Cost is nanoseconds per MB hashed.
+func sha256Cost() float64 {
+	buf := make([]byte, 1<<20)
+	const mb = 128
+	start := time.Now()
+	h := sha256.New()
+	for range mb {
+		h.Write(buf)
+	}
+	h.Sum(nil)
+	return perOp(start, mb)
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		os.Exit(1)
+	}
+}
