@@ -60,6 +60,14 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	defer conn.Close()
 	gifts, ledgerc := pb.NewGiftServiceClient(conn), pb.NewLedgerServiceClient(conn)
 
+	t.Cleanup(func() {
+		// A failure between a kill and the restart leaves PostgreSQL
+		// running without its server: stop it at once (SIGQUIT).
+		pid, _, err := readPostmasterPID(data)
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && string(comm) == "postgres\n" {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
 	srv := startServeProcess(t, data, addr, tokens)
 	waitServing(t, ctx, conn, srv.out, srv.out)
 	storm := setUpCrashStorm(t, ctx, conn)
@@ -209,19 +217,27 @@ func (p *serveProcess) stop(t *testing.T) {
 // postmaster.pid.
 func postmaster(t *testing.T, data string) (pid int, socketDir string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	pid, socketDir, err := readPostmasterPID(data)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pid, socketDir
+}
+
+func readPostmasterPID(data string) (pid int, socketDir string, err error) {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0, "", err
+	}
 	lines := strings.Split(string(b), "\n")
 	if len(lines) < 5 {
-		t.Fatalf("postmaster.pid: %q", b)
+		return 0, "", fmt.Errorf("postmaster.pid: %q", b)
 	}
 	pid, err = strconv.Atoi(lines[0])
 	if err != nil {
-		t.Fatalf("postmaster.pid: %v", err)
+		return 0, "", fmt.Errorf("postmaster.pid: %w", err)
 	}
-	return pid, lines[4]
+	return pid, lines[4], nil
 }
 
 // waitGone waits for a killed process that is not our child to disappear.
