@@ -66,6 +66,49 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// inProcessServe is `coinledger serve` running in the test's own process.
+type inProcessServe struct {
+	out, errOut syncBuffer
+	exited      chan int
+	cancel      context.CancelFunc
+}
+
+// startServe runs `coinledger serve ARGS...` until stop (or the test's end).
+func startServe(t *testing.T, args ...string) *inProcessServe {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &inProcessServe{exited: make(chan int, 1), cancel: cancel}
+	go func() { s.exited <- run(ctx, append([]string{"serve"}, args...), &s.out, &s.errOut) }()
+	return s
+}
+
+// dialServing connects to a plaintext server and waits until it serves.
+func (s *inProcessServe) dialServing(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	waitServing(t, context.Background(), conn, &s.out, &s.errOut)
+	return conn
+}
+
+// stop interrupts the server as Ctrl-C would and checks that it exits 0.
+func (s *inProcessServe) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	select {
+	case code := <-s.exited:
+		if code != exitOK {
+			t.Errorf("serve exit %d\n%s\n%s", code, s.out.String(), s.errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
 // serve starts, answers health without a token and a wallet read with one,
 // refuses a call without one, runs the demo of a caller with the scopes it
 // needs and refuses one without, keeps tokens out of its logs, and stops
@@ -79,19 +122,9 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- run(ctx, []string{"serve", "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug"}, &out, &errOut)
-	}()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	waitServing(t, ctx, conn, &out, &errOut)
+	ctx := context.Background()
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug")
+	conn := srv.dialServing(t, addr)
 	wallets := pb.NewGiftServiceClient(conn)
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no token: %v", err)
@@ -112,19 +145,48 @@ func TestServe(t *testing.T) {
 	if strings.Contains(demoOut+demoErr, secret) || strings.Contains(demoOut+demoErr, demoSecret) {
 		t.Error("a bearer token appears in the demo's output")
 	}
-	cancel()
-	select {
-	case code := <-exited:
-		if code != exitOK || !strings.Contains(out.String(), "stopped") {
-			t.Errorf("serve exit %d\n%s\n%s", code, out.String(), errOut.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
+	srv.stop(t)
+	out, errOut := srv.out.String(), srv.errOut.String()
+	if !strings.Contains(out, "stopped") {
+		t.Errorf("serve did not say it stopped:\n%s", out)
 	}
-	if strings.Contains(errOut.String()+out.String(), secret) || strings.Contains(errOut.String()+out.String(), demoSecret) {
+	if strings.Contains(errOut+out, secret) || strings.Contains(errOut+out, demoSecret) {
 		t.Error("the bearer token appears in the server's output")
 	}
-	if !strings.Contains(errOut.String(), "method=/coinledger.v1.GiftService/GetWallet") {
-		t.Errorf("no request log:\n%s", errOut.String())
+	if !strings.Contains(errOut, "method=/coinledger.v1.GiftService/GetWallet") {
+		t.Errorf("no request log:\n%s", errOut)
+	}
+}
+
+// Another command on the data directory of a serving embedded database is
+// refused, and the server keeps its database: it used to stop the running
+// PostgreSQL, taking it for one a killed process had left.
+func TestSecondCommandOnServingDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	data := filepath.Join(serverTempDir(t), "pg")
+	t.Setenv("DATABASE_URL", "")
+	const secret = "tok-finance-datadir-test-0123456789"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	srv := startServe(t, "--data-dir", data, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "warn")
+	conn := srv.dialServing(t, addr)
+
+	code, _, stderr := runCmd(t, "verify", "--data-dir", data)
+	if code != exitError || !strings.Contains(stderr, "used by another coinledger process") || !strings.Contains(stderr, "--database-url") {
+		t.Errorf("verify beside serve on one data directory: exit %d\n%s", code, stderr)
+	}
+	authed := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+secret)
+	if _, err := pb.NewGiftServiceClient(conn).GetWallet(authed, &pb.GetWalletRequest{User: "v1"}); err != nil {
+		t.Errorf("serve after the refused verify: %v\n%s", err, srv.errOut.String())
+	}
+	srv.stop(t)
+	// Released with the server: the next command runs.
+	if code, out, stderr := runCmd(t, "verify", "--data-dir", data); code != exitOK {
+		t.Errorf("verify after serve stopped: exit %d\n%s\n%s", code, out, stderr)
 	}
 }

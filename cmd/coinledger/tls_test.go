@@ -94,14 +94,9 @@ func TestServeMutualTLS(t *testing.T) {
 	const demoSecret = "tok-demo-tls-test-0123456789"
 	t.Setenv("COINLEDGER_TOKENS", "finance finance "+secret+";demo iap,gifting,creator-portal,finance,admin "+demoSecret)
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- run(ctx, []string{"serve", "--database-url", url, "--listen", addr, "--metrics-listen", "",
-			"--tls-cert", pki.certFile, "--tls-key", pki.keyFile, "--client-ca", pki.caFile, "--log-level", "warn"}, &out, &errOut)
-	}()
+	ctx := context.Background()
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "",
+		"--tls-cert", pki.certFile, "--tls-key", pki.keyFile, "--client-ca", pki.caFile, "--log-level", "warn")
 	dial := func(cfg *tls.Config) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
@@ -111,7 +106,7 @@ func TestServeMutualTLS(t *testing.T) {
 		return conn
 	}
 	withCert := dial(&tls.Config{RootCAs: pki.ca, Certificates: []tls.Certificate{pki.client}, MinVersion: tls.VersionTLS12})
-	waitServing(t, ctx, withCert, &out, &errOut)
+	waitServing(t, ctx, withCert, &srv.out, &srv.errOut)
 	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secret)
 	if _, err := pb.NewLedgerServiceClient(withCert).Verify(authed, &pb.VerifyRequest{}); err != nil {
 		t.Errorf("verify over mutual TLS: %v", err)
@@ -138,13 +133,5 @@ func TestServeMutualTLS(t *testing.T) {
 			t.Errorf("demo with %s: exit %d\n%s", name, code, demoErr)
 		}
 	}
-	cancel()
-	select {
-	case code := <-exited:
-		if code != exitOK {
-			t.Errorf("serve exit %d\n%s\n%s", code, out.String(), errOut.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	srv.stop(t)
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -45,6 +46,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	exited  chan error
 	cred    *syscall.Credential
+	lock    *os.File // holds the data directory for this process (lockDataDir)
 }
 
 const (
@@ -53,6 +55,10 @@ const (
 
 	socketDirPrefix = "coinledger-pg-"
 )
+
+// ErrDataDirInUse is returned when another process's private server runs on
+// the data directory.
+var ErrDataDirInUse = errors.New("data directory in use")
 
 // ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
 var ErrNoBinaries = errors.New("no PostgreSQL server binaries (initdb, postgres) found on PATH or under /usr/lib/postgresql/*/bin; " +
@@ -115,6 +121,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			s.lock.Close()
+		}
+	}()
 	if err := s.prepareDataDir(ctx); err != nil {
 		return nil, err
 	}
@@ -129,7 +144,40 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		os.RemoveAll(s.sockDir)
 		return nil, err
 	}
+	started = true
 	return s, nil
+}
+
+// lockDataDir takes an exclusive lock on DIR.lock beside the data directory
+// for as long as the returned file is open. The kernel drops it when the
+// process dies, however it dies, so a server found running on a data
+// directory that can be locked was left by a killed process and may be
+// stopped; one that cannot belongs to a live process and is left alone.
+// The file holds the owner's pid, for the error message.
+func lockDataDir(dir string) (*os.File, error) {
+	dir = filepath.Clean(dir)
+	// Parents we create must let the server's user through.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := dir + ".lock"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := io.ReadAll(f)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is used by another coinledger process (pid %s, from %s); stop it first, or give this command another --data-dir or a --database-url",
+				ErrDataDirInUse, dir, strings.TrimSpace(string(owner)), path)
+		}
+		return nil, fmt.Errorf("lock the data directory: %w", err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 func unprivileged() (*syscall.Credential, error) {
@@ -170,11 +218,8 @@ func (s *Server) prepareDataDir(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
 		return nil
 	}
-	// Parents we create must let the server's user through; the data
-	// directory itself is private to it.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
+	// The parents exist (lockDataDir); the data directory is private to the
+	// server's user.
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -221,7 +266,8 @@ func withMallocTunables(env []string) []string {
 
 func (s *Server) start(ctx context.Context) error {
 	dir := s.cfg.DataDir
-	// A server left running by a killed process holds the data directory.
+	// A server left running by a killed process holds the data directory
+	// (its owner is dead: this process holds the lock).
 	pidPath := filepath.Join(dir, "postmaster.pid")
 	if pidFile, err := os.ReadFile(pidPath); err == nil {
 		_ = s.command(ctx, "pg_ctl", "stop", "-D", dir, "-m", "fast", "-w", "-t", "30").Run()
@@ -344,8 +390,10 @@ func (s *Server) CreateDatabase(ctx context.Context, db string) error {
 }
 
 // Stop shuts the server down (fast shutdown: sessions are ended, committed
-// work is already durable) and removes the socket directory.
+// work is already durable), removes the socket directory and releases the
+// data directory.
 func (s *Server) Stop() error {
+	defer s.lock.Close()
 	defer os.RemoveAll(s.sockDir)
 	if s.cmd == nil || s.cmd.Process == nil {
 		return nil

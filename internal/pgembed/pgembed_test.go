@@ -43,9 +43,18 @@ func TestRestartKeepsData(t *testing.T) {
 	if err := s1.CreateDatabase(ctx, "keep"); err != nil {
 		t.Fatal(err)
 	}
+	// While s1's process lives, nobody else may start on its data.
+	if _, err := Start(ctx, cfg); !errors.Is(err, ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second start on a data directory in use: %v", err)
+	}
+	if err := s1.CreateDatabase(ctx, "still-up"); err != nil {
+		t.Fatalf("the first server after a refused second start: %v", err)
+	}
 	// Simulate a crash of the owning process: the server keeps running and
-	// holds the data directory; the next Start must take it over.
+	// holds the data directory, the kernel drops the process's lock; the
+	// next Start must take the server over.
 	s1.cmd = nil
+	s1.lock.Close()
 	t.Cleanup(func() { os.RemoveAll(s1.sockDir) })
 	s2, err := Start(ctx, cfg)
 	if err != nil {
