@@ -23,12 +23,14 @@ var codeOf = map[ledger.Kind]codes.Code{
 	ledger.InsufficientFunds:  codes.FailedPrecondition,
 	ledger.FailedPrecondition: codes.FailedPrecondition, // blocked, frozen, in debt, already reversed
 	ledger.Aborted:            codes.Aborted,            // retries exhausted; safe to retry with the same key
+	ledger.Unavailable:        codes.Unavailable,        // the database is out of reach; retry with the same key
 	ledger.Internal:           codes.Internal,
 }
 
 // toStatus converts a domain error into the status a caller sees. Bad input
 // carries the offending field as an errdetails.BadRequest violation; anything
-// unexpected is logged in full and answered with a generic message.
+// unexpected, and an unreachable database, is logged in full and answered
+// with a generic message.
 func toStatus(ctx context.Context, log *slog.Logger, method string, err error) error {
 	switch {
 	case err == nil:
@@ -49,6 +51,11 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	}
 	if code == codes.InvalidArgument {
 		return badRequest(ledger.FieldOf(err), err.Error())
+	}
+	if code == codes.Unavailable {
+		// The cause names the database's address and user: logged, not sent.
+		log.WarnContext(ctx, "database unavailable", "method", method, "err", err)
+		return status.Error(codes.Unavailable, "database unavailable; retry, a write with the same idempotency key")
 	}
 	st := status.New(code, err.Error())
 	if field := ledger.FieldOf(err); field != "" && code == codes.FailedPrecondition {

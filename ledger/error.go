@@ -18,6 +18,7 @@ const (
 	InsufficientFunds              // a balance policy refused the posting
 	FailedPrecondition             // the ledger's state forbids it now (frozen, closed, already reversed)
 	Aborted                        // contention outlasted the retry budget; safe to retry with the same key
+	Unavailable                    // the database could not be reached or went away; retry (a write with the same key)
 	Internal                       // a fault of ours or of the database
 )
 
@@ -29,6 +30,7 @@ var kindNames = map[Kind]string{
 	InsufficientFunds:  "insufficient funds",
 	FailedPrecondition: "failed precondition",
 	Aborted:            "aborted",
+	Unavailable:        "unavailable",
 	Internal:           "internal",
 }
 

@@ -106,13 +106,20 @@ func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending
 	if db.cockroach {
 		err = db.inTx(ctx, pgx.Serializable, func(tx pgx.Tx) error { return decideBatch(ctx, tx, plan, batch, true) })
 	} else {
-		err = db.retry(ctx, func() error { return db.pipelinedBatch(ctx, plan, batch) })
+		err = db.retry(ctx, batchRetryable, func() error { return db.pipelinedBatch(ctx, plan, batch) })
 	}
 	if err != nil {
 		return internal(op, err)
 	}
 	return db.loadReplays(ctx, batch)
 }
+
+// batchRetryable adds a lost connection to what a batch re-runs for: a pooled
+// connection the database dropped (a restart, a failover) fails the first
+// batch that takes it. Re-running a batch whose COMMIT did land is safe, as
+// every request in it is keyed: the re-run finds the keys committed and
+// answers with the transactions they posted (marked replayed).
+func batchRetryable(err error) bool { return retryable(err) || unreachable(err) }
 
 // pipelinedBatch is one attempt at a batch on PostgreSQL in two round trips:
 // BEGIN rides in front of the reads and COMMIT behind the writes, instead of

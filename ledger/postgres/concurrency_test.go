@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -290,4 +291,63 @@ CREATE TRIGGER refuse_poison BEFORE INSERT ON transactions FOR EACH ROW EXECUTE 
 	}
 	e.wantBalance("alice", "4")
 	e.verifyClean()
+}
+
+// A database that drops its connections is retried on new ones; one that
+// cannot be reached is Unavailable to callers (retry), not Internal (a bug),
+// and the write refused meanwhile posts once when retried with its key.
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 1)
+	e.post(transfer("t1", "mint", "alice", "1"))
+	// The database is switched off from another one: it cannot be from itself.
+	u, err := url.Parse(e.ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	owner, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { owner.Close(ctx) })
+	allow := func(on bool) {
+		t.Helper()
+		if _, err := owner.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{dbName}.Sanitize(), on)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropConnections := func() {
+		t.Helper()
+		if _, err := owner.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Connections cut, the database up (a restart): the batch that meets a
+	// dead pooled connection is re-run on a new one.
+	dropConnections()
+	e.post(transfer("t1b", "mint", "alice", "1"))
+
+	allow(false)
+	t.Cleanup(func() { allow(true) })
+	dropConnections()
+
+	_, err = e.svc.Post(ctx, transfer("t2", "mint", "alice", "1"))
+	if ledger.KindOf(err) != ledger.Unavailable {
+		t.Errorf("post while the database refuses connections: kind %v: %v", ledger.KindOf(err), err)
+	}
+	if _, err := e.db.Account(ctx, "alice"); ledger.KindOf(err) != ledger.Unavailable {
+		t.Errorf("read while the database refuses connections: kind %v: %v", ledger.KindOf(err), err)
+	}
+	if _, err := e.db.Account(ctx, "no such account"); ledger.KindOf(err) != ledger.Unavailable {
+		t.Errorf("read of a missing account while the database refuses connections: kind %v: %v", ledger.KindOf(err), err)
+	}
+
+	allow(true)
+	e.post(transfer("t2", "mint", "alice", "1"))
+	e.post(transfer("t2", "mint", "alice", "1")) // a replay
+	e.wantBalance("alice", "3")
 }

@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"time"
 
@@ -159,20 +161,23 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 		}
 		return err
 	}
-	return db.retry(ctx, func() error { return db.attempt(ctx, iso, fn) })
+	return db.retry(ctx, retryable, func() error { return db.attempt(ctx, iso, fn) })
 }
 
 // retry runs attempt until it succeeds or fails for a reason a re-run cannot
-// fix, with jittered exponential backoff; each attempt is a whole
-// transaction, from BEGIN to COMMIT.
-func (db *DB) retry(ctx context.Context, attempt func() error) error {
+// fix (again says which), with jittered exponential backoff; each attempt is
+// a whole transaction, from BEGIN to COMMIT.
+func (db *DB) retry(ctx context.Context, again func(error) bool, attempt func() error) error {
 	backoff := time.Millisecond
 	for n := 1; ; n++ {
 		err := attempt()
-		if err == nil || !retryable(err) {
+		if err == nil || !again(err) {
 			return err
 		}
 		if n >= db.maxAttempts {
+			if !retryable(err) {
+				return err // a database out of reach, not contention: the caller says so
+			}
 			db.log.Warn("transaction retries exhausted", "attempts", n, "err", err)
 			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", n, err)}
 		}
@@ -207,5 +212,29 @@ func internal(op string, err error) error {
 	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if unreachable(err) {
+		return &ledger.Error{Op: op, Kind: ledger.Unavailable, Err: err,
+			Message: "database unavailable; a write may or may not have committed: retry it with the same idempotency key"}
+	}
 	return &ledger.Error{Op: op, Kind: ledger.Internal, Err: err}
+}
+
+// unreachable tells a database that could not be reached, or that went away
+// in the middle of a request (shut down, crashed, the connection cut), from
+// a fault of the request or of ours.
+func unreachable(err error) bool {
+	var connect *pgconn.ConnectError
+	if errors.As(err, &connect) || errors.Is(err, pgconn.ErrConnClosed) {
+		return true
+	}
+	switch code := sqlState(err); {
+	case strings.HasPrefix(code, "08"): // connection_exception
+		return true
+	case code == "57P01", code == "57P02", code == "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+		return true
+	case code != "":
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &netErr)
 }
