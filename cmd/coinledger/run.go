@@ -53,8 +53,9 @@ type common struct {
 	dataDir     string // empty: a temporary one, removed afterwards
 	log         *slog.Logger
 	level       slog.Level
-	stderr      io.Writer     // progress
-	linger      time.Duration // the longest a commit lane waits to fill a batch
+	stderr      io.Writer       // progress
+	linger      time.Duration   // the longest a commit lane waits to fill a batch
+	embedded    *pgembed.Server // the private PostgreSQL, when this command started one
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -158,6 +159,7 @@ func (c *common) database(ctx context.Context, migrate bool) (url string, stop f
 			return "", func() {}, err
 		}
 		url = srv.URL("coinledger")
+		c.embedded = srv
 		c.log.Info("embedded PostgreSQL running", "data_dir", dir)
 		migrate = true
 	}

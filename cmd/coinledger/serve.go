@@ -68,10 +68,20 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	fmt.Fprintf(stdout, "coinledger: serving gRPC on %s (tls=%v), metrics on %q\n", lis.Addr(), tlsConfig != nil, o.metricsAddr)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	var dbGone <-chan struct{} // nil, never ready, with --database-url
+	if c.embedded != nil {
+		dbGone = c.embedded.Exited()
+	}
+	var failure error
 	select {
 	case err := <-served:
 		return exitError, err
 	case <-ctx.Done():
+	case <-dbGone:
+		// Every call would fail from now on: stop, so that whatever
+		// supervises this process starts it again (and PostgreSQL recovers).
+		failure = fmt.Errorf("the private PostgreSQL in %s stopped unexpectedly; its log: %s", c.dataDir, c.embedded.LogPath())
+		c.log.Error("embedded PostgreSQL exited; shutting down", "data_dir", c.dataDir, "log", c.embedded.LogPath())
 	}
 	// Health NOT_SERVING, drain, stop; then the deferred close stops the
 	// commit lanes and the pool.
@@ -84,6 +94,9 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	}
 	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
 		c.log.Warn("serve ended", "err", err)
+	}
+	if failure != nil {
+		return exitError, failure
 	}
 	fmt.Fprintln(stdout, "coinledger: stopped")
 	return exitOK, nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,5 +189,35 @@ func TestSecondCommandOnServingDataDir(t *testing.T) {
 	// Released with the server: the next command runs.
 	if code, out, stderr := runCmd(t, "verify", "--data-dir", data); code != exitOK {
 		t.Errorf("verify after serve stopped: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
+
+// serve on its private PostgreSQL stops, with an error naming the database's
+// log, when that PostgreSQL dies: every call would fail from then on, and a
+// supervisor restarting the process brings the database back.
+func TestServeStopsWhenItsDatabaseDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	data := filepath.Join(serverTempDir(t), "pg")
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("COINLEDGER_TOKENS", "finance finance tok-finance-dies-test-0123456789")
+	addr := freeAddr(t)
+	srv := startServe(t, "--data-dir", data, "--listen", addr, "--metrics-listen", "", "--log-level", "warn")
+	srv.dialServing(t, addr)
+	pid, _, err := readPostmasterPID(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-srv.exited:
+		if errOut := srv.errOut.String(); code != exitError || !strings.Contains(errOut, "stopped unexpectedly") || !strings.Contains(errOut, "coinledger-server.log") {
+			t.Errorf("serve after its database died: exit %d\n%s", code, errOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve still running 30 s after its database died\n%s", srv.errOut.String())
 	}
 }

@@ -45,6 +45,8 @@ type Server struct {
 	sockDir string
 	cmd     *exec.Cmd
 	exited  chan error
+	gone    chan struct{} // closed when the postgres process has exited
+	logPath string
 	cred    *syscall.Credential
 	lock    *os.File // holds the data directory for this process (lockDataDir)
 }
@@ -115,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, bin: bin, exited: make(chan error, 1)}
+	s := &Server{cfg: cfg, bin: bin, exited: make(chan error, 1), gone: make(chan struct{})}
 	if os.Geteuid() == 0 {
 		if s.cred, err = unprivileged(); err != nil {
 			return nil, err
@@ -305,8 +307,12 @@ func (s *Server) start(ctx context.Context) error {
 		logFile.Close()
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	s.cmd = cmd
-	go func() { s.exited <- cmd.Wait(); logFile.Close() }()
+	s.cmd, s.logPath = cmd, logPath
+	go func() {
+		s.exited <- cmd.Wait()
+		logFile.Close()
+		close(s.gone)
+	}()
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -360,6 +366,14 @@ func tail(path string) string {
 	}
 	return string(bytes.TrimSpace(b))
 }
+
+// Exited is closed once the server's process has exited, stopped or not:
+// a command that outlives its start-up watches it, since every call would
+// fail from then on.
+func (s *Server) Exited() <-chan struct{} { return s.gone }
+
+// LogPath is the server's own log, which says why it ended.
+func (s *Server) LogPath() string { return s.logPath }
 
 // URL is a connection string for database db as the cluster's superuser.
 func (s *Server) URL(db string) string {
