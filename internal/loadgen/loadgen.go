@@ -78,6 +78,7 @@ type Report struct {
 	Missing     int                // acknowledged writes the ledger does not hold
 	Verify      *pb.VerifyResponse
 	acks        []ack // writes acknowledged
+	checked     bool  // the after-check looked every acknowledged write up
 }
 
 // Acked is how many writes the server acknowledged.
@@ -134,7 +135,11 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	if len(r.Failed) > 0 {
 		b = fmt.Appendf(b, "FAILED       %s; first: %v\n", codeCounts(r.Failed), r.FirstError)
 	}
-	b = fmt.Appendf(b, "acknowledged %d writes, %d missing from the ledger\n", r.Acked(), r.Missing)
+	if r.checked {
+		b = fmt.Appendf(b, "acknowledged %d writes, %d missing from the ledger\n", r.Acked(), r.Missing)
+	} else {
+		b = fmt.Appendf(b, "acknowledged %d writes, NOT CHECKED against the ledger (the run stopped first)\n", r.Acked())
+	}
 	if v := r.Verify; v != nil {
 		b = fmt.Appendf(b, "verify       %d transactions, %d entries, %d accounts: %d violations\n", v.Transactions, v.Entries, v.Accounts, len(v.Violations))
 		for _, x := range v.Violations {
@@ -267,19 +272,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := g.load(ctx, wl)
 	end()
+	for _, w := range rep.workers {
+		rep.acks = append(rep.acks, w.acks...)
+	}
 	if ctx.Err() != nil {
 		return &rep.Report, ctx.Err()
 	}
-	var acks []ack
-	for _, w := range rep.workers {
-		acks = append(acks, w.acks...)
-	}
-	rep.acks = acks
-	missing, err := g.checkAcks(ctx, acks)
+	missing, err := g.checkAcks(ctx, rep.acks)
 	if err != nil {
 		return &rep.Report, fmt.Errorf("checking acknowledged writes: %w", err)
 	}
-	rep.Missing = missing
+	rep.Missing, rep.checked = missing, true
 	fmt.Fprintf(cfg.Progress, "%s: verifying the ledger\n", cfg.Workload)
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -88,6 +89,27 @@ func TestWorkloads(t *testing.T) {
 				t.Errorf("latency %+v, throughput %f", rep.Latency, rep.Throughput())
 			}
 		})
+	}
+}
+
+// A run stopped during its load reports what was acknowledged as not
+// checked, never as "0 missing".
+func TestInterruptedRunSaysNotChecked(t *testing.T) {
+	conn := server(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep, err := Run(ctx, Config{Conn: conn, Workload: TransferHot, Concurrency: 4, Duration: time.Minute, Accounts: 20, RunID: "t-stop",
+		Measure: func() func() {
+			time.AfterFunc(300*time.Millisecond, cancel)
+			return func() {}
+		}})
+	if !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("stopped run: %v, %v", rep, err)
+	}
+	var b strings.Builder
+	rep.WriteTo(&b)
+	if rep.Acked() == 0 || !strings.Contains(b.String(), "NOT CHECKED") || strings.Contains(b.String(), "missing") || rep.Clean() {
+		t.Errorf("stopped run's report:\n%s", b.String())
 	}
 }
 
