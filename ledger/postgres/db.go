@@ -223,11 +223,15 @@ func internal(op string, err error) error {
 // in the middle of a request (shut down, crashed, the connection cut), from
 // a fault of the request or of ours.
 func unreachable(err error) bool {
+	code := sqlState(err)
+	if strings.HasPrefix(code, "28") || code == "3D000" {
+		return false // refused credentials or no such database: configuration, not an outage
+	}
 	var connect *pgconn.ConnectError
 	if errors.As(err, &connect) || errors.Is(err, pgconn.ErrConnClosed) {
 		return true
 	}
-	switch code := sqlState(err); {
+	switch {
 	case strings.HasPrefix(code, "08"): // connection_exception
 		return true
 	case code == "57P01", code == "57P02", code == "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now

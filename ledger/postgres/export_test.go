@@ -1,5 +1,8 @@
 package postgres
 
+// Unreachable classifies errors as the database being out of reach.
+var Unreachable = unreachable
+
 // Statements of the write path, for plan tests.
 var (
 	KeyedLookups = keyedLookups
