@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/coinledger/coinledger/internal/pgembed"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
@@ -65,7 +65,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Cleanup(func() {
 		// A failure between a kill and the restart leaves PostgreSQL
 		// running without its server: stop it at once (SIGQUIT).
-		pid, _, err := readPostmasterPID(data)
+		pid, _, err := pgembed.Postmaster(data)
 		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && string(comm) == "postgres\n" {
 			_ = syscall.Kill(pid, syscall.SIGQUIT)
 		}
@@ -77,7 +77,10 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	acked := map[string]string{}   // gift key -> transaction id
 	var lost []*pb.SendGiftRequest // gifts whose answer never came
 	for round, killDatabase := range []bool{false, true} {
-		pgPID, socketDir := postmaster(t, data)
+		pgPID, socketDir, err := pgembed.Postmaster(data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		a, l := storm.runUntilKilled(t, ctx, gifts, round, 150, func() {
 			if killDatabase {
 				// The database dies first, under a server still answering:
@@ -213,33 +216,6 @@ func (p *serveProcess) stop(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve did not stop on SIGTERM\n%s", p.out.String())
 	}
-}
-
-// postmaster reads the running server's pid and socket directory from its
-// postmaster.pid.
-func postmaster(t *testing.T, data string) (pid int, socketDir string) {
-	t.Helper()
-	pid, socketDir, err := readPostmasterPID(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid, socketDir
-}
-
-func readPostmasterPID(data string) (pid int, socketDir string, err error) {
-	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
-	if err != nil {
-		return 0, "", err
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 5 {
-		return 0, "", fmt.Errorf("postmaster.pid: %q", b)
-	}
-	pid, err = strconv.Atoi(lines[0])
-	if err != nil {
-		return 0, "", fmt.Errorf("postmaster.pid: %w", err)
-	}
-	return pid, lines[4], nil
 }
 
 // waitGone waits for a killed process that is not our child to disappear.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/internal/pgembed"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
@@ -205,7 +206,7 @@ func TestServeStopsWhenItsDatabaseDies(t *testing.T) {
 	addr := freeAddr(t)
 	srv := startServe(t, "--data-dir", data, "--listen", addr, "--metrics-listen", "", "--log-level", "warn")
 	srv.dialServing(t, addr)
-	pid, _, err := readPostmasterPID(data)
+	pid, _, err := pgembed.Postmaster(data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,8 @@ type Server struct {
 	bin     string
 	sockDir string
 	cmd     *exec.Cmd
-	exited  chan error
-	gone    chan struct{} // closed when the postgres process has exited
-	logPath string
+	exited  chan struct{} // closed when the postgres process has exited
+	waitErr error         // how it exited; read after exited is closed
 	cred    *syscall.Credential
 	lock    *os.File // holds the data directory for this process (lockDataDir)
 }
@@ -117,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, bin: bin, exited: make(chan error, 1), gone: make(chan struct{})}
+	s := &Server{cfg: cfg, bin: bin, exited: make(chan struct{})}
 	if os.Geteuid() == 0 {
 		if s.cred, err = unprivileged(); err != nil {
 			return nil, err
@@ -270,10 +269,9 @@ func (s *Server) start(ctx context.Context) error {
 	dir := s.cfg.DataDir
 	// A server left running by a killed process holds the data directory
 	// (its owner is dead: this process holds the lock).
-	pidPath := filepath.Join(dir, "postmaster.pid")
-	if pidFile, err := os.ReadFile(pidPath); err == nil {
+	if pid, sock, err := Postmaster(dir); err == nil {
 		_ = s.command(ctx, "pg_ctl", "stop", "-D", dir, "-m", "fast", "-w", "-t", "30").Run()
-		removeStaleSocketDir(pidPath, pidFile)
+		removeStaleSocketDir(dir, pid, sock)
 	}
 	opts := []string{
 		"-D", dir,
@@ -293,7 +291,7 @@ func (s *Server) start(ctx context.Context) error {
 	if s.cfg.Throwaway {
 		opts = append(opts, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
-	logPath := filepath.Join(dir, "coinledger-server.log")
+	logPath := s.LogPath()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("server log: %w", err)
@@ -307,11 +305,11 @@ func (s *Server) start(ctx context.Context) error {
 		logFile.Close()
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	s.cmd, s.logPath = cmd, logPath
+	s.cmd = cmd
 	go func() {
-		s.exited <- cmd.Wait()
+		s.waitErr = cmd.Wait()
 		logFile.Close()
-		close(s.gone)
+		close(s.exited)
 	}()
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -322,9 +320,8 @@ func (s *Server) start(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case werr := <-s.exited:
-			s.exited <- werr
-			return fmt.Errorf("postgres exited during start-up (%v); log %s:\n%s", werr, logPath, tail(logPath))
+		case <-s.exited:
+			return fmt.Errorf("postgres exited during start-up (%v); log %s:\n%s", s.waitErr, logPath, tail(logPath))
 		case <-ctx.Done():
 			s.Stop()
 			return ctx.Err()
@@ -337,23 +334,33 @@ func (s *Server) start(ctx context.Context) error {
 	}
 }
 
-// removeStaleSocketDir removes the socket directory that the server of a
-// killed process used, named in its postmaster.pid (line 1 the pid, line 5
-// the directory), once that server is gone: stopped (its pid file removed)
-// or killed. Only a directory Start made is removed.
-func removeStaleSocketDir(pidPath string, pidFile []byte) {
-	lines := strings.Split(string(pidFile), "\n")
-	if len(lines) < 5 {
-		return
+// Postmaster reads the pid and the socket directory of the server that runs,
+// or ran, on dataDir from its postmaster.pid (lines 1 and 5).
+func Postmaster(dataDir string) (pid int, socketDir string, err error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, "", err
 	}
-	sock := lines[4]
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 5 {
+		return 0, "", fmt.Errorf("postmaster.pid in %s: %q", dataDir, b)
+	}
+	if pid, err = strconv.Atoi(lines[0]); err != nil || pid <= 0 {
+		return 0, "", fmt.Errorf("postmaster.pid in %s: pid %q", dataDir, lines[0])
+	}
+	return pid, lines[4], nil
+}
+
+// removeStaleSocketDir removes sock, the socket directory that the server
+// (pid) of a killed process used, once that server is gone: stopped (its pid
+// file removed) or killed. Only a directory Start made is removed.
+func removeStaleSocketDir(dataDir string, pid int, sock string) {
 	if filepath.Dir(sock) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(sock), socketDirPrefix) {
 		return
 	}
-	_, err := os.Stat(pidPath)
+	_, err := os.Stat(filepath.Join(dataDir, "postmaster.pid"))
 	stopped := errors.Is(err, fs.ErrNotExist)
-	pid, err := strconv.Atoi(lines[0])
-	killed := err == nil && pid > 0 && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	killed := errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	if stopped || killed {
 		os.RemoveAll(sock)
 	}
@@ -370,10 +377,10 @@ func tail(path string) string {
 // Exited is closed once the server's process has exited, stopped or not:
 // a command that outlives its start-up watches it, since every call would
 // fail from then on.
-func (s *Server) Exited() <-chan struct{} { return s.gone }
+func (s *Server) Exited() <-chan struct{} { return s.exited }
 
 // LogPath is the server's own log, which says why it ended.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return filepath.Join(s.cfg.DataDir, "coinledger-server.log") }
 
 // URL is a connection string for database db as the cluster's superuser.
 func (s *Server) URL(db string) string {
@@ -414,8 +421,7 @@ func (s *Server) Stop() error {
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case err := <-s.exited:
-		s.exited <- err
+	case <-s.exited:
 		return nil
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()

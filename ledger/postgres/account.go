@@ -18,7 +18,7 @@ const (
 func (db *DB) CreateAsset(ctx context.Context, a ledger.Asset) (ledger.Asset, error) {
 	const op = "postgres.CreateAsset"
 	if _, err := db.pool.Exec(ctx, insertAsset, a.Code, a.Scale); err != nil {
-		return ledger.Asset{}, internal(op, err)
+		return ledger.Asset{}, storeError(op, err)
 	}
 	got, err := db.Asset(ctx, a.Code)
 	if err != nil {
@@ -38,7 +38,7 @@ func (db *DB) Asset(ctx context.Context, code string) (ledger.Asset, error) {
 		return a, &ledger.Error{Op: "postgres.Asset", Err: ledger.ErrAssetNotFound, Message: code}
 	}
 	if err != nil {
-		return a, internal("postgres.Asset", err)
+		return a, storeError("postgres.Asset", err)
 	}
 	return a, nil
 }
@@ -92,7 +92,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *ledger.Account) (*ledger.Acc
 		return nil, &ledger.Error{Op: op, Field: "asset", Err: ledger.ErrAssetNotFound}
 	}
 	if err != nil {
-		return nil, internal(op, err)
+		return nil, storeError(op, err)
 	}
 	if got.ID != a.ID && !got.SameDefinition(a) {
 		return got, &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountExists, Message: a.Name + " has " + got.DefinitionDiff(a)}
@@ -107,7 +107,7 @@ func (db *DB) Account(ctx context.Context, name string) (*ledger.Account, error)
 		return nil, &ledger.Error{Op: "postgres.Account", Err: ledger.ErrAccountNotFound, Message: name}
 	}
 	if err != nil {
-		return nil, internal("postgres.Account", err)
+		return nil, storeError("postgres.Account", err)
 	}
 	return a, nil
 }
@@ -145,7 +145,7 @@ func (db *DB) SetAccountStatus(ctx context.Context, name string, s ledger.Status
 		return nil
 	})
 	if err != nil {
-		return nil, internal(op, err)
+		return nil, storeError(op, err)
 	}
 	return got, nil
 }

@@ -109,7 +109,7 @@ func (db *DB) CommitBatch(ctx context.Context, lane int, batch []*ledger.Pending
 		err = db.retry(ctx, batchRetryable, func() error { return db.pipelinedBatch(ctx, plan, batch) })
 	}
 	if err != nil {
-		return internal(op, err)
+		return storeError(op, err)
 	}
 	return db.loadReplays(ctx, batch)
 }

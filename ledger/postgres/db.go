@@ -206,8 +206,10 @@ func (db *DB) attempt(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) e
 	return tx.Commit(ctx)
 }
 
-// internal wraps an unexpected database error, keeping retry classification.
-func internal(op string, err error) error {
+// storeError gives a database error its kind at the store's boundary: one
+// the ledger already classified (or a cancellation) passes as it is, a
+// database out of reach is Unavailable, anything else Internal.
+func storeError(op string, err error) error {
 	var le *ledger.Error
 	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err

@@ -56,7 +56,7 @@ func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) 
 		return nil, &ledger.Error{Op: op, Err: ledger.ErrTransactionNotFound, Message: name}
 	}
 	if err != nil {
-		return nil, internal(op, err)
+		return nil, storeError(op, err)
 	}
 	t.EffectiveAt, t.RecordedAt = t.EffectiveAt.UTC(), t.RecordedAt.UTC()
 	rows, _ := db.pool.Query(ctx, selectPostings, t.ID)
@@ -68,7 +68,7 @@ func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) 
 		return nil
 	})
 	if err != nil {
-		return nil, internal(op, err)
+		return nil, storeError(op, err)
 	}
 	return &t, nil
 }
@@ -116,7 +116,7 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 		err = db.pool.QueryRow(ctx, sumEntriesAsOf, a.ID, a.Normal.String(), asOf).Scan(&b)
 	}
 	if err != nil {
-		return b, internal("postgres.Balance", err)
+		return b, storeError("postgres.Balance", err)
 	}
 	return b, nil
 }
@@ -137,7 +137,7 @@ func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account) ([]decim
 	var id uuid.UUID
 	var b decimal.Decimal
 	if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error { byID[id] = b; return nil }); err != nil {
-		return nil, internal("postgres.Balances", err)
+		return nil, storeError("postgres.Balances", err)
 	}
 	out := make([]decimal.Decimal, len(accounts))
 	for i, a := range accounts {
@@ -163,7 +163,7 @@ func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Curso
 		return nil
 	})
 	if err != nil {
-		return nil, internal("postgres.Entries", err)
+		return nil, storeError("postgres.Entries", err)
 	}
 	return out, nil
 }
@@ -178,7 +178,7 @@ func (db *DB) Lot(ctx context.Context, id uuid.UUID) (*ledger.Lot, error) {
 		return nil, &ledger.Error{Op: op, Err: ledger.ErrLotNotFound, Message: id.String()}
 	}
 	if err != nil {
-		return nil, internal(op, err)
+		return nil, storeError(op, err)
 	}
 	l.OpenedAt = l.OpenedAt.UTC()
 	return l, nil
@@ -195,7 +195,7 @@ func (db *DB) LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, er
 		return nil
 	})
 	if err != nil {
-		return nil, internal("postgres.LotMoves", err)
+		return nil, storeError("postgres.LotMoves", err)
 	}
 	return out, nil
 }
@@ -210,19 +210,19 @@ func (db *DB) Accounts(ctx context.Context, prefix, after string, limit int) ([]
 		rows, err = db.pool.Query(ctx, selectAccounts, prefix, after, limit)
 	}
 	if err != nil {
-		return nil, internal("postgres.Accounts", err)
+		return nil, storeError("postgres.Accounts", err)
 	}
 	defer rows.Close()
 	var out []*ledger.Account
 	for rows.Next() {
 		a, err := scanAccount(rows)
 		if err != nil {
-			return nil, internal("postgres.Accounts", err)
+			return nil, storeError("postgres.Accounts", err)
 		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, internal("postgres.Accounts", err)
+		return nil, storeError("postgres.Accounts", err)
 	}
 	return out, nil
 }
@@ -232,7 +232,7 @@ func (db *DB) Total(ctx context.Context, prefix string) (decimal.Decimal, []stri
 	var total decimal.Decimal
 	var assets []string
 	if err := db.pool.QueryRow(ctx, selectTotal, prefix).Scan(&total, &assets); err != nil {
-		return total, nil, internal("postgres.Total", err)
+		return total, nil, storeError("postgres.Total", err)
 	}
 	return total, assets, nil
 }

@@ -89,7 +89,7 @@ func addVersion[T interface{ Same(T) bool }](ctx context.Context, db *DB, op str
 		return err
 	})
 	if err != nil {
-		return got, internal(op, err)
+		return got, storeError(op, err)
 	}
 	if !got.Same(v) {
 		return got, &ledger.Error{Op: op, Field: "effective_at", Err: economy.ErrVersionExists}
@@ -102,7 +102,7 @@ func versionAt[T any](op string, v T, err error) (T, error) {
 		return v, &ledger.Error{Op: op, Err: economy.ErrNotInForce}
 	}
 	if err != nil {
-		return v, internal(op, err)
+		return v, storeError(op, err)
 	}
 	return v, nil
 }
@@ -205,7 +205,7 @@ func (db *DB) LiveSession(ctx context.Context, id string) (economy.LiveSession, 
 		return s, &ledger.Error{Op: "postgres.LiveSession", Err: economy.ErrLiveSessionNotFound}
 	}
 	if err != nil {
-		return s, internal("postgres.LiveSession", err)
+		return s, storeError("postgres.LiveSession", err)
 	}
 	return s, nil
 }
@@ -218,7 +218,7 @@ const (
 // RegisterCreator records a creator once.
 func (db *DB) RegisterCreator(ctx context.Context, id string, at time.Time) error {
 	if _, err := db.pool.Exec(ctx, insertCreator, id, at); err != nil {
-		return internal("postgres.RegisterCreator", err)
+		return storeError("postgres.RegisterCreator", err)
 	}
 	return nil
 }
@@ -227,7 +227,7 @@ func (db *DB) RegisterCreator(ctx context.Context, id string, at time.Time) erro
 func (db *DB) CreatorRegistered(ctx context.Context, id string) (bool, error) {
 	var ok bool
 	if err := db.pool.QueryRow(ctx, selectCreator, id).Scan(&ok); err != nil {
-		return false, internal("postgres.CreatorRegistered", err)
+		return false, storeError("postgres.CreatorRegistered", err)
 	}
 	return ok, nil
 }

@@ -113,7 +113,7 @@ func (db *DB) Verify(ctx context.Context, progress func(check string, n, of int)
 		return nil
 	})
 	if err != nil {
-		return nil, internal("postgres.Verify", err)
+		return nil, storeError("postgres.Verify", err)
 	}
 	return r, nil
 }
