@@ -20,7 +20,8 @@ const (
 	Replay            // the key was committed before; ReplayOf names the original
 	Duplicate         // the key appeared earlier in the same batch
 	// Deferred: its relief met a lot whose value leg the batch had not
-	// locked. Nothing was posted; it is committed again, with every leg.
+	// locked, or needed more lots than the batch read. Nothing was posted;
+	// it is committed again, with every leg and every open lot.
 	Deferred
 )
 
@@ -98,8 +99,10 @@ type Plan struct {
 	// AllRows are per-shard accounts of which every row is locked and read,
 	// not only the lane's: carries taken back draw on all of them.
 	AllRows map[uuid.UUID]bool
-	// LotAccounts are the accounts whose open lots must be locked and read.
+	// LotAccounts are the accounts whose open lots must be locked and read:
+	// the oldest LotLimit of each, or all of them when LotLimit is 0.
 	LotAccounts []uuid.UUID
+	LotLimit    int
 	// LotIDs are lots to lock and read whether open or not (refunds); the
 	// lots drawn on by the transactions in Reverses are read as well.
 	LotIDs []uuid.UUID
@@ -110,7 +113,7 @@ func laneShard(a *Account, lane int) int { return lane % a.Shards }
 
 // PlanBatch works out the rows a batch must lock and the keys it must look up.
 func PlanBatch(batch []*Pending, lane int) *Plan {
-	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}, AllRows: map[uuid.UUID]bool{}}
+	p := &Plan{Lane: lane, Checked: map[uuid.UUID]bool{}, AllRows: map[uuid.UUID]bool{}, LotLimit: LotsRead}
 	seen := map[uuid.UUID]*Account{}
 	lotAccounts := map[uuid.UUID]bool{}
 	for _, pd := range batch {
@@ -170,6 +173,9 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 				lotAccounts[r.account.ID] = true
 				p.LotAccounts = append(p.LotAccounts, r.account.ID)
 			}
+			if r.allLots {
+				p.LotLimit = 0
+			}
 			for asset, leg := range r.legs {
 				if !r.locks(asset) {
 					continue
@@ -215,6 +221,11 @@ type State struct {
 	Balance    map[uuid.UUID]decimal.Decimal // normal-side balance of every checked account
 	Rows       map[ShardRef]decimal.Decimal  // each locked row of a checked per-shard account
 	Lots       map[uuid.UUID][]*Lot          // lots read, by holder, oldest first
+	// LotsCut marks holders that may have open lots the batch did not read
+	// (it read Plan.LotLimit of them): only Lots[holder][:n] are known to be
+	// the oldest, and a relief that needs more is deferred to a round
+	// reading them all.
+	LotsCut map[uuid.UUID]int
 	// Took holds what each transaction being reversed took from its lots.
 	Took map[uuid.UUID][]LotRelief
 
@@ -293,8 +304,8 @@ func Decide(batch []*Pending, st *State) {
 		}
 		var took []LotRelief
 		if pd.relief != nil {
-			t, legs, accounts, err := pd.planRelief(op, st.lots)
-			if err == errLegNotLocked {
+			t, legs, accounts, err := pd.planRelief(op, st)
+			if err == errLegNotLocked || err == errLotsNotRead {
 				// As if it arrived after this batch: a later request with
 				// its key is decided on its own, and it replays that one.
 				pd.Tx.Postings, pd.Accounts = pd.asked()

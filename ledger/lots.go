@@ -127,6 +127,9 @@ type reliefSpec struct {
 	// and most holders' lots are all in one currency.
 	narrowed   bool
 	lockAssets []string
+	// allLots: the batch reads every open lot of the holder, not only the
+	// oldest LotsRead; set for a relief deferred for want of them.
+	allLots bool
 }
 
 // locks reports whether the batch locks asset's leg.
@@ -136,6 +139,16 @@ func (r *reliefSpec) locks(asset string) bool {
 
 // errLegNotLocked: a lot's value asset is outside a narrowed relief.
 var errLegNotLocked = errors.New("relief meets a lot whose value leg the batch did not lock")
+
+// LotsRead is how many of a holder's oldest open lots a batch reads and locks
+// for its reliefs. A relief nearly always takes from the oldest one or two;
+// reading every open lot would make a wallet of many small purchases cost
+// each of its gifts a lock per lot. A relief that needs more is deferred
+// (errLotsNotRead) to a round that reads them all.
+const LotsRead = 16
+
+// errLotsNotRead: a relief needs lots past the oldest the batch read.
+var errLotsNotRead = errors.New("relief needs more lots than the batch read")
 
 type reliefLeg struct {
 	from, to *Account
@@ -159,8 +172,9 @@ func (st *State) lotWork() lotWork {
 
 // planRelief takes units FIFO from the working lots without changing them,
 // returning the takes and the value legs to post.
-func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, []*Account, error) {
+func (pd *Pending) planRelief(op string, st *State) ([]LotRelief, []Posting, []*Account, error) {
 	r := pd.relief
+	read, cut := st.LotsCut[r.account.ID]
 	need := r.units
 	if need.IsZero() { // as much as the postings, spills decided, debit from the account
 		for _, p := range pd.Tx.Postings {
@@ -178,9 +192,14 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 	}
 	var takes []LotRelief
 	valueByAsset := map[string]decimal.Decimal{}
-	for _, l := range work[r.account.ID] {
+	for i, l := range st.lots[r.account.ID] {
 		if need.Sign() == 0 {
 			break
+		}
+		if cut && i >= read {
+			// Lots the batch opened, or read by id, come after lots it did
+			// not read.
+			return nil, nil, nil, errLotsNotRead
 		}
 		if l.UnitsLeft.Sign() == 0 {
 			continue
@@ -202,6 +221,9 @@ func (pd *Pending) planRelief(op string, work lotWork) ([]LotRelief, []Posting, 
 		need = need.Sub(take)
 	}
 	if need.Sign() > 0 {
+		if cut {
+			return nil, nil, nil, errLotsNotRead
+		}
 		return nil, nil, nil, &Error{Op: op, Field: "relieve.units", Kind: InsufficientFunds,
 			Err:     ErrInsufficientLots,
 			Message: fmt.Sprintf("%s's lots hold %s units fewer than asked", r.account.Name, need)}

@@ -77,7 +77,8 @@ type Service struct {
 // each batch pays for its locks, round trips and commit once
 // (docs/architecture.md).
 // Deferred counts requests committed a second time because their lots were
-// not in the currencies guessed (see reliefSpec).
+// not in the currencies guessed (see reliefSpec) or they needed more than the
+// oldest LotsRead.
 type CommitStats struct {
 	Batches, Requests, Deferred uint64
 	Committing                  time.Duration
@@ -566,7 +567,7 @@ func (s *Service) commit(lane int, reqs []*request) time.Duration {
 }
 
 // commitRound commits pending as one batch, then any the batch deferred with
-// every relief leg; those cannot be deferred again.
+// every relief leg and every open lot; those cannot be deferred again.
 func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending) {
 	err := s.store.CommitBatch(ctx, lane, pending)
 	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
@@ -583,7 +584,7 @@ func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending)
 		case err != nil:
 			pd.Outcome, pd.Err = Refused, err
 		case pd.Outcome == Deferred:
-			pd.relief.narrowed = false
+			pd.relief.narrowed, pd.relief.allLots = false, true
 			deferred = append(deferred, pd)
 		}
 	}

@@ -47,30 +47,10 @@ func BenchmarkSendGift(b *testing.B) {
 }
 
 func benchSendGift(b *testing.B, linger time.Duration) {
-	db, _ := dbtest.Durable(b).Open(b, postgres.Config{})
 	ctx := context.Background()
-	svc := ledger.NewService(db, ledger.Options{Linger: linger, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	b.Cleanup(svc.Close)
-	// Lookups of reference data are cached for the catalog's lead time.
-	const lead = time.Second
-	cat := economy.NewCatalog(db, nil).WithLead(lead)
-	eco := economy.New(svc, cat, nil)
-	if err := eco.Bootstrap(ctx); err != nil {
-		b.Fatal(err)
-	}
 	now := time.Now()
-	if _, err := cat.AddCoinPack(ctx, economy.CoinPack{ID: "big", Channel: economy.Web, Coins: 100_000, FeeRate: dec("0.029"),
-		Prices: map[string]decimal.Decimal{"USD": dec("999.99")}}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := cat.AddShareRule(ctx, economy.ShareRule{CreatorShare: dec("0.5"), HoldingPeriod: 7 * 24 * time.Hour,
-		DiamondValue: dec("0.005"), DiamondCurrency: "USD"}); err != nil {
-		b.Fatal(err)
-	}
-	if err := cat.RegisterCreator(ctx, "star"); err != nil {
-		b.Fatal(err)
-	}
-	time.Sleep(lead) // until the versions take effect
+	svc, eco := benchEconomy(b, linger, economy.CoinPack{ID: "big", Channel: economy.Web, Coins: 100_000, FeeRate: dec("0.029"),
+		Prices: map[string]decimal.Decimal{"USD": dec("999.99")}})
 	const viewers = 1000
 	dbtest.Fanout(viewers, 32, func(i int) {
 		v := fmt.Sprintf("v%d", i)
@@ -92,4 +72,67 @@ func benchSendGift(b *testing.B, linger time.Duration) {
 	if err != nil || !r.Clean() {
 		b.Fatalf("verify: %v %v", err, r)
 	}
+}
+
+// BenchmarkGiftFromManyLots measures what a viewer's open lots cost their
+// gifts: 32 viewers, one per caller, each holding the given number of open
+// lots (one purchase each, of at least 10 coins and enough that none runs
+// dry), send 5-coin gifts of paid coins, so every gift relieves the oldest.
+//
+//	go test -run '^$' -bench GiftFromManyLots -benchtime 6400x -count 3 ./ledger/economy/
+func BenchmarkGiftFromManyLots(b *testing.B) {
+	for _, lots := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("lots-%d", lots), func(b *testing.B) { benchGiftFromLots(b, lots) })
+	}
+}
+
+func benchGiftFromLots(b *testing.B, lots int) {
+	const viewers, giftCoins = 32, 5
+	ctx := context.Background()
+	perLot := max(10, (b.N/viewers+1)*giftCoins/lots+giftCoins)
+	svc, eco := benchEconomy(b, 0, economy.CoinPack{ID: "lot", Channel: economy.Web, Coins: int64(perLot), FeeRate: dec("0.029"),
+		Prices: map[string]decimal.Decimal{"USD": dec("0.10")}})
+	dbtest.Fanout(viewers*lots, 32, func(i int) {
+		if _, err := eco.Purchase(ctx, economy.PurchaseRequest{Channel: economy.Web, StoreTransactionID: fmt.Sprintf("ch-%d", i),
+			User: fmt.Sprintf("v%d", i%viewers), PackID: "lot", AmountPaid: dec("0.10"), Currency: "USD", PurchasedAt: time.Now()}); err != nil {
+			b.Error(err)
+		}
+	})
+	now, sentAt := time.Now(), time.Now()
+	dbtest.ClosedLoop(b, viewers, func(i int) error {
+		_, err := eco.SendGift(ctx, economy.GiftRequest{Key: fmt.Sprintf("g%d-%d", now.UnixNano(), i), Viewer: fmt.Sprintf("v%d", i%viewers),
+			Creator: "star", Coins: giftCoins, StreamID: "live-1", SentAt: sentAt})
+		return err
+	})
+	if r, err := svc.Verify(ctx); err != nil || !r.Clean() {
+		b.Fatalf("verify: %v %v", err, r)
+	}
+}
+
+// benchEconomy is an economy on the benchmark cluster with one coin pack, a
+// 50% share rule and the creator "star", its reference data in effect.
+func benchEconomy(b *testing.B, linger time.Duration, pack economy.CoinPack) (*ledger.Service, *economy.Economy) {
+	db, _ := dbtest.Durable(b).Open(b, postgres.Config{})
+	ctx := context.Background()
+	svc := ledger.NewService(db, ledger.Options{Linger: linger, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b.Cleanup(svc.Close)
+	// Lookups of reference data are cached for the catalog's lead time.
+	const lead = time.Second
+	cat := economy.NewCatalog(db, nil).WithLead(lead)
+	eco := economy.New(svc, cat, nil)
+	if err := eco.Bootstrap(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cat.AddCoinPack(ctx, pack); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cat.AddShareRule(ctx, economy.ShareRule{CreatorShare: dec("0.5"), HoldingPeriod: 7 * 24 * time.Hour,
+		DiamondValue: dec("0.005"), DiamondCurrency: "USD"}); err != nil {
+		b.Fatal(err)
+	}
+	if err := cat.RegisterCreator(ctx, "star"); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(lead) // until the versions take effect
+	return svc, eco
 }

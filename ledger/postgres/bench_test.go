@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/postgres"
 )
 
 // BenchmarkTransfer posts 1-unit transfers through the Go API from 32
@@ -108,4 +111,73 @@ func BenchmarkGiftShape(b *testing.B) {
 		return err
 	})
 	e.verifyClean()
+}
+
+// BenchmarkLotReads times the statement a batch locks its reliefs' lots with:
+// the oldest ledger.LotsRead of each holder (lockOldestLots, what a
+// PostgreSQL batch runs) against every open lot (lockOpenLots, what a
+// deferred round runs), for 13 holders (a gift batch's viewers) of 1 and of
+// 1,000 open lots. Each read is one round trip of BEGIN, the batch's planner
+// settings, the read and ROLLBACK, as a batch sends it; "none" is that round
+// trip without the read.
+//
+//	go test -run '^$' -bench LotReads -count 5 ./ledger/postgres/
+func BenchmarkLotReads(b *testing.B) {
+	for _, lots := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("lots-%d", lots), func(b *testing.B) {
+			e := newEnv(b, dbtest.Durable(b), ledger.Options{})
+			ctx := context.Background()
+			conn := e.owner()
+			holders := make([]uuid.UUID, 13)
+			for i := range holders {
+				holders[i] = e.account(fmt.Sprintf("holder-%d", i), "COIN", false, 1).ID
+				if _, err := conn.Exec(ctx, `
+WITH t AS (
+  INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata)
+  SELECT gen_random_uuid(), $1 || g, '\x00', 'bench', now(), now(), g, '{}' FROM generate_series(1, $2::int) g
+  RETURNING id, batch_seq)
+INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
+SELECT id, $3, now(), batch_seq, 10, 10, $3, 'USD', 1, 1 FROM t`, fmt.Sprintf("lots-%d-", i), lots, holders[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := conn.Exec(ctx, "VACUUM ANALYZE lots"); err != nil {
+				b.Fatal(err)
+			}
+			for _, read := range []struct {
+				name string
+				sql  string
+				args []any
+				want int
+			}{
+				{"none", "", nil, 0},
+				{"oldest", postgres.KeyedStatements["lockOldestLots"].SQL, []any{holders, ledger.LotsRead}, len(holders) * min(lots, ledger.LotsRead)},
+				{"all", postgres.KeyedStatements["lockOpenLots"].SQL, []any{holders}, len(holders) * lots},
+			} {
+				b.Run(read.name, func(b *testing.B) {
+					for b.Loop() {
+						batch := &pgx.Batch{}
+						batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+						batch.Queue(postgres.KeyedLookups)
+						n := 0
+						if read.sql != "" {
+							batch.Queue(read.sql, read.args...).Query(func(rows pgx.Rows) error {
+								for rows.Next() {
+									n++
+								}
+								return rows.Err()
+							})
+						}
+						batch.Queue("ROLLBACK")
+						if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+							b.Fatal(err)
+						}
+						if n != read.want {
+							b.Fatalf("read %d lots, want %d", n, read.want)
+						}
+					}
+				})
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -40,11 +41,21 @@ FOR UPDATE OF b`
 	selectCommitted = `SELECT idempotency_key, id, fingerprint FROM transactions WHERE idempotency_key = ANY($1::text[])`
 	selectReversed  = `SELECT reverses FROM transactions WHERE reverses = ANY($1::uuid[])`
 	lotColumns      = `id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left, refunded`
-	lockOpenLots    = `
+	// Every open lot of each account: for a round of deferred reliefs, and on
+	// CockroachDB, where the limited read (lockOldestLots, a LATERAL subquery
+	// locking its rows) has not been run.
+	lockOpenLots = `
 SELECT ` + lotColumns + `
 FROM lots WHERE account_id = ANY($1::uuid[]) AND is_open
 ORDER BY account_id, opened_at, batch_seq, id
 FOR UPDATE`
+	// The oldest $2 open lots of each account, locked account by account in
+	// the plan's (sorted) order.
+	lockOldestLots = `
+SELECT o.* FROM unnest($1::uuid[]) AS a (id)
+CROSS JOIN LATERAL (
+  SELECT ` + lotColumns + ` FROM lots WHERE account_id = a.id AND is_open
+  ORDER BY opened_at, batch_seq, id LIMIT $2 FOR UPDATE) AS o`
 	// Lots named by a refund, lots a reversed transaction drew on, and the lot
 	// a reversed transaction opened (so that Decide can refuse to reverse it).
 	lockLotsByID = `
@@ -182,6 +193,7 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		Status:    map[uuid.UUID]ledger.Status{},
 		Balance:   map[uuid.UUID]decimal.Decimal{},
 		Lots:      map[uuid.UUID][]*ledger.Lot{},
+		LotsCut:   map[uuid.UUID]int{},
 		Took:      map[uuid.UUID][]ledger.LotRelief{},
 	}
 	b := &pgx.Batch{}
@@ -207,25 +219,39 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		return err
 	})
 	lotsRead := map[uuid.UUID]bool{}
-	scanLots := func(rows pgx.Rows) error {
-		for rows.Next() {
-			l := &ledger.Lot{}
-			if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
-				&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded); err != nil {
-				return err
+	oldest := map[uuid.UUID][]*ledger.Lot{} // by holder, as the limited read returned them
+	scanLots := func(byHolder map[uuid.UUID][]*ledger.Lot) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				l := &ledger.Lot{}
+				if err := rows.Scan(&l.ID, &l.AccountID, &l.OpenedAt, &l.BatchSeq, &l.Units, &l.UnitsLeft,
+					&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded); err != nil {
+					return err
+				}
+				if byHolder != nil {
+					byHolder[l.AccountID] = append(byHolder[l.AccountID], l)
+				}
+				if !lotsRead[l.ID] {
+					lotsRead[l.ID] = true
+					st.Lots[l.AccountID] = append(st.Lots[l.AccountID], l)
+				}
 			}
-			if !lotsRead[l.ID] {
-				lotsRead[l.ID] = true
-				st.Lots[l.AccountID] = append(st.Lots[l.AccountID], l)
-			}
+			return rows.Err()
 		}
-		return rows.Err()
 	}
-	if len(plan.LotAccounts) > 0 {
-		b.Queue(lockOpenLots, pgUUIDs(plan.LotAccounts)).Query(scanLots)
+	lotLimit := plan.LotLimit
+	if cockroach {
+		lotLimit = 0
+	}
+	switch {
+	case len(plan.LotAccounts) == 0:
+	case lotLimit == 0:
+		b.Queue(lockOpenLots, pgUUIDs(plan.LotAccounts)).Query(scanLots(nil))
+	default:
+		b.Queue(lockOldestLots, pgUUIDs(plan.LotAccounts), int32(lotLimit)).Query(scanLots(oldest))
 	}
 	if len(plan.LotIDs) > 0 || len(plan.Reverses) > 0 {
-		b.Queue(lockLotsByID, pgUUIDs(plan.LotIDs), pgUUIDs(plan.Reverses)).Query(scanLots)
+		b.Queue(lockLotsByID, pgUUIDs(plan.LotIDs), pgUUIDs(plan.Reverses)).Query(scanLots(nil))
 		b.Queue(selectTook, pgUUIDs(plan.Reverses)).Query(func(rows pgx.Rows) error {
 			var r ledger.LotRelief
 			var tx uuid.UUID
@@ -276,6 +302,15 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 	}
 	for _, lots := range st.Lots { // two reads may interleave one holder's lots
 		sort.Slice(lots, func(i, j int) bool { return ledger.LotBefore(lots[i], lots[j]) })
+	}
+	if lotLimit > 0 {
+		// A holder with as many lots as the limit may have more, unread.
+		for holder, read := range oldest {
+			if len(read) == lotLimit {
+				last := read[len(read)-1].ID
+				st.LotsCut[holder] = slices.IndexFunc(st.Lots[holder], func(l *ledger.Lot) bool { return l.ID == last }) + 1
+			}
+		}
 	}
 	if locked != len(plan.Locks) {
 		return nil, fmt.Errorf("locked %d balance rows, expected %d: balance rows missing", locked, len(plan.Locks))

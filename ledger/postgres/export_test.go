@@ -18,6 +18,7 @@ var (
 		"selectCommitted": {selectCommitted, []string{"{k1,k2}"}},
 		"selectReversed":  {selectReversed, []string{uuids}},
 		"lockOpenLots":    {lockOpenLots, []string{uuids}},
+		"lockOldestLots":  {lockOldestLots, []string{uuids, "16"}},
 		"lockLotsByID":    {lockLotsByID, []string{uuids, uuids}},
 		"selectTook":      {selectTook, []string{uuids}},
 		"updateLots":      {updateLots, []string{uuids, texts, texts, texts}},

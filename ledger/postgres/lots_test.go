@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
@@ -211,6 +213,81 @@ func TestReliefGuessesLotCurrencies(t *testing.T) {
 		e.wantBalance("deferred:EUR", "0")
 		e.verifyClean()
 	})
+}
+
+// A batch reads a holder's oldest ledger.LotsRead open lots, not all of them:
+// a relief that needs more is deferred to a round that reads every lot, and
+// still takes them oldest first. (On CockroachDB a batch reads every open
+// lot, so nothing is deferred there.)
+func TestReliefReadsOldestLots(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := lotEnv(t, b)
+		ctx := context.Background()
+		deferred := func() uint64 { return e.svc.CommitStats().Deferred }
+		lots := ledger.LotsRead + 6
+		ids := make([]uuid.UUID, lots)
+		for i := range lots { // one coin each, worth i+1 cents
+			ids[i] = e.post(buyLot(fmt.Sprintf("buy-%d", i), 1, "USD", decimal.New(int64(i+1), -2).String())).ID
+		}
+		steps := []struct {
+			key      string
+			coins    int64
+			legs     string
+			deferred uint64
+		}{
+			// Lots 1-3, all among the oldest read.
+			{"s1", 3, "credit revenue:USD 0.06; debit deferred:USD 0.06", 0},
+			// Lots 4 to LotsRead+4, one more than a batch reads: deferred.
+			{"s2", int64(ledger.LotsRead) + 1, sumCents(4, ledger.LotsRead+4), 1},
+			// The two left.
+			{"s3", 2, sumCents(ledger.LotsRead+5, ledger.LotsRead+6), 1},
+		}
+		var s2 *ledger.Transaction
+		for _, s := range steps {
+			if b.Name == "cockroach" {
+				s.deferred = 0
+			}
+			tx := e.post(spend(s.key, s.coins))
+			if got := legsOf(tx); got != s.legs || deferred() != s.deferred {
+				t.Errorf("%s: %s, %d deferred\nwant %s, %d deferred", s.key, got, deferred(), s.legs, s.deferred)
+			}
+			if s.key == "s2" {
+				s2 = tx
+			}
+		}
+		// Undoing s2 reopens its lots, more than a batch reads: spending them
+		// again is deferred again and takes them oldest first.
+		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-s2", TransactionID: s2.ID}); err != nil {
+			t.Fatal(err)
+		}
+		want, wantDeferred := sumCents(4, ledger.LotsRead+4), uint64(2)
+		if b.Name == "cockroach" {
+			wantDeferred = 0
+		}
+		if got := legsOf(e.post(spend("s2-again", int64(ledger.LotsRead)+1))); got != want || deferred() != wantDeferred {
+			t.Errorf("s2-again: %s, %d deferred\nwant %s, %d deferred", got, deferred(), want, wantDeferred)
+		}
+		for i, id := range ids {
+			l, err := e.svc.Lot(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !l.UnitsLeft.IsZero() || !l.ValueLeft.IsZero() {
+				t.Errorf("lot %d: %s units and %s value left", i+1, l.UnitsLeft, l.ValueLeft)
+			}
+		}
+		if _, err := e.svc.Post(ctx, spend("s4", 1)); !errors.Is(err, ledger.ErrInsufficientFunds) {
+			t.Errorf("spend from an empty wallet: %v", err)
+		}
+		e.verifyClean()
+	})
+}
+
+// sumCents is the relief legs of lots first to last (1-based), lot i being
+// worth i cents.
+func sumCents(first, last int) string {
+	v := decimal.New(int64((first+last)*(last-first+1)/2), -2)
+	return fmt.Sprintf("credit revenue:USD %s; debit deferred:USD %s", v, v)
 }
 
 // Concurrent spends from one wallet while more lots are bought: every unit is
@@ -444,6 +521,11 @@ SELECT id, $1, now(), batch_seq, 10, 10, $1, 'USD', 1, 1 FROM t`, holder.ID); er
 			if strings.Contains(text, bad) {
 				t.Errorf("%s: %s in its plan:\n%s", name, bad, text)
 			}
+		}
+		// The holder's 5,000 lots: the oldest are read in index order and
+		// the read stops at the limit, rather than sorting them all.
+		if name == "lockOldestLots" && !regexp.MustCompile(`Limit\n(\s+->  LockRows\n)?\s+->  Index (Only )?Scan using lots_open_by_account`).MatchString(text) {
+			t.Errorf("%s: its plan does not stop at the limit in index order:\n%s", name, text)
 		}
 	}
 }
