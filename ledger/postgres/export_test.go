@@ -31,3 +31,7 @@ const (
 	ints  = "{0,1}"
 	texts = "{1,2}"
 )
+
+// SumEntriesAsOf is the forward sum a balance as of a time used alone before
+// it could sum back from now, for the benchmark.
+var SumEntriesAsOf = sumEntriesAsOf

@@ -318,6 +318,54 @@ func TestBalanceAsOfAndEntries(t *testing.T) {
 	})
 }
 
+// A balance as of a time is summed forward from the account's first entry
+// when the time is nearer to it, and back from the balance now when the time
+// is nearer to now: every instant of a history of credits and debits, and
+// one between each pair, gives the running balance either way.
+func TestBalanceAsOfFromEitherEnd(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 3)
+		type mark struct {
+			at      time.Time
+			balance decimal.Decimal
+		}
+		var marks []mark
+		running := decimal.Zero
+		for i := range 30 {
+			amount := decimal.New(int64(100+i*7), -2)
+			from, to := "mint", "alice"
+			if i%3 == 2 { // alice pays some back
+				from, to, amount = "alice", "mint", amount.Div(decimal.NewFromInt(2)).Round(2)
+				running = running.Sub(amount)
+			} else {
+				running = running.Add(amount)
+			}
+			tx := e.post(transfer(fmt.Sprintf("t%d", i), from, to, amount.String()))
+			marks = append(marks, mark{tx.RecordedAt, running})
+			// A history long next to the checks below, which move now on:
+			// the later half of the marks stays nearer to now.
+			time.Sleep(10 * time.Millisecond)
+		}
+		check := func(name string, at time.Time, want decimal.Decimal) {
+			t.Helper()
+			if got, err := e.svc.Balance(ctx, "alice", at); err != nil || !got.Equal(want) {
+				t.Errorf("as of %s: %s, %v; want %s", name, got, err, want)
+			}
+		}
+		check("an hour from now", time.Now().Add(time.Hour), running)
+		for i := len(marks) - 1; i >= 0; i-- {
+			check(fmt.Sprintf("t%d", i), marks[i].at, marks[i].balance)
+			if i > 0 {
+				check(fmt.Sprintf("just before t%d", i), marks[i].at.Add(-time.Microsecond), marks[i-1].balance)
+			}
+		}
+		check("before the first entry", marks[0].at.Add(-time.Microsecond), decimal.Zero)
+	})
+}
+
 // The writer role cannot change or remove what was posted; verify reports a
 // database corrupted behind the service's back.
 func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {
