@@ -57,7 +57,7 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		if c.level > slog.LevelDebug {
 			srvLog = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: max(c.level, slog.LevelWarn)}))
 		}
-		srv, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog})
+		srv, _, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -22,7 +22,7 @@ import (
 // serveOptions are serve's own flags, registered beside the common ones.
 type serveOptions struct {
 	listen, tokensFile, certFile, keyFile, clientCA, metricsAddr string
-	drain                                                        time.Duration
+	drain, releaseEvery                                          time.Duration
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -33,10 +33,15 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.clientCA, "client-ca", os.Getenv("COINLEDGER_CLIENT_CA"), "CA bundle (PEM): clients must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&o.metricsAddr, "metrics-listen", envOr("COINLEDGER_METRICS_LISTEN", "127.0.0.1:9464"), "Prometheus /metrics address; empty disables")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long shutdown waits for requests in flight")
+	fs.DurationVar(&o.releaseEvery, "release-every", time.Hour,
+		"how often to release creators' pending diamonds whose release day is over; 0 never (another process runs the job)")
 }
 
 // cmdServe runs the gRPC server until interrupted, then drains it.
 func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer) (int, error) {
+	if o.releaseEvery < 0 {
+		return exitError, errors.New("--release-every must not be negative (0 never runs the release job)")
+	}
 	tokens, err := loadTokens(o.tokensFile)
 	if err != nil {
 		return exitError, err
@@ -45,11 +50,15 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if err != nil {
 		return exitError, err
 	}
-	srv, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
+	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
+	if o.releaseEvery > 0 {
+		// Stopped before the deferred closeAll closes the ledger under it.
+		defer c.releaseWorker(eco, o.releaseEvery)()
+	}
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return exitError, err
@@ -102,12 +111,33 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	return exitOK, nil
 }
 
+// releaseWorker runs the earnings release job every interval until the
+// returned stop is called; stop waits for a run in progress to end.
+func (c *common) releaseWorker(eco *economy.Economy, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		eco.RunReleases(ctx, every, func(rep economy.ReleaseReport, err error) {
+			switch {
+			case err != nil:
+				c.log.Warn("earnings release failed; it runs again", "in", every.String(), "err", err)
+			case rep.Released > 0:
+				c.log.Info("earnings released", "accounts", rep.Released, "diamonds", rep.Diamonds.String(), "scanned", rep.Scanned)
+			default:
+				c.log.Debug("earnings release found nothing due", "scanned", rep.Scanned)
+			}
+		})
+	}()
+	return func() { cancel(); <-done }
+}
+
 // apiServer opens the ledger, bootstraps the economy and builds the gRPC
 // server on it; closeAll stops the lanes, the pool and any private database.
-func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, func(), error) {
+func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, *economy.Economy, func(), error) {
 	svc, db, closeAll, err := c.open(ctx, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cat := economy.NewCatalog(db, nil).WithLead(economy.DefaultLead)
 	eco := economy.New(svc, cat, nil)
@@ -116,9 +146,9 @@ func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, fu
 		if errors.Is(err, ledger.ErrAccountExists) && c.databaseURL == "" {
 			err = fmt.Errorf("%w\n(the private PostgreSQL in %s was set up by an earlier coinledger: give another --data-dir, or remove that directory to start afresh)", err, c.dataDir)
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return api.New(svc, eco, cat, cfg), closeAll, nil
+	return api.New(svc, eco, cat, cfg), eco, closeAll, nil
 }
 
 func envOr(name, def string) string {

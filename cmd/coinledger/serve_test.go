@@ -113,8 +113,8 @@ func (s *inProcessServe) stop(t *testing.T) {
 
 // serve starts, answers health without a token and a wallet read with one,
 // refuses a call without one, runs the demo of a caller with the scopes it
-// needs and refuses one without, keeps tokens out of its logs, and stops
-// cleanly on interrupt.
+// needs and refuses one without, keeps tokens out of its logs, runs the
+// earnings release job, and stops cleanly on interrupt.
 func TestServe(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
 	const secret = "tok-finance-serve-test-0123456789"
@@ -125,7 +125,8 @@ func TestServe(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	ctx := context.Background()
-	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug")
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug",
+		"--release-every", "20ms")
 	conn := srv.dialServing(t, addr)
 	wallets := pb.NewGiftServiceClient(conn)
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
@@ -157,6 +158,14 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "method=/coinledger.v1.GiftService/GetWallet") {
 		t.Errorf("no request log:\n%s", errOut)
+	}
+	// The release job ran, found the demo's earnings still on hold, and was
+	// stopped with the server. (What it releases: TestRunReleases.)
+	if !strings.Contains(errOut, "earnings release found nothing due") || strings.Contains(errOut, "earnings release failed") {
+		t.Errorf("no release job in the log:\n%s", errOut)
+	}
+	if code, _, errText := runCmd(t, "serve", "--database-url", url, "--release-every", "-1s"); code != exitError || !strings.Contains(errText, "--release-every") {
+		t.Errorf("negative --release-every: exit %d\n%s", code, errText)
 	}
 }
 

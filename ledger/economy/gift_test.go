@@ -316,6 +316,48 @@ func TestReleaseEarnings(t *testing.T) {
 	verifyClean(t, e)
 }
 
+// RunReleases releases at once, then again every interval (finding nothing
+// more), and returns when its context ends.
+func TestRunReleases(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("ga", "v1", "c2", "lion")); err != nil {
+		t.Fatal(err)
+	}
+	pending := economy.PendingDiamonds("c2", releaseDay)
+	held, _ := e.svc.Balance(ctx, pending, time.Time{})
+	dayOver := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	e2 := economy.New(e.svc, e.cat, func() time.Time { return dayOver })
+	runCtx, stop := context.WithCancel(ctx)
+	reports := make(chan economy.ReleaseReport, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e2.RunReleases(runCtx, 10*time.Millisecond, func(rep economy.ReleaseReport, err error) {
+			if err != nil {
+				t.Errorf("release run: %v", err)
+			}
+			select {
+			case reports <- rep:
+			default:
+			}
+		})
+	}()
+	first, second := <-reports, <-reports
+	stop()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunReleases did not return when its context ended")
+	}
+	if first.Released < 1 || !first.Diamonds.GreaterThanOrEqual(held) || second.Released != 0 {
+		t.Errorf("first run %+v (the creator held %s), second %+v", first, held, second)
+	}
+	e.want(t, pending, "0")
+	e.want(t, economy.AvailableDiamonds("c2"), held.String())
+	verifyClean(t, e)
+}
+
 // A gift's terms encode with their keys in order, so the ledger takes them
 // as they are instead of decoding and re-encoding them on every gift.
 func TestGiftTermsEncodeCanonically(t *testing.T) {

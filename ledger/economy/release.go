@@ -41,24 +41,69 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 		if len(page) == 0 {
 			return rep, nil
 		}
+		after = page[len(page)-1].Name
+		rep.Scanned += len(page)
+		var due []*ledger.Account
+		var earners []string
 		for _, a := range page {
-			after = a.Name
-			rep.Scanned++
-			earner, day, ok := ParsePending(a.Name)
-			if !ok || day.Add(24*time.Hour).After(asOf) {
-				continue
+			if earner, day, ok := ParsePending(a.Name); ok && !day.Add(24*time.Hour).After(asOf) {
+				due, earners = append(due, a), append(earners, earner)
 			}
-			moved, err := e.release(ctx, op, a.Name, earner)
-			if err != nil {
-				return rep, err
-			}
-			if moved.Sign() > 0 {
-				rep.Released++
-				rep.Diamonds = rep.Diamonds.Add(moved)
-			}
+		}
+		if err := e.releaseDue(ctx, op, due, earners, &rep); err != nil {
+			return rep, err
 		}
 		if progress != nil {
 			progress(rep)
+		}
+	}
+}
+
+// releaseDue releases the pending accounts of one page whose day is over.
+// Released accounts stay, empty, and every run pages past them: their
+// balances are read a page at a time, not one query per account.
+func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Account, earners []string, rep *ReleaseReport) error {
+	if len(due) == 0 {
+		return nil
+	}
+	held, err := e.ledger.Balances(ctx, due)
+	if err != nil {
+		return err
+	}
+	for i, a := range due {
+		if held[i].Sign() <= 0 {
+			continue
+		}
+		moved, err := e.release(ctx, op, a.Name, earners[i])
+		if err != nil {
+			return err
+		}
+		if moved.Sign() > 0 {
+			rep.Released++
+			rep.Diamonds = rep.Diamonds.Add(moved)
+		}
+	}
+	return nil
+}
+
+// RunReleases runs ReleaseEarnings as of now at once and then every
+// interval until ctx ends, handing each run's report, or the error that
+// stopped it, to report. A run that fails is simply run again at the next
+// tick: the job is resumable and idempotent, so several servers may run it
+// against one ledger.
+func (e *Economy) RunReleases(ctx context.Context, every time.Duration, report func(ReleaseReport, error)) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		rep, err := e.ReleaseEarnings(ctx, e.clock(), nil)
+		if ctx.Err() != nil {
+			return
+		}
+		report(rep, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
