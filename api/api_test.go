@@ -115,6 +115,10 @@ func (e *env) catalog(t *testing.T) pb.CatalogServiceClient {
 	return pb.NewCatalogServiceClient(e.dial(t, "tok-admin-0123456789"))
 }
 
+func (e *env) admin(t *testing.T) pb.AdminServiceClient {
+	return pb.NewAdminServiceClient(e.dial(t, "tok-admin-0123456789"))
+}
+
 func (e *env) shop(t *testing.T) pb.LiveShoppingServiceClient {
 	return pb.NewLiveShoppingServiceClient(e.dial(t, "tok-shop-0123456789"))
 }
@@ -173,6 +177,17 @@ func fieldOf(err error) string {
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
 			return br.FieldViolations[0].Field
+		}
+	}
+	return ""
+}
+
+// preconditionOf is what a FailedPrecondition status names as its subject.
+func preconditionOf(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if pf, ok := d.(*errdetails.PreconditionFailure); ok && len(pf.Violations) > 0 {
+			return pf.Violations[0].Subject
 		}
 	}
 	return ""
@@ -474,6 +489,19 @@ func TestValidation(t *testing.T) {
 			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
 			return err
 		}, "holding_period"},
+		{"block: empty user", func() error { _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{}); return err }, "user"},
+		{"unblock: oversized user", func() error {
+			_, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: long})
+			return err
+		}, "user"},
+		{"release: in the future", func() error {
+			_, err := e.admin(t).ReleaseEarnings(ctx, &pb.ReleaseEarningsRequest{AsOf: timestamppb.New(time.Now().Add(24 * time.Hour))})
+			return err
+		}, "as_of"},
+		{"release: bad time", func() error {
+			_, err := e.admin(t).ReleaseEarnings(ctx, &pb.ReleaseEarningsRequest{AsOf: &timestamppb.Timestamp{Nanos: -1}})
+			return err
+		}, "as_of"},
 	}
 	for _, tt := range tests {
 		err := tt.call()
@@ -547,6 +575,10 @@ func TestAuthentication(t *testing.T) {
 		_, err := pb.NewLedgerServiceClient(e.dial(t, token)).Verify(ctx, &pb.VerifyRequest{})
 		return err
 	}
+	block := func(token string) error {
+		_, err := pb.NewAdminServiceClient(e.dial(t, token)).BlockViewer(ctx, &pb.BlockViewerRequest{})
+		return err
+	}
 	const (
 		iap, gifting, portal, fin, adm = "tok-iap-0123456789", "tok-gift-0123456789", "tok-portal-0123456789", "tok-fin-0123456789", "tok-admin-0123456789"
 		shop, treasurer                = "tok-shop-0123456789", "tok-treasury-0123456789"
@@ -582,6 +614,9 @@ func TestAuthentication(t *testing.T) {
 		{"admin may not transfer", transfer, adm, codes.PermissionDenied},
 		{"finance may verify", verify, fin, codes.OK},
 		{"treasury may not read the ledger", verify, treasurer, codes.PermissionDenied},
+		{"admin may block viewers (and is then validated)", block, adm, codes.InvalidArgument},
+		{"gifting may not block viewers", block, gifting, codes.PermissionDenied},
+		{"finance may not block viewers", block, fin, codes.PermissionDenied},
 	}
 	for _, tt := range tests {
 		if got := status.Code(tt.call(tt.token)); got != tt.code {
@@ -610,6 +645,46 @@ func TestAuthentication(t *testing.T) {
 	h, err := healthpb.NewHealthClient(e.dial(t, "")).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health: %v %v", h, err)
+	}
+}
+
+// An admin blocks a viewer, whose gifts are then refused with
+// FailedPrecondition naming the viewer, and unblocks them; the release job
+// runs on demand and reports what it did.
+func TestAdmin(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	now := timestamppb.Now()
+	e.buy(t, "v1", "tx-1")
+	gift := func(key string) error {
+		_, err := e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: key, Viewer: "v1", Creator: "star", Coins: 5, StreamId: "s", SentAt: now})
+		return err
+	}
+	for range 2 { // blocking twice is a no-op
+		if _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{User: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := gift("g1")
+	wantCode(t, "gift from a blocked viewer", err, codes.FailedPrecondition)
+	if got := preconditionOf(err); got != "viewer" {
+		t.Errorf("blocked viewer's gift: precondition on %q, want viewer", got)
+	}
+	w, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"})
+	if err != nil || w.Paid.Amount != "100" {
+		t.Errorf("a blocked viewer's wallet still reads: %v %v", w, err)
+	}
+	if _, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := gift("g1"); err != nil {
+		t.Errorf("gift after unblocking: %v", err)
+	}
+	// The gift's diamonds are on hold for the share rule's holding period.
+	rep, err := e.admin(t).ReleaseEarnings(ctx, &pb.ReleaseEarningsRequest{})
+	if err != nil || rep.Scanned < 1 || rep.Released != 0 || rep.Diamonds.Amount != "0" || rep.Diamonds.Asset != economy.Diamond {
+		t.Errorf("release now: %v %v", rep, err)
 	}
 }
 

@@ -19,7 +19,7 @@ const (
 	ScopeGifting       = "gifting"        // gifts and their reversal, wallets
 	ScopeCreatorPortal = "creator-portal" // creator earnings
 	ScopeFinance       = "finance"        // every read
-	ScopeAdmin         = "admin"          // reference data
+	ScopeAdmin         = "admin"          // reference data, viewer blocking, the release job
 	ScopeCommerce      = "commerce"       // live-shopping sales
 	ScopeTreasury      = "treasury"       // treasury accounts and transfers between them
 )
@@ -37,6 +37,7 @@ var scopesFor = map[string][]string{
 	"/coinledger.v1.EarningsService/":            {ScopeCreatorPortal, ScopeFinance},
 	"/coinledger.v1.LedgerService/":              {ScopeFinance},
 	"/coinledger.v1.CatalogService/":             {ScopeAdmin},
+	"/coinledger.v1.AdminService/":               {ScopeAdmin},
 	"/coinledger.v1.LiveShoppingService/":        {ScopeCommerce},
 	"/coinledger.v1.TreasuryService/":            {ScopeTreasury},
 	"/grpc.reflection.v1.ServerReflection/":      nil,

@@ -113,6 +113,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	pb.RegisterCatalogServiceServer(s.grpc, catalog{s: s})
 	pb.RegisterTreasuryServiceServer(s.grpc, treasury{s: s})
 	pb.RegisterLiveShoppingServiceServer(s.grpc, liveShopping{s: s})
+	pb.RegisterAdminServiceServer(s.grpc, admin{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s
