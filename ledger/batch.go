@@ -21,7 +21,7 @@ const (
 	Duplicate         // the key appeared earlier in the same batch
 	// Deferred: its relief met a lot whose value leg the batch had not
 	// locked, or needed more lots than the batch read. Nothing was posted;
-	// it is committed again, with every leg and every open lot.
+	// it is committed again, with every leg and more of the holder's lots.
 	Deferred
 )
 
@@ -173,8 +173,11 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 				lotAccounts[r.account.ID] = true
 				p.LotAccounts = append(p.LotAccounts, r.account.ID)
 			}
-			if r.allLots {
-				p.LotLimit = 0
+			switch {
+			case r.readLots < 0:
+				p.LotLimit = 0 // every lot
+			case p.LotLimit > 0 && r.readLots > p.LotLimit:
+				p.LotLimit = r.readLots
 			}
 			for asset, leg := range r.legs {
 				if !r.locks(asset) {
@@ -224,7 +227,7 @@ type State struct {
 	// LotsCut marks holders that may have open lots the batch did not read
 	// (it read Plan.LotLimit of them): only Lots[holder][:n] are known to be
 	// the oldest, and a relief that needs more is deferred to a round
-	// reading them all.
+	// reading more.
 	LotsCut map[uuid.UUID]int
 	// Took holds what each transaction being reversed took from its lots.
 	Took map[uuid.UUID][]LotRelief

@@ -127,10 +127,25 @@ type reliefSpec struct {
 	// and most holders' lots are all in one currency.
 	narrowed   bool
 	lockAssets []string
-	// allLots: the batch reads every open lot of the holder, not only the
-	// oldest LotsRead; set for a relief deferred for want of them.
-	allLots bool
+	// readLots is how many of the holder's oldest open lots the batch reads
+	// for this relief: 0 LotsRead, and each deferral reads more (widen).
+	readLots int
 }
+
+// widen is what a deferred relief reads in its next round: sixteen times as
+// many lots, and past maxLotsRead every one (0 in Plan.LotLimit). A relief
+// that needs hundreds of a wallet's thousands of lots takes two rounds more
+// rather than locking all of them; one that needs them all takes three.
+func (r *reliefSpec) widen() {
+	n := max(r.readLots, LotsRead) * 16
+	if n > maxLotsRead {
+		n = -1
+	}
+	r.narrowed, r.readLots = false, n
+}
+
+// maxLotsRead is the most lots a limited read asks for.
+const maxLotsRead = 4096
 
 // locks reports whether the batch locks asset's leg.
 func (r *reliefSpec) locks(asset string) bool {
@@ -144,7 +159,7 @@ var errLegNotLocked = errors.New("relief meets a lot whose value leg the batch d
 // for its reliefs. A relief nearly always takes from the oldest one or two;
 // reading every open lot would make a wallet of many small purchases cost
 // each of its gifts a lock per lot. A relief that needs more is deferred
-// (errLotsNotRead) to a round that reads them all.
+// (errLotsNotRead) to a round that reads more (reliefSpec.widen).
 const LotsRead = 16
 
 // errLotsNotRead: a relief needs lots past the oldest the batch read.

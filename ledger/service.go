@@ -567,7 +567,8 @@ func (s *Service) commit(lane int, reqs []*request) time.Duration {
 }
 
 // commitRound commits pending as one batch, then any the batch deferred with
-// every relief leg and every open lot; those cannot be deferred again.
+// every relief leg and more lots; a relief is deferred at most three times
+// (reliefSpec.widen), the last round reading every open lot.
 func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending) {
 	err := s.store.CommitBatch(ctx, lane, pending)
 	if err != nil && len(pending) > 1 && KindOf(err) == Internal {
@@ -584,7 +585,7 @@ func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending)
 		case err != nil:
 			pd.Outcome, pd.Err = Refused, err
 		case pd.Outcome == Deferred:
-			pd.relief.narrowed, pd.relief.allLots = false, true
+			pd.relief.widen()
 			deferred = append(deferred, pd)
 		}
 	}

@@ -216,8 +216,8 @@ func TestReliefGuessesLotCurrencies(t *testing.T) {
 }
 
 // A batch reads a holder's oldest ledger.LotsRead open lots, not all of them:
-// a relief that needs more is deferred to a round that reads every lot, and
-// still takes them oldest first. (On CockroachDB a batch reads every open
+// a relief that needs more is deferred to a round that reads sixteen times as
+// many, as often as it takes, and still takes them oldest first. (On CockroachDB a batch reads every open
 // lot, so nothing is deferred there.)
 func TestReliefReadsOldestLots(t *testing.T) {
 	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
@@ -278,6 +278,18 @@ func TestReliefReadsOldestLots(t *testing.T) {
 		}
 		if _, err := e.svc.Post(ctx, spend("s4", 1)); !errors.Is(err, ledger.ErrInsufficientFunds) {
 			t.Errorf("spend from an empty wallet: %v", err)
+		}
+		// A relief needing more than the widened read is deferred again:
+		// 300 lots, one read of 16, one of 256, then one of 4,096.
+		for i := range 300 {
+			e.post(buyLot(fmt.Sprintf("small-%d", i), 1, "USD", "0.01"))
+		}
+		want, wantDeferred = "credit revenue:USD 2.6; debit deferred:USD 2.6", wantDeferred+2
+		if b.Name == "cockroach" {
+			wantDeferred = 0
+		}
+		if got := legsOf(e.post(spend("s5", 260))); got != want || deferred() != wantDeferred {
+			t.Errorf("s5: %s, %d deferred\nwant %s, %d deferred", got, deferred(), want, wantDeferred)
 		}
 		e.verifyClean()
 	})
