@@ -44,13 +44,12 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 		after = page[len(page)-1].Name
 		rep.Scanned += len(page)
 		var due []*ledger.Account
-		var earners []string
 		for _, a := range page {
-			if earner, day, ok := ParsePending(a.Name); ok && !day.Add(24*time.Hour).After(asOf) {
-				due, earners = append(due, a), append(earners, earner)
+			if _, day, ok := ParsePending(a.Name); ok && !day.Add(24*time.Hour).After(asOf) {
+				due = append(due, a)
 			}
 		}
-		if err := e.releaseDue(ctx, op, due, earners, &rep); err != nil {
+		if err := e.releaseDue(ctx, op, due, &rep); err != nil {
 			return rep, err
 		}
 		if progress != nil {
@@ -62,7 +61,7 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 // releaseDue releases the pending accounts of one page whose day is over.
 // Released accounts stay, empty, and every run pages past them: their
 // balances are read a page at a time, not one query per account.
-func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Account, earners []string, rep *ReleaseReport) error {
+func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Account, rep *ReleaseReport) error {
 	if len(due) == 0 {
 		return nil
 	}
@@ -74,7 +73,8 @@ func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Accou
 		if held[i].Sign() <= 0 {
 			continue
 		}
-		moved, err := e.release(ctx, op, a.Name, earners[i])
+		earner, _, _ := ParsePending(a.Name)
+		moved, err := e.release(ctx, op, a.Name, earner)
 		if err != nil {
 			return err
 		}

@@ -133,15 +133,7 @@ func BenchmarkLotReads(b *testing.B) {
 			holders := make([]uuid.UUID, 13)
 			for i := range holders {
 				holders[i] = e.account(fmt.Sprintf("holder-%d", i), "COIN", false, 1).ID
-				if _, err := conn.Exec(ctx, `
-WITH t AS (
-  INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata)
-  SELECT gen_random_uuid(), $1 || g, '\x00', 'bench', now(), now(), g, '{}' FROM generate_series(1, $2::int) g
-  RETURNING id, batch_seq)
-INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
-SELECT id, $3, now(), batch_seq, 10, 10, $3, 'USD', 1, 1 FROM t`, fmt.Sprintf("lots-%d-", i), lots, holders[i]); err != nil {
-					b.Fatal(err)
-				}
+				seedLots(b, conn, fmt.Sprintf("lots-%d-", i), holders[i], lots)
 			}
 			if _, err := conn.Exec(ctx, "VACUUM ANALYZE lots"); err != nil {
 				b.Fatal(err)

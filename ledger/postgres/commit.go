@@ -219,8 +219,14 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		return err
 	})
 	lotsRead := map[uuid.UUID]bool{}
-	oldest := map[uuid.UUID][]*ledger.Lot{} // by holder, as the limited read returned them
-	scanLots := func(byHolder map[uuid.UUID][]*ledger.Lot) func(pgx.Rows) error {
+	// The limited read's rows come holder by holder, oldest first: how many
+	// each holder had, and the newest of them.
+	type oldestRead struct {
+		n    int
+		last uuid.UUID
+	}
+	oldest := map[uuid.UUID]oldestRead{}
+	scanLots := func(limited bool) func(pgx.Rows) error {
 		return func(rows pgx.Rows) error {
 			for rows.Next() {
 				l := &ledger.Lot{}
@@ -228,8 +234,8 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 					&l.ValueAccountID, &l.ValueAsset, &l.Value, &l.ValueLeft, &l.Refunded); err != nil {
 					return err
 				}
-				if byHolder != nil {
-					byHolder[l.AccountID] = append(byHolder[l.AccountID], l)
+				if limited {
+					oldest[l.AccountID] = oldestRead{oldest[l.AccountID].n + 1, l.ID}
 				}
 				if !lotsRead[l.ID] {
 					lotsRead[l.ID] = true
@@ -246,12 +252,12 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 	switch {
 	case len(plan.LotAccounts) == 0:
 	case lotLimit == 0:
-		b.Queue(lockOpenLots, pgUUIDs(plan.LotAccounts)).Query(scanLots(nil))
+		b.Queue(lockOpenLots, pgUUIDs(plan.LotAccounts)).Query(scanLots(false))
 	default:
-		b.Queue(lockOldestLots, pgUUIDs(plan.LotAccounts), int32(lotLimit)).Query(scanLots(oldest))
+		b.Queue(lockOldestLots, pgUUIDs(plan.LotAccounts), int32(lotLimit)).Query(scanLots(true))
 	}
 	if len(plan.LotIDs) > 0 || len(plan.Reverses) > 0 {
-		b.Queue(lockLotsByID, pgUUIDs(plan.LotIDs), pgUUIDs(plan.Reverses)).Query(scanLots(nil))
+		b.Queue(lockLotsByID, pgUUIDs(plan.LotIDs), pgUUIDs(plan.Reverses)).Query(scanLots(false))
 		b.Queue(selectTook, pgUUIDs(plan.Reverses)).Query(func(rows pgx.Rows) error {
 			var r ledger.LotRelief
 			var tx uuid.UUID
@@ -306,9 +312,8 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 	if lotLimit > 0 {
 		// A holder with as many lots as the limit may have more, unread.
 		for holder, read := range oldest {
-			if len(read) == lotLimit {
-				last := read[len(read)-1].ID
-				st.LotsCut[holder] = slices.IndexFunc(st.Lots[holder], func(l *ledger.Lot) bool { return l.ID == last }) + 1
+			if read.n == lotLimit {
+				st.LotsCut[holder] = slices.IndexFunc(st.Lots[holder], func(l *ledger.Lot) bool { return l.ID == read.last }) + 1
 			}
 		}
 	}

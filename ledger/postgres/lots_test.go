@@ -498,15 +498,7 @@ func TestWritePathPlansAreKeyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Enough lots that the planner's statistics are not empty.
-	if _, err := tx.Exec(ctx, `
-WITH t AS (
-  INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata)
-  SELECT gen_random_uuid(), 'plan-' || g, '\x00', 'plan', now(), now(), g, '{}' FROM generate_series(1, 5000) g
-  RETURNING id, batch_seq)
-INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
-SELECT id, $1, now(), batch_seq, 10, 10, $1, 'USD', 1, 1 FROM t`, holder.ID); err != nil {
-		t.Fatal(err)
-	}
+	seedLots(t, tx, "plan-", holder.ID, 5000)
 	if _, err := tx.Exec(ctx, `ANALYZE lots`); err != nil {
 		t.Fatal(err)
 	}

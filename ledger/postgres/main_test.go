@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
@@ -116,4 +117,22 @@ func sqlStateOf(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// seedLots writes n open lots of 10 units for holder straight into the
+// tables (with the transactions that opened them), keyed prefix1..prefixN:
+// fixtures for plans and reads, not for the ledger's own accounting.
+func seedLots(t testing.TB, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, prefix string, holder uuid.UUID, n int) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), `
+WITH t AS (
+  INSERT INTO transactions (id, idempotency_key, fingerprint, kind, effective_at, recorded_at, batch_seq, metadata)
+  SELECT gen_random_uuid(), $1 || g, '\x00', 'seed', now(), now(), g, '{}' FROM generate_series(1, $2::int) g
+  RETURNING id, batch_seq)
+INSERT INTO lots (id, account_id, opened_at, batch_seq, units, units_left, value_account_id, value_asset, value, value_left)
+SELECT id, $3, now(), batch_seq, 10, 10, $3, 'USD', 1, 1 FROM t`, prefix, n, holder); err != nil {
+		t.Fatal(err)
+	}
 }

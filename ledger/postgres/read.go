@@ -101,7 +101,7 @@ FROM entries WHERE account_id = $1 AND recorded_at <= $3`
 	// The balance now less what was recorded after $3: one statement, so
 	// both sums see the same committed transactions.
 	sumBackFromNow = `
-SELECT (SELECT COALESCE(SUM(balance), 0) FROM balances WHERE account_id = $1)
+SELECT (` + sumShards + `)
   - (SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0)
      FROM entries WHERE account_id = $1 AND recorded_at > $3)`
 	selectHistorySpan = `SELECT (SELECT min(recorded_at) FROM entries WHERE account_id = $1), now()`
