@@ -44,3 +44,17 @@ bench_psql() {
 bench_sample() {
   for _ in $(seq "$2"); do echo "$1; SELECT pg_sleep($3);"; done | "${psql[@]}" | grep -v '^$'
 }
+
+# bench_apply_sql SQL runs SQL on the newest bench's database as a superuser,
+# stopping at the first error. DDL can deadlock with the lanes and then
+# silently not apply; give it a lock_timeout in SQL and it is retried here
+# until it takes (50 tries), or the bench is stopped and the script fails.
+bench_apply_sql() {
+  bench_psql
+  local tries=0
+  until echo "$1" | "${psql[@]}" -v ON_ERROR_STOP=1 >/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 50 ]; then echo "the SQL never applied" >&2; kill "$bench_pid"; exit 1; fi
+    sleep 0.1
+  done
+}

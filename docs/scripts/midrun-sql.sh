@@ -10,16 +10,7 @@ bin=$1 sql=$2 out=$(mktemp)
 . "$(dirname "$0")/benchlib.sh"
 start_bench "$bin" 32 30s "$out"
 sleep 14
-bench_psql
-psql+=(-v ON_ERROR_STOP=1)
-# DDL can deadlock with the lanes and then silently not apply; give it a
-# lock_timeout in SQL and it is retried here until it takes (50 tries).
-tries=0
-until echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" >/dev/null; do
-  tries=$((tries + 1))
-  if [ "$tries" -ge 50 ]; then echo "midrun-sql: the SQL never applied" >&2; kill $bench_pid; exit 1; fi
-  sleep 0.1
-done
+bench_apply_sql "$sql; SELECT pg_reload_conf()"
 wait $bench_pid
 grep -a 'gift-hot: ' "$out" | grep -o '[0-9.]*s *[0-9]* ok' | awk '
   { t = $1 + 0; r = $2 - prev; prev = $2
