@@ -467,3 +467,33 @@ func TestLingerFor(t *testing.T) {
 		}
 	}
 }
+
+// Relief legs are cached by reliefLegsKey: two different sets of legs must
+// never share a key, however their names are cut, and one set's key must not
+// depend on the map's order.
+func TestReliefLegsKeyIsUnambiguous(t *testing.T) {
+	sets := []map[string]ReliefLeg{
+		{"USD": {From: "a", To: "b"}},
+		{"USD": {From: "a", To: "b"}, "EUR": {From: "c", To: "d"}},
+		{"USD": {From: "a:", To: "b"}},
+		{"USD": {From: "a", To: ":b"}},
+		{"USD": {From: "1:a", To: "b"}},
+		{"USD1:a": {From: "", To: "b"}},
+		{"EUR": {From: "a", To: "b"}},
+		{"USD": {From: "b", To: "a"}},
+		{},
+	}
+	seen := map[string]int{}
+	for i, legs := range sets {
+		key := reliefLegsKey(legs)
+		if j, dup := seen[key]; dup {
+			t.Errorf("legs %v and %v share the key %q", sets[j], legs, key)
+		}
+		seen[key] = i
+		for range 20 {
+			if again := reliefLegsKey(legs); again != key {
+				t.Fatalf("legs %v keyed %q, then %q", legs, key, again)
+			}
+		}
+	}
+}

@@ -2,7 +2,7 @@ package ledger
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -150,50 +150,50 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	for i, c := range carries {
 		a, err := s.account(ctx, c.Account)
 		if err != nil {
-			return wrap(op, carryField(i, "account"), err)
+			return wrap(op, carryField(i)+".account", err)
 		}
 		if !a.PerShard || a.Normal != Credit {
-			return invalid(op, carryField(i, "account"), "must be a credit-normal per-shard account")
+			return invalid(op, carryField(i)+".account", "must be a credit-normal per-shard account")
 		}
 		src, err := s.account(ctx, c.Source)
 		if err != nil {
-			return wrap(op, carryField(i, "source"), err)
+			return wrap(op, carryField(i)+".source", err)
 		}
 		if src.Asset != a.Asset || !src.AllowNegative {
-			return invalid(op, carryField(i, "source"), "must be an account in %s that may go negative (its issuance)", a.Asset)
+			return invalid(op, carryField(i)+".source", "must be an account in %s that may go negative (its issuance)", a.Asset)
 		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
-			return wrap(op, carryField(i, "account"), err)
+			return wrap(op, carryField(i)+".account", err)
 		}
 		if c.Fraction.IsZero() {
-			return invalid(op, carryField(i, "fraction"), "must not be zero")
+			return invalid(op, carryField(i)+".fraction", "must not be zero")
 		}
-		if err := asset.checkDigits(op, carryField(i, "fraction"), c.Fraction.Abs()); err != nil {
-			return err
+		if err := asset.checkDigits(op, "fraction", c.Fraction.Abs()); err != nil {
+			return under(carryField(i), err)
 		}
-		if err := asset.CheckAmount(op, carryField(i, "granule"), c.Granule); err != nil {
-			return err
+		if err := asset.CheckAmount(op, "granule", c.Granule); err != nil {
+			return under(carryField(i), err)
 		}
 		if len(c.Legs) == 0 || len(c.Legs) > maxCarryLegs {
-			return invalid(op, carryField(i, "legs"), "needs 1 to %d legs", maxCarryLegs)
+			return invalid(op, carryField(i)+".legs", "needs 1 to %d legs", maxCarryLegs)
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {
-			field := carryField(i, fmt.Sprintf("legs[%d]", j))
+			field := func() string { return carryField(i) + ".legs[" + strconv.Itoa(j) + "]" }
 			from, to, err := s.accountPair(ctx, op, field, leg.From, leg.To)
 			if err != nil {
 				return err
 			}
 			if from.Asset != to.Asset || from.ID == to.ID {
-				return invalid(op, field, "needs two accounts in one asset")
+				return invalid(op, field(), "needs two accounts in one asset")
 			}
 			legAsset, err := s.Asset(ctx, from.Asset)
 			if err != nil {
-				return wrap(op, field, err)
+				return wrap(op, field(), err)
 			}
-			if err := legAsset.CheckAmount(op, field+".per_granule", leg.PerGranule); err != nil {
-				return err
+			if err := legAsset.CheckAmount(op, "per_granule", leg.PerGranule); err != nil {
+				return under(field(), err)
 			}
 			spec.legs = append(spec.legs, carryLegSpec{from: from, to: to, per: leg.PerGranule})
 		}
@@ -202,7 +202,7 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	return nil
 }
 
-func carryField(i int, name string) string { return fmt.Sprintf("carries[%d].%s", i, name) }
+func carryField(i int) string { return "carries[" + strconv.Itoa(i) + "]" }
 
 // fingerprintCarries renders the carries for the request fingerprint; like
 // fingerprintLots, its rendering must never change.

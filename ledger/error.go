@@ -118,6 +118,18 @@ func invalid(op, field, format string, args ...any) *Error {
 	return &Error{Op: op, Kind: Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// under puts a field error from a check given the field's last part (say
+// "amount") under its full path's prefix (say "postings[3]"), so that hot
+// loops build the indexed path only for an error.
+func under(prefix string, err error) error {
+	if e, ok := err.(*Error); ok && e.Field != "" {
+		moved := *e
+		moved.Field = prefix + "." + e.Field
+		return &moved
+	}
+	return err
+}
+
 // wrap adds operation and field context to a sentinel or cause, keeping its kind.
 func wrap(op, field string, err error) *Error {
 	return &Error{Op: op, Field: field, Err: err}

@@ -41,13 +41,12 @@ func (s *Service) prepareExpectations(ctx context.Context, op string, expect []E
 		return invalid(op, "expect", "has more than %d expectations", MaxExpectations)
 	}
 	for i, e := range expect {
-		field := "expect[" + strconv.Itoa(i) + "]"
 		a, err := s.account(ctx, e.Account)
 		if err != nil {
-			return wrap(op, field+".account", err)
+			return wrap(op, "expect["+strconv.Itoa(i)+"].account", err)
 		}
 		if a.PerShard {
-			return invalid(op, field+".account", "%s keeps per-shard balances; its total cannot be expected", a.Name)
+			return invalid(op, "expect["+strconv.Itoa(i)+"].account", "%s keeps per-shard balances; its total cannot be expected", a.Name)
 		}
 		pd.expects = append(pd.expects, expectSpec{account: a, balance: e.Balance})
 	}

@@ -66,6 +66,9 @@ type Service struct {
 	// lotAssets guesses, by holder account name, the value assets of its
 	// open lots (sorted, never modified): which relief legs to lock.
 	lotAssets namecache.Cache[[]string]
+	// reliefLegs holds resolved relief legs by their content (reliefLegsKey),
+	// shared read-only by the requests that name them.
+	reliefLegs namecache.Cache[map[string]reliefLeg]
 
 	batches, batched, deferred atomic.Uint64
 	committing                 atomic.Int64 // nanoseconds
@@ -129,6 +132,7 @@ func NewService(store Store, opts Options) *Service {
 		queue: make(chan *request, opts.MaxBatch*opts.Lanes),
 		stop:  make(chan struct{}),
 	}
+	s.reliefLegs.Limit = maxCachedReliefLegs
 	for lane := 0; lane < opts.Lanes; lane++ {
 		s.workers.Add(1)
 		go s.runLane(lane)
@@ -254,21 +258,20 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
-		field := "postings[" + strconv.Itoa(i) + "]"
 		a, err := s.account(ctx, p.Account)
 		if err != nil {
-			return nil, wrap(op, field+".account", err)
+			return nil, wrap(op, postingField(i)+".account", err)
 		}
 		if a.PerShard {
 			// Its rows move only through carries, which keep each in range.
-			return nil, invalid(op, field+".account", "is a per-shard carry account; move it with a carry")
+			return nil, invalid(op, postingField(i)+".account", "is a per-shard carry account; move it with a carry")
 		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
-			return nil, wrap(op, field+".account", err)
+			return nil, wrap(op, postingField(i)+".account", err)
 		}
-		if err := asset.CheckAmount(op, field+".amount", p.Amount); err != nil {
-			return nil, err
+		if err := asset.CheckAmount(op, "amount", p.Amount); err != nil {
+			return nil, under(postingField(i), err)
 		}
 		pd.Accounts = append(pd.Accounts, a)
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{
@@ -277,13 +280,13 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		if p.SpillTo != "" {
 			to, err := s.account(ctx, p.SpillTo)
 			if err != nil {
-				return nil, wrap(op, field+".spill_to", err)
+				return nil, wrap(op, postingField(i)+".spill_to", err)
 			}
 			if p.Side != Debit || a.Normal != Credit || a.AllowNegative {
-				return nil, invalid(op, field+".spill_to", "needs a debit from a credit-normal account that may not go negative")
+				return nil, invalid(op, postingField(i)+".spill_to", "needs a debit from a credit-normal account that may not go negative")
 			}
 			if to.Asset != a.Asset || to.ID == a.ID || to.PerShard {
-				return nil, invalid(op, field+".spill_to", "must be another account in %s, not a per-shard one", a.Asset)
+				return nil, invalid(op, postingField(i)+".spill_to", "must be another account in %s, not a per-shard one", a.Asset)
 			}
 			pd.spills = append(pd.spills, spill{index: i, to: to})
 		}
@@ -309,6 +312,8 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	}
 	return s.submit(ctx, pd)
 }
+
+func postingField(i int) string { return "postings[" + strconv.Itoa(i) + "]" }
 
 // resolveLots checks a request's lot instructions against its postings.
 func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, pd *Pending) error {
@@ -369,26 +374,71 @@ func (s *Service) resolveLots(ctx context.Context, op string, req PostRequest, p
 	if len(r.Legs) == 0 {
 		return invalid(op, "relieve.legs", "needs the relief accounts of at least one value asset")
 	}
-	spec := &reliefSpec{account: a, units: r.Units, legs: map[string]reliefLeg{}}
-	for asset, leg := range r.Legs {
-		field := "relieve.legs[" + asset + "]"
-		from, to, err := s.accountPair(ctx, op, field, leg.From, leg.To)
-		if err != nil {
-			return err
-		}
-		if from.Asset != asset || to.Asset != asset {
-			return invalid(op, field, "accounts must both hold %s", asset)
-		}
-		ast, err := s.Asset(ctx, asset)
-		if err != nil {
-			return wrap(op, field, err)
-		}
-		spec.legs[asset] = reliefLeg{from: from, to: to, scale: ast.Scale}
+	legs, err := s.resolveReliefLegs(ctx, op, r.Legs)
+	if err != nil {
+		return err
 	}
+	spec := &reliefSpec{account: a, units: r.Units, legs: legs}
 	spec.lockAssets, spec.narrowed = s.lotAssets.Get(a.Name)
 	pd.relief = spec
 	pd.Tx.MovesLots = true
 	return nil
+}
+
+// resolveReliefLegs resolves and checks a relief's legs. A gift names the
+// relief accounts of every currency, twelve accounts: looked up one by one
+// they were about half of a gift's account lookups, which took 5.7% of the
+// coinledger process's CPU in a gift-hot profile (docs/benchmarks.md,
+// "Twelfth pass"), so a resolution is cached by the legs' content.
+func (s *Service) resolveReliefLegs(ctx context.Context, op string, legs map[string]ReliefLeg) (map[string]reliefLeg, error) {
+	key := reliefLegsKey(legs)
+	if resolved, ok := s.reliefLegs.Get(key); ok {
+		return resolved, nil
+	}
+	resolved := make(map[string]reliefLeg, len(legs))
+	for asset, leg := range legs {
+		field := "relieve.legs[" + asset + "]"
+		from, to, err := s.accountPair(ctx, op, func() string { return field }, leg.From, leg.To)
+		if err != nil {
+			return nil, err
+		}
+		if from.Asset != asset || to.Asset != asset {
+			return nil, invalid(op, field, "accounts must both hold %s", asset)
+		}
+		ast, err := s.Asset(ctx, asset)
+		if err != nil {
+			return nil, wrap(op, field, err)
+		}
+		resolved[asset] = reliefLeg{from: from, to: to, scale: ast.Scale}
+	}
+	s.reliefLegs.Put(key, resolved)
+	return resolved, nil
+}
+
+// maxCachedReliefLegs bounds the relief-leg cache: callers name a few sets of
+// legs (the economy, two), not one per request.
+const maxCachedReliefLegs = 1024
+
+// reliefLegsKey renders legs in asset order, each string prefixed with its
+// length so that no two contents render alike.
+func reliefLegsKey(legs map[string]ReliefLeg) string {
+	assets := make([]string, 0, len(legs))
+	n := 0
+	for asset, leg := range legs {
+		assets = append(assets, asset)
+		n += len(asset) + len(leg.From) + len(leg.To) + 12
+	}
+	slices.Sort(assets)
+	b := make([]byte, 0, n)
+	for _, asset := range assets {
+		leg := legs[asset]
+		for _, part := range [...]string{asset, leg.From, leg.To} {
+			b = strconv.AppendInt(b, int64(len(part)), 10)
+			b = append(b, ':')
+			b = append(b, part...)
+		}
+	}
+	return string(b)
 }
 
 // ReverseRequest asks to undo a posted transaction with a new one that
@@ -704,17 +754,17 @@ func (s *Service) VerifyWithProgress(ctx context.Context, progress func(check st
 }
 
 // accountPair resolves the from and to accounts of a leg.
-func (s *Service) accountPair(ctx context.Context, op, field, fromName, toName string) (*Account, *Account, error) {
+func (s *Service) accountPair(ctx context.Context, op string, field func() string, fromName, toName string) (*Account, *Account, error) {
 	from, err := s.account(ctx, fromName)
 	if err != nil {
-		return nil, nil, wrap(op, field+".from", err)
+		return nil, nil, wrap(op, field()+".from", err)
 	}
 	to, err := s.account(ctx, toName)
 	if err != nil {
-		return nil, nil, wrap(op, field+".to", err)
+		return nil, nil, wrap(op, field()+".to", err)
 	}
 	if from.PerShard || to.PerShard {
-		return nil, nil, invalid(op, field, "may not move a per-shard carry account")
+		return nil, nil, invalid(op, field(), "may not move a per-shard carry account")
 	}
 	return from, to, nil
 }

@@ -173,15 +173,14 @@ func (r *PostRequest) validate(op string) error {
 		return invalid(op, "postings", "has more than %d postings", MaxPostings)
 	}
 	for i, p := range r.Postings {
-		field := "postings[" + strconv.Itoa(i) + "]"
-		if err := ValidateAccountName(op, field+".account", p.Account); err != nil {
-			return err
+		if err := ValidateAccountName(op, "account", p.Account); err != nil {
+			return under(postingField(i), err)
 		}
 		if p.Side != Debit && p.Side != Credit {
-			return invalid(op, field+".side", "must be debit or credit")
+			return invalid(op, postingField(i)+".side", "must be debit or credit")
 		}
 		if p.Amount.Sign() <= 0 {
-			return invalid(op, field+".amount", "must be positive")
+			return invalid(op, postingField(i)+".amount", "must be positive")
 		}
 	}
 	return nil

@@ -13,6 +13,8 @@ func TestGranule(t *testing.T) {
 		want  int64
 	}{
 		{"0.005", 2, 2}, {"0.01", 2, 1}, {"0.5", 0, 2}, {"0.0037", 2, 100}, {"0.125", 2, 2}, {"3", 0, 1}, {"0.3333", 2, 100}, {"0.00001", 2, 1000},
+		{"0", 2, 1}, {"0.10", 2, 1}, {"0.0000000000000000001", 2, 100_000_000_000_000_000},
+		{"1234567890.123456789", 2, 10_000_000}, // more digits than int64 holds: the big.Int path
 	} {
 		if got := Granule(decimal.RequireFromString(c.value), c.scale); !got.Equal(decimal.NewFromInt(c.want)) {
 			t.Errorf("Granule(%s, %d) = %s, want %d", c.value, c.scale, got, c.want)

@@ -352,23 +352,32 @@ func write(ctx context.Context, tx batchSender, plan *ledger.Plan, batch []*ledg
 // entries and lots, and the balance deltas.
 func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *ledger.State) {
 	recordedAt := st.RecordedAt
+	// Sized up front: appending from empty copied each column a few times
+	// per batch.
+	nTx, nEntries := 0, 0
+	for _, pd := range batch {
+		if pd.Outcome == ledger.Accepted {
+			nTx++
+			nEntries += len(pd.Tx.Postings)
+		}
+	}
 	var (
-		txIDs, revs         []*uuid.UUID
-		keys, kinds, metas  textArray
-		fps                 [][]byte
-		effs                []time.Time
-		seqs                int4Array
-		eTx, eAcct          []uuid.UUID
-		eIdx, eSeq          int4Array
-		eAsset, eSide, eAmt textArray
+		txIDs               = make(uuidArray, 0, nTx)
+		revs                = make([]*uuid.UUID, 0, nTx)
+		keys, kinds, metas  = make(textArray, 0, nTx), make(textArray, 0, nTx), make(textArray, 0, nTx)
+		fps                 = make([][]byte, 0, nTx)
+		effs                = make([]time.Time, 0, nTx)
+		seqs                = make(int4Array, 0, nTx)
+		eTx, eAcct          = make(uuidArray, 0, nEntries), make(uuidArray, 0, nEntries)
+		eIdx, eSeq          = make(int4Array, 0, nEntries), make(int4Array, 0, nEntries)
+		eAsset, eSide, eAmt = make(textArray, 0, nEntries), make(textArray, 0, nEntries), make(textArray, 0, nEntries)
 	)
 	for _, pd := range batch {
 		if pd.Outcome != ledger.Accepted {
 			continue
 		}
 		t := &pd.Tx
-		id := t.ID
-		txIDs = append(txIDs, &id)
+		txIDs = append(txIDs, t.ID)
 		keys = append(keys, t.IdempotencyKey)
 		fps = append(fps, pd.Fingerprint)
 		kinds = append(kinds, t.Kind)
@@ -396,8 +405,8 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 	for i, d := range deltas {
 		dIDs[i], dShards[i], dAmts[i] = d.AccountID, int32(d.Shard), ledger.DecimalString(d.Delta)
 	}
-	b.Queue(insertTransactions, pgNullUUIDs(txIDs), keys, fps, kinds, effs, recordedAt, seqs, metas, pgNullUUIDs(revs))
-	b.Queue(insertEntries, pgUUIDs(eTx), eIdx, pgUUIDs(eAcct), eAsset, eSide, eAmt, recordedAt, eSeq)
+	b.Queue(insertTransactions, txIDs, keys, fps, kinds, effs, recordedAt, seqs, metas, pgNullUUIDs(revs))
+	b.Queue(insertEntries, eTx, eIdx, eAcct, eAsset, eSide, eAmt, recordedAt, eSeq)
 	b.Queue(updateBalances, pgUUIDs(dIDs), dShards, dAmts)
 	queueLotWrites(b, batch, st)
 }
