@@ -179,10 +179,7 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 			case p.LotLimit > 0 && r.readLots > p.LotLimit:
 				p.LotLimit = r.readLots
 			}
-			for asset, leg := range r.legs {
-				if !r.locks(asset) {
-					continue
-				}
+			for leg := range r.lockedLegs {
 				seen[leg.from.ID], seen[leg.to.ID] = leg.from, leg.to
 				if !leg.from.AllowNegative { // debited by the relief legs
 					p.Checked[leg.from.ID] = true

@@ -152,6 +152,24 @@ func (r *reliefSpec) locks(asset string) bool {
 	return !r.narrowed || slices.Contains(r.lockAssets, asset)
 }
 
+// lockedLegs yields the legs whose accounts a batch locks for r. A gift
+// names six currencies' legs, and most holders' lots are in one.
+func (r *reliefSpec) lockedLegs(yield func(reliefLeg) bool) {
+	if !r.narrowed {
+		for _, leg := range r.legs {
+			if !yield(leg) {
+				return
+			}
+		}
+		return
+	}
+	for _, asset := range r.lockAssets {
+		if leg, ok := r.legs[asset]; ok && !yield(leg) {
+			return
+		}
+	}
+}
+
 // errLegNotLocked: a lot's value asset is outside a narrowed relief.
 var errLegNotLocked = errors.New("relief meets a lot whose value leg the batch did not lock")
 

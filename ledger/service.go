@@ -648,8 +648,12 @@ func (s *Service) commitRound(ctx context.Context, lane int, pending []*Pending)
 // learnLots keeps the guess of which currencies a holder's lots are in: what
 // a relief's batch read, plus the currency of each lot opened since.
 func (s *Service) learnLots(pd *Pending) {
-	if pd.relief != nil {
-		s.lotAssets.Put(pd.relief.account.Name, pd.heldAssets)
+	if r := pd.relief; r != nil {
+		// Unchanged, as it nearly always is, it is not stored again: a
+		// store allocates, and another request's guess is as good.
+		if !r.narrowed || !slices.Equal(r.lockAssets, pd.heldAssets) {
+			s.lotAssets.Put(r.account.Name, pd.heldAssets)
+		}
 		return
 	}
 	if pd.OpenedLot == nil {
