@@ -180,20 +180,19 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {
-			field := func() string { return carryField(i) + ".legs[" + strconv.Itoa(j) + "]" }
-			from, to, err := s.accountPair(ctx, op, field, leg.From, leg.To)
+			from, to, err := s.accountPair(ctx, op, leg.From, leg.To)
 			if err != nil {
-				return err
+				return under(carryLegField(i, j), err)
 			}
 			if from.Asset != to.Asset || from.ID == to.ID {
-				return invalid(op, field(), "needs two accounts in one asset")
+				return invalid(op, carryLegField(i, j), "needs two accounts in one asset")
 			}
 			legAsset, err := s.Asset(ctx, from.Asset)
 			if err != nil {
-				return wrap(op, field(), err)
+				return wrap(op, carryLegField(i, j), err)
 			}
 			if err := legAsset.CheckAmount(op, "per_granule", leg.PerGranule); err != nil {
-				return under(field(), err)
+				return under(carryLegField(i, j), err)
 			}
 			spec.legs = append(spec.legs, carryLegSpec{from: from, to: to, per: leg.PerGranule})
 		}
@@ -203,6 +202,8 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 }
 
 func carryField(i int) string { return "carries[" + strconv.Itoa(i) + "]" }
+
+func carryLegField(i, j int) string { return carryField(i) + ".legs[" + strconv.Itoa(j) + "]" }
 
 // fingerprintCarries renders the carries for the request fingerprint; like
 // fingerprintLots, its rendering must never change.

@@ -119,15 +119,19 @@ func invalid(op, field, format string, args ...any) *Error {
 }
 
 // under puts a field error from a check given the field's last part (say
-// "amount") under its full path's prefix (say "postings[3]"), so that hot
-// loops build the indexed path only for an error.
+// "amount", or none for the whole) under its full path's prefix (say
+// "postings[3]"), so that hot loops build the indexed path only for an error.
 func under(prefix string, err error) error {
-	if e, ok := err.(*Error); ok && e.Field != "" {
-		moved := *e
-		moved.Field = prefix + "." + e.Field
-		return &moved
+	e, ok := err.(*Error)
+	if !ok {
+		return err
 	}
-	return err
+	moved := *e
+	moved.Field = prefix
+	if e.Field != "" {
+		moved.Field += "." + e.Field
+	}
+	return &moved
 }
 
 // wrap adds operation and field context to a sentinel or cause, keeping its kind.

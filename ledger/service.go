@@ -398,9 +398,9 @@ func (s *Service) resolveReliefLegs(ctx context.Context, op string, legs map[str
 	resolved := make(map[string]reliefLeg, len(legs))
 	for asset, leg := range legs {
 		field := "relieve.legs[" + asset + "]"
-		from, to, err := s.accountPair(ctx, op, func() string { return field }, leg.From, leg.To)
+		from, to, err := s.accountPair(ctx, op, leg.From, leg.To)
 		if err != nil {
-			return nil, err
+			return nil, under(field, err)
 		}
 		if from.Asset != asset || to.Asset != asset {
 			return nil, invalid(op, field, "accounts must both hold %s", asset)
@@ -758,17 +758,19 @@ func (s *Service) VerifyWithProgress(ctx context.Context, progress func(check st
 }
 
 // accountPair resolves the from and to accounts of a leg.
-func (s *Service) accountPair(ctx context.Context, op string, field func() string, fromName, toName string) (*Account, *Account, error) {
+// Its errors name "from", "to" or the leg as a whole: put them under the
+// leg's field.
+func (s *Service) accountPair(ctx context.Context, op, fromName, toName string) (*Account, *Account, error) {
 	from, err := s.account(ctx, fromName)
 	if err != nil {
-		return nil, nil, wrap(op, field()+".from", err)
+		return nil, nil, wrap(op, "from", err)
 	}
 	to, err := s.account(ctx, toName)
 	if err != nil {
-		return nil, nil, wrap(op, field()+".to", err)
+		return nil, nil, wrap(op, "to", err)
 	}
 	if from.PerShard || to.PerShard {
-		return nil, nil, invalid(op, field(), "may not move a per-shard carry account")
+		return nil, nil, invalid(op, "", "may not move a per-shard carry account")
 	}
 	return from, to, nil
 }

@@ -101,6 +101,7 @@ func TestCarryRefusals(t *testing.T) {
 			{"granule zero", func(c *ledger.Carry) { c.Granule = decimal.Zero }, "carries[0].granule"},
 			{"no legs", func(c *ledger.Carry) { c.Legs = nil }, "carries[0].legs"},
 			{"leg across assets", func(c *ledger.Carry) { c.Legs[0].To = "payable" }, "carries[0].legs[0]"},
+			{"leg moves a per-shard account", func(c *ledger.Carry) { c.Legs[1].To = "carry" }, "carries[0].legs[1]"},
 			{"leg amount too precise", func(c *ledger.Carry) { c.Legs[1].PerGranule = decimal.RequireFromString("0.001") }, "carries[0].legs[0].per_granule"},
 		}
 		cases[len(cases)-1].field = "carries[0].legs[1].per_granule"

@@ -172,12 +172,12 @@ func decideBatch(ctx context.Context, tx batchSender, plan *ledger.Plan, batch [
 
 // readState locks and reads what plan needs; on PostgreSQL BEGIN goes in front.
 func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach bool) (*ledger.State, error) {
-	lockIDs := make([]uuid.UUID, len(plan.Locks))
+	lockIDs := make(uuidArray, len(plan.Locks))
 	lockShardNos := make(int4Array, len(plan.Locks))
 	for i, l := range plan.Locks {
 		lockIDs[i], lockShardNos[i] = l.AccountID, int32(l.Shard)
 	}
-	accountIDs := make([]uuid.UUID, len(plan.Accounts))
+	accountIDs := make(uuidArray, len(plan.Accounts))
 	perShard := map[uuid.UUID]bool{}
 	for i, a := range plan.Accounts {
 		accountIDs[i] = a.ID
@@ -202,7 +202,7 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		b.Queue(keyedLookups)
 	}
 	locked := 0
-	b.Queue(lockShards, pgUUIDs(lockIDs), lockShardNos).Query(func(rows pgx.Rows) error {
+	b.Queue(lockShards, lockIDs, lockShardNos).Query(func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var shard int32
 		var bal decimal.Decimal
@@ -275,7 +275,7 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		st.RecordedAt = st.RecordedAt.UTC().Truncate(time.Microsecond)
 		return nil
 	})
-	b.Queue(selectStatuses, pgUUIDs(accountIDs)).Query(func(rows pgx.Rows) error {
+	b.Queue(selectStatuses, accountIDs).Query(func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var status string
 		_, err := pgx.ForEachRow(rows, []any{&id, &status}, func() error {
@@ -399,7 +399,7 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 		return
 	}
 	deltas := plan.Deltas(batch)
-	dIDs := make([]uuid.UUID, len(deltas))
+	dIDs := make(uuidArray, len(deltas))
 	dShards := make(int4Array, len(deltas))
 	dAmts := make(textArray, len(deltas))
 	for i, d := range deltas {
@@ -407,7 +407,7 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 	}
 	b.Queue(insertTransactions, txIDs, keys, fps, kinds, effs, recordedAt, seqs, metas, pgNullUUIDs(revs))
 	b.Queue(insertEntries, eTx, eIdx, eAcct, eAsset, eSide, eAmt, recordedAt, eSeq)
-	b.Queue(updateBalances, pgUUIDs(dIDs), dShards, dAmts)
+	b.Queue(updateBalances, dIDs, dShards, dAmts)
 	queueLotWrites(b, batch, st)
 }
 
@@ -415,11 +415,11 @@ func queueWrites(b *pgx.Batch, plan *ledger.Plan, batch []*ledger.Pending, st *l
 // after the batch), lots relieved, and the immutable record of each relief.
 func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 	var (
-		ids, accts, vaccts                   []uuid.UUID
+		ids, accts, vaccts                   uuidArray
 		seqs                                 int4Array
 		units, unitsLeft, values, valuesLeft textArray
 		vassets                              textArray
-		rTx, rLot                            []uuid.UUID
+		rTx, rLot                            uuidArray
 		rUnits, rValues, rRefunded           textArray
 	)
 	for _, pd := range batch {
@@ -440,20 +440,20 @@ func queueLotWrites(b *pgx.Batch, batch []*ledger.Pending, st *ledger.State) {
 		}
 	}
 	if len(ids) > 0 {
-		b.Queue(insertLots, pgUUIDs(ids), pgUUIDs(accts), st.RecordedAt, seqs, units, unitsLeft, pgUUIDs(vaccts), vassets, values, valuesLeft)
+		b.Queue(insertLots, ids, accts, st.RecordedAt, seqs, units, unitsLeft, vaccts, vassets, values, valuesLeft)
 	}
 	if updates := st.LotUpdates(); len(updates) > 0 {
-		uIDs := make([]uuid.UUID, len(updates))
+		uIDs := make(uuidArray, len(updates))
 		uUnits := make(textArray, len(updates))
 		uValues := make(textArray, len(updates))
 		uRefunded := make(textArray, len(updates))
 		for i, l := range updates {
 			uIDs[i], uUnits[i], uValues[i], uRefunded[i] = l.ID, ledger.DecimalString(l.UnitsLeft), ledger.DecimalString(l.ValueLeft), ledger.DecimalString(l.Refunded)
 		}
-		b.Queue(updateLots, pgUUIDs(uIDs), uUnits, uValues, uRefunded)
+		b.Queue(updateLots, uIDs, uUnits, uValues, uRefunded)
 	}
 	if len(rTx) > 0 {
-		b.Queue(insertReliefs, pgUUIDs(rTx), pgUUIDs(rLot), rUnits, rValues, rRefunded)
+		b.Queue(insertReliefs, rTx, rLot, rUnits, rValues, rRefunded)
 	}
 }
 
