@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type benchOptions struct {
 	duration          time.Duration
 	viewers, accounts int
 	cpuProfile        string
+	trace             string
 }
 
 func (o *benchOptions) register(fs *flag.FlagSet) {
@@ -34,6 +36,23 @@ func (o *benchOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.viewers, "viewers", 1000, "gift-hot, mixed: viewers, each buying coins before the run")
 	fs.IntVar(&o.accounts, "accounts", 1000, "transfer workloads: accounts, each funded before the run")
 	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the measured load (this process: the load generator and, with no --addr, the server) to this file")
+	fs.StringVar(&o.trace, "trace", "", "write a Go execution trace of the measured load (this process, as for --cpu-profile) to this file; docs/scripts/lanetrace reads it")
+}
+
+// alongside measures the load with next as well as with measure (which may be
+// nil); next starts last and stops first.
+func alongside(measure, next func() func()) func() func() {
+	if measure == nil {
+		return next
+	}
+	return func() func() {
+		stopMeasure := measure()
+		stopNext := next()
+		return func() {
+			stopNext()
+			stopMeasure()
+		}
+	}
 }
 
 // cmdBench runs a workload against a server, prints what it measured, and
@@ -56,35 +75,38 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	defer closeAll()
 	cfg := loadgen.Config{Conn: conn, Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
 		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+	recorders := []struct {
+		flag, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{"--cpu-profile", o.cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"--trace", o.trace, trace.Start, trace.Stop},
+	}
+	for _, r := range recorders {
+		if r.path == "" {
+			continue
+		}
+		f, err := os.Create(r.path)
 		if err != nil {
-			return exitError, fmt.Errorf("--cpu-profile: %w", err)
+			return exitError, fmt.Errorf("%s: %w", r.flag, err)
 		}
 		defer f.Close()
-		cfg.Measure = func() func() {
-			if err := pprof.StartCPUProfile(f); err != nil {
-				c.log.Error("--cpu-profile", "err", err)
+		cfg.Measure = alongside(cfg.Measure, func() func() {
+			if err := r.start(f); err != nil {
+				c.log.Error(r.flag, "err", err)
 			}
-			return pprof.StopCPUProfile
-		}
+			return r.stop
+		})
 	}
 	// The server in this process reports its commit batches during the load:
 	// their mean size is what a request's cost turns on.
 	var batches ledger.CommitStats
 	if local != nil {
-		profile := cfg.Measure
-		cfg.Measure = func() func() {
-			endProfile := func() {}
-			if profile != nil {
-				endProfile = profile()
-			}
+		cfg.Measure = alongside(cfg.Measure, func() func() {
 			start := local.CommitStats()
-			return func() {
-				batches = local.CommitStats().Sub(start)
-				endProfile()
-			}
-		}
+			return func() { batches = local.CommitStats().Sub(start) }
+		})
 	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if rep != nil {

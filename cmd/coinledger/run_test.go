@@ -166,7 +166,8 @@ func TestUsage(t *testing.T) {
 func TestBenchEmbedded(t *testing.T) {
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	profile := filepath.Join(t.TempDir(), "cpu.pprof")
-	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn", "--cpu-profile", profile, "--commit-linger", "0")
+	traceFile := filepath.Join(t.TempDir(), "bench.trace")
+	code, out, stderr := runCmd(t, "bench", "-workload", "transfer-hot", "-c", "4", "-n", "200", "--accounts", "10", "--log-level", "warn", "--cpu-profile", profile, "--trace", traceFile, "--commit-linger", "0")
 	if code != exitOK {
 		t.Fatalf("bench exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -180,6 +181,9 @@ func TestBenchEmbedded(t *testing.T) {
 	}
 	if p, err := os.ReadFile(profile); err != nil || len(p) < 2 || p[0] != 0x1f || p[1] != 0x8b {
 		t.Errorf("--cpu-profile wrote no gzipped profile: %d bytes, %v", len(p), err)
+	}
+	if tr, err := os.ReadFile(traceFile); err != nil || !bytes.HasPrefix(tr, []byte("go 1.")) {
+		t.Errorf("--trace wrote no execution trace: %.20q, %v", tr, err)
 	}
 	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	if len(after) > len(before) {
