@@ -37,6 +37,12 @@ func TestScanDestinationsAreBinary(t *testing.T) {
 			t.Errorf("%T: plan %s", c.target, plan)
 		}
 	}
+	if p, ok := ours.PlanScan(pgtype.NumericOID, pgtype.BinaryFormatCode, &d).(decimalScan); !ok || !p.binary {
+		t.Error("binary numerics do not take smallNumeric's path")
+	}
+	if p, ok := ours.PlanScan(pgtype.NumericOID, pgtype.TextFormatCode, &d).(decimalScan); ok && p.binary {
+		t.Error("text numerics would be read as binary")
+	}
 }
 
 // pgx encodes a parameter in binary when it can; a Go string bound to a
@@ -77,4 +83,38 @@ func TestIDArraysEncodeWithoutReflection(t *testing.T) {
 	if _, err := m.Encode(pgtype.UUIDArrayOID, pgtype.BinaryFormatCode, ids, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// smallNumeric must decode exactly what pgx's own decoder does, to the
+// coefficient and exponent, and leave to pgx whatever it does not take.
+func FuzzSmallNumeric(f *testing.F) {
+	m := pgtype.NewMap()
+	pgxdecimal.Register(m)
+	for _, s := range []string{"0", "1", "-1", "0.5", "19.99", "-0.000001", "10000", "123456789012.3456",
+		"9999999999999999", "99999999999999999", "0.00000000000000000001", "1e30", "-2.50", "100.000"} {
+		src, err := m.Encode(pgtype.NumericOID, pgtype.BinaryFormatCode, decimal.RequireFromString(s), nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
+	f.Add([]byte{0, 1, 0, 0, 0xc0, 0, 0, 0, 0, 1}) // NaN
+	f.Add([]byte{0, 1, 0, 0, 0, 0, 0, 3, 0, 5})    // 5 with a dscale of 3
+	f.Add([]byte{0, 0, 0, 0, 0x40, 0, 0, 2})       // negative zero, dscale 2
+	pgxPlan := m.PlanScan(pgtype.NumericOID, pgtype.BinaryFormatCode, (*pgxdecimal.Decimal)(nil))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		got, ok := smallNumeric(src)
+		var want pgxdecimal.Decimal
+		err := pgxPlan.Scan(src, &want)
+		if !ok {
+			return
+		}
+		w := decimal.Decimal(want)
+		if err != nil {
+			t.Fatalf("% x: smallNumeric took %s×10^%d, pgx refused it: %v", src, got.Coefficient(), got.Exponent(), err)
+		}
+		if got.Coefficient().Cmp(w.Coefficient()) != 0 || got.Exponent() != w.Exponent() {
+			t.Fatalf("% x: smallNumeric %s×10^%d, pgx %s×10^%d", src, got.Coefficient(), got.Exponent(), w.Coefficient(), w.Exponent())
+		}
+	})
 }
