@@ -71,10 +71,10 @@ func (a Asset) ParseAmount(op, field, s string) (decimal.Decimal, error) {
 var plainDecimalRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
 // digitCounts returns d's significant fractional digits ("1.50" has 1) and
-// its integer digits ("0.5" has 0). Every amount is checked this way, and rendering it through
-// math/big was 2% of a gift storm's Go CPU, so coefficients of up to 18
-// digits are counted in int64; longer ones go through the text, which
-// defines the counts (FuzzDigitCounts).
+// its integer digits ("0.5" has 0). Every amount is checked this way, and
+// rendering it through math/big was 2% of a gift storm's Go CPU, so
+// coefficients of up to 18 digits are counted in int64; longer ones go
+// through the text, which defines the counts (FuzzDigitCounts).
 func digitCounts(d decimal.Decimal) (places int32, intDigits int) {
 	if d.NumDigits() > 18 {
 		return digitCountsOfText(d)
