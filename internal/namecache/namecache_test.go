@@ -2,6 +2,7 @@ package namecache
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 )
 
@@ -13,7 +14,7 @@ func TestCacheBounded(t *testing.T) {
 	for i := range 110 {
 		c.Put(fmt.Sprint(i), i)
 	}
-	if n := c.n.Load(); n > 100 {
+	if n := c.gen.Load().n.Load(); n > 100 {
 		t.Fatalf("cache holds %d entries, limit 100", n)
 	}
 	if v, ok := c.Get("109"); !ok || v != 109 {
@@ -36,5 +37,39 @@ func TestCacheReplaceDoesNotCount(t *testing.T) {
 	}
 	if v, ok := c.Get("updated"); !ok || v != 999 {
 		t.Fatalf("updated: %d %v", v, ok)
+	}
+}
+
+// Concurrent readers and writers, with the cache starting over under them:
+// a name is only ever found with its own value, and the generation stays
+// bounded (each writer may add one name past the limit while another starts
+// over). Run with -race.
+func TestCacheConcurrent(t *testing.T) {
+	const writers, names, limit = 4, 2000, 100
+	c := Cache[string]{Limit: limit}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range names {
+				name := fmt.Sprint(w, "/", i)
+				c.Put(name, "v"+name)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range names {
+				name := fmt.Sprint(w, "/", i)
+				if v, ok := c.Get(name); ok && v != "v"+name {
+					t.Errorf("Get(%q) = %q", name, v)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.gen.Load().n.Load(); n > limit+writers {
+		t.Errorf("generation holds %d names, limit %d", n, limit)
 	}
 }
