@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -150,49 +149,49 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	for i, c := range carries {
 		a, err := s.account(ctx, c.Account)
 		if err != nil {
-			return wrap(op, carryField(i)+".account", err)
+			return wrap(op, indexed("carries", i)+".account", err)
 		}
 		if !a.PerShard || a.Normal != Credit {
-			return invalid(op, carryField(i)+".account", "must be a credit-normal per-shard account")
+			return invalid(op, indexed("carries", i)+".account", "must be a credit-normal per-shard account")
 		}
 		src, err := s.account(ctx, c.Source)
 		if err != nil {
-			return wrap(op, carryField(i)+".source", err)
+			return wrap(op, indexed("carries", i)+".source", err)
 		}
 		if src.Asset != a.Asset || !src.AllowNegative {
-			return invalid(op, carryField(i)+".source", "must be an account in %s that may go negative (its issuance)", a.Asset)
+			return invalid(op, indexed("carries", i)+".source", "must be an account in %s that may go negative (its issuance)", a.Asset)
 		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
-			return wrap(op, carryField(i)+".account", err)
+			return wrap(op, indexed("carries", i)+".account", err)
 		}
 		if c.Fraction.IsZero() {
-			return invalid(op, carryField(i)+".fraction", "must not be zero")
+			return invalid(op, indexed("carries", i)+".fraction", "must not be zero")
 		}
-		if err := asset.checkDigits(op, "fraction", c.Fraction.Abs()); err != nil {
-			return under(carryField(i), err)
+		if err := asset.checkDigits(op, "fraction", c.Fraction); err != nil {
+			return under(indexed("carries", i), err)
 		}
 		if err := asset.CheckAmount(op, "granule", c.Granule); err != nil {
-			return under(carryField(i), err)
+			return under(indexed("carries", i), err)
 		}
 		if len(c.Legs) == 0 || len(c.Legs) > maxCarryLegs {
-			return invalid(op, carryField(i)+".legs", "needs 1 to %d legs", maxCarryLegs)
+			return invalid(op, indexed("carries", i)+".legs", "needs 1 to %d legs", maxCarryLegs)
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {
 			from, to, err := s.accountPair(ctx, op, leg.From, leg.To)
 			if err != nil {
-				return under(carryLegField(i, j), err)
+				return under(indexed(indexed("carries", i)+".legs", j), err)
 			}
 			if from.Asset != to.Asset || from.ID == to.ID {
-				return invalid(op, carryLegField(i, j), "needs two accounts in one asset")
+				return invalid(op, indexed(indexed("carries", i)+".legs", j), "needs two accounts in one asset")
 			}
 			legAsset, err := s.Asset(ctx, from.Asset)
 			if err != nil {
-				return wrap(op, carryLegField(i, j), err)
+				return wrap(op, indexed(indexed("carries", i)+".legs", j), err)
 			}
 			if err := legAsset.CheckAmount(op, "per_granule", leg.PerGranule); err != nil {
-				return under(carryLegField(i, j), err)
+				return under(indexed(indexed("carries", i)+".legs", j), err)
 			}
 			spec.legs = append(spec.legs, carryLegSpec{from: from, to: to, per: leg.PerGranule})
 		}
@@ -200,10 +199,6 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	}
 	return nil
 }
-
-func carryField(i int) string { return "carries[" + strconv.Itoa(i) + "]" }
-
-func carryLegField(i, j int) string { return carryField(i) + ".legs[" + strconv.Itoa(j) + "]" }
 
 // fingerprintCarries renders the carries for the request fingerprint; like
 // fingerprintLots, its rendering must never change.
