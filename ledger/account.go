@@ -73,13 +73,13 @@ type Account struct {
 	CreatedAt time.Time
 }
 
-// signed converts a posting on this account into its effect on the balance
-// as reported on the account's normal side.
-func (a *Account) signed(side Side, amount decimal.Decimal) decimal.Decimal {
+// lowers reports whether a posting on this account lowers its balance as
+// reported on the account's normal side.
+func (a *Account) lowers(side Side, amount decimal.Decimal) bool {
 	if side == a.Normal {
-		return amount
+		return amount.Sign() < 0
 	}
-	return amount.Neg()
+	return amount.Sign() > 0
 }
 
 // MaxNameLength bounds account names, idempotency keys and kinds.

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -125,7 +126,7 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 		for i, posting := range postings {
 			a := accounts[i]
 			seen[a.ID] = a
-			if !a.AllowNegative && a.signed(posting.Side, posting.Amount).Sign() < 0 {
+			if !a.AllowNegative && a.lowers(posting.Side, posting.Amount) {
 				p.Checked[a.ID] = true
 			}
 		}
@@ -391,7 +392,14 @@ func (pd *Pending) reject(err error) {
 // apply checks account states and balance policies and, if all pass and
 // commit is set, moves the running balances of checked accounts.
 func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Decimal, commit bool) error {
-	next := map[uuid.UUID]decimal.Decimal{}
+	// The checked accounts' balances after this transaction, in the order
+	// first posted to: a gift checks a handful, which a slice finds faster
+	// than a map.
+	type checked struct {
+		id  uuid.UUID
+		sum sum
+	}
+	var next []checked
 	for i, posting := range pd.Tx.Postings {
 		a := pd.Accounts[i]
 		switch st.Status[a.ID] {
@@ -403,21 +411,24 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 		if a.AllowNegative {
 			continue
 		}
-		cur, ok := next[a.ID]
-		if !ok {
-			cur = balance[a.ID]
+		j := slices.IndexFunc(next, func(c checked) bool { return c.id == a.ID })
+		if j < 0 {
+			j = len(next)
+			next = append(next, checked{id: a.ID})
+			next[j].sum.add(balance[a.ID], false)
 		}
-		next[a.ID] = cur.Add(a.signed(posting.Side, posting.Amount))
+		next[j].sum.add(posting.Amount, posting.Side != a.Normal)
 	}
 	for i, a := range pd.Accounts {
-		if b, ok := next[a.ID]; ok && b.Sign() < 0 {
+		j := slices.IndexFunc(next, func(c checked) bool { return c.id == a.ID })
+		if j >= 0 && next[j].sum.sign() < 0 {
 			return &Error{Op: op, Field: fmt.Sprintf("postings[%d].account", i), Err: ErrInsufficientFunds,
-				Message: fmt.Sprintf("%s would be %s %s", a.Name, b, a.Asset)}
+				Message: fmt.Sprintf("%s would be %s %s", a.Name, next[j].sum.decimal(), a.Asset)}
 		}
 	}
 	if commit {
-		for id, b := range next {
-			balance[id] = b
+		for _, c := range next {
+			balance[c.id] = c.sum.decimal()
 		}
 	}
 	return nil
@@ -432,14 +443,16 @@ type ShardDelta struct {
 // Deltas sums the accepted postings per balance row the lane writes.
 func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
 	idx := map[ShardRef]int{}
-	var out []ShardDelta
-	add := func(ref ShardRef, d decimal.Decimal) {
-		if j, ok := idx[ref]; ok {
-			out[j].Delta = out[j].Delta.Add(d)
-			return
+	var refs []ShardRef
+	var sums []sum
+	add := func(ref ShardRef, d decimal.Decimal, negate bool) {
+		j, ok := idx[ref]
+		if !ok {
+			j = len(refs)
+			idx[ref] = j
+			refs, sums = append(refs, ref), append(sums, sum{})
 		}
-		idx[ref] = len(out)
-		out = append(out, ShardDelta{ref, d})
+		sums[j].add(d, negate)
 	}
 	for _, pd := range batch {
 		if pd.Outcome != Accepted {
@@ -447,16 +460,20 @@ func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
 		}
 		for i, posting := range pd.Tx.Postings {
 			a := pd.Accounts[i]
-			add(ShardRef{a.ID, laneShard(a, p.Lane)}, a.signed(posting.Side, posting.Amount))
+			add(ShardRef{a.ID, laneShard(a, p.Lane)}, posting.Amount, posting.Side != a.Normal)
 		}
 		// The postings put a carry's change on the lane's row; what was
 		// drawn from other rows moves there.
 		for _, c := range pd.carryRows {
 			if c.row != c.own {
-				add(c.row, c.delta)
-				add(c.own, c.delta.Neg())
+				add(c.row, c.delta, false)
+				add(c.own, c.delta, true)
 			}
 		}
+	}
+	out := make([]ShardDelta, len(refs))
+	for j := range refs {
+		out[j] = ShardDelta{refs[j], sums[j].decimal()}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if c := bytes.Compare(out[i].AccountID[:], out[j].AccountID[:]); c != 0 {

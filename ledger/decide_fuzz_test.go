@@ -101,11 +101,11 @@ func FuzzDecide(f *testing.F) {
 				fromTake = decimal.Min(n, decimal.Max(bal[a.from.ID], decimal.Zero))
 				spillTake = n.Sub(fromTake)
 			}
-			next[a.from.ID] = next[a.from.ID].Add(a.from.signed(Debit, fromTake))
+			next[a.from.ID] = next[a.from.ID].Add(signed(a.from, Debit, fromTake))
 			if a.spill != nil {
-				next[a.spill.ID] = next[a.spill.ID].Add(a.spill.signed(Debit, spillTake))
+				next[a.spill.ID] = next[a.spill.ID].Add(signed(a.spill, Debit, spillTake))
 			}
-			next[a.to.ID] = next[a.to.ID].Add(a.to.signed(Credit, n))
+			next[a.to.ID] = next[a.to.ID].Add(signed(a.to, Credit, n))
 			ok := true
 			for _, acc := range accounts {
 				if !acc.AllowNegative && next[acc.ID].Sign() < 0 {
@@ -346,4 +346,13 @@ func FuzzDecideLots(f *testing.F) {
 			}
 		}
 	})
+}
+
+// signed is a posting's effect on the balance as reported on the account's
+// normal side: the model's own arithmetic, not the ledger's.
+func signed(a *Account, side Side, amount decimal.Decimal) decimal.Decimal {
+	if side == a.Normal {
+		return amount
+	}
+	return amount.Neg()
 }

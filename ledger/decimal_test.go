@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math/big"
 	"strings"
 	"testing"
@@ -66,4 +68,48 @@ func textDigitCounts(s string) (places int32, intDigits int) {
 	places = int32(len(strings.TrimRight(frac, "0")))
 	intDigits = len(strings.TrimLeft(whole, "0"))
 	return places, intDigits
+}
+
+// sum must total exactly what decimal.Decimal's Add and Sub give, with the
+// same exponent, on its int64 path and past it. Each 10 bytes of the input
+// are one addend: a coefficient, an exponent, and whether to subtract it
+// and to push it past int64.
+func FuzzSum(f *testing.F) {
+	addend := func(coef int64, exp int8, flags byte) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(coef))
+		return append(b, byte(exp), flags)
+	}
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	f.Add(join(addend(5, 0, 0), addend(25, -1, 1), addend(-3, -6, 0)))
+	f.Add(join(addend(5, 2, 0), addend(1, -2, 0)))
+	f.Add(join(addend(999999999999999999, 0, 0), addend(999999999999999999, 0, 0), addend(999999999999999999, 0, 0), addend(1, -3, 1)))
+	f.Add(bytes.Repeat(addend(999999999999999999, 0, 0), 10)) // past int64
+	f.Add(bytes.Repeat(addend(-999999999999999999, 0, 1), 10))
+	f.Add(join(addend(1, 18, 0), addend(1, -18, 0)))
+	f.Add(join(addend(-9223372036854775808, 0, 0), addend(7, -1, 1)))
+	f.Add(join(addend(123, -4, 2), addend(5, -4, 1), addend(5, -4, 0)))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var s sum
+		var want decimal.Decimal
+		for ; len(in) >= 10; in = in[10:] {
+			c := new(big.Int).SetInt64(int64(binary.LittleEndian.Uint64(in)))
+			exp, flags := int32(int8(in[8]))%40, in[9]
+			if flags&2 != 0 {
+				c.Lsh(c, 70)
+			}
+			d := decimal.NewFromBigInt(c, exp)
+			negate := flags&1 != 0
+			s.add(d, negate)
+			if negate {
+				want = want.Sub(d)
+			} else {
+				want = want.Add(d)
+			}
+			got := s.decimal()
+			if !got.Equal(want) || got.Exponent() != want.Exponent() || s.sign() != want.Sign() {
+				t.Fatalf("after %s (negate %v): sum %s×10^%d sign %d, decimal %s×10^%d",
+					d, negate, got.Coefficient(), got.Exponent(), s.sign(), want.Coefficient(), want.Exponent())
+			}
+		}
+	})
 }

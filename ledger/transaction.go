@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -188,21 +189,23 @@ func (r *PostRequest) validate(op string) error {
 
 // checkBalanced refuses postings whose debits and credits differ in any asset.
 func checkBalanced(op string, postings []Posting) error {
-	net := map[string]decimal.Decimal{}
-	var order []string
-	for _, p := range postings {
-		if _, ok := net[p.Asset]; !ok {
-			order = append(order, p.Asset)
-		}
-		if p.Side == Debit {
-			net[p.Asset] = net[p.Asset].Add(p.Amount)
-		} else {
-			net[p.Asset] = net[p.Asset].Sub(p.Amount)
-		}
+	// Debits less credits per asset, in the order the assets first appear.
+	type assetNet struct {
+		asset string
+		net   sum
 	}
-	for _, asset := range order {
-		if !net[asset].IsZero() {
-			return invalid(op, "postings", "debits and credits of %s differ by %s", asset, net[asset].Abs())
+	var nets []assetNet
+	for _, p := range postings {
+		j := slices.IndexFunc(nets, func(n assetNet) bool { return n.asset == p.Asset })
+		if j < 0 {
+			j = len(nets)
+			nets = append(nets, assetNet{asset: p.Asset})
+		}
+		nets[j].net.add(p.Amount, p.Side != Debit)
+	}
+	for _, n := range nets {
+		if n.net.sign() != 0 {
+			return invalid(op, "postings", "debits and credits of %s differ by %s", n.asset, n.net.decimal().Abs())
 		}
 	}
 	return nil

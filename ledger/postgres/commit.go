@@ -209,7 +209,11 @@ func readState(ctx context.Context, tx batchSender, plan *ledger.Plan, cockroach
 		_, err := pgx.ForEachRow(rows, []any{&id, &shard, &bal}, func() error {
 			locked++
 			if plan.Checked[id] {
-				st.Balance[id] = st.Balance[id].Add(bal)
+				if sum, ok := st.Balance[id]; ok {
+					st.Balance[id] = sum.Add(bal)
+				} else {
+					st.Balance[id] = bal // most accounts have one row: no Add to allocate
+				}
 				if perShard[id] {
 					st.Rows[ledger.ShardRef{AccountID: id, Shard: int(shard)}] = bal
 				}
