@@ -50,6 +50,7 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzQuoteFastPath -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzAppendDecimal -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzDigitCounts -fuzztime 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzSum -fuzztime 20s
 	$(GO) test ./ledger/economy -run '^$$' -fuzz FuzzGranule -fuzztime 20s
 	$(GO) test ./internal/loadgen -run '^$$' -fuzz FuzzDecodeAck -fuzztime 20s
 	# These need no database: a URL that is never dialled keeps each fuzzing

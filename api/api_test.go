@@ -286,6 +286,67 @@ func TestHappyPaths(t *testing.T) {
 	}
 }
 
+// Reference data reads back as published: the version in force at the
+// instant asked, a creator's own share rule or else the platform default.
+func TestCatalogReads(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	cat := pb.NewCatalogServiceClient(e.dial(t, "tok-fin-0123456789"))
+	pack, err := cat.GetCoinPack(ctx, &pb.GetCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pack.Pack; p.PackId != "p100" || p.Channel != pb.Channel_CHANNEL_APPLE || p.Coins != 100 || p.FeeRate != "0.3" ||
+		len(p.Prices) != 1 || p.Prices[0].Amount != "0.99" || p.Prices[0].Asset != "USD" || p.EffectiveAt == nil || p.RecordedAt == nil {
+		t.Errorf("pack: %v", p)
+	}
+	_, err = cat.GetCoinPack(ctx, &pb.GetCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_GOOGLE})
+	wantCode(t, "pack on a channel it is not sold on", err, codes.NotFound)
+
+	gift, err := cat.GetGift(ctx, &pb.GetGiftRequest{GiftId: "rose"})
+	if err != nil || gift.Gift.GiftId != "rose" || gift.Gift.Coins != 5 {
+		t.Fatalf("gift: %v %v", gift, err)
+	}
+	before := timestamppb.New(gift.Gift.EffectiveAt.AsTime().Add(-time.Microsecond))
+	_, err = cat.GetGift(ctx, &pb.GetGiftRequest{GiftId: "rose", At: before})
+	wantCode(t, "gift before its first version", err, codes.NotFound)
+	_, err = cat.GetGift(ctx, &pb.GetGiftRequest{GiftId: "tulip"})
+	wantCode(t, "unknown gift", err, codes.NotFound)
+
+	from := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if _, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "star", EffectiveAt: timestamppb.New(from), CreatorShare: "0.6",
+		Agency: "agency1", AgencyShare: "0.1", HoldingPeriod: durationpb.New(72 * time.Hour), DiamondValue: usd("0.005")}); err != nil {
+		t.Fatal(err)
+	}
+	rules := []struct {
+		name    string
+		creator string
+		at      time.Time
+		want    string // creator, share, agency, agency share, holding, diamond value
+	}{
+		{"the default", "", time.Time{}, ",0.5,,,168h0m0s,0.005 USD"},
+		{"a creator before its own rule", "star", time.Time{}, ",0.5,,,168h0m0s,0.005 USD"},
+		{"a creator under its own rule", "star", from, "star,0.6,agency1,0.1,72h0m0s,0.005 USD"},
+		{"a creator without a rule", "nova", from, ",0.5,,,168h0m0s,0.005 USD"},
+	}
+	for _, tt := range rules {
+		req := &pb.GetShareRuleRequest{Creator: tt.creator}
+		if !tt.at.IsZero() {
+			req.At = timestamppb.New(tt.at)
+		}
+		got, err := cat.GetShareRule(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		r := got.Rule
+		if s := strings.Join([]string{r.Creator, r.CreatorShare, r.Agency, r.AgencyShare, r.HoldingPeriod.AsDuration().String(),
+			r.DiamondValue.Amount + " " + r.DiamondValue.Asset}, ","); s != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, s, tt.want)
+		}
+	}
+}
+
 func TestTreasuryAndLiveShopping(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
@@ -485,6 +546,26 @@ func TestValidation(t *testing.T) {
 			_, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE})
 			return err
 		}, "refund_id"},
+		{"pack lookup: no pack id", func() error {
+			_, err := e.catalog(t).GetCoinPack(ctx, &pb.GetCoinPackRequest{Channel: pb.Channel_CHANNEL_APPLE})
+			return err
+		}, "pack_id"},
+		{"pack lookup: no channel", func() error {
+			_, err := e.catalog(t).GetCoinPack(ctx, &pb.GetCoinPackRequest{PackId: "p100"})
+			return err
+		}, "channel"},
+		{"pack lookup: bad time", func() error {
+			_, err := e.catalog(t).GetCoinPack(ctx, &pb.GetCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE, At: &timestamppb.Timestamp{Nanos: -1}})
+			return err
+		}, "at"},
+		{"gift lookup: oversized gift id", func() error {
+			_, err := e.catalog(t).GetGift(ctx, &pb.GetGiftRequest{GiftId: long})
+			return err
+		}, "gift_id"},
+		{"share rule lookup: creator with a space", func() error {
+			_, err := e.catalog(t).GetShareRule(ctx, &pb.GetShareRuleRequest{Creator: "a b"})
+			return err
+		}, "creator"},
 		{"share rule: no holding period", func() error {
 			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
 			return err
@@ -575,6 +656,10 @@ func TestAuthentication(t *testing.T) {
 		_, err := pb.NewLedgerServiceClient(e.dial(t, token)).Verify(ctx, &pb.VerifyRequest{})
 		return err
 	}
+	readCatalog := func(token string) error {
+		_, err := pb.NewCatalogServiceClient(e.dial(t, token)).GetShareRule(ctx, &pb.GetShareRuleRequest{At: &timestamppb.Timestamp{Nanos: -1}})
+		return err
+	}
 	block := func(token string) error {
 		_, err := pb.NewAdminServiceClient(e.dial(t, token)).BlockViewer(ctx, &pb.BlockViewerRequest{})
 		return err
@@ -607,6 +692,9 @@ func TestAuthentication(t *testing.T) {
 		{"iap may purchase (and is then validated)", purchase, iap, codes.InvalidArgument},
 		{"admin may change reference data", admin, adm, codes.OK},
 		{"finance may not change reference data", admin, fin, codes.PermissionDenied},
+		{"finance may read reference data (and is then validated)", readCatalog, fin, codes.InvalidArgument},
+		{"admin may read reference data (and is then validated)", readCatalog, adm, codes.InvalidArgument},
+		{"gifting may not read reference data", readCatalog, gifting, codes.PermissionDenied},
 		{"commerce may record sales (and is then validated)", sale, shop, codes.InvalidArgument},
 		{"iap may not record sales", sale, iap, codes.PermissionDenied},
 		{"treasury may transfer (and is then validated)", transfer, treasurer, codes.InvalidArgument},

@@ -2,11 +2,15 @@ package api
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/shopspring/decimal"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
@@ -112,4 +116,56 @@ func (h catalog) AddLiveSession(ctx context.Context, r *pb.AddLiveSessionRequest
 		return nil, err
 	}
 	return &pb.AddLiveSessionResponse{}, nil
+}
+
+func (h catalog) GetCoinPack(ctx context.Context, r *pb.GetCoinPackRequest) (*pb.GetCoinPackResponse, error) {
+	ch, err := channelOf(r.Channel)
+	if err != nil {
+		return nil, err
+	}
+	at, err := timeOf("at", r.At, false)
+	if err != nil {
+		return nil, err
+	}
+	p, err := h.s.catalog.CoinPack(ctx, r.PackId, ch, at)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.CoinPack{PackId: p.ID, Channel: r.Channel, EffectiveAt: timestamppb.New(p.EffectiveAt), Coins: p.Coins,
+		FeeRate: ledger.DecimalString(p.FeeRate), RecordedAt: timestamppb.New(p.RecordedAt)}
+	for _, currency := range slices.Sorted(maps.Keys(p.Prices)) {
+		out.Prices = append(out.Prices, money(p.Prices[currency], currency))
+	}
+	return &pb.GetCoinPackResponse{Pack: out}, nil
+}
+
+func (h catalog) GetGift(ctx context.Context, r *pb.GetGiftRequest) (*pb.GetGiftResponse, error) {
+	at, err := timeOf("at", r.At, false)
+	if err != nil {
+		return nil, err
+	}
+	g, err := h.s.catalog.Gift(ctx, r.GiftId, at)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetGiftResponse{Gift: &pb.Gift{GiftId: g.ID, EffectiveAt: timestamppb.New(g.EffectiveAt), Coins: g.Coins,
+		RecordedAt: timestamppb.New(g.RecordedAt)}}, nil
+}
+
+func (h catalog) GetShareRule(ctx context.Context, r *pb.GetShareRuleRequest) (*pb.GetShareRuleResponse, error) {
+	at, err := timeOf("at", r.At, false)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := h.s.catalog.ShareRule(ctx, r.Creator, at)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ShareRule{Creator: rule.Creator, EffectiveAt: timestamppb.New(rule.EffectiveAt),
+		CreatorShare: ledger.DecimalString(rule.CreatorShare), Agency: rule.Agency, HoldingPeriod: durationpb.New(rule.HoldingPeriod),
+		DiamondValue: money(rule.DiamondValue, rule.DiamondCurrency), RecordedAt: timestamppb.New(rule.RecordedAt)}
+	if rule.Agency != "" {
+		out.AgencyShare = ledger.DecimalString(rule.AgencyShare)
+	}
+	return &pb.GetShareRuleResponse{Rule: out}, nil
 }

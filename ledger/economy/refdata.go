@@ -330,6 +330,48 @@ func (c *Catalog) ShareRuleAt(ctx context.Context, creator string, at time.Time)
 		func(t time.Time) (ShareRule, error) { return c.store.ShareRuleAt(ctx, creator, t) })
 }
 
+// CoinPack returns, for the catalog's readers, the pack's terms on a
+// channel in force at an instant (now when zero). Unlike CoinPackAt, on the
+// purchase path after the request was checked, it checks what it is asked.
+func (c *Catalog) CoinPack(ctx context.Context, id string, ch Channel, at time.Time) (CoinPack, error) {
+	const op = "economy.CoinPack"
+	if err := checkID(op, "pack_id", id, 64); err != nil {
+		return CoinPack{}, err
+	}
+	if !ch.Valid() {
+		return CoinPack{}, invalid(op, "channel", "must be apple, google or web")
+	}
+	return c.CoinPackAt(ctx, id, ch, c.instant(at))
+}
+
+// Gift returns, for the catalog's readers, a gift's price in force at an
+// instant (now when zero).
+func (c *Catalog) Gift(ctx context.Context, id string, at time.Time) (Gift, error) {
+	if err := checkID("economy.Gift", "gift_id", id, 64); err != nil {
+		return Gift{}, err
+	}
+	return c.GiftAt(ctx, id, c.instant(at))
+}
+
+// ShareRule returns, for the catalog's readers, the rule a creator's gifts
+// are split by at an instant (now when zero): the creator's own, or the
+// platform default when it has none; creator "" asks for the default.
+func (c *Catalog) ShareRule(ctx context.Context, creator string, at time.Time) (ShareRule, error) {
+	if creator != "" {
+		if err := checkID("economy.ShareRule", "creator", creator, 64); err != nil {
+			return ShareRule{}, err
+		}
+	}
+	return c.ShareRuleAt(ctx, creator, c.instant(at))
+}
+
+func (c *Catalog) instant(at time.Time) time.Time {
+	if at.IsZero() {
+		return c.clock()
+	}
+	return at
+}
+
 // RegisterCreator lets a creator receive gifts.
 func (c *Catalog) RegisterCreator(ctx context.Context, id string) error {
 	if err := checkID("economy.RegisterCreator", "creator", id, 64); err != nil {

@@ -592,6 +592,573 @@ func (*AddLiveSessionResponse) Descriptor() ([]byte, []int) {
 	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
+type GetCoinPackRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	PackId  string                 `protobuf:"bytes,1,opt,name=pack_id,json=packId,proto3" json:"pack_id,omitempty"`
+	Channel Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=coinledger.v1.Channel" json:"channel,omitempty"`
+	// Unset: now.
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCoinPackRequest) Reset() {
+	*x = GetCoinPackRequest{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCoinPackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCoinPackRequest) ProtoMessage() {}
+
+func (x *GetCoinPackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCoinPackRequest.ProtoReflect.Descriptor instead.
+func (*GetCoinPackRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetCoinPackRequest) GetPackId() string {
+	if x != nil {
+		return x.PackId
+	}
+	return ""
+}
+
+func (x *GetCoinPackRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *GetCoinPackRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type GetCoinPackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pack          *CoinPack              `protobuf:"bytes,1,opt,name=pack,proto3" json:"pack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCoinPackResponse) Reset() {
+	*x = GetCoinPackResponse{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCoinPackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCoinPackResponse) ProtoMessage() {}
+
+func (x *GetCoinPackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCoinPackResponse.ProtoReflect.Descriptor instead.
+func (*GetCoinPackResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetCoinPackResponse) GetPack() *CoinPack {
+	if x != nil {
+		return x.Pack
+	}
+	return nil
+}
+
+// CoinPack is one version of a pack's terms on one channel.
+type CoinPack struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PackId      string                 `protobuf:"bytes,1,opt,name=pack_id,json=packId,proto3" json:"pack_id,omitempty"`
+	Channel     Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=coinledger.v1.Channel" json:"channel,omitempty"`
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	Coins       int64                  `protobuf:"varint,4,opt,name=coins,proto3" json:"coins,omitempty"`
+	// One price per currency, ordered by currency code.
+	Prices  []*Money `protobuf:"bytes,5,rep,name=prices,proto3" json:"prices,omitempty"`
+	FeeRate string   `protobuf:"bytes,6,opt,name=fee_rate,json=feeRate,proto3" json:"fee_rate,omitempty"`
+	// When the version was published.
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoinPack) Reset() {
+	*x = CoinPack{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoinPack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoinPack) ProtoMessage() {}
+
+func (x *CoinPack) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoinPack.ProtoReflect.Descriptor instead.
+func (*CoinPack) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CoinPack) GetPackId() string {
+	if x != nil {
+		return x.PackId
+	}
+	return ""
+}
+
+func (x *CoinPack) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *CoinPack) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+func (x *CoinPack) GetCoins() int64 {
+	if x != nil {
+		return x.Coins
+	}
+	return 0
+}
+
+func (x *CoinPack) GetPrices() []*Money {
+	if x != nil {
+		return x.Prices
+	}
+	return nil
+}
+
+func (x *CoinPack) GetFeeRate() string {
+	if x != nil {
+		return x.FeeRate
+	}
+	return ""
+}
+
+func (x *CoinPack) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+type GetGiftRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	GiftId string                 `protobuf:"bytes,1,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
+	// Unset: now.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGiftRequest) Reset() {
+	*x = GetGiftRequest{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGiftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGiftRequest) ProtoMessage() {}
+
+func (x *GetGiftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGiftRequest.ProtoReflect.Descriptor instead.
+func (*GetGiftRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetGiftRequest) GetGiftId() string {
+	if x != nil {
+		return x.GiftId
+	}
+	return ""
+}
+
+func (x *GetGiftRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type GetGiftResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gift          *Gift                  `protobuf:"bytes,1,opt,name=gift,proto3" json:"gift,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGiftResponse) Reset() {
+	*x = GetGiftResponse{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGiftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGiftResponse) ProtoMessage() {}
+
+func (x *GetGiftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGiftResponse.ProtoReflect.Descriptor instead.
+func (*GetGiftResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetGiftResponse) GetGift() *Gift {
+	if x != nil {
+		return x.Gift
+	}
+	return nil
+}
+
+// Gift is one version of a catalog gift's coin price.
+type Gift struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GiftId        string                 `protobuf:"bytes,1,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
+	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	Coins         int64                  `protobuf:"varint,3,opt,name=coins,proto3" json:"coins,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Gift) Reset() {
+	*x = Gift{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Gift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Gift) ProtoMessage() {}
+
+func (x *Gift) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Gift.ProtoReflect.Descriptor instead.
+func (*Gift) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Gift) GetGiftId() string {
+	if x != nil {
+		return x.GiftId
+	}
+	return ""
+}
+
+func (x *Gift) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+func (x *Gift) GetCoins() int64 {
+	if x != nil {
+		return x.Coins
+	}
+	return 0
+}
+
+func (x *Gift) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+type GetShareRuleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the platform default.
+	Creator string `protobuf:"bytes,1,opt,name=creator,proto3" json:"creator,omitempty"`
+	// Unset: now.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetShareRuleRequest) Reset() {
+	*x = GetShareRuleRequest{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetShareRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetShareRuleRequest) ProtoMessage() {}
+
+func (x *GetShareRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetShareRuleRequest.ProtoReflect.Descriptor instead.
+func (*GetShareRuleRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetShareRuleRequest) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
+func (x *GetShareRuleRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type GetShareRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          *ShareRule             `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetShareRuleResponse) Reset() {
+	*x = GetShareRuleResponse{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetShareRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetShareRuleResponse) ProtoMessage() {}
+
+func (x *GetShareRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetShareRuleResponse.ProtoReflect.Descriptor instead.
+func (*GetShareRuleResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetShareRuleResponse) GetRule() *ShareRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// ShareRule is one version of how a gift's value is split.
+type ShareRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the platform default.
+	Creator      string                 `protobuf:"bytes,1,opt,name=creator,proto3" json:"creator,omitempty"`
+	EffectiveAt  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	CreatorShare string                 `protobuf:"bytes,3,opt,name=creator_share,json=creatorShare,proto3" json:"creator_share,omitempty"`
+	// Empty when no agency takes a share.
+	Agency        string                 `protobuf:"bytes,4,opt,name=agency,proto3" json:"agency,omitempty"`
+	AgencyShare   string                 `protobuf:"bytes,5,opt,name=agency_share,json=agencyShare,proto3" json:"agency_share,omitempty"`
+	HoldingPeriod *durationpb.Duration   `protobuf:"bytes,6,opt,name=holding_period,json=holdingPeriod,proto3" json:"holding_period,omitempty"`
+	DiamondValue  *Money                 `protobuf:"bytes,7,opt,name=diamond_value,json=diamondValue,proto3" json:"diamond_value,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareRule) Reset() {
+	*x = ShareRule{}
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareRule) ProtoMessage() {}
+
+func (x *ShareRule) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_catalog_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareRule.ProtoReflect.Descriptor instead.
+func (*ShareRule) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_catalog_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ShareRule) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
+func (x *ShareRule) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+func (x *ShareRule) GetCreatorShare() string {
+	if x != nil {
+		return x.CreatorShare
+	}
+	return ""
+}
+
+func (x *ShareRule) GetAgency() string {
+	if x != nil {
+		return x.Agency
+	}
+	return ""
+}
+
+func (x *ShareRule) GetAgencyShare() string {
+	if x != nil {
+		return x.AgencyShare
+	}
+	return ""
+}
+
+func (x *ShareRule) GetHoldingPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.HoldingPeriod
+	}
+	return nil
+}
+
+func (x *ShareRule) GetDiamondValue() *Money {
+	if x != nil {
+		return x.DiamondValue
+	}
+	return nil
+}
+
+func (x *ShareRule) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
 var File_coinledger_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_catalog_proto_rawDesc = "" +
@@ -632,11 +1199,55 @@ const file_coinledger_v1_catalog_proto_rawDesc = "" +
 	"\apartner\x18\x03 \x01(\tR\apartner\x12#\n" +
 	"\rplatform_rate\x18\x04 \x01(\tR\fplatformRate\x12#\n" +
 	"\rpartner_share\x18\x05 \x01(\tR\fpartnerShare\"\x18\n" +
-	"\x16AddLiveSessionResponse2\xca\x03\n" +
+	"\x16AddLiveSessionResponse\"\x8b\x01\n" +
+	"\x12GetCoinPackRequest\x12\x17\n" +
+	"\apack_id\x18\x01 \x01(\tR\x06packId\x120\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x16.coinledger.v1.ChannelR\achannel\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"B\n" +
+	"\x13GetCoinPackResponse\x12+\n" +
+	"\x04pack\x18\x01 \x01(\v2\x17.coinledger.v1.CoinPackR\x04pack\"\xb0\x02\n" +
+	"\bCoinPack\x12\x17\n" +
+	"\apack_id\x18\x01 \x01(\tR\x06packId\x120\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x16.coinledger.v1.ChannelR\achannel\x12=\n" +
+	"\feffective_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12\x14\n" +
+	"\x05coins\x18\x04 \x01(\x03R\x05coins\x12,\n" +
+	"\x06prices\x18\x05 \x03(\v2\x14.coinledger.v1.MoneyR\x06prices\x12\x19\n" +
+	"\bfee_rate\x18\x06 \x01(\tR\afeeRate\x12;\n" +
+	"\vrecorded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"U\n" +
+	"\x0eGetGiftRequest\x12\x17\n" +
+	"\agift_id\x18\x01 \x01(\tR\x06giftId\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\":\n" +
+	"\x0fGetGiftResponse\x12'\n" +
+	"\x04gift\x18\x01 \x01(\v2\x13.coinledger.v1.GiftR\x04gift\"\xb1\x01\n" +
+	"\x04Gift\x12\x17\n" +
+	"\agift_id\x18\x01 \x01(\tR\x06giftId\x12=\n" +
+	"\feffective_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12\x14\n" +
+	"\x05coins\x18\x03 \x01(\x03R\x05coins\x12;\n" +
+	"\vrecorded_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"[\n" +
+	"\x13GetShareRuleRequest\x12\x18\n" +
+	"\acreator\x18\x01 \x01(\tR\acreator\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"D\n" +
+	"\x14GetShareRuleResponse\x12,\n" +
+	"\x04rule\x18\x01 \x01(\v2\x18.coinledger.v1.ShareRuleR\x04rule\"\xfe\x02\n" +
+	"\tShareRule\x12\x18\n" +
+	"\acreator\x18\x01 \x01(\tR\acreator\x12=\n" +
+	"\feffective_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12#\n" +
+	"\rcreator_share\x18\x03 \x01(\tR\fcreatorShare\x12\x16\n" +
+	"\x06agency\x18\x04 \x01(\tR\x06agency\x12!\n" +
+	"\fagency_share\x18\x05 \x01(\tR\vagencyShare\x12@\n" +
+	"\x0eholding_period\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rholdingPeriod\x129\n" +
+	"\rdiamond_value\x18\a \x01(\v2\x14.coinledger.v1.MoneyR\fdiamondValue\x12;\n" +
+	"\vrecorded_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt2\xc3\x05\n" +
 	"\x0eCatalogService\x12T\n" +
 	"\vAddCoinPack\x12!.coinledger.v1.AddCoinPackRequest\x1a\".coinledger.v1.AddCoinPackResponse\x12H\n" +
 	"\aAddGift\x12\x1d.coinledger.v1.AddGiftRequest\x1a\x1e.coinledger.v1.AddGiftResponse\x12W\n" +
-	"\fAddShareRule\x12\".coinledger.v1.AddShareRuleRequest\x1a#.coinledger.v1.AddShareRuleResponse\x12`\n" +
+	"\fAddShareRule\x12\".coinledger.v1.AddShareRuleRequest\x1a#.coinledger.v1.AddShareRuleResponse\x12T\n" +
+	"\vGetCoinPack\x12!.coinledger.v1.GetCoinPackRequest\x1a\".coinledger.v1.GetCoinPackResponse\x12H\n" +
+	"\aGetGift\x12\x1d.coinledger.v1.GetGiftRequest\x1a\x1e.coinledger.v1.GetGiftResponse\x12W\n" +
+	"\fGetShareRule\x12\".coinledger.v1.GetShareRuleRequest\x1a#.coinledger.v1.GetShareRuleResponse\x12`\n" +
 	"\x0fRegisterCreator\x12%.coinledger.v1.RegisterCreatorRequest\x1a&.coinledger.v1.RegisterCreatorResponse\x12]\n" +
 	"\x0eAddLiveSession\x12$.coinledger.v1.AddLiveSessionRequest\x1a%.coinledger.v1.AddLiveSessionResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
 
@@ -652,7 +1263,7 @@ func file_coinledger_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_coinledger_v1_catalog_proto_rawDescData
 }
 
-var file_coinledger_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_coinledger_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_coinledger_v1_catalog_proto_goTypes = []any{
 	(*AddCoinPackRequest)(nil),      // 0: coinledger.v1.AddCoinPackRequest
 	(*AddCoinPackResponse)(nil),     // 1: coinledger.v1.AddCoinPackResponse
@@ -664,37 +1275,69 @@ var file_coinledger_v1_catalog_proto_goTypes = []any{
 	(*RegisterCreatorResponse)(nil), // 7: coinledger.v1.RegisterCreatorResponse
 	(*AddLiveSessionRequest)(nil),   // 8: coinledger.v1.AddLiveSessionRequest
 	(*AddLiveSessionResponse)(nil),  // 9: coinledger.v1.AddLiveSessionResponse
-	(Channel)(0),                    // 10: coinledger.v1.Channel
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
-	(*Money)(nil),                   // 12: coinledger.v1.Money
-	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
+	(*GetCoinPackRequest)(nil),      // 10: coinledger.v1.GetCoinPackRequest
+	(*GetCoinPackResponse)(nil),     // 11: coinledger.v1.GetCoinPackResponse
+	(*CoinPack)(nil),                // 12: coinledger.v1.CoinPack
+	(*GetGiftRequest)(nil),          // 13: coinledger.v1.GetGiftRequest
+	(*GetGiftResponse)(nil),         // 14: coinledger.v1.GetGiftResponse
+	(*Gift)(nil),                    // 15: coinledger.v1.Gift
+	(*GetShareRuleRequest)(nil),     // 16: coinledger.v1.GetShareRuleRequest
+	(*GetShareRuleResponse)(nil),    // 17: coinledger.v1.GetShareRuleResponse
+	(*ShareRule)(nil),               // 18: coinledger.v1.ShareRule
+	(Channel)(0),                    // 19: coinledger.v1.Channel
+	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
+	(*Money)(nil),                   // 21: coinledger.v1.Money
+	(*durationpb.Duration)(nil),     // 22: google.protobuf.Duration
 }
 var file_coinledger_v1_catalog_proto_depIdxs = []int32{
-	10, // 0: coinledger.v1.AddCoinPackRequest.channel:type_name -> coinledger.v1.Channel
-	11, // 1: coinledger.v1.AddCoinPackRequest.effective_at:type_name -> google.protobuf.Timestamp
-	12, // 2: coinledger.v1.AddCoinPackRequest.prices:type_name -> coinledger.v1.Money
-	11, // 3: coinledger.v1.AddCoinPackResponse.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 4: coinledger.v1.AddGiftRequest.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 5: coinledger.v1.AddGiftResponse.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 6: coinledger.v1.AddShareRuleRequest.effective_at:type_name -> google.protobuf.Timestamp
-	13, // 7: coinledger.v1.AddShareRuleRequest.holding_period:type_name -> google.protobuf.Duration
-	12, // 8: coinledger.v1.AddShareRuleRequest.diamond_value:type_name -> coinledger.v1.Money
-	11, // 9: coinledger.v1.AddShareRuleResponse.effective_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: coinledger.v1.CatalogService.AddCoinPack:input_type -> coinledger.v1.AddCoinPackRequest
-	2,  // 11: coinledger.v1.CatalogService.AddGift:input_type -> coinledger.v1.AddGiftRequest
-	4,  // 12: coinledger.v1.CatalogService.AddShareRule:input_type -> coinledger.v1.AddShareRuleRequest
-	6,  // 13: coinledger.v1.CatalogService.RegisterCreator:input_type -> coinledger.v1.RegisterCreatorRequest
-	8,  // 14: coinledger.v1.CatalogService.AddLiveSession:input_type -> coinledger.v1.AddLiveSessionRequest
-	1,  // 15: coinledger.v1.CatalogService.AddCoinPack:output_type -> coinledger.v1.AddCoinPackResponse
-	3,  // 16: coinledger.v1.CatalogService.AddGift:output_type -> coinledger.v1.AddGiftResponse
-	5,  // 17: coinledger.v1.CatalogService.AddShareRule:output_type -> coinledger.v1.AddShareRuleResponse
-	7,  // 18: coinledger.v1.CatalogService.RegisterCreator:output_type -> coinledger.v1.RegisterCreatorResponse
-	9,  // 19: coinledger.v1.CatalogService.AddLiveSession:output_type -> coinledger.v1.AddLiveSessionResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	19, // 0: coinledger.v1.AddCoinPackRequest.channel:type_name -> coinledger.v1.Channel
+	20, // 1: coinledger.v1.AddCoinPackRequest.effective_at:type_name -> google.protobuf.Timestamp
+	21, // 2: coinledger.v1.AddCoinPackRequest.prices:type_name -> coinledger.v1.Money
+	20, // 3: coinledger.v1.AddCoinPackResponse.effective_at:type_name -> google.protobuf.Timestamp
+	20, // 4: coinledger.v1.AddGiftRequest.effective_at:type_name -> google.protobuf.Timestamp
+	20, // 5: coinledger.v1.AddGiftResponse.effective_at:type_name -> google.protobuf.Timestamp
+	20, // 6: coinledger.v1.AddShareRuleRequest.effective_at:type_name -> google.protobuf.Timestamp
+	22, // 7: coinledger.v1.AddShareRuleRequest.holding_period:type_name -> google.protobuf.Duration
+	21, // 8: coinledger.v1.AddShareRuleRequest.diamond_value:type_name -> coinledger.v1.Money
+	20, // 9: coinledger.v1.AddShareRuleResponse.effective_at:type_name -> google.protobuf.Timestamp
+	19, // 10: coinledger.v1.GetCoinPackRequest.channel:type_name -> coinledger.v1.Channel
+	20, // 11: coinledger.v1.GetCoinPackRequest.at:type_name -> google.protobuf.Timestamp
+	12, // 12: coinledger.v1.GetCoinPackResponse.pack:type_name -> coinledger.v1.CoinPack
+	19, // 13: coinledger.v1.CoinPack.channel:type_name -> coinledger.v1.Channel
+	20, // 14: coinledger.v1.CoinPack.effective_at:type_name -> google.protobuf.Timestamp
+	21, // 15: coinledger.v1.CoinPack.prices:type_name -> coinledger.v1.Money
+	20, // 16: coinledger.v1.CoinPack.recorded_at:type_name -> google.protobuf.Timestamp
+	20, // 17: coinledger.v1.GetGiftRequest.at:type_name -> google.protobuf.Timestamp
+	15, // 18: coinledger.v1.GetGiftResponse.gift:type_name -> coinledger.v1.Gift
+	20, // 19: coinledger.v1.Gift.effective_at:type_name -> google.protobuf.Timestamp
+	20, // 20: coinledger.v1.Gift.recorded_at:type_name -> google.protobuf.Timestamp
+	20, // 21: coinledger.v1.GetShareRuleRequest.at:type_name -> google.protobuf.Timestamp
+	18, // 22: coinledger.v1.GetShareRuleResponse.rule:type_name -> coinledger.v1.ShareRule
+	20, // 23: coinledger.v1.ShareRule.effective_at:type_name -> google.protobuf.Timestamp
+	22, // 24: coinledger.v1.ShareRule.holding_period:type_name -> google.protobuf.Duration
+	21, // 25: coinledger.v1.ShareRule.diamond_value:type_name -> coinledger.v1.Money
+	20, // 26: coinledger.v1.ShareRule.recorded_at:type_name -> google.protobuf.Timestamp
+	0,  // 27: coinledger.v1.CatalogService.AddCoinPack:input_type -> coinledger.v1.AddCoinPackRequest
+	2,  // 28: coinledger.v1.CatalogService.AddGift:input_type -> coinledger.v1.AddGiftRequest
+	4,  // 29: coinledger.v1.CatalogService.AddShareRule:input_type -> coinledger.v1.AddShareRuleRequest
+	10, // 30: coinledger.v1.CatalogService.GetCoinPack:input_type -> coinledger.v1.GetCoinPackRequest
+	13, // 31: coinledger.v1.CatalogService.GetGift:input_type -> coinledger.v1.GetGiftRequest
+	16, // 32: coinledger.v1.CatalogService.GetShareRule:input_type -> coinledger.v1.GetShareRuleRequest
+	6,  // 33: coinledger.v1.CatalogService.RegisterCreator:input_type -> coinledger.v1.RegisterCreatorRequest
+	8,  // 34: coinledger.v1.CatalogService.AddLiveSession:input_type -> coinledger.v1.AddLiveSessionRequest
+	1,  // 35: coinledger.v1.CatalogService.AddCoinPack:output_type -> coinledger.v1.AddCoinPackResponse
+	3,  // 36: coinledger.v1.CatalogService.AddGift:output_type -> coinledger.v1.AddGiftResponse
+	5,  // 37: coinledger.v1.CatalogService.AddShareRule:output_type -> coinledger.v1.AddShareRuleResponse
+	11, // 38: coinledger.v1.CatalogService.GetCoinPack:output_type -> coinledger.v1.GetCoinPackResponse
+	14, // 39: coinledger.v1.CatalogService.GetGift:output_type -> coinledger.v1.GetGiftResponse
+	17, // 40: coinledger.v1.CatalogService.GetShareRule:output_type -> coinledger.v1.GetShareRuleResponse
+	7,  // 41: coinledger.v1.CatalogService.RegisterCreator:output_type -> coinledger.v1.RegisterCreatorResponse
+	9,  // 42: coinledger.v1.CatalogService.AddLiveSession:output_type -> coinledger.v1.AddLiveSessionResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_catalog_proto_init() }
@@ -709,7 +1352,7 @@ func file_coinledger_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coinledger_v1_catalog_proto_rawDesc), len(file_coinledger_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,9 @@ const (
 	CatalogService_AddCoinPack_FullMethodName     = "/coinledger.v1.CatalogService/AddCoinPack"
 	CatalogService_AddGift_FullMethodName         = "/coinledger.v1.CatalogService/AddGift"
 	CatalogService_AddShareRule_FullMethodName    = "/coinledger.v1.CatalogService/AddShareRule"
+	CatalogService_GetCoinPack_FullMethodName     = "/coinledger.v1.CatalogService/GetCoinPack"
+	CatalogService_GetGift_FullMethodName         = "/coinledger.v1.CatalogService/GetGift"
+	CatalogService_GetShareRule_FullMethodName    = "/coinledger.v1.CatalogService/GetShareRule"
 	CatalogService_RegisterCreator_FullMethodName = "/coinledger.v1.CatalogService/RegisterCreator"
 	CatalogService_AddLiveSession_FullMethodName  = "/coinledger.v1.CatalogService/AddLiveSession"
 )
@@ -32,11 +35,17 @@ const (
 //
 // CatalogService publishes versioned reference data (scope "admin"). A
 // version never changes once published: adding the same version again is a
-// no-op, other terms at the same effective time are refused.
+// no-op, other terms at the same effective time are refused. The Get methods
+// (scopes "admin" and "finance") return the version in force at an instant.
 type CatalogServiceClient interface {
 	AddCoinPack(ctx context.Context, in *AddCoinPackRequest, opts ...grpc.CallOption) (*AddCoinPackResponse, error)
 	AddGift(ctx context.Context, in *AddGiftRequest, opts ...grpc.CallOption) (*AddGiftResponse, error)
 	AddShareRule(ctx context.Context, in *AddShareRuleRequest, opts ...grpc.CallOption) (*AddShareRuleResponse, error)
+	GetCoinPack(ctx context.Context, in *GetCoinPackRequest, opts ...grpc.CallOption) (*GetCoinPackResponse, error)
+	GetGift(ctx context.Context, in *GetGiftRequest, opts ...grpc.CallOption) (*GetGiftResponse, error)
+	// GetShareRule returns the rule a creator's gifts are split by: the
+	// creator's own, or the platform default (creator empty) when it has none.
+	GetShareRule(ctx context.Context, in *GetShareRuleRequest, opts ...grpc.CallOption) (*GetShareRuleResponse, error)
 	// RegisterCreator lets a creator receive gifts.
 	RegisterCreator(ctx context.Context, in *RegisterCreatorRequest, opts ...grpc.CallOption) (*RegisterCreatorResponse, error)
 	// AddLiveSession fixes a live-shopping session's terms; adding the same
@@ -82,6 +91,36 @@ func (c *catalogServiceClient) AddShareRule(ctx context.Context, in *AddShareRul
 	return out, nil
 }
 
+func (c *catalogServiceClient) GetCoinPack(ctx context.Context, in *GetCoinPackRequest, opts ...grpc.CallOption) (*GetCoinPackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCoinPackResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetCoinPack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) GetGift(ctx context.Context, in *GetGiftRequest, opts ...grpc.CallOption) (*GetGiftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGiftResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetGift_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) GetShareRule(ctx context.Context, in *GetShareRuleRequest, opts ...grpc.CallOption) (*GetShareRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetShareRuleResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetShareRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *catalogServiceClient) RegisterCreator(ctx context.Context, in *RegisterCreatorRequest, opts ...grpc.CallOption) (*RegisterCreatorResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterCreatorResponse)
@@ -108,11 +147,17 @@ func (c *catalogServiceClient) AddLiveSession(ctx context.Context, in *AddLiveSe
 //
 // CatalogService publishes versioned reference data (scope "admin"). A
 // version never changes once published: adding the same version again is a
-// no-op, other terms at the same effective time are refused.
+// no-op, other terms at the same effective time are refused. The Get methods
+// (scopes "admin" and "finance") return the version in force at an instant.
 type CatalogServiceServer interface {
 	AddCoinPack(context.Context, *AddCoinPackRequest) (*AddCoinPackResponse, error)
 	AddGift(context.Context, *AddGiftRequest) (*AddGiftResponse, error)
 	AddShareRule(context.Context, *AddShareRuleRequest) (*AddShareRuleResponse, error)
+	GetCoinPack(context.Context, *GetCoinPackRequest) (*GetCoinPackResponse, error)
+	GetGift(context.Context, *GetGiftRequest) (*GetGiftResponse, error)
+	// GetShareRule returns the rule a creator's gifts are split by: the
+	// creator's own, or the platform default (creator empty) when it has none.
+	GetShareRule(context.Context, *GetShareRuleRequest) (*GetShareRuleResponse, error)
 	// RegisterCreator lets a creator receive gifts.
 	RegisterCreator(context.Context, *RegisterCreatorRequest) (*RegisterCreatorResponse, error)
 	// AddLiveSession fixes a live-shopping session's terms; adding the same
@@ -136,6 +181,15 @@ func (UnimplementedCatalogServiceServer) AddGift(context.Context, *AddGiftReques
 }
 func (UnimplementedCatalogServiceServer) AddShareRule(context.Context, *AddShareRuleRequest) (*AddShareRuleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddShareRule not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetCoinPack(context.Context, *GetCoinPackRequest) (*GetCoinPackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCoinPack not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetGift(context.Context, *GetGiftRequest) (*GetGiftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGift not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetShareRule(context.Context, *GetShareRuleRequest) (*GetShareRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetShareRule not implemented")
 }
 func (UnimplementedCatalogServiceServer) RegisterCreator(context.Context, *RegisterCreatorRequest) (*RegisterCreatorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterCreator not implemented")
@@ -218,6 +272,60 @@ func _CatalogService_AddShareRule_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_GetCoinPack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCoinPackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetCoinPack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetCoinPack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetCoinPack(ctx, req.(*GetCoinPackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_GetGift_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGiftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetGift(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetGift_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetGift(ctx, req.(*GetGiftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_GetShareRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetShareRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetShareRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetShareRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetShareRule(ctx, req.(*GetShareRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CatalogService_RegisterCreator_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RegisterCreatorRequest)
 	if err := dec(in); err != nil {
@@ -272,6 +380,18 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AddShareRule",
 			Handler:    _CatalogService_AddShareRule_Handler,
+		},
+		{
+			MethodName: "GetCoinPack",
+			Handler:    _CatalogService_GetCoinPack_Handler,
+		},
+		{
+			MethodName: "GetGift",
+			Handler:    _CatalogService_GetGift_Handler,
+		},
+		{
+			MethodName: "GetShareRule",
+			Handler:    _CatalogService_GetShareRule_Handler,
 		},
 		{
 			MethodName: "RegisterCreator",
