@@ -221,6 +221,7 @@ func TestHappyPaths(t *testing.T) {
 	if err != nil || len(earn.Pending) != 1 || earn.Pending[0].Diamonds.Amount != "2" || len(earn.Payable) != 1 || earn.Payable[0].Amount != "0.01" {
 		t.Fatalf("earnings: %v %v", earn, err)
 	}
+	afterGift := g.Transaction.RecordedAt
 	// Refund under the debt policy: 97 unspent coins burned, 3 owed.
 	if _, err := e.purchases(t).Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-1", RefundId: "rf-1",
 		RefundedAt: timestamppb.Now(), Policy: pb.RefundPolicy_REFUND_POLICY_DEBT}); err != nil {
@@ -237,6 +238,36 @@ func TestHappyPaths(t *testing.T) {
 	}
 	if w, _ := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); w.Paid.Amount != "100" || w.Promo.Amount != "2" || w.Owed.Amount != "0" {
 		t.Errorf("wallet after both reversals: %v", w)
+	}
+	// A statement's earnings as of an instant: the gift's, though reversed
+	// since; before the gift, none of the accounts it opened.
+	earnings := func(at *timestamppb.Timestamp) string {
+		t.Helper()
+		r, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, p := range r.Pending {
+			s = append(s, "pending "+p.Diamonds.Amount)
+		}
+		for _, p := range r.Payable {
+			s = append(s, "payable "+p.Amount+" "+p.Asset)
+		}
+		return strings.Join(append(s, "available "+r.Available.Amount), ", ")
+	}
+	for _, c := range []struct {
+		name string
+		at   *timestamppb.Timestamp
+		want string
+	}{
+		{"now, the gift reversed", nil, "pending 0, payable 0 USD, available 0"},
+		{"as of the gift", afterGift, "pending 2, payable 0.01 USD, available 0"},
+		{"as of the purchase before it", buy.RecordedAt, "available 0"},
+	} {
+		if got := earnings(c.at); got != c.want {
+			t.Errorf("earnings %s: %s, want %s", c.name, got, c.want)
+		}
 	}
 
 	fin := e.finance(t)
@@ -546,6 +577,10 @@ func TestValidation(t *testing.T) {
 			_, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE})
 			return err
 		}, "refund_id"},
+		{"earnings: bad as_of", func() error {
+			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: &timestamppb.Timestamp{Seconds: -1 << 40}})
+			return err
+		}, "as_of"},
 		{"pack lookup: no pack id", func() error {
 			_, err := e.catalog(t).GetCoinPack(ctx, &pb.GetCoinPackRequest{Channel: pb.Channel_CHANNEL_APPLE})
 			return err

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/coinledger/coinledger/ledger"
@@ -133,7 +134,7 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 		{economy.PromoWallet(r.User), &out.Promo},
 		{economy.CoinDebt(r.User), &out.Owed},
 	} {
-		m, err := h.s.balance(ctx, b.account, economy.Coin)
+		m, err := h.s.balance(ctx, b.account, economy.Coin, time.Time{})
 		if err != nil {
 			return nil, err
 		}
@@ -143,8 +144,8 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 }
 
 // balance is an account's balance now, zero when it was never opened.
-func (s *Server) balance(ctx context.Context, account, asset string) (*pb.Money, error) {
-	b, err := s.ledger.Balance(ctx, account, time.Time{})
+func (s *Server) balance(ctx context.Context, account, asset string, asOf time.Time) (*pb.Money, error) {
+	b, err := s.ledger.Balance(ctx, account, asOf)
 	if err != nil && ledger.KindOf(err) != ledger.NotFound {
 		return nil, err
 	}
@@ -160,8 +161,12 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	if err := checkString("earner", r.Earner, true); err != nil {
 		return nil, err
 	}
+	asOf, err := timeOf("as_of", r.AsOf, false)
+	if err != nil {
+		return nil, err
+	}
 	out := &pb.GetCreatorEarningsResponse{}
-	err := h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), func(a *ledger.Account, b *pb.Money) {
+	err = h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account, b *pb.Money) {
 		if earner, day, ok := economy.ParsePending(a.Name); ok && earner == r.Earner {
 			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: b})
 		}
@@ -169,30 +174,35 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	if err != nil {
 		return nil, err
 	}
-	if out.Available, err = h.s.balance(ctx, economy.AvailableDiamonds(r.Earner), economy.Diamond); err != nil {
+	if out.Available, err = h.s.balance(ctx, economy.AvailableDiamonds(r.Earner), economy.Diamond, asOf); err != nil {
 		return nil, err
 	}
 	payablePrefix := economy.CreatorPayable(r.Earner, "")
-	err = h.s.eachAccount(ctx, payablePrefix, func(_ *ledger.Account, b *pb.Money) { out.Payable = append(out.Payable, b) })
+	err = h.s.eachAccount(ctx, payablePrefix, asOf, func(_ *ledger.Account, b *pb.Money) { out.Payable = append(out.Payable, b) })
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// eachAccount calls fn with every account under prefix and its balance.
-func (s *Server) eachAccount(ctx context.Context, prefix string, fn func(*ledger.Account, *pb.Money)) error {
+// eachAccount calls fn with every account under prefix and its balance,
+// now (asOf zero) or as of an instant, leaving out accounts opened after it.
+func (s *Server) eachAccount(ctx context.Context, prefix string, asOf time.Time, fn func(*ledger.Account, *pb.Money)) error {
 	after := ""
 	for {
 		page, err := s.ledger.Accounts(ctx, prefix, after, ledger.MaxPage)
 		if err != nil {
 			return err
 		}
-		balances, err := s.ledger.Balances(ctx, page)
+		existed := page
+		if !asOf.IsZero() {
+			existed = slices.DeleteFunc(slices.Clone(page), func(a *ledger.Account) bool { return a.CreatedAt.After(asOf) })
+		}
+		balances, err := s.ledger.Balances(ctx, existed, asOf)
 		if err != nil {
 			return err
 		}
-		for i, a := range page {
+		for i, a := range existed {
 			fn(a, money(balances[i], a.Asset))
 		}
 		if len(page) < ledger.MaxPage {

@@ -720,13 +720,13 @@ func (s *Service) Balance(ctx context.Context, name string, asOf time.Time) (dec
 	return s.store.Balance(ctx, a, asOf)
 }
 
-// Balances are the current balances of accounts (from Accounts, say), in
-// their order, read together.
-func (s *Service) Balances(ctx context.Context, accounts []*Account) ([]decimal.Decimal, error) {
+// Balances are the balances of accounts (from Accounts, say), in their
+// order: now (asOf zero), read together, or as of a recorded time.
+func (s *Service) Balances(ctx context.Context, accounts []*Account, asOf time.Time) ([]decimal.Decimal, error) {
 	if len(accounts) > MaxPage {
 		return nil, invalid("ledger.Balances", "accounts", "at most %d at once", MaxPage)
 	}
-	return s.store.Balances(ctx, accounts)
+	return s.store.Balances(ctx, accounts, asOf)
 }
 
 // MaxPageSize bounds one page of entries.

@@ -45,9 +45,9 @@ type Store interface {
 	// Balance is the normal-side balance of a, now (asOf zero) or as of a
 	// past recorded time.
 	Balance(ctx context.Context, a *Account, asOf time.Time) (decimal.Decimal, error)
-	// Balances are the current normal-side balances of accounts, in their
-	// order, read in one query.
-	Balances(ctx context.Context, accounts []*Account) ([]decimal.Decimal, error)
+	// Balances are the normal-side balances of accounts, in their order:
+	// now (asOf zero, read in one query) or as of a past recorded time.
+	Balances(ctx context.Context, accounts []*Account, asOf time.Time) ([]decimal.Decimal, error)
 	Entries(ctx context.Context, a *Account, after Cursor, limit int) ([]Entry, error)
 	// Verify runs every check over one snapshot, calling progress (if not
 	// nil) before each: checks scan whole tables and can take long.

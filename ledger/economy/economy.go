@@ -28,7 +28,7 @@ type Ledger interface {
 	LotMoves(ctx context.Context, lot uuid.UUID) ([]ledger.LotMove, error)
 	Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error)
 	Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error)
-	Balances(ctx context.Context, accounts []*ledger.Account) ([]decimal.Decimal, error)
+	Balances(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error)
 	Entries(ctx context.Context, name string, after ledger.Cursor, limit int) ([]ledger.Entry, error)
 }
 

@@ -65,7 +65,7 @@ func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Accou
 	if len(due) == 0 {
 		return nil
 	}
-	held, err := e.ledger.Balances(ctx, due)
+	held, err := e.ledger.Balances(ctx, due, time.Time{})
 	if err != nil {
 		return err
 	}

@@ -571,7 +571,8 @@ func TestAccountsByPrefix(t *testing.T) {
 }
 
 // Balances reads many accounts' balances in one query, in the order asked,
-// summing every shard row, and agrees with Balance account by account.
+// summing every shard row, and agrees with Balance account by account; as
+// of an instant too.
 func TestBalancesOfMany(t *testing.T) {
 	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
 		e := newEnv(t, b, ledger.Options{Lanes: 4})
@@ -580,21 +581,30 @@ func TestBalancesOfMany(t *testing.T) {
 		cold := e.account("cold", "USD", false, 1)
 		untouched := e.account("untouched", "USD", false, 1)
 		dbtest.Fanout(40, 8, func(i int) { e.post(transfer(fmt.Sprintf("h%d", i), "mint", "hot", "1.25")) })
-		e.post(transfer("c", "mint", "cold", "7.00"))
-		got, err := e.svc.Balances(context.Background(), []*ledger.Account{hot, untouched, cold, mint, hot})
+		mid := e.post(transfer("c", "mint", "cold", "7.00")).RecordedAt
+		e.post(transfer("c2", "mint", "cold", "3.00"))
+		e.post(transfer("h-last", "mint", "hot", "0.50"))
+		asOf, err := e.svc.Balances(context.Background(), []*ledger.Account{hot, untouched, cold, mint}, mid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"50", "0", "7", "-57", "50"}
+		if got := fmt.Sprint(asOf); got != "[50 0 7 -57]" {
+			t.Errorf("as of the first transfer to cold: %s, want [50 0 7 -57]", got)
+		}
+		got, err := e.svc.Balances(context.Background(), []*ledger.Account{hot, untouched, cold, mint, hot}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"50.5", "0", "10", "-60.5", "50.5"}
 		for i, a := range []*ledger.Account{hot, untouched, cold, mint, hot} {
 			if !got[i].Equal(decimal.RequireFromString(want[i])) || !got[i].Equal(e.balance(a.Name)) {
 				t.Errorf("%s: Balances %s, Balance %s, want %s", a.Name, got[i], e.balance(a.Name), want[i])
 			}
 		}
-		if got, err := e.svc.Balances(context.Background(), nil); err != nil || len(got) != 0 {
+		if got, err := e.svc.Balances(context.Background(), nil, time.Time{}); err != nil || len(got) != 0 {
 			t.Errorf("no accounts: %v %v", got, err)
 		}
-		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1)); ledger.KindOf(err) != ledger.Invalid {
+		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1), time.Time{}); ledger.KindOf(err) != ledger.Invalid {
 			t.Errorf("too many accounts: %v", err)
 		}
 	})

@@ -128,10 +128,19 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 		}
 		return b, nil
 	}
+	b, err := db.balanceAsOf(ctx, a, asOf)
+	if err != nil {
+		return b, storeError(op, err)
+	}
+	return b, nil
+}
+
+func (db *DB) balanceAsOf(ctx context.Context, a *ledger.Account, asOf time.Time) (decimal.Decimal, error) {
+	var b decimal.Decimal
 	var first *time.Time // nil: no entries yet
 	var now time.Time
 	if err := db.pool.QueryRow(ctx, selectHistorySpan, a.ID).Scan(&first, &now); err != nil {
-		return b, storeError(op, err)
+		return b, err
 	}
 	sum := sumEntriesAsOf
 	if first != nil && asOf.Sub(*first) > now.Sub(asOf) {
@@ -140,14 +149,26 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 	// Planned for this instant: how many entries lie on the summed side
 	// depends on it, and a plan cached for another (a prepared statement's
 	// generic plan) may scan the table.
-	if err := db.pool.QueryRow(ctx, sum, pgx.QueryExecModeExec, a.ID, a.Normal.String(), asOf).Scan(&b); err != nil {
-		return b, storeError(op, err)
-	}
-	return b, nil
+	err := db.pool.QueryRow(ctx, sum, pgx.QueryExecModeExec, a.ID, a.Normal.String(), asOf).Scan(&b)
+	return b, err
 }
 
-// Balances reads the current balances of many accounts in one query.
-func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account) ([]decimal.Decimal, error) {
+// Balances reads the current balances of many accounts in one query, or
+// their balances as of a recorded time one account at a time, each summed
+// from the nearer end of its history as Balance does. Once the commit
+// timeout has passed since asOf, no transaction can still be recorded
+// before it, so the balances agree with each other without one snapshot.
+func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error) {
+	if !asOf.IsZero() {
+		out := make([]decimal.Decimal, len(accounts))
+		for i, a := range accounts {
+			var err error
+			if out[i], err = db.balanceAsOf(ctx, a, asOf); err != nil {
+				return nil, storeError("postgres.Balances", err)
+			}
+		}
+		return out, nil
+	}
 	// Each account once: a repeated id would join its shard rows twice.
 	ids := make([]uuid.UUID, 0, len(accounts))
 	seen := make(map[uuid.UUID]bool, len(accounts))

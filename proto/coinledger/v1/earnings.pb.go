@@ -9,6 +9,7 @@ package coinledgerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,7 +25,11 @@ const (
 type GetCreatorEarningsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A creator id, or "agency:{id}" for an agency's split.
-	Earner        string `protobuf:"bytes,1,opt,name=earner,proto3" json:"earner,omitempty"`
+	Earner string `protobuf:"bytes,1,opt,name=earner,proto3" json:"earner,omitempty"`
+	// Unset: now. Otherwise the earnings as recorded at that instant, for a
+	// statement's opening or closing: asked again later, the answer is the
+	// same once the commit timeout (30 s) has passed since the instant.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -64,6 +69,13 @@ func (x *GetCreatorEarningsRequest) GetEarner() string {
 		return x.Earner
 	}
 	return ""
+}
+
+func (x *GetCreatorEarningsRequest) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
 }
 
 // PendingEarnings are diamonds held until their release day.
@@ -185,9 +197,10 @@ var File_coinledger_v1_earnings_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_earnings_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoinledger/v1/earnings.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\"3\n" +
+	"\x1ccoinledger/v1/earnings.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n" +
 	"\x19GetCreatorEarningsRequest\x12\x16\n" +
-	"\x06earner\x18\x01 \x01(\tR\x06earner\"d\n" +
+	"\x06earner\x18\x01 \x01(\tR\x06earner\x12/\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"d\n" +
 	"\x0fPendingEarnings\x12\x1f\n" +
 	"\vrelease_day\x18\x01 \x01(\tR\n" +
 	"releaseDay\x120\n" +
@@ -216,20 +229,22 @@ var file_coinledger_v1_earnings_proto_goTypes = []any{
 	(*GetCreatorEarningsRequest)(nil),  // 0: coinledger.v1.GetCreatorEarningsRequest
 	(*PendingEarnings)(nil),            // 1: coinledger.v1.PendingEarnings
 	(*GetCreatorEarningsResponse)(nil), // 2: coinledger.v1.GetCreatorEarningsResponse
-	(*Money)(nil),                      // 3: coinledger.v1.Money
+	(*timestamppb.Timestamp)(nil),      // 3: google.protobuf.Timestamp
+	(*Money)(nil),                      // 4: coinledger.v1.Money
 }
 var file_coinledger_v1_earnings_proto_depIdxs = []int32{
-	3, // 0: coinledger.v1.PendingEarnings.diamonds:type_name -> coinledger.v1.Money
-	1, // 1: coinledger.v1.GetCreatorEarningsResponse.pending:type_name -> coinledger.v1.PendingEarnings
-	3, // 2: coinledger.v1.GetCreatorEarningsResponse.available:type_name -> coinledger.v1.Money
-	3, // 3: coinledger.v1.GetCreatorEarningsResponse.payable:type_name -> coinledger.v1.Money
-	0, // 4: coinledger.v1.EarningsService.GetCreatorEarnings:input_type -> coinledger.v1.GetCreatorEarningsRequest
-	2, // 5: coinledger.v1.EarningsService.GetCreatorEarnings:output_type -> coinledger.v1.GetCreatorEarningsResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 0: coinledger.v1.GetCreatorEarningsRequest.as_of:type_name -> google.protobuf.Timestamp
+	4, // 1: coinledger.v1.PendingEarnings.diamonds:type_name -> coinledger.v1.Money
+	1, // 2: coinledger.v1.GetCreatorEarningsResponse.pending:type_name -> coinledger.v1.PendingEarnings
+	4, // 3: coinledger.v1.GetCreatorEarningsResponse.available:type_name -> coinledger.v1.Money
+	4, // 4: coinledger.v1.GetCreatorEarningsResponse.payable:type_name -> coinledger.v1.Money
+	0, // 5: coinledger.v1.EarningsService.GetCreatorEarnings:input_type -> coinledger.v1.GetCreatorEarningsRequest
+	2, // 6: coinledger.v1.EarningsService.GetCreatorEarnings:output_type -> coinledger.v1.GetCreatorEarningsResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_earnings_proto_init() }
