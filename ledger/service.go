@@ -26,7 +26,8 @@ type Options struct {
 	// MaxBatch caps the transactions committed in one database transaction.
 	// Default 256.
 	MaxBatch int
-	// CommitTimeout bounds one batch's database work. Default 30s.
+	// CommitTimeout bounds one batch's database work. Default 30s, at most
+	// Settled/2.
 	CommitTimeout time.Duration
 	// Linger caps how long a lane waits for more requests after the first
 	// before committing a batch that is not full: it waits a fifth of what
@@ -105,6 +106,12 @@ type request struct {
 	done    chan struct{}
 }
 
+// Settled is how long after an instant no transaction can still be recorded
+// before it: a batch reads its recorded time under its locks and commits
+// within the commit timeout, which is held well under this. A balance as of
+// a settled instant never changes, so the store may keep it.
+const Settled = 15 * time.Minute
+
 // NewService starts the commit lanes; Close stops them.
 func NewService(store Store, opts Options) *Service {
 	if opts.Lanes <= 0 {
@@ -119,6 +126,7 @@ func NewService(store Store, opts Options) *Service {
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 30 * time.Second
 	}
+	opts.CommitTimeout = min(opts.CommitTimeout, Settled/2)
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}

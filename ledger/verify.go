@@ -20,6 +20,8 @@ const (
 	CheckLotValue     = "lot-value"
 	CheckLotRelief    = "lot-relief"    // each lot's consumption equals its recorded reliefs
 	CheckOrphanRelief = "orphan-relief" // a relief whose transaction or lot does not exist
+	// A kept balance as of an instant equals the sum of the entries up to it.
+	CheckCheckpoint = "balance-checkpoint"
 )
 
 // Violation is one broken invariant.
@@ -51,7 +53,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		return total, err
 	}
 	if r.Clean() {
-		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored balances, balance policies and FIFO lots all hold")
+		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored and kept balances, balance policies and FIFO lots all hold")
 		return total + int64(n), err
 	}
 	n, err = fmt.Fprintf(w, "FAILED: %d violations\n", len(r.Violations))

@@ -52,6 +52,10 @@ type DB struct {
 	bytewiseNames bool
 	maxAttempts   int
 	log           *slog.Logger
+	// When a balance as of an instant is kept (balanceAsOf): the instant
+	// is settled, and its sum counted at least this many entries.
+	checkpointSettled    time.Duration
+	checkpointMinEntries int64
 }
 
 var _ ledger.Store = (*DB)(nil)
@@ -80,7 +84,8 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	db := &DB{pool: pool, maxAttempts: cfg.MaxAttempts, log: cfg.Logger}
+	db := &DB{pool: pool, maxAttempts: cfg.MaxAttempts, log: cfg.Logger,
+		checkpointSettled: ledger.Settled, checkpointMinEntries: checkpointMinEntries}
 	if db.maxAttempts <= 0 {
 		db.maxAttempts = 20
 	}

@@ -1,5 +1,7 @@
 package postgres
 
+import "time"
+
 // Unreachable classifies errors as the database being out of reach.
 var Unreachable = unreachable
 
@@ -35,3 +37,9 @@ const (
 // SumEntriesAsOf is the forward sum a balance as of a time used alone before
 // it could sum back from now, for the benchmark.
 var SumEntriesAsOf = sumEntriesAsOf
+
+// KeepBalancesAsOf makes db keep every balance as of an instant at least
+// settled ago whose sum counted at least minEntries entries.
+func (db *DB) KeepBalancesAsOf(settled time.Duration, minEntries int64) {
+	db.checkpointSettled, db.checkpointMinEntries = settled, minEntries
+}

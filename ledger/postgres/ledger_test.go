@@ -366,6 +366,103 @@ func TestBalanceAsOfFromEitherEnd(t *testing.T) {
 	})
 }
 
+// A balance as of a settled instant that summed many entries is kept, and
+// later balances as of nearby instants sum from it, forward or back; the
+// writer cannot change a kept balance, and verify reports one changed
+// behind the service's back (and not the ones after it).
+func TestBalanceCheckpoints(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		ctx := context.Background()
+		e.account("mint", "USD", true, 1)
+		e.account("alice", "USD", false, 3)
+		var at []time.Time
+		var want []decimal.Decimal
+		running := decimal.Zero
+		for i := range 40 {
+			amount := decimal.New(int64(100+i*7), -2)
+			running = running.Add(amount)
+			at = append(at, e.post(transfer(fmt.Sprintf("t%d", i), "mint", "alice", amount.String())).RecordedAt)
+			want = append(want, running)
+		}
+		owner := e.owner()
+		kept := func() (n int) {
+			t.Helper()
+			if err := owner.QueryRow(ctx, "SELECT count(*) FROM balance_checkpoints").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		check := func(name string, i int, delta string) {
+			t.Helper()
+			w := want[i].Add(decimal.RequireFromString(delta))
+			if got, err := e.svc.Balance(ctx, "alice", at[i]); err != nil || !got.Equal(w) {
+				t.Errorf("%s: as of t%d %s, %v; want %s", name, i, got, err, w)
+			}
+		}
+
+		e.db.KeepBalancesAsOf(time.Hour, 5)
+		check("not settled", 20, "0")
+		if n := kept(); n != 0 {
+			t.Fatalf("%d balances kept as of an instant not settled", n)
+		}
+		e.db.KeepBalancesAsOf(0, 5)
+		check("settled, 20 entries summed", 20, "0")
+		if n := kept(); n != 1 {
+			t.Fatalf("%d balances kept, want the one as of t20", n)
+		}
+		e.db.KeepBalancesAsOf(0, 1<<62) // no more
+		check("one after the kept one", 21, "0")
+		check("one before the kept one", 19, "0")
+		e.verifyClean()
+
+		// Changed behind the service's back, the kept balance shows in the
+		// sums next to it, both ways, which is how we know they use it.
+		if _, err := owner.Exec(ctx, "UPDATE balance_checkpoints SET balance = balance + 1"); err != nil {
+			t.Fatal(err)
+		}
+		check("summed forward from a changed checkpoint", 21, "1")
+		check("summed back from a changed checkpoint", 19, "1")
+		if _, err := owner.Exec(ctx, "UPDATE balance_checkpoints SET balance = balance - 1"); err != nil {
+			t.Fatal(err)
+		}
+
+		// Every instant, keeping what summed 5 or more: all exact, and verify
+		// holds every kept balance to the entries.
+		e.db.KeepBalancesAsOf(0, 5)
+		for i := range at {
+			check("each", i, "0")
+		}
+		if n := kept(); n < 3 {
+			t.Errorf("%d balances kept, want several", n)
+		}
+		e.verifyClean()
+
+		if b.Name != "postgres" {
+			return // the role and tampering checks below are PostgreSQL's
+		}
+		writer := e.owner()
+		if _, err := writer.Exec(ctx, "SET ROLE coinledger_writer"); err != nil {
+			t.Fatal(err)
+		}
+		for _, stmt := range []string{"UPDATE balance_checkpoints SET balance = 0", "DELETE FROM balance_checkpoints"} {
+			if _, err := writer.Exec(ctx, stmt); sqlStateOf(err) != "42501" {
+				t.Errorf("%s as writer: %v, want insufficient_privilege", stmt, err)
+			}
+		}
+		if _, err := owner.Exec(ctx, "UPDATE balance_checkpoints SET balance = balance + 1 WHERE as_of = $1", at[20]); err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.svc.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Violations) != 1 || r.Violations[0].Check != ledger.CheckCheckpoint || r.Violations[0].Subject != "alice" {
+			t.Errorf("verify after one kept balance was changed: %+v, want one %s on alice", r.Violations, ledger.CheckCheckpoint)
+		}
+	})
+}
+
 // The writer role cannot change or remove what was posted; verify reports a
 // database corrupted behind the service's back.
 func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -95,17 +96,32 @@ const (
 SELECT a.id, COALESCE(SUM(b.balance), 0)
 FROM unnest($1::uuid[]) AS a (id) LEFT JOIN balances b ON b.account_id = a.id
 GROUP BY a.id`
+	// The as-of sums: what the entries in a span move, and how many there
+	// are ($2 is the account's normal side).
 	sumEntriesAsOf = `
-SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0)
+SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0), count(*)
 FROM entries WHERE account_id = $1 AND recorded_at <= $3`
+	sumEntriesBetween = `
+SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0), count(*)
+FROM entries WHERE account_id = $1 AND recorded_at > $3 AND recorded_at <= $4`
 	// The balance now less what was recorded after $3: one statement, so
 	// both sums see the same committed transactions.
 	sumBackFromNow = `
-SELECT (` + sumShards + `)
-  - (SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0)
-     FROM entries WHERE account_id = $1 AND recorded_at > $3)`
-	selectHistorySpan = `SELECT (SELECT min(recorded_at) FROM entries WHERE account_id = $1), now()`
-	selectEntries     = `
+SELECT (` + sumShards + `) - s.moved, s.n
+FROM (SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0) AS moved, count(*) AS n
+      FROM entries WHERE account_id = $1 AND recorded_at > $3) AS s`
+	// Where a balance as of $2 can be summed from: the account's first
+	// entry, now, and the nearest checkpoints on either side.
+	selectAsOfAnchors = `
+SELECT (SELECT min(recorded_at) FROM entries WHERE account_id = $1), now(), b.as_of, b.balance, n.as_of, n.balance
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN LATERAL (SELECT as_of, balance FROM balance_checkpoints
+                   WHERE account_id = $1 AND as_of <= $2 ORDER BY as_of DESC LIMIT 1) AS b ON true
+LEFT JOIN LATERAL (SELECT as_of, balance FROM balance_checkpoints
+                   WHERE account_id = $1 AND as_of > $2 ORDER BY as_of LIMIT 1) AS n ON true`
+	insertCheckpoint = `
+INSERT INTO balance_checkpoints (account_id, as_of, balance) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	selectEntries = `
 SELECT e.tx_id, e.idx, t.kind, e.side, e.amount, t.effective_at, e.recorded_at, e.batch_seq
 FROM entries e JOIN transactions t ON t.id = e.tx_id
 WHERE e.account_id = $1 AND (e.recorded_at, e.batch_seq, e.tx_id, e.idx) > ($2, $3, $4, $5)
@@ -114,11 +130,12 @@ LIMIT $6`
 )
 
 // Balance is the account's normal-side balance now, or as of a recorded time.
-// A balance as of a time sums the account's entries from whichever end of
-// its history is nearer: from the first entry up to asOf, or back from the
-// balance now over what was recorded since. Hot accounts take an entry per
-// gift, so summing from the start made a balance as of last night cost the
-// account's whole history.
+// A balance as of a time sums the account's entries from whichever anchor is
+// nearest to it: forward from the first entry or from a checkpoint before
+// it, or back from the balance now or from a checkpoint after it. Hot
+// accounts take an entry per gift, so summing from the start made a balance
+// as of last night cost the account's whole history. A sum over many
+// entries to a settled instant is kept as a checkpoint for the next.
 func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (decimal.Decimal, error) {
 	const op = "postgres.Balance"
 	var b decimal.Decimal
@@ -135,22 +152,61 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 	return b, nil
 }
 
+// checkpointMinEntries is how many entries a balance as of a settled instant
+// must have summed before it is kept: fewer are cheaper to sum again than
+// to store.
+const checkpointMinEntries = 1000
+
 func (db *DB) balanceAsOf(ctx context.Context, a *ledger.Account, asOf time.Time) (decimal.Decimal, error) {
 	var b decimal.Decimal
-	var first *time.Time // nil: no entries yet
+	var first, before, after *time.Time // nil: no entries yet, no checkpoint
 	var now time.Time
-	if err := db.pool.QueryRow(ctx, selectHistorySpan, a.ID).Scan(&first, &now); err != nil {
+	var atBefore, atAfter decimal.NullDecimal
+	if err := db.pool.QueryRow(ctx, selectAsOfAnchors, a.ID, asOf).Scan(&first, &now, &before, &atBefore, &after, &atAfter); err != nil {
 		return b, err
 	}
-	sum := sumEntriesAsOf
-	if first != nil && asOf.Sub(*first) > now.Sub(asOf) {
-		sum = sumBackFromNow
+	if first == nil || asOf.Before(*first) {
+		return decimal.Zero, nil
+	}
+	if before != nil && before.Equal(asOf) {
+		return atBefore.Decimal, nil
 	}
 	// Planned for this instant: how many entries lie on the summed side
 	// depends on it, and a plan cached for another (a prepared statement's
 	// generic plan) may scan the table.
-	err := db.pool.QueryRow(ctx, sum, pgx.QueryExecModeExec, a.ID, a.Normal.String(), asOf).Scan(&b)
+	exec, side := pgx.QueryExecModeExec, a.Normal.String()
+	var moved decimal.Decimal
+	var n int64
+	var err error
+	// The nearest anchor by time, standing in for the fewest entries.
+	switch nearest := min(asOf.Sub(*first), now.Sub(asOf), span(before, &asOf), span(&asOf, after)); {
+	case before != nil && nearest == asOf.Sub(*before):
+		err = db.pool.QueryRow(ctx, sumEntriesBetween, exec, a.ID, side, *before, asOf).Scan(&moved, &n)
+		b = atBefore.Decimal.Add(moved)
+	case after != nil && nearest == after.Sub(asOf):
+		err = db.pool.QueryRow(ctx, sumEntriesBetween, exec, a.ID, side, asOf, *after).Scan(&moved, &n)
+		b = atAfter.Decimal.Sub(moved)
+	case nearest == now.Sub(asOf):
+		err = db.pool.QueryRow(ctx, sumBackFromNow, exec, a.ID, side, asOf).Scan(&b, &n)
+	default:
+		err = db.pool.QueryRow(ctx, sumEntriesAsOf, exec, a.ID, side, asOf).Scan(&b, &n)
+	}
+	if err != nil {
+		return b, err
+	}
+	if n >= db.checkpointMinEntries && asOf.Before(now.Add(-db.checkpointSettled)) {
+		_, err = db.pool.Exec(ctx, insertCheckpoint, a.ID, asOf, b)
+	}
 	return b, err
+}
+
+// span is how far apart two instants are, or as far as can be when either
+// is missing.
+func span(from, to *time.Time) time.Duration {
+	if from == nil || to == nil {
+		return math.MaxInt64
+	}
+	return to.Sub(*from)
 }
 
 // Balances reads the current balances of many accounts in one query, or

@@ -75,6 +75,23 @@ SELECT r.tx_id::text, 'relieves lot ' || r.lot_id::text ||
 FROM lot_reliefs r LEFT JOIN transactions t ON t.id = r.tx_id LEFT JOIN lots l ON l.id = r.lot_id
 WHERE t.id IS NULL OR l.id IS NULL
 ORDER BY r.tx_id, r.lot_id`},
+	// Each checkpoint against the entries since the one before it, summed
+	// in order, so a wrong one is reported and not the ones after it.
+	{ledger.CheckCheckpoint, `
+WITH cp AS (
+  SELECT c.account_id, c.as_of, c.balance, a.name, a.normal_side,
+         lag(c.as_of) OVER (PARTITION BY c.account_id ORDER BY c.as_of) AS prev_at
+  FROM balance_checkpoints c JOIN accounts a ON a.id = c.account_id),
+summed AS (
+  SELECT cp.name, cp.as_of, cp.balance, SUM(s.moved) OVER (PARTITION BY cp.account_id ORDER BY cp.as_of) AS posted
+  FROM cp CROSS JOIN LATERAL (
+    SELECT COALESCE(SUM(CASE WHEN e.side = cp.normal_side THEN e.amount ELSE -e.amount END), 0) AS moved
+    FROM entries e
+    WHERE e.account_id = cp.account_id AND e.recorded_at <= cp.as_of
+      AND (cp.prev_at IS NULL OR e.recorded_at > cp.prev_at)) AS s)
+SELECT name, 'balance as of ' || as_of::text || ' kept as ' || balance::text || ', its entries sum to ' || posted::text
+FROM summed WHERE balance <> posted
+ORDER BY name, as_of`},
 	{ledger.CheckNegative, `
 SELECT a.name, 'may not go negative, is ' || SUM(b.balance)::text || ' ' || a.asset
 FROM accounts a JOIN balances b ON b.account_id = a.id
