@@ -304,6 +304,11 @@ func TestHappyPaths(t *testing.T) {
 	if got := strings.Join(kinds, ","); got != "purchase,gift,refund,refund-reversal,gift-reversal" {
 		t.Errorf("wallet entries, one page each: %s", got)
 	}
+	// A statement's span: after the purchase, up to and with the gift.
+	span, err := fin.ListEntries(ctx, &pb.ListEntriesRequest{Account: economy.CoinWallet("v1"), RecordedAfter: buy.RecordedAt, RecordedUntil: afterGift})
+	if err != nil || len(span.Entries) != 1 || span.Entries[0].Kind != "gift" || span.NextPageToken != "" {
+		t.Errorf("wallet entries after the purchase up to the gift: %v %v", span, err)
+	}
 	byID, err := fin.GetTransaction(ctx, &pb.GetTransactionRequest{Id: g.Transaction.Id})
 	if err != nil || byID.Transaction.IdempotencyKey != "gift:g1" {
 		t.Fatalf("transaction by id: %v %v", byID, err)
@@ -577,6 +582,15 @@ func TestValidation(t *testing.T) {
 			_, err := e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE})
 			return err
 		}, "refund_id"},
+		{"entries: span ending before it starts", func() error {
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", RecordedAfter: now,
+				RecordedUntil: timestamppb.New(now.AsTime().Add(-time.Second))})
+			return err
+		}, "recorded_until"},
+		{"entries: bad recorded_after", func() error {
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", RecordedAfter: &timestamppb.Timestamp{Nanos: -1}})
+			return err
+		}, "recorded_after"},
 		{"earnings: bad as_of", func() error {
 			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: &timestamppb.Timestamp{Seconds: -1 << 40}})
 			return err

@@ -82,18 +82,32 @@ func (h ledgerReads) ListEntries(ctx context.Context, r *pb.ListEntriesRequest) 
 	if err != nil {
 		return nil, err
 	}
+	from, err := timeOf("recorded_after", r.RecordedAfter, false)
+	if err != nil {
+		return nil, err
+	}
+	until, err := timeOf("recorded_until", r.RecordedUntil, false)
+	if err != nil {
+		return nil, err
+	}
+	if !from.IsZero() && !until.IsZero() && until.Before(from) {
+		return nil, badRequest("recorded_until", "recorded_until is before recorded_after")
+	}
 	var after ledger.Cursor
-	if r.PageToken != "" {
+	switch {
+	case r.PageToken != "":
 		raw, err := base64.RawURLEncoding.DecodeString(r.PageToken)
 		if err != nil || json.Unmarshal(raw, &after) != nil {
 			return nil, badRequest("page_token", "page_token is not one this service issued")
 		}
+	case !from.IsZero():
+		after = ledger.CursorAfter(from)
 	}
 	a, err := h.s.ledger.Account(ctx, r.Account)
 	if err != nil {
 		return nil, &ledger.Error{Field: "account", Err: err}
 	}
-	page, err := h.s.ledger.Entries(ctx, r.Account, after, n)
+	page, err := h.s.ledger.Entries(ctx, r.Account, after, until, n)
 	if err != nil {
 		return nil, err
 	}

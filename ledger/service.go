@@ -740,9 +740,9 @@ func (s *Service) Balances(ctx context.Context, accounts []*Account, asOf time.T
 // MaxPageSize bounds one page of entries.
 const MaxPageSize = 1000
 
-// Entries returns up to limit entries of an account after the cursor, in
-// commit order.
-func (s *Service) Entries(ctx context.Context, name string, after Cursor, limit int) ([]Entry, error) {
+// Entries returns up to limit entries of an account after the cursor and
+// recorded at or before until (zero: no bound), in commit order.
+func (s *Service) Entries(ctx context.Context, name string, after Cursor, until time.Time, limit int) ([]Entry, error) {
 	if limit <= 0 || limit > MaxPageSize {
 		return nil, invalid("ledger.Entries", "limit", "must be between 1 and %d", MaxPageSize)
 	}
@@ -750,7 +750,7 @@ func (s *Service) Entries(ctx context.Context, name string, after Cursor, limit 
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Entries(ctx, a, after, limit)
+	return s.store.Entries(ctx, a, after, until, limit)
 }
 
 // Verify checks every invariant of the ledger over one snapshot.

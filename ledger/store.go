@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,7 +49,9 @@ type Store interface {
 	// Balances are the normal-side balances of accounts, in their order:
 	// now (asOf zero, read in one query) or as of a past recorded time.
 	Balances(ctx context.Context, accounts []*Account, asOf time.Time) ([]decimal.Decimal, error)
-	Entries(ctx context.Context, a *Account, after Cursor, limit int) ([]Entry, error)
+	// Entries pages through a's entries in commit order, after a cursor and
+	// recorded at or before until (zero: no bound).
+	Entries(ctx context.Context, a *Account, after Cursor, until time.Time, limit int) ([]Entry, error)
 	// Verify runs every check over one snapshot, calling progress (if not
 	// nil) before each: checks scan whole tables and can take long.
 	Verify(ctx context.Context, progress func(check string, n, of int)) (*Report, error)
@@ -78,6 +81,12 @@ type Cursor struct {
 // After reports the cursor that continues after e.
 func (e Entry) After() Cursor {
 	return Cursor{RecordedAt: e.RecordedAt, BatchSeq: e.BatchSeq, TxID: e.TxID, Index: e.Index}
+}
+
+// CursorAfter is the cursor after every entry recorded at or before t: the
+// entries after it are those a balance as of t leaves out.
+func CursorAfter(t time.Time) Cursor {
+	return Cursor{RecordedAt: t, BatchSeq: math.MaxInt32, TxID: uuid.Max, Index: math.MaxInt32}
 }
 
 // IsZero is true for the cursor before the first entry.

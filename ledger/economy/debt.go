@@ -110,7 +110,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 	var settles []uuid.UUID // oldest first
 	var after ledger.Cursor
 	for {
-		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, ledger.MaxPageSize)
+		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPageSize)
 		if err != nil {
 			return err
 		}

@@ -29,7 +29,7 @@ type Ledger interface {
 	Accounts(ctx context.Context, prefix, after string, limit int) ([]*ledger.Account, error)
 	Balance(ctx context.Context, name string, asOf time.Time) (decimal.Decimal, error)
 	Balances(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error)
-	Entries(ctx context.Context, name string, after ledger.Cursor, limit int) ([]ledger.Entry, error)
+	Entries(ctx context.Context, name string, after ledger.Cursor, until time.Time, limit int) ([]ledger.Entry, error)
 }
 
 // Economy performs the coin economy's operations, each one atomic ledger

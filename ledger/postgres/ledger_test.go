@@ -291,7 +291,7 @@ func TestBalanceAsOfAndEntries(t *testing.T) {
 		var all []ledger.Entry
 		var cur ledger.Cursor
 		for {
-			page, err := e.svc.Entries(ctx, "alice", cur, 10)
+			page, err := e.svc.Entries(ctx, "alice", cur, time.Time{}, 10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -312,7 +312,24 @@ func TestBalanceAsOfAndEntries(t *testing.T) {
 				t.Errorf("entry %d: %+v", i, en)
 			}
 		}
-		if _, err := e.svc.Entries(ctx, "alice", ledger.Cursor{}, 0); ledger.FieldOf(err) != "limit" {
+		// A statement's span (t9, t20]: 11 entries, which take the balance
+		// as of t9 to the balance as of t20, across pages.
+		var span []ledger.Entry
+		for cur, pages := ledger.CursorAfter(marks[9]), 0; pages < 10; pages++ {
+			page, err := e.svc.Entries(ctx, "alice", cur, marks[20], 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			span = append(span, page...)
+			cur = page[len(page)-1].After()
+		}
+		if len(span) != 11 || !span[0].RecordedAt.Equal(marks[10]) || !span[10].RecordedAt.Equal(marks[20]) {
+			t.Errorf("entries in (t9, t20]: %d, want t10..t20", len(span))
+		}
+		if _, err := e.svc.Entries(ctx, "alice", ledger.Cursor{}, time.Time{}, 0); ledger.FieldOf(err) != "limit" {
 			t.Errorf("limit 0: %v", err)
 		}
 	})

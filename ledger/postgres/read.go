@@ -124,7 +124,7 @@ INSERT INTO balance_checkpoints (account_id, as_of, balance) VALUES ($1, $2, $3)
 	selectEntries = `
 SELECT e.tx_id, e.idx, t.kind, e.side, e.amount, t.effective_at, e.recorded_at, e.batch_seq
 FROM entries e JOIN transactions t ON t.id = e.tx_id
-WHERE e.account_id = $1 AND (e.recorded_at, e.batch_seq, e.tx_id, e.idx) > ($2, $3, $4, $5)
+WHERE e.account_id = $1 AND (e.recorded_at, e.batch_seq, e.tx_id, e.idx) > ($2, $3, $4, $5) AND e.recorded_at <= $7
 ORDER BY e.recorded_at, e.batch_seq, e.tx_id, e.idx
 LIMIT $6`
 )
@@ -249,12 +249,17 @@ func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account, asOf tim
 }
 
 // Entries pages through an account's entries in commit order.
-func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Cursor, limit int) ([]ledger.Entry, error) {
+func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Cursor, until time.Time, limit int) ([]ledger.Entry, error) {
 	if after.IsZero() {
 		after.RecordedAt = time.Unix(0, 0)
 		after.BatchSeq = -1
 	}
-	rows, _ := db.pool.Query(ctx, selectEntries, a.ID, after.RecordedAt, after.BatchSeq, after.TxID, after.Index, limit)
+	if until.IsZero() {
+		// A bound the index can range over, not a condition it must test on
+		// every later row: both databases hold timestamps past this.
+		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	}
+	rows, _ := db.pool.Query(ctx, selectEntries, a.ID, after.RecordedAt, after.BatchSeq, after.TxID, after.Index, limit, until)
 	var out []ledger.Entry
 	var e ledger.Entry
 	var side string

@@ -412,11 +412,19 @@ func (x *Entry) GetRecordedAt() *timestamppb.Timestamp {
 }
 
 type ListEntriesRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Account   string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
-	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// From a previous response (with the same recorded_until); empty for the
+	// first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// 1-1000; 0 means 100.
-	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A statement's span, as balances as of a time count it: the entries
+	// recorded after recorded_after (unset: from the first) and at or before
+	// recorded_until (unset: no bound). The balance as of recorded_after plus
+	// these entries is the balance as of recorded_until.
+	RecordedAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=recorded_after,json=recordedAfter,proto3" json:"recorded_after,omitempty"`
+	RecordedUntil *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=recorded_until,json=recordedUntil,proto3" json:"recorded_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -470,6 +478,20 @@ func (x *ListEntriesRequest) GetPageSize() int32 {
 		return x.PageSize
 	}
 	return 0
+}
+
+func (x *ListEntriesRequest) GetRecordedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAfter
+	}
+	return nil
+}
+
+func (x *ListEntriesRequest) GetRecordedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedUntil
+	}
+	return nil
 }
 
 type ListEntriesResponse struct {
@@ -830,12 +852,14 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\x06amount\x18\x05 \x01(\v2\x14.coinledger.v1.MoneyR\x06amount\x12=\n" +
 	"\feffective_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12;\n" +
 	"\vrecorded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt\"j\n" +
+	"recordedAt\"\xf0\x01\n" +
 	"\x12ListEntriesRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"m\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12A\n" +
+	"\x0erecorded_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rrecordedAfter\x12A\n" +
+	"\x0erecorded_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rrecordedUntil\"m\n" +
 	"\x13ListEntriesResponse\x12.\n" +
 	"\aentries\x18\x01 \x03(\v2\x14.coinledger.v1.EntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"P\n" +
@@ -906,24 +930,26 @@ var file_coinledger_v1_ledger_proto_depIdxs = []int32{
 	15, // 5: coinledger.v1.Entry.amount:type_name -> coinledger.v1.Money
 	14, // 6: coinledger.v1.Entry.effective_at:type_name -> google.protobuf.Timestamp
 	14, // 7: coinledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: coinledger.v1.ListEntriesResponse.entries:type_name -> coinledger.v1.Entry
-	16, // 9: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
-	11, // 10: coinledger.v1.VerifyResponse.violations:type_name -> coinledger.v1.Violation
-	1,  // 11: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
-	3,  // 12: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
-	6,  // 13: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
-	8,  // 14: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
-	10, // 15: coinledger.v1.LedgerService.Verify:input_type -> coinledger.v1.VerifyRequest
-	2,  // 16: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
-	4,  // 17: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
-	7,  // 18: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
-	9,  // 19: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
-	12, // 20: coinledger.v1.LedgerService.Verify:output_type -> coinledger.v1.VerifyResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 8: coinledger.v1.ListEntriesRequest.recorded_after:type_name -> google.protobuf.Timestamp
+	14, // 9: coinledger.v1.ListEntriesRequest.recorded_until:type_name -> google.protobuf.Timestamp
+	5,  // 10: coinledger.v1.ListEntriesResponse.entries:type_name -> coinledger.v1.Entry
+	16, // 11: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
+	11, // 12: coinledger.v1.VerifyResponse.violations:type_name -> coinledger.v1.Violation
+	1,  // 13: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
+	3,  // 14: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
+	6,  // 15: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
+	8,  // 16: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
+	10, // 17: coinledger.v1.LedgerService.Verify:input_type -> coinledger.v1.VerifyRequest
+	2,  // 18: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
+	4,  // 19: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
+	7,  // 20: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
+	9,  // 21: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
+	12, // 22: coinledger.v1.LedgerService.Verify:output_type -> coinledger.v1.VerifyResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_ledger_proto_init() }
