@@ -53,6 +53,7 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzSum -fuzztime 20s
 	$(GO) test ./ledger/economy -run '^$$' -fuzz FuzzGranule -fuzztime 20s
 	$(GO) test ./internal/loadgen -run '^$$' -fuzz FuzzDecodeAck -fuzztime 20s
+	$(GO) test ./internal/cpuclock -run '^$$' -fuzz FuzzProcessFields -fuzztime 20s
 	# These need no database: a URL that is never dialled keeps each fuzzing
 	# worker from starting a PostgreSQL of its own.
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./ledger/postgres -run '^$$' -fuzz FuzzArrayEncoding -fuzztime 20s

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coinledger/coinledger/internal/cpuclock"
 	"github.com/coinledger/coinledger/internal/loadgen"
 	"github.com/coinledger/coinledger/ledger"
 )
@@ -100,12 +101,25 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		})
 	}
 	// The server in this process reports its commit batches during the load:
-	// their mean size is what a request's cost turns on.
+	// their mean size is what a request's cost turns on. And the CPU the
+	// load took, split between this process and the database: a slower
+	// machine moves both parts, a change to the Go code only one.
 	var batches ledger.CommitStats
+	var cpu cpuclock.Reading
+	var cpuErr error
 	if local != nil {
+		db := 0
+		if c.embedded != nil {
+			db = c.embedded.PID()
+		}
 		cfg.Measure = alongside(cfg.Measure, func() func() {
 			start := local.CommitStats()
-			return func() { batches = local.CommitStats().Sub(start) }
+			startCPU, startErr := cpuclock.Read(db)
+			return func() {
+				batches = local.CommitStats().Sub(start)
+				endCPU, endErr := cpuclock.Read(db)
+				cpu, cpuErr = endCPU.Sub(startCPU), errors.Join(startErr, endErr)
+			}
 		})
 	}
 	rep, err := loadgen.Run(ctx, cfg)
@@ -117,6 +131,9 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		fmt.Fprintf(stdout, "batches      %d commits during the load, %.1f requests and %.2f ms each on average; %d deferred to a second round\n",
 			batches.Batches, float64(batches.Requests)/n, batches.Committing.Seconds()*1000/n, batches.Deferred)
 	}
+	if local != nil && rep != nil {
+		writeCPU(stdout, cpu, cpuErr, rep.Answered(), c.embedded != nil)
+	}
 	if err != nil {
 		return exitError, err
 	}
@@ -124,4 +141,23 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		return exitViolations, errors.New("requests failed, acknowledged writes are missing or the ledger does not verify")
 	}
 	return exitOK, nil
+}
+
+// writeCPU prints the CPU a request cost during the load: the machine's,
+// split into this process (load generator and server) and the embedded
+// PostgreSQL when there is one, and how idle the cores were.
+func writeCPU(w io.Writer, cpu cpuclock.Reading, err error, requests int, embedded bool) {
+	if err != nil || requests == 0 || cpu.Busy+cpu.Idle <= 0 {
+		if err != nil {
+			fmt.Fprintf(w, "cpu          not measured: %v\n", err)
+		}
+		return
+	}
+	per := func(d time.Duration) int64 { return d.Microseconds() / int64(requests) }
+	split := fmt.Sprintf("this process %d", per(cpu.Self))
+	if embedded {
+		split += fmt.Sprintf(", PostgreSQL %d", per(cpu.Tree))
+	}
+	fmt.Fprintf(w, "cpu          %d µs a request on the machine (%s), cores %d%% idle\n",
+		per(cpu.Busy), split, 100*cpu.Idle/(cpu.Busy+cpu.Idle))
 }

@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/coinledger/coinledger/internal/cpuclock"
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/internal/pgembed"
 )
@@ -163,6 +167,31 @@ func TestUsage(t *testing.T) {
 
 // bench with no --addr starts its own private PostgreSQL (in a temporary
 // directory, removed afterwards) and server, and reports a clean check.
+func TestWriteCPU(t *testing.T) {
+	second := cpuclock.Reading{Busy: 1500 * time.Millisecond, Idle: 500 * time.Millisecond, Self: 700 * time.Millisecond, Tree: 800 * time.Millisecond}
+	tests := []struct {
+		name     string
+		cpu      cpuclock.Reading
+		err      error
+		requests int
+		embedded bool
+		want     string
+	}{
+		{"embedded", second, nil, 5000, true, "cpu          300 µs a request on the machine (this process 140, PostgreSQL 160), cores 25% idle\n"},
+		{"a database elsewhere", second, nil, 5000, false, "cpu          300 µs a request on the machine (this process 140), cores 25% idle\n"},
+		{"no /proc", cpuclock.Reading{}, errors.New("open /proc/stat: no such file"), 5000, true, "cpu          not measured: open /proc/stat: no such file\n"},
+		{"no requests", second, nil, 0, true, ""},
+		{"under a tick", cpuclock.Reading{}, nil, 10, true, ""},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		writeCPU(&b, tt.cpu, tt.err, tt.requests, tt.embedded)
+		if b.String() != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, b.String(), tt.want)
+		}
+	}
+}
+
 func TestBenchEmbedded(t *testing.T) {
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	profile := filepath.Join(t.TempDir(), "cpu.pprof")
@@ -178,6 +207,9 @@ func TestBenchEmbedded(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "set up accounts 10 of 10") {
 		t.Errorf("bench shows no set-up progress:\n%s", stderr)
+	}
+	if runtime.GOOS == "linux" && !regexp.MustCompile(`(?m)^cpu +\d+ µs a request on the machine \(this process \d+, PostgreSQL \d+\), cores \d+% idle$`).MatchString(out) {
+		t.Errorf("bench output lacks the CPU a request:\n%s", out)
 	}
 	if p, err := os.ReadFile(profile); err != nil || len(p) < 2 || p[0] != 0x1f || p[1] != 0x8b {
 		t.Errorf("--cpu-profile wrote no gzipped profile: %d bytes, %v", len(p), err)

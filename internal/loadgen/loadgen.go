@@ -81,6 +81,18 @@ type Report struct {
 	checked     bool  // the after-check looked every acknowledged write up
 }
 
+// Answered is how many requests the server answered during the load, OK or
+// not.
+func (r *Report) Answered() int {
+	n := r.OK
+	for _, m := range []map[codes.Code]int{r.Refused, r.Failed} {
+		for _, k := range m {
+			n += k
+		}
+	}
+	return n
+}
+
 // Acked is how many writes the server acknowledged.
 func (r *Report) Acked() int { return len(r.acks) }
 

@@ -379,6 +379,9 @@ func tail(path string) string {
 // fail from then on.
 func (s *Server) Exited() <-chan struct{} { return s.exited }
 
+// PID is the postmaster's process id; the backends are its children.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // LogPath is the server's own log, which says why it ended.
 func (s *Server) LogPath() string { return filepath.Join(s.cfg.DataDir, "coinledger-server.log") }
 
