@@ -322,6 +322,36 @@ func TestHappyPaths(t *testing.T) {
 	}
 }
 
+// A gift answered in the basic view carries no postings or metadata; the
+// view is not part of the gift, so a retry may ask for the full one and gets
+// the same transaction, replayed.
+func TestGiftViews(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	e.buy(t, "v1", "tx-1")
+	req := &pb.SendGiftRequest{IdempotencyKey: "gv", Viewer: "v1", Creator: "star", GiftId: "rose", StreamId: "s1", SentAt: timestamppb.Now(),
+		View: pb.TransactionView_TRANSACTION_VIEW_BASIC}
+	basic, err := e.gifts(t).SendGift(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := basic.Transaction; b.Id == "" || b.IdempotencyKey != "gift:gv" || b.Kind != "gift" || b.RecordedAt == nil || b.Replayed ||
+		len(b.Postings) != 0 || b.MetadataJson != "" {
+		t.Errorf("basic view: %v", b)
+	}
+	for _, view := range []pb.TransactionView{pb.TransactionView_TRANSACTION_VIEW_FULL, pb.TransactionView_TRANSACTION_VIEW_UNSPECIFIED} {
+		req.View = view
+		full, err := e.gifts(t).SendGift(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := full.Transaction; f.Id != basic.Transaction.Id || !f.Replayed || len(f.Postings) < 6 || f.MetadataJson == "" {
+			t.Errorf("%s view of the retry: %v", view, f)
+		}
+	}
+}
+
 // Reference data reads back as published: the version in force at the
 // instant asked, a creator's own share rule or else the platform default.
 func TestCatalogReads(t *testing.T) {
@@ -591,6 +621,7 @@ func TestValidation(t *testing.T) {
 			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", RecordedAfter: &timestamppb.Timestamp{Nanos: -1}})
 			return err
 		}, "recorded_after"},
+		{"gift: unknown view", gift(func(r *pb.SendGiftRequest) { r.View = 7 }), "view"},
 		{"earnings: bad as_of", func() error {
 			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: &timestamppb.Timestamp{Seconds: -1 << 40}})
 			return err

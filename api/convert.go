@@ -91,20 +91,26 @@ func money(amount decimal.Decimal, asset string) *pb.Money {
 }
 
 func transactionOf(tx *ledger.Transaction) *pb.Transaction {
+	out := basicTransactionOf(tx)
+	out.MetadataJson = string(tx.Metadata)
+	for _, p := range tx.Postings {
+		out.Postings = append(out.Postings, &pb.Posting{Account: p.Account, Side: sideOf(p.Side), Amount: money(p.Amount, p.Asset)})
+	}
+	return out
+}
+
+// basicTransactionOf is TRANSACTION_VIEW_BASIC: no postings, no metadata.
+func basicTransactionOf(tx *ledger.Transaction) *pb.Transaction {
 	out := &pb.Transaction{
 		Id:             tx.ID.String(),
 		IdempotencyKey: tx.IdempotencyKey,
 		Kind:           tx.Kind,
 		EffectiveAt:    timestamppb.New(tx.EffectiveAt),
 		RecordedAt:     timestamppb.New(tx.RecordedAt),
-		MetadataJson:   string(tx.Metadata),
 		Replayed:       tx.Replayed,
 	}
 	if tx.Reverses != nil {
 		out.Reverses = tx.Reverses.String()
-	}
-	for _, p := range tx.Postings {
-		out.Postings = append(out.Postings, &pb.Posting{Account: p.Account, Side: sideOf(p.Side), Amount: money(p.Amount, p.Asset)})
 	}
 	return out
 }

@@ -174,8 +174,10 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 		tx = r.Transaction
 	case roll < 70:
 		w.op = "gift"
+		// As a gifting service would in a storm: the write's id, not its
+		// postings.
 		r, err := g.rpc.gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: w.key(g, "g"), Viewer: viewer,
-			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt}, ackOnly)
+			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt, View: pb.TransactionView_TRANSACTION_VIEW_BASIC}, ackOnly)
 		if err != nil {
 			return ack{}, err
 		}

@@ -32,7 +32,10 @@ type SendGiftRequest struct {
 	Coins    int64  `protobuf:"varint,5,opt,name=coins,proto3" json:"coins,omitempty"`
 	StreamId string `protobuf:"bytes,6,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	// Picks the gift price and revenue share in force.
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// How much of the transaction to answer with; not part of the gift, so a
+	// retry may ask for another view of the same transaction.
+	View          TransactionView `protobuf:"varint,8,opt,name=view,proto3,enum=coinledger.v1.TransactionView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -114,6 +117,13 @@ func (x *SendGiftRequest) GetSentAt() *timestamppb.Timestamp {
 		return x.SentAt
 	}
 	return nil
+}
+
+func (x *SendGiftRequest) GetView() TransactionView {
+	if x != nil {
+		return x.View
+	}
+	return TransactionView_TRANSACTION_VIEW_UNSPECIFIED
 }
 
 type SendGiftResponse struct {
@@ -374,7 +384,7 @@ var File_coinledger_v1_gifts_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_gifts_proto_rawDesc = "" +
 	"\n" +
-	"\x19coinledger/v1/gifts.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n" +
+	"\x19coinledger/v1/gifts.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x02\n" +
 	"\x0fSendGiftRequest\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x16\n" +
 	"\x06viewer\x18\x02 \x01(\tR\x06viewer\x12\x18\n" +
@@ -382,7 +392,8 @@ const file_coinledger_v1_gifts_proto_rawDesc = "" +
 	"\agift_id\x18\x04 \x01(\tR\x06giftId\x12\x14\n" +
 	"\x05coins\x18\x05 \x01(\x03R\x05coins\x12\x1b\n" +
 	"\tstream_id\x18\x06 \x01(\tR\bstreamId\x123\n" +
-	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"P\n" +
+	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x122\n" +
+	"\x04view\x18\b \x01(\x0e2\x1e.coinledger.v1.TransactionViewR\x04view\"P\n" +
 	"\x10SendGiftResponse\x12<\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x1a.coinledger.v1.TransactionR\vtransaction\"\x85\x01\n" +
 	"\x12ReverseGiftRequest\x12'\n" +
@@ -423,27 +434,29 @@ var file_coinledger_v1_gifts_proto_goTypes = []any{
 	(*GetWalletRequest)(nil),      // 4: coinledger.v1.GetWalletRequest
 	(*GetWalletResponse)(nil),     // 5: coinledger.v1.GetWalletResponse
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*Transaction)(nil),           // 7: coinledger.v1.Transaction
-	(*Money)(nil),                 // 8: coinledger.v1.Money
+	(TransactionView)(0),          // 7: coinledger.v1.TransactionView
+	(*Transaction)(nil),           // 8: coinledger.v1.Transaction
+	(*Money)(nil),                 // 9: coinledger.v1.Money
 }
 var file_coinledger_v1_gifts_proto_depIdxs = []int32{
-	6, // 0: coinledger.v1.SendGiftRequest.sent_at:type_name -> google.protobuf.Timestamp
-	7, // 1: coinledger.v1.SendGiftResponse.transaction:type_name -> coinledger.v1.Transaction
-	7, // 2: coinledger.v1.ReverseGiftResponse.transaction:type_name -> coinledger.v1.Transaction
-	8, // 3: coinledger.v1.GetWalletResponse.paid:type_name -> coinledger.v1.Money
-	8, // 4: coinledger.v1.GetWalletResponse.promo:type_name -> coinledger.v1.Money
-	8, // 5: coinledger.v1.GetWalletResponse.owed:type_name -> coinledger.v1.Money
-	0, // 6: coinledger.v1.GiftService.SendGift:input_type -> coinledger.v1.SendGiftRequest
-	2, // 7: coinledger.v1.GiftService.ReverseGift:input_type -> coinledger.v1.ReverseGiftRequest
-	4, // 8: coinledger.v1.GiftService.GetWallet:input_type -> coinledger.v1.GetWalletRequest
-	1, // 9: coinledger.v1.GiftService.SendGift:output_type -> coinledger.v1.SendGiftResponse
-	3, // 10: coinledger.v1.GiftService.ReverseGift:output_type -> coinledger.v1.ReverseGiftResponse
-	5, // 11: coinledger.v1.GiftService.GetWallet:output_type -> coinledger.v1.GetWalletResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6,  // 0: coinledger.v1.SendGiftRequest.sent_at:type_name -> google.protobuf.Timestamp
+	7,  // 1: coinledger.v1.SendGiftRequest.view:type_name -> coinledger.v1.TransactionView
+	8,  // 2: coinledger.v1.SendGiftResponse.transaction:type_name -> coinledger.v1.Transaction
+	8,  // 3: coinledger.v1.ReverseGiftResponse.transaction:type_name -> coinledger.v1.Transaction
+	9,  // 4: coinledger.v1.GetWalletResponse.paid:type_name -> coinledger.v1.Money
+	9,  // 5: coinledger.v1.GetWalletResponse.promo:type_name -> coinledger.v1.Money
+	9,  // 6: coinledger.v1.GetWalletResponse.owed:type_name -> coinledger.v1.Money
+	0,  // 7: coinledger.v1.GiftService.SendGift:input_type -> coinledger.v1.SendGiftRequest
+	2,  // 8: coinledger.v1.GiftService.ReverseGift:input_type -> coinledger.v1.ReverseGiftRequest
+	4,  // 9: coinledger.v1.GiftService.GetWallet:input_type -> coinledger.v1.GetWalletRequest
+	1,  // 10: coinledger.v1.GiftService.SendGift:output_type -> coinledger.v1.SendGiftResponse
+	3,  // 11: coinledger.v1.GiftService.ReverseGift:output_type -> coinledger.v1.ReverseGiftResponse
+	5,  // 12: coinledger.v1.GiftService.GetWallet:output_type -> coinledger.v1.GetWalletResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_gifts_proto_init() }

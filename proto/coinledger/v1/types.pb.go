@@ -72,6 +72,60 @@ func (Side) EnumDescriptor() ([]byte, []int) {
 	return file_coinledger_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// TransactionView is how much of a transaction an answer carries.
+type TransactionView int32
+
+const (
+	// The full transaction.
+	TransactionView_TRANSACTION_VIEW_UNSPECIFIED TransactionView = 0
+	// Without its postings and metadata: its id, key, kind and times, all a
+	// caller needs to know the write is done. For callers that write in
+	// storms and read postings, if ever, later (LedgerService.GetTransaction).
+	TransactionView_TRANSACTION_VIEW_BASIC TransactionView = 1
+	TransactionView_TRANSACTION_VIEW_FULL  TransactionView = 2
+)
+
+// Enum value maps for TransactionView.
+var (
+	TransactionView_name = map[int32]string{
+		0: "TRANSACTION_VIEW_UNSPECIFIED",
+		1: "TRANSACTION_VIEW_BASIC",
+		2: "TRANSACTION_VIEW_FULL",
+	}
+	TransactionView_value = map[string]int32{
+		"TRANSACTION_VIEW_UNSPECIFIED": 0,
+		"TRANSACTION_VIEW_BASIC":       1,
+		"TRANSACTION_VIEW_FULL":        2,
+	}
+)
+
+func (x TransactionView) Enum() *TransactionView {
+	p := new(TransactionView)
+	*p = x
+	return p
+}
+
+func (x TransactionView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransactionView) Descriptor() protoreflect.EnumDescriptor {
+	return file_coinledger_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (TransactionView) Type() protoreflect.EnumType {
+	return &file_coinledger_v1_types_proto_enumTypes[1]
+}
+
+func (x TransactionView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransactionView.Descriptor instead.
+func (TransactionView) EnumDescriptor() ([]byte, []int) {
+	return file_coinledger_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // Channel where coins are bought.
 type Channel int32
 
@@ -109,11 +163,11 @@ func (x Channel) String() string {
 }
 
 func (Channel) Descriptor() protoreflect.EnumDescriptor {
-	return file_coinledger_v1_types_proto_enumTypes[1].Descriptor()
+	return file_coinledger_v1_types_proto_enumTypes[2].Descriptor()
 }
 
 func (Channel) Type() protoreflect.EnumType {
-	return &file_coinledger_v1_types_proto_enumTypes[1]
+	return &file_coinledger_v1_types_proto_enumTypes[2]
 }
 
 func (x Channel) Number() protoreflect.EnumNumber {
@@ -122,7 +176,7 @@ func (x Channel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Channel.Descriptor instead.
 func (Channel) EnumDescriptor() ([]byte, []int) {
-	return file_coinledger_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_coinledger_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 // Money is an exact amount of one asset: a decimal string (never a float),
@@ -380,7 +434,11 @@ const file_coinledger_v1_types_proto_rawDesc = "" +
 	"\x10SIDE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"SIDE_DEBIT\x10\x01\x12\x0f\n" +
-	"\vSIDE_CREDIT\x10\x02*Z\n" +
+	"\vSIDE_CREDIT\x10\x02*j\n" +
+	"\x0fTransactionView\x12 \n" +
+	"\x1cTRANSACTION_VIEW_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16TRANSACTION_VIEW_BASIC\x10\x01\x12\x19\n" +
+	"\x15TRANSACTION_VIEW_FULL\x10\x02*Z\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANNEL_APPLE\x10\x01\x12\x12\n" +
@@ -399,22 +457,23 @@ func file_coinledger_v1_types_proto_rawDescGZIP() []byte {
 	return file_coinledger_v1_types_proto_rawDescData
 }
 
-var file_coinledger_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_coinledger_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_coinledger_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_coinledger_v1_types_proto_goTypes = []any{
 	(Side)(0),                     // 0: coinledger.v1.Side
-	(Channel)(0),                  // 1: coinledger.v1.Channel
-	(*Money)(nil),                 // 2: coinledger.v1.Money
-	(*Posting)(nil),               // 3: coinledger.v1.Posting
-	(*Transaction)(nil),           // 4: coinledger.v1.Transaction
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(TransactionView)(0),          // 1: coinledger.v1.TransactionView
+	(Channel)(0),                  // 2: coinledger.v1.Channel
+	(*Money)(nil),                 // 3: coinledger.v1.Money
+	(*Posting)(nil),               // 4: coinledger.v1.Posting
+	(*Transaction)(nil),           // 5: coinledger.v1.Transaction
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_coinledger_v1_types_proto_depIdxs = []int32{
 	0, // 0: coinledger.v1.Posting.side:type_name -> coinledger.v1.Side
-	2, // 1: coinledger.v1.Posting.amount:type_name -> coinledger.v1.Money
-	5, // 2: coinledger.v1.Transaction.effective_at:type_name -> google.protobuf.Timestamp
-	5, // 3: coinledger.v1.Transaction.recorded_at:type_name -> google.protobuf.Timestamp
-	3, // 4: coinledger.v1.Transaction.postings:type_name -> coinledger.v1.Posting
+	3, // 1: coinledger.v1.Posting.amount:type_name -> coinledger.v1.Money
+	6, // 2: coinledger.v1.Transaction.effective_at:type_name -> google.protobuf.Timestamp
+	6, // 3: coinledger.v1.Transaction.recorded_at:type_name -> google.protobuf.Timestamp
+	4, // 4: coinledger.v1.Transaction.postings:type_name -> coinledger.v1.Posting
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -432,7 +491,7 @@ func file_coinledger_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coinledger_v1_types_proto_rawDesc), len(file_coinledger_v1_types_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
