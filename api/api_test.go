@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -286,6 +287,21 @@ func TestHappyPaths(t *testing.T) {
 	before, err := fin.GetBalance(ctx, &pb.GetBalanceRequest{Account: economy.CoinWallet("v1"), AsOf: buy.RecordedAt})
 	if err != nil || before.Balance.Amount != "100" {
 		t.Fatalf("balance as of the purchase: %v %v", before, err)
+	}
+	// A trial balance's lines: several accounts in one call, now and as of
+	// the purchase, each as GetBalance reads it.
+	names := []string{economy.CoinWallet("v1"), economy.CoinIssued, economy.CoinWallet("v1")}
+	for _, at := range []*timestamppb.Timestamp{nil, buy.RecordedAt} {
+		batch, err := fin.BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: names, AsOf: at})
+		if err != nil || len(batch.Balances) != len(names) {
+			t.Fatalf("balances as of %v: %v %v", at, batch, err)
+		}
+		for i, name := range names {
+			one, err := fin.GetBalance(ctx, &pb.GetBalanceRequest{Account: name, AsOf: at})
+			if err != nil || !proto.Equal(one.Balance, batch.Balances[i]) {
+				t.Errorf("%s as of %v: batch %v, alone %v %v", name, at, batch.Balances[i], one, err)
+			}
+		}
 	}
 	var kinds []string
 	token := ""
@@ -622,6 +638,22 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "recorded_after"},
 		{"gift: unknown view", gift(func(r *pb.SendGiftRequest) { r.View = 7 }), "view"},
+		{"balances: none named", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{})
+			return err
+		}, "accounts"},
+		{"balances: too many", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: make([]string, 1001)})
+			return err
+		}, "accounts"},
+		{"balances: an empty name", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", ""}})
+			return err
+		}, "accounts[1]"},
+		{"balances: bad as_of", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued"}, AsOf: &timestamppb.Timestamp{Nanos: -1}})
+			return err
+		}, "as_of"},
 		{"earnings: bad as_of", func() error {
 			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: &timestamppb.Timestamp{Seconds: -1 << 40}})
 			return err
@@ -691,6 +723,8 @@ func TestErrorCodes(t *testing.T) {
 	wantCode(t, "gift to an unknown creator", err, codes.NotFound)
 	_, err = e.finance(t).GetBalance(ctx, &pb.GetBalanceRequest{Account: "no:such"})
 	wantCode(t, "balance of an unknown account", err, codes.NotFound)
+	_, err = e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", "no:such"}})
+	wantCode(t, "balances naming an unknown account", err, codes.NotFound)
 	_, err = e.treasury(t).Transfer(ctx, &pb.TransferRequest{IdempotencyKey: "t", From: "Treasury:float", To: "Treasury:nobody", Amount: usd("1")})
 	wantCode(t, "transfer to an unknown account", err, codes.NotFound)
 	_, err = e.shop(t).RecordSale(ctx, &pb.RecordSaleRequest{OrderId: "o", SessionId: "nope", Amount: usd("1"), SoldAt: now})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strconv"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -72,6 +73,35 @@ func (h ledgerReads) GetBalance(ctx context.Context, r *pb.GetBalanceRequest) (*
 		return nil, err
 	}
 	return &pb.GetBalanceResponse{Balance: money(b, a.Asset)}, nil
+}
+
+func (h ledgerReads) BatchGetBalances(ctx context.Context, r *pb.BatchGetBalancesRequest) (*pb.BatchGetBalancesResponse, error) {
+	if len(r.Accounts) == 0 || len(r.Accounts) > ledger.MaxPage {
+		return nil, badRequest("accounts", "accounts must name 1-1000 accounts")
+	}
+	asOf, err := timeOf("as_of", r.AsOf, false)
+	if err != nil {
+		return nil, err
+	}
+	accounts := make([]*ledger.Account, len(r.Accounts))
+	for i, name := range r.Accounts {
+		field := "accounts[" + strconv.Itoa(i) + "]"
+		if err := checkString(field, name, true); err != nil {
+			return nil, err
+		}
+		if accounts[i], err = h.s.ledger.Account(ctx, name); err != nil {
+			return nil, &ledger.Error{Field: field, Err: err}
+		}
+	}
+	balances, err := h.s.ledger.Balances(ctx, accounts, asOf)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.BatchGetBalancesResponse{Balances: make([]*pb.Money, len(accounts))}
+	for i, a := range accounts {
+		out.Balances[i] = money(balances[i], a.Asset)
+	}
+	return out, nil
 }
 
 func (h ledgerReads) ListEntries(ctx context.Context, r *pb.ListEntriesRequest) (*pb.ListEntriesResponse, error) {

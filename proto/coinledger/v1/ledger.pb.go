@@ -319,6 +319,105 @@ func (x *GetBalanceResponse) GetBalance() *Money {
 	return nil
 }
 
+type BatchGetBalancesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Account names, 1-1000.
+	Accounts []string `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// Unset: now.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchGetBalancesRequest) Reset() {
+	*x = BatchGetBalancesRequest{}
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetBalancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetBalancesRequest) ProtoMessage() {}
+
+func (x *BatchGetBalancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetBalancesRequest.ProtoReflect.Descriptor instead.
+func (*BatchGetBalancesRequest) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BatchGetBalancesRequest) GetAccounts() []string {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *BatchGetBalancesRequest) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+type BatchGetBalancesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In the order of the request's accounts.
+	Balances      []*Money `protobuf:"bytes,1,rep,name=balances,proto3" json:"balances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchGetBalancesResponse) Reset() {
+	*x = BatchGetBalancesResponse{}
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetBalancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetBalancesResponse) ProtoMessage() {}
+
+func (x *BatchGetBalancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetBalancesResponse.ProtoReflect.Descriptor instead.
+func (*BatchGetBalancesResponse) Descriptor() ([]byte, []int) {
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BatchGetBalancesResponse) GetBalances() []*Money {
+	if x != nil {
+		return x.Balances
+	}
+	return nil
+}
+
 type Entry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TransactionId string                 `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
@@ -334,7 +433,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[5]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +445,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[5]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +458,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{5}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Entry) GetTransactionId() string {
@@ -431,7 +530,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[6]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +542,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[6]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +555,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{6}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListEntriesRequest) GetAccount() string {
@@ -504,7 +603,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +615,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +628,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -557,7 +656,7 @@ type GetTransactionRequest struct {
 
 func (x *GetTransactionRequest) Reset() {
 	*x = GetTransactionRequest{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +668,7 @@ func (x *GetTransactionRequest) String() string {
 func (*GetTransactionRequest) ProtoMessage() {}
 
 func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +681,7 @@ func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionRequest.ProtoReflect.Descriptor instead.
 func (*GetTransactionRequest) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{8}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetTransactionRequest) GetId() string {
@@ -608,7 +707,7 @@ type GetTransactionResponse struct {
 
 func (x *GetTransactionResponse) Reset() {
 	*x = GetTransactionResponse{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +719,7 @@ func (x *GetTransactionResponse) String() string {
 func (*GetTransactionResponse) ProtoMessage() {}
 
 func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +732,7 @@ func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionResponse.ProtoReflect.Descriptor instead.
 func (*GetTransactionResponse) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTransactionResponse) GetTransaction() *Transaction {
@@ -651,7 +750,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +762,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +775,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{12}
 }
 
 type Violation struct {
@@ -692,7 +791,7 @@ type Violation struct {
 
 func (x *Violation) Reset() {
 	*x = Violation{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +803,7 @@ func (x *Violation) String() string {
 func (*Violation) ProtoMessage() {}
 
 func (x *Violation) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +816,7 @@ func (x *Violation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Violation.ProtoReflect.Descriptor instead.
 func (*Violation) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Violation) GetCheck() string {
@@ -755,7 +854,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +866,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coinledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_coinledger_v1_ledger_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +879,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+	return file_coinledger_v1_ledger_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyResponse) GetAssets() int32 {
@@ -843,7 +942,12 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12/\n" +
 	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"D\n" +
 	"\x12GetBalanceResponse\x12.\n" +
-	"\abalance\x18\x01 \x01(\v2\x14.coinledger.v1.MoneyR\abalance\"\xab\x02\n" +
+	"\abalance\x18\x01 \x01(\v2\x14.coinledger.v1.MoneyR\abalance\"f\n" +
+	"\x17BatchGetBalancesRequest\x12\x1a\n" +
+	"\baccounts\x18\x01 \x03(\tR\baccounts\x12/\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"L\n" +
+	"\x18BatchGetBalancesResponse\x120\n" +
+	"\bbalances\x18\x01 \x03(\v2\x14.coinledger.v1.MoneyR\bbalances\"\xab\x02\n" +
 	"\x05Entry\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x12\n" +
@@ -880,11 +984,12 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\aentries\x18\x04 \x01(\x03R\aentries\x128\n" +
 	"\n" +
 	"violations\x18\x05 \x03(\v2\x18.coinledger.v1.ViolationR\n" +
-	"violations2\xb7\x03\n" +
+	"violations2\x9c\x04\n" +
 	"\rLedgerService\x12W\n" +
 	"\fListAccounts\x12\".coinledger.v1.ListAccountsRequest\x1a#.coinledger.v1.ListAccountsResponse\x12Q\n" +
 	"\n" +
-	"GetBalance\x12 .coinledger.v1.GetBalanceRequest\x1a!.coinledger.v1.GetBalanceResponse\x12T\n" +
+	"GetBalance\x12 .coinledger.v1.GetBalanceRequest\x1a!.coinledger.v1.GetBalanceResponse\x12c\n" +
+	"\x10BatchGetBalances\x12&.coinledger.v1.BatchGetBalancesRequest\x1a'.coinledger.v1.BatchGetBalancesResponse\x12T\n" +
 	"\vListEntries\x12!.coinledger.v1.ListEntriesRequest\x1a\".coinledger.v1.ListEntriesResponse\x12]\n" +
 	"\x0eGetTransaction\x12$.coinledger.v1.GetTransactionRequest\x1a%.coinledger.v1.GetTransactionResponse\x12E\n" +
 	"\x06Verify\x12\x1c.coinledger.v1.VerifyRequest\x1a\x1d.coinledger.v1.VerifyResponseBCZAgithub.com/coinledger/coinledger/proto/coinledger/v1;coinledgerv1b\x06proto3"
@@ -901,55 +1006,61 @@ func file_coinledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_coinledger_v1_ledger_proto_rawDescData
 }
 
-var file_coinledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coinledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_coinledger_v1_ledger_proto_goTypes = []any{
-	(*Account)(nil),                // 0: coinledger.v1.Account
-	(*ListAccountsRequest)(nil),    // 1: coinledger.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),   // 2: coinledger.v1.ListAccountsResponse
-	(*GetBalanceRequest)(nil),      // 3: coinledger.v1.GetBalanceRequest
-	(*GetBalanceResponse)(nil),     // 4: coinledger.v1.GetBalanceResponse
-	(*Entry)(nil),                  // 5: coinledger.v1.Entry
-	(*ListEntriesRequest)(nil),     // 6: coinledger.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),    // 7: coinledger.v1.ListEntriesResponse
-	(*GetTransactionRequest)(nil),  // 8: coinledger.v1.GetTransactionRequest
-	(*GetTransactionResponse)(nil), // 9: coinledger.v1.GetTransactionResponse
-	(*VerifyRequest)(nil),          // 10: coinledger.v1.VerifyRequest
-	(*Violation)(nil),              // 11: coinledger.v1.Violation
-	(*VerifyResponse)(nil),         // 12: coinledger.v1.VerifyResponse
-	(Side)(0),                      // 13: coinledger.v1.Side
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
-	(*Money)(nil),                  // 15: coinledger.v1.Money
-	(*Transaction)(nil),            // 16: coinledger.v1.Transaction
+	(*Account)(nil),                  // 0: coinledger.v1.Account
+	(*ListAccountsRequest)(nil),      // 1: coinledger.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),     // 2: coinledger.v1.ListAccountsResponse
+	(*GetBalanceRequest)(nil),        // 3: coinledger.v1.GetBalanceRequest
+	(*GetBalanceResponse)(nil),       // 4: coinledger.v1.GetBalanceResponse
+	(*BatchGetBalancesRequest)(nil),  // 5: coinledger.v1.BatchGetBalancesRequest
+	(*BatchGetBalancesResponse)(nil), // 6: coinledger.v1.BatchGetBalancesResponse
+	(*Entry)(nil),                    // 7: coinledger.v1.Entry
+	(*ListEntriesRequest)(nil),       // 8: coinledger.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),      // 9: coinledger.v1.ListEntriesResponse
+	(*GetTransactionRequest)(nil),    // 10: coinledger.v1.GetTransactionRequest
+	(*GetTransactionResponse)(nil),   // 11: coinledger.v1.GetTransactionResponse
+	(*VerifyRequest)(nil),            // 12: coinledger.v1.VerifyRequest
+	(*Violation)(nil),                // 13: coinledger.v1.Violation
+	(*VerifyResponse)(nil),           // 14: coinledger.v1.VerifyResponse
+	(Side)(0),                        // 15: coinledger.v1.Side
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(*Money)(nil),                    // 17: coinledger.v1.Money
+	(*Transaction)(nil),              // 18: coinledger.v1.Transaction
 }
 var file_coinledger_v1_ledger_proto_depIdxs = []int32{
-	13, // 0: coinledger.v1.Account.normal_side:type_name -> coinledger.v1.Side
+	15, // 0: coinledger.v1.Account.normal_side:type_name -> coinledger.v1.Side
 	0,  // 1: coinledger.v1.ListAccountsResponse.accounts:type_name -> coinledger.v1.Account
-	14, // 2: coinledger.v1.GetBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	15, // 3: coinledger.v1.GetBalanceResponse.balance:type_name -> coinledger.v1.Money
-	13, // 4: coinledger.v1.Entry.side:type_name -> coinledger.v1.Side
-	15, // 5: coinledger.v1.Entry.amount:type_name -> coinledger.v1.Money
-	14, // 6: coinledger.v1.Entry.effective_at:type_name -> google.protobuf.Timestamp
-	14, // 7: coinledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
-	14, // 8: coinledger.v1.ListEntriesRequest.recorded_after:type_name -> google.protobuf.Timestamp
-	14, // 9: coinledger.v1.ListEntriesRequest.recorded_until:type_name -> google.protobuf.Timestamp
-	5,  // 10: coinledger.v1.ListEntriesResponse.entries:type_name -> coinledger.v1.Entry
-	16, // 11: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
-	11, // 12: coinledger.v1.VerifyResponse.violations:type_name -> coinledger.v1.Violation
-	1,  // 13: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
-	3,  // 14: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
-	6,  // 15: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
-	8,  // 16: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
-	10, // 17: coinledger.v1.LedgerService.Verify:input_type -> coinledger.v1.VerifyRequest
-	2,  // 18: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
-	4,  // 19: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
-	7,  // 20: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
-	9,  // 21: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
-	12, // 22: coinledger.v1.LedgerService.Verify:output_type -> coinledger.v1.VerifyResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 2: coinledger.v1.GetBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	17, // 3: coinledger.v1.GetBalanceResponse.balance:type_name -> coinledger.v1.Money
+	16, // 4: coinledger.v1.BatchGetBalancesRequest.as_of:type_name -> google.protobuf.Timestamp
+	17, // 5: coinledger.v1.BatchGetBalancesResponse.balances:type_name -> coinledger.v1.Money
+	15, // 6: coinledger.v1.Entry.side:type_name -> coinledger.v1.Side
+	17, // 7: coinledger.v1.Entry.amount:type_name -> coinledger.v1.Money
+	16, // 8: coinledger.v1.Entry.effective_at:type_name -> google.protobuf.Timestamp
+	16, // 9: coinledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
+	16, // 10: coinledger.v1.ListEntriesRequest.recorded_after:type_name -> google.protobuf.Timestamp
+	16, // 11: coinledger.v1.ListEntriesRequest.recorded_until:type_name -> google.protobuf.Timestamp
+	7,  // 12: coinledger.v1.ListEntriesResponse.entries:type_name -> coinledger.v1.Entry
+	18, // 13: coinledger.v1.GetTransactionResponse.transaction:type_name -> coinledger.v1.Transaction
+	13, // 14: coinledger.v1.VerifyResponse.violations:type_name -> coinledger.v1.Violation
+	1,  // 15: coinledger.v1.LedgerService.ListAccounts:input_type -> coinledger.v1.ListAccountsRequest
+	3,  // 16: coinledger.v1.LedgerService.GetBalance:input_type -> coinledger.v1.GetBalanceRequest
+	5,  // 17: coinledger.v1.LedgerService.BatchGetBalances:input_type -> coinledger.v1.BatchGetBalancesRequest
+	8,  // 18: coinledger.v1.LedgerService.ListEntries:input_type -> coinledger.v1.ListEntriesRequest
+	10, // 19: coinledger.v1.LedgerService.GetTransaction:input_type -> coinledger.v1.GetTransactionRequest
+	12, // 20: coinledger.v1.LedgerService.Verify:input_type -> coinledger.v1.VerifyRequest
+	2,  // 21: coinledger.v1.LedgerService.ListAccounts:output_type -> coinledger.v1.ListAccountsResponse
+	4,  // 22: coinledger.v1.LedgerService.GetBalance:output_type -> coinledger.v1.GetBalanceResponse
+	6,  // 23: coinledger.v1.LedgerService.BatchGetBalances:output_type -> coinledger.v1.BatchGetBalancesResponse
+	9,  // 24: coinledger.v1.LedgerService.ListEntries:output_type -> coinledger.v1.ListEntriesResponse
+	11, // 25: coinledger.v1.LedgerService.GetTransaction:output_type -> coinledger.v1.GetTransactionResponse
+	14, // 26: coinledger.v1.LedgerService.Verify:output_type -> coinledger.v1.VerifyResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_coinledger_v1_ledger_proto_init() }
@@ -964,7 +1075,7 @@ func file_coinledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coinledger_v1_ledger_proto_rawDesc), len(file_coinledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

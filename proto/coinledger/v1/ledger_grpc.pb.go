@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	LedgerService_ListAccounts_FullMethodName   = "/coinledger.v1.LedgerService/ListAccounts"
-	LedgerService_GetBalance_FullMethodName     = "/coinledger.v1.LedgerService/GetBalance"
-	LedgerService_ListEntries_FullMethodName    = "/coinledger.v1.LedgerService/ListEntries"
-	LedgerService_GetTransaction_FullMethodName = "/coinledger.v1.LedgerService/GetTransaction"
-	LedgerService_Verify_FullMethodName         = "/coinledger.v1.LedgerService/Verify"
+	LedgerService_ListAccounts_FullMethodName     = "/coinledger.v1.LedgerService/ListAccounts"
+	LedgerService_GetBalance_FullMethodName       = "/coinledger.v1.LedgerService/GetBalance"
+	LedgerService_BatchGetBalances_FullMethodName = "/coinledger.v1.LedgerService/BatchGetBalances"
+	LedgerService_ListEntries_FullMethodName      = "/coinledger.v1.LedgerService/ListEntries"
+	LedgerService_GetTransaction_FullMethodName   = "/coinledger.v1.LedgerService/GetTransaction"
+	LedgerService_Verify_FullMethodName           = "/coinledger.v1.LedgerService/Verify"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -37,6 +38,9 @@ type LedgerServiceClient interface {
 	// GetBalance returns an account's balance on its normal side, now or as
 	// of a recorded time.
 	GetBalance(ctx context.Context, in *GetBalanceRequest, opts ...grpc.CallOption) (*GetBalanceResponse, error)
+	// BatchGetBalances returns the balances of up to 1,000 accounts, in the
+	// order named, now or as of one recorded time: a trial balance's lines.
+	BatchGetBalances(ctx context.Context, in *BatchGetBalancesRequest, opts ...grpc.CallOption) (*BatchGetBalancesResponse, error)
 	// ListEntries pages through an account's entries in commit order.
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
@@ -68,6 +72,16 @@ func (c *ledgerServiceClient) GetBalance(ctx context.Context, in *GetBalanceRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetBalanceResponse)
 	err := c.cc.Invoke(ctx, LedgerService_GetBalance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) BatchGetBalances(ctx context.Context, in *BatchGetBalancesRequest, opts ...grpc.CallOption) (*BatchGetBalancesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchGetBalancesResponse)
+	err := c.cc.Invoke(ctx, LedgerService_BatchGetBalances_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +129,9 @@ type LedgerServiceServer interface {
 	// GetBalance returns an account's balance on its normal side, now or as
 	// of a recorded time.
 	GetBalance(context.Context, *GetBalanceRequest) (*GetBalanceResponse, error)
+	// BatchGetBalances returns the balances of up to 1,000 accounts, in the
+	// order named, now or as of one recorded time: a trial balance's lines.
+	BatchGetBalances(context.Context, *BatchGetBalancesRequest) (*BatchGetBalancesResponse, error)
 	// ListEntries pages through an account's entries in commit order.
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
@@ -137,6 +154,9 @@ func (UnimplementedLedgerServiceServer) ListAccounts(context.Context, *ListAccou
 }
 func (UnimplementedLedgerServiceServer) GetBalance(context.Context, *GetBalanceRequest) (*GetBalanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBalance not implemented")
+}
+func (UnimplementedLedgerServiceServer) BatchGetBalances(context.Context, *BatchGetBalancesRequest) (*BatchGetBalancesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchGetBalances not implemented")
 }
 func (UnimplementedLedgerServiceServer) ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEntries not implemented")
@@ -200,6 +220,24 @@ func _LedgerService_GetBalance_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LedgerServiceServer).GetBalance(ctx, req.(*GetBalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_BatchGetBalances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchGetBalancesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).BatchGetBalances(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_BatchGetBalances_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).BatchGetBalances(ctx, req.(*BatchGetBalancesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -272,6 +310,10 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBalance",
 			Handler:    _LedgerService_GetBalance_Handler,
+		},
+		{
+			MethodName: "BatchGetBalances",
+			Handler:    _LedgerService_BatchGetBalances_Handler,
 		},
 		{
 			MethodName: "ListEntries",
