@@ -211,7 +211,7 @@ func span(from, to *time.Time) time.Duration {
 
 // Balances reads the current balances of many accounts in one query, or
 // their balances as of a recorded time one account at a time, each summed
-// from the nearer end of its history as Balance does. Once the commit
+// from its nearest anchor as Balance does. Once the commit
 // timeout has passed since asOf, no transaction can still be recorded
 // before it, so the balances agree with each other without one snapshot.
 func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error) {
