@@ -22,7 +22,7 @@ func pendingTransfer(key string, from, to *Account, amount int64) *Pending {
 			{Account: from.Name, AccountID: from.ID, Side: Debit, Amount: amt},
 			{Account: to.Name, AccountID: to.ID, Side: Credit, Amount: amt},
 		}},
-		Fingerprint: fingerprint("transfer", time.Time{}, json.RawMessage("{}"), nil, req, ""),
+		Fingerprint: fingerprint("transfer", time.Time{}, json.RawMessage("{}"), nil, req, nil),
 		Accounts:    []*Account{from, to},
 	}
 }

@@ -113,18 +113,32 @@ func TestFingerprintRenderingIsStable(t *testing.T) {
 		relief *Relief
 		refund *LotRefund
 	}{{nil, nil, nil}, {open, nil, nil}, {nil, relief, nil}, {nil, nil, refund}, {open, relief, refund}} {
-		if got, want := fingerprintLots(c.open, c.relief, c.refund), fmtLots(c.open, c.relief, c.refund); got != want {
-			t.Errorf("fingerprintLots:\n got %s\nwant %s", got, want)
+		if got, want := string(*new(fpBuf).lots(c.open, c.relief, c.refund)), fmtLots(c.open, c.relief, c.refund); got != want {
+			t.Errorf("lots:\n got %s\nwant %s", got, want)
 		}
 	}
 	for _, cs := range [][]Carry{nil, carries} {
-		if got, want := fingerprintCarries(cs), fmtCarries(cs); got != want {
-			t.Errorf("fingerprintCarries:\n got %s\nwant %s", got, want)
+		if got, want := string(*new(fpBuf).carries(cs)), fmtCarries(cs); got != want {
+			t.Errorf("carries:\n got %s\nwant %s", got, want)
+		}
+	}
+	// Expectations as they were rendered before they shared the buffer.
+	fmtExpectations := func(es []Expectation) string {
+		var b strings.Builder
+		for _, e := range es {
+			b.WriteString("expect=" + strconv.Quote(e.Account) + "," + e.Balance.String() + ";")
+		}
+		return b.String()
+	}
+	expects := []Expectation{{Account: "COIN:debt:v", Balance: d("0")}, {Account: "a\"b\tc ", Balance: d("-12.50")}}
+	for _, es := range [][]Expectation{nil, expects} {
+		if got, want := string(*new(fpBuf).expectations(es)), fmtExpectations(es); got != want {
+			t.Errorf("expectations:\n got %s\nwant %s", got, want)
 		}
 	}
 	const pinned = `open=0,3;relieve="COIN:wallet:v",33;USD="Liability:Deferred:USD">"Revenue:Gifts:USD";`
-	if got := fingerprintLots(open, &Relief{Account: "COIN:wallet:v", Units: d("33"), Legs: map[string]ReliefLeg{"USD": relief.Legs["USD"]}}, nil); got != pinned {
-		t.Errorf("fingerprintLots = %s, pinned %s", got, pinned)
+	if got := string(*new(fpBuf).lots(open, &Relief{Account: "COIN:wallet:v", Units: d("33"), Legs: map[string]ReliefLeg{"USD": relief.Legs["USD"]}}, nil)); got != pinned {
+		t.Errorf("lots = %s, pinned %s", got, pinned)
 	}
 }
 

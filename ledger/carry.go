@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"slices"
 
 	"github.com/shopspring/decimal"
 )
@@ -60,6 +61,13 @@ type carryLegSpec struct {
 // never takes back more whole units than were converted, whichever lane the
 // fraction went to.
 func (pd *Pending) resolveCarries(lane int, rows map[ShardRef]decimal.Decimal) {
+	// Room for each carry's pair and its legs' pairs, grown once: the
+	// postings may be the capped base, which this copies and never changes.
+	extra := 0
+	for _, c := range pd.carries {
+		extra += 2 + 2*len(c.legs)
+	}
+	pd.Tx.Postings, pd.Accounts = slices.Grow(pd.Tx.Postings, extra), slices.Grow(pd.Accounts, extra)
 	row := func(ref ShardRef) decimal.Decimal {
 		b := rows[ref]
 		for _, c := range pd.carryRows {
@@ -200,15 +208,14 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	return nil
 }
 
-// fingerprintCarries renders the carries for the request fingerprint; like
-// fingerprintLots, its rendering must never change.
-func fingerprintCarries(carries []Carry) string {
-	var b fpBuf
+// carries renders the carries for the request fingerprint; like lots, its
+// rendering must never change.
+func (b *fpBuf) carries(carries []Carry) *fpBuf {
 	for _, c := range carries {
 		b.lit("carry=").q(c.Account).lit(",").q(c.Source).lit(",").dec(c.Fraction).lit(",").dec(c.Granule).lit(";")
 		for _, l := range c.Legs {
 			b.lit("leg=").q(l.From).lit(">").q(l.To).lit(",").dec(l.PerGranule).lit(";")
 		}
 	}
-	return string(b)
+	return b
 }

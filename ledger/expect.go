@@ -3,8 +3,6 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
@@ -64,14 +62,9 @@ func (pd *Pending) checkExpectations(op string, balance map[uuid.UUID]decimal.De
 	return nil
 }
 
-func fingerprintExpectations(expect []Expectation) string {
-	var b strings.Builder
+func (b *fpBuf) expectations(expect []Expectation) *fpBuf {
 	for _, e := range expect {
-		b.WriteString("expect=")
-		b.WriteString(strconv.Quote(e.Account))
-		b.WriteByte(',')
-		b.WriteString(DecimalString(e.Balance))
-		b.WriteByte(';')
+		b.lit("expect=").q(e.Account).lit(",").dec(e.Balance).lit(";")
 	}
-	return b.String()
+	return b
 }

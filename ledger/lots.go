@@ -282,12 +282,11 @@ func (pd *Pending) planRelief(op string, st *State) ([]LotRelief, []Posting, []*
 	return takes, postings, accounts, nil
 }
 
-// fingerprintLots renders the lot instructions for the request fingerprint.
-// The rendering is part of stored fingerprints, so it must never change:
+// lots renders the lot instructions for the request fingerprint. The
+// rendering is part of stored fingerprints, so it must never change:
 // TestFingerprintRenderingIsStable pins it. (strconv rather than fmt: this
 // runs for every gift.)
-func fingerprintLots(open *LotOpen, r *Relief, refund *LotRefund) string {
-	var b fpBuf
+func (b *fpBuf) lots(open *LotOpen, r *Relief, refund *LotRefund) *fpBuf {
 	if refund != nil {
 		b.lit("refund=").lit(refund.Lot.String()).lit(",").q(refund.Holder).lit(",").q(refund.ValueAccount).
 			lit(",").dec(refund.Units).lit(",").dec(refund.Unspent).lit(",").dec(refund.UnspentValue).lit(";")
@@ -306,7 +305,7 @@ func fingerprintLots(open *LotOpen, r *Relief, refund *LotRefund) string {
 			b.lit(a).lit("=").q(r.Legs[a].From).lit(">").q(r.Legs[a].To).lit(";")
 		}
 	}
-	return string(b)
+	return b
 }
 
 // fpBuf renders fingerprint parts as fmt's %q, %s and %d rendered them.

@@ -252,6 +252,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		return nil, err
 	}
 	meta := req.Metadata // canonical once validated
+	lots := make(fpBuf, 0, 512)
 	pd := &Pending{
 		Tx: Transaction{
 			ID:             s.store.NewTransactionID(),
@@ -262,7 +263,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			Metadata:    meta,
 		},
 		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings,
-			fingerprintLots(req.OpenLot, req.Relieve, req.RefundLot)+fingerprintCarries(req.Carries)+fingerprintExpectations(req.Expect)),
+			*lots.lots(req.OpenLot, req.Relieve, req.RefundLot).carries(req.Carries).expectations(req.Expect)),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {
@@ -501,7 +502,7 @@ func (s *Service) Reverse(ctx context.Context, req ReverseRequest) (*Transaction
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{Account: p.Account, AccountID: p.AccountID, Asset: p.Asset, Side: side, Amount: p.Amount})
 		asked = append(asked, PostingRequest{Account: p.Account, Side: side, Amount: p.Amount})
 	}
-	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked, "")
+	pd.Fingerprint = fingerprint("reversal", time.Time{}, meta, &target, asked, nil)
 	pd.Tx.MovesLots = orig.MovesLots
 	return s.submit(ctx, pd)
 }

@@ -214,10 +214,10 @@ func checkBalanced(op string, postings []Posting) error {
 // fingerprint hashes what the caller asked for, so a reused key with other
 // content can be told from a retry. Defaults filled in by the ledger (an
 // empty effective time) are hashed as sent; metadata must be canonical.
-func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest, lots string) []byte {
+func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, reverses *uuid.UUID, postings []PostingRequest, lots []byte) []byte {
 	// Length-prefixed fields, so no two different requests hash the same bytes.
 	h := sha256.New()
-	buf := make([]byte, 0, 256)
+	buf := make([]byte, 0, 128+len(metadata)+len(lots)+64*len(postings))
 	var scratch [40]byte // a number rendered before its length is known
 	field := func(tag byte, v string) { buf = appendField(buf, tag, v) }
 	field('k', kind)
@@ -236,8 +236,8 @@ func fingerprint(kind string, effectiveAt time.Time, metadata json.RawMessage, r
 			field('p', p.SpillTo)
 		}
 	}
-	if lots != "" {
-		field('l', lots)
+	if len(lots) > 0 {
+		buf = appendField(buf, 'l', lots)
 	}
 	h.Write(buf)
 	return h.Sum(nil)

@@ -201,22 +201,22 @@ func TestFingerprint(t *testing.T) {
 		}
 		return c
 	}
-	base := fingerprint("transfer", time.Time{}, canon(`{"a":1,"b":2}`), nil, ps, "")
-	if string(base) != string(fingerprint("transfer", time.Time{}, canon(`{ "b":2, "a":1 }`), nil, ps, "")) {
+	base := fingerprint("transfer", time.Time{}, canon(`{"a":1,"b":2}`), nil, ps, nil)
+	if string(base) != string(fingerprint("transfer", time.Time{}, canon(`{ "b":2, "a":1 }`), nil, ps, nil)) {
 		t.Error("metadata key order changed the fingerprint")
 	}
 	ps2 := []PostingRequest{{Account: "a", Side: Debit, Amount: decimal.RequireFromString("1.0")}, {Account: "b", Side: Credit, Amount: one}}
-	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps2, "")) {
+	if string(base) != string(fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps2, nil)) {
 		t.Error("1.0 and 1 fingerprint differently")
 	}
 	id := uuid.New()
 	for name, other := range map[string][]byte{
-		"kind":     fingerprint("gift", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, ""),
-		"time":     fingerprint("transfer", time.Unix(1, 0), []byte(`{"a":1,"b":2}`), nil, ps, ""),
-		"metadata": fingerprint("transfer", time.Time{}, []byte(`{"a":1}`), nil, ps, ""),
-		"reverses": fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), &id, ps, ""),
-		"amount":   fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, []PostingRequest{ps[0], {Account: "b", Side: Credit, Amount: decimal.NewFromInt(2)}}, ""),
-		"lots":     fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, "open=0,1;"),
+		"kind":     fingerprint("gift", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, nil),
+		"time":     fingerprint("transfer", time.Unix(1, 0), []byte(`{"a":1,"b":2}`), nil, ps, nil),
+		"metadata": fingerprint("transfer", time.Time{}, []byte(`{"a":1}`), nil, ps, nil),
+		"reverses": fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), &id, ps, nil),
+		"amount":   fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, []PostingRequest{ps[0], {Account: "b", Side: Credit, Amount: decimal.NewFromInt(2)}}, nil),
+		"lots":     fingerprint("transfer", time.Time{}, []byte(`{"a":1,"b":2}`), nil, ps, []byte("open=0,1;")),
 	} {
 		if string(other) == string(base) {
 			t.Errorf("changing %s kept the fingerprint", name)
@@ -276,7 +276,7 @@ func TestTransactionFingerprintLayout(t *testing.T) {
 		{Account: "COIN:promo:v1", Side: Debit, Amount: decimal.RequireFromString("5.50"), SpillTo: "COIN:wallet:v1"},
 		{Account: "COIN:issued", Side: Credit, Amount: decimal.RequireFromString("5.5")},
 	}
-	got := fingerprint("gift", time.UnixMicro(1763726400123456), json.RawMessage(`{"coins":5}`), &id, ps, "open=0,1;")
+	got := fingerprint("gift", time.UnixMicro(1763726400123456), json.RawMessage(`{"coins":5}`), &id, ps, []byte("open=0,1;"))
 	want := sha256.Sum256([]byte("k4:gift" + "e16:1763726400123456" + "m11:{\"coins\":5}" +
 		"r36:0192f0c4-5d7e-7c1a-9e2b-1f3a5c7e9b0d" +
 		"a13:COIN:promo:v1" + "s5:debit" + "n3:5.5" + "p14:COIN:wallet:v1" +

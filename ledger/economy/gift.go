@@ -184,7 +184,7 @@ func earningsCarries(t *GiftTerms, sign int64, valueFrom func(currency string) s
 	}
 	granule := decimal.RequireFromString(t.Granule)
 	perGranule := granule.Mul(decimal.RequireFromString(t.DiamondValue))
-	var out []ledger.Carry
+	out := make([]ledger.Carry, 0, 2) // the creator, and an agency
 	for _, s := range t.shares() {
 		if s.diamonds.IsZero() {
 			continue
