@@ -394,12 +394,13 @@ func (pd *Pending) reject(err error) {
 func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Decimal, commit bool) error {
 	// The checked accounts' balances after this transaction, in the order
 	// first posted to: a gift checks a handful, which a slice finds faster
-	// than a map.
+	// than a map (and which fit the array on the stack).
 	type checked struct {
 		id  uuid.UUID
 		sum sum
 	}
-	var next []checked
+	var few [8]checked
+	next := few[:0]
 	for i, posting := range pd.Tx.Postings {
 		a := pd.Accounts[i]
 		switch st.Status[a.ID] {

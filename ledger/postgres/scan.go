@@ -105,15 +105,24 @@ type uuidCodec struct{ pgtype.UUIDCodec }
 func (c uuidCodec) PlanScan(m *pgtype.Map, oid uint32, format int16, target any) pgtype.ScanPlan {
 	if _, ok := target.(*uuid.UUID); ok {
 		if next := c.UUIDCodec.PlanScan(m, oid, format, (*pgtype.UUID)(nil)); next != nil {
-			return uuidScan{next}
+			return uuidScan{next: next, binary: format == pgtype.BinaryFormatCode}
 		}
 	}
 	return c.UUIDCodec.PlanScan(m, oid, format, target)
 }
 
-type uuidScan struct{ next pgtype.ScanPlan }
+type uuidScan struct {
+	next   pgtype.ScanPlan
+	binary bool
+}
 
 func (p uuidScan) Scan(src []byte, dst any) error {
+	if p.binary && len(src) == 16 {
+		// A binary uuid is its 16 bytes. Through pgx's plan the value it
+		// scans into escapes: an allocation for every uuid a batch reads.
+		copy(dst.(*uuid.UUID)[:], src)
+		return nil
+	}
 	var u pgtype.UUID
 	if err := p.next.Scan(src, &u); err != nil {
 		return err

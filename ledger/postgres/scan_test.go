@@ -37,6 +37,20 @@ func TestScanDestinationsAreBinary(t *testing.T) {
 			t.Errorf("%T: plan %s", c.target, plan)
 		}
 	}
+	// A uuid reads as pgx reads it, binary or text; NULL is refused.
+	id := uuid.MustParse("0193a5b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b")
+	for _, c := range []struct {
+		format int16
+		src    []byte
+	}{{pgtype.BinaryFormatCode, id[:]}, {pgtype.TextFormatCode, []byte(id.String())}} {
+		var got uuid.UUID
+		if err := ours.PlanScan(pgtype.UUIDOID, c.format, &got).Scan(c.src, &got); err != nil || got != id {
+			t.Errorf("uuid in format %d: %s, %v; want %s", c.format, got, err, id)
+		}
+		if err := ours.PlanScan(pgtype.UUIDOID, c.format, &got).Scan(nil, &got); err == nil {
+			t.Errorf("NULL uuid in format %d scanned", c.format)
+		}
+	}
 	if p, ok := ours.PlanScan(pgtype.NumericOID, pgtype.BinaryFormatCode, &d).(decimalScan); !ok || !p.binary {
 		t.Error("binary numerics do not take smallNumeric's path")
 	}
