@@ -147,7 +147,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 			{Account: CoinIssued, Side: ledger.Credit, Amount: coins},
 		},
 		Relieve: &ledger.Relief{Account: CoinWallet(req.Viewer), Legs: giftReliefLegs},
-		Carries: earningsCarries(terms, 1, nil),
+		Carries: earningsCarries(terms, false),
 		// No gift while the viewer owes coins: whatever they hold repays first.
 		Expect: []ledger.Expectation{{Account: CoinDebt(req.Viewer), Balance: decimal.Zero}},
 	})
@@ -174,14 +174,12 @@ var giftReliefLegs = func() map[string]ledger.ReliefLeg {
 	return legs
 }()
 
-// earningsCarries adds sign × each earner's diamonds to their carry. Whole
-// granules mint pending diamonds for the release day and move their value
-// from valueFrom (creator cost for a gift) into the earner's payable; taking
-// diamonds back runs the same legs the other way.
-func earningsCarries(t *GiftTerms, sign int64, valueFrom func(currency string) string) []ledger.Carry {
-	if valueFrom == nil {
-		valueFrom = func(cur string) string { return FiatAccount(CreatorShareCost, cur) }
-	}
+// earningsCarries adds each earner's diamonds to their carry, or takes them
+// back. Whole granules mint pending diamonds for the release day and move
+// their value from creator cost into the earner's payable; taking diamonds
+// back runs the same legs the other way.
+func earningsCarries(t *GiftTerms, takeBack bool) []ledger.Carry {
+	cost := FiatAccount(CreatorShareCost, t.Currency)
 	granule := decimal.RequireFromString(t.Granule)
 	perGranule := granule.Mul(decimal.RequireFromString(t.DiamondValue))
 	out := make([]ledger.Carry, 0, 2) // the creator, and an agency
@@ -189,12 +187,16 @@ func earningsCarries(t *GiftTerms, sign int64, valueFrom func(currency string) s
 		if s.diamonds.IsZero() {
 			continue
 		}
+		fraction := s.diamonds
+		if takeBack {
+			fraction = fraction.Neg()
+		}
 		out = append(out, ledger.Carry{
 			Account: DiamondCarry(s.earner), Source: DiamondFracIssued,
-			Fraction: s.diamonds.Mul(decimal.NewFromInt(sign)), Granule: granule,
+			Fraction: fraction, Granule: granule,
 			Legs: []ledger.CarryLeg{
 				{From: DiamondIssued, To: PendingDiamonds(s.earner, t.releaseDay()), PerGranule: granule},
-				{From: valueFrom(t.Currency), To: CreatorPayable(s.earner, t.Currency), PerGranule: perGranule},
+				{From: cost, To: CreatorPayable(s.earner, t.Currency), PerGranule: perGranule},
 			},
 		})
 	}
@@ -369,7 +371,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		Kind:           "gift-reversal",
 		Metadata:       meta,
 		Postings:       postings,
-		Carries:        earningsCarries(terms, -1, nil),
+		Carries:        earningsCarries(terms, true),
 		Reverses:       &id,
 	})
 }
