@@ -97,12 +97,30 @@ type GiftTerms struct {
 	SentAt          string `json:"sent_at"`
 	StreamID        string `json:"stream_id"`
 	Viewer          string `json:"viewer"`
+
+	priced *pricedTerms // what newGiftTerms rendered the strings from; nil when read back
+}
+
+// pricedTerms are the decimals a gift's terms were rendered from.
+type pricedTerms struct {
+	granule, perGranule decimal.Decimal
+	shares              []earnerShare
 }
 
 // earnerShare is one earner's part of a gift, in fractional diamonds.
 type earnerShare struct {
 	earner   string
 	diamonds decimal.Decimal
+}
+
+// decimals are the terms' granule, its value and the earners' diamonds: as
+// priced, or parsed from the stored terms (a reversal's).
+func (t *GiftTerms) decimals() (granule, perGranule decimal.Decimal, shares []earnerShare) {
+	if p := t.priced; p != nil {
+		return p.granule, p.perGranule, p.shares
+	}
+	granule = decimal.RequireFromString(t.Granule)
+	return granule, granule.Mul(decimal.RequireFromString(t.DiamondValue)), t.shares()
 }
 
 func (t *GiftTerms) shares() []earnerShare {
@@ -180,10 +198,9 @@ var giftReliefLegs = func() map[string]ledger.ReliefLeg {
 // back runs the same legs the other way.
 func earningsCarries(t *GiftTerms, takeBack bool) []ledger.Carry {
 	cost := FiatAccount(CreatorShareCost, t.Currency)
-	granule := decimal.RequireFromString(t.Granule)
-	perGranule := granule.Mul(decimal.RequireFromString(t.DiamondValue))
-	out := make([]ledger.Carry, 0, 2) // the creator, and an agency
-	for _, s := range t.shares() {
+	granule, perGranule, shares := t.decimals()
+	out := make([]ledger.Carry, 0, len(shares))
+	for _, s := range shares {
 		if s.diamonds.IsZero() {
 			continue
 		}
@@ -250,25 +267,37 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	if err != nil {
 		return nil, &ledger.Error{Op: op, Field: "creator", Err: err}
 	}
+	return newGiftTerms(req, rule, coins), nil
+}
+
+// newGiftTerms prices a gift of coins under a share rule. It keeps the
+// decimals it renders the terms from, so that the gift need not parse them
+// back (earningsCarries).
+func newGiftTerms(req GiftRequest, rule ShareRule, coins int64) *GiftTerms {
 	scale, _ := currencyScale(rule.DiamondCurrency)
 	diamonds := decimal.NewFromInt(coins).Mul(rule.CreatorShare)
 	agencyDiamonds := decimal.Zero
 	if rule.Agency != "" {
 		agencyDiamonds = diamonds.Mul(rule.AgencyShare).Round(fracScale)
 	}
+	granule := Granule(rule.DiamondValue, scale)
+	creatorDiamonds := diamonds.Sub(agencyDiamonds)
 	t := &GiftTerms{
 		Viewer: req.Viewer, Creator: req.Creator, StreamID: req.StreamID, GiftID: req.GiftID, Coins: coins,
 		SentAt:       req.SentAt.UTC().Format(time.RFC3339Nano),
 		CreatorShare: ledger.DecimalString(rule.CreatorShare), Agency: rule.Agency,
-		Diamonds: ledger.DecimalString(diamonds), CreatorDiamonds: ledger.DecimalString(diamonds.Sub(agencyDiamonds)),
+		Diamonds: ledger.DecimalString(diamonds), CreatorDiamonds: ledger.DecimalString(creatorDiamonds),
 		DiamondValue: ledger.DecimalString(rule.DiamondValue), Currency: rule.DiamondCurrency,
-		Granule:    ledger.DecimalString(Granule(rule.DiamondValue, scale)),
+		Granule:    ledger.DecimalString(granule),
 		ReleaseDay: req.SentAt.Add(rule.HoldingPeriod).UTC().Format(releaseDayLayout),
+		priced: &pricedTerms{granule: granule, perGranule: granule.Mul(rule.DiamondValue),
+			shares: []earnerShare{{req.Creator, creatorDiamonds}}},
 	}
 	if rule.Agency != "" {
 		t.AgencyShare, t.AgencyDiamonds = ledger.DecimalString(rule.AgencyShare), ledger.DecimalString(agencyDiamonds)
+		t.priced.shares = append(t.priced.shares, earnerShare{AgencyEarner(rule.Agency), agencyDiamonds})
 	}
-	return t, nil
+	return t
 }
 
 // openGiftAccounts opens what a gift posts to, once per process and name.

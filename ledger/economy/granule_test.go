@@ -1,7 +1,9 @@
 package economy
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 )
@@ -49,4 +51,55 @@ func FuzzGranule(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A gift's carries from the decimals it was priced with equal those from its
+// terms as stored, which a reversal reads back: the two never drift apart.
+func TestPricedTermsMatchStored(t *testing.T) {
+	req := GiftRequest{Viewer: "v1", Creator: "c1", StreamID: "s1", SentAt: time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC)}
+	rule := func(share, value, currency, agency, agencyShare string) ShareRule {
+		r := ShareRule{CreatorShare: decimal.RequireFromString(share), DiamondValue: decimal.RequireFromString(value),
+			DiamondCurrency: currency, Agency: agency, HoldingPeriod: 7 * 24 * time.Hour}
+		if agencyShare != "" {
+			r.AgencyShare = decimal.RequireFromString(agencyShare)
+		}
+		return r
+	}
+	for _, c := range []struct {
+		name  string
+		rule  ShareRule
+		coins int64
+	}{
+		{"half of 5 coins at half a cent", rule("0.5", "0.005", "USD", "", ""), 5},
+		{"an agency's rounded tenth of 333 coins", rule("0.53", "0.005", "USD", "agency1", "0.1"), 333},
+		{"one coin in yen", rule("0.5", "1", "JPY", "", ""), 1},
+		{"a share with trailing zeros", rule("0.50", "0.0050", "EUR", "a2", "0.250"), 1000},
+	} {
+		priced := newGiftTerms(req, c.rule, c.coins)
+		raw, err := json.Marshal(priced)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored GiftTerms
+		if err := json.Unmarshal(raw, &stored); err != nil || stored.priced != nil {
+			t.Fatalf("%s: read back %+v, %v", c.name, stored, err)
+		}
+		for _, takeBack := range []bool{false, true} {
+			got, want := earningsCarries(priced, takeBack), earningsCarries(&stored, takeBack)
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d carries priced, %d stored", c.name, len(got), len(want))
+			}
+			for i := range got {
+				g, w := got[i], want[i]
+				same := g.Account == w.Account && g.Source == w.Source && g.Fraction.Equal(w.Fraction) && g.Granule.Equal(w.Granule) &&
+					len(g.Legs) == len(w.Legs)
+				for j := 0; same && j < len(g.Legs); j++ {
+					same = g.Legs[j].From == w.Legs[j].From && g.Legs[j].To == w.Legs[j].To && g.Legs[j].PerGranule.Equal(w.Legs[j].PerGranule)
+				}
+				if !same {
+					t.Errorf("%s (take back %v), carry %d: priced %+v, stored %+v", c.name, takeBack, i, g, w)
+				}
+			}
+		}
+	}
 }
