@@ -650,6 +650,10 @@ func TestValidation(t *testing.T) {
 			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", ""}})
 			return err
 		}, "accounts[1]"},
+		{"balances: a malformed name", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", "no spaces please"}})
+			return err
+		}, "accounts[1]"},
 		{"balances: bad as_of", func() error {
 			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued"}, AsOf: &timestamppb.Timestamp{Nanos: -1}})
 			return err

@@ -83,14 +83,22 @@ func (h ledgerReads) BatchGetBalances(ctx context.Context, r *pb.BatchGetBalance
 	if err != nil {
 		return nil, err
 	}
-	accounts := make([]*ledger.Account, len(r.Accounts))
+	field := func(i int) string { return "accounts[" + strconv.Itoa(i) + "]" }
 	for i, name := range r.Accounts {
-		field := "accounts[" + strconv.Itoa(i) + "]"
-		if err := checkString(field, name, true); err != nil {
+		if err := checkString(field(i), name, true); err != nil {
 			return nil, err
 		}
-		if accounts[i], err = h.s.ledger.Account(ctx, name); err != nil {
-			return nil, &ledger.Error{Field: field, Err: err}
+		if err := ledger.ValidateAccountName("api.BatchGetBalances", field(i), name); err != nil {
+			return nil, err
+		}
+	}
+	accounts, err := h.s.ledger.AccountsByName(ctx, r.Accounts)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range accounts {
+		if a == nil {
+			return nil, &ledger.Error{Field: field(i), Err: ledger.ErrAccountNotFound, Message: r.Accounts[i]}
 		}
 	}
 	balances, err := h.s.ledger.Balances(ctx, accounts, asOf)

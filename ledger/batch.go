@@ -396,8 +396,9 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 	// first posted to: a gift checks a handful, which a slice finds faster
 	// than a map (and which fit the array on the stack).
 	type checked struct {
-		id  uuid.UUID
-		sum sum
+		id    uuid.UUID
+		first int // its first posting
+		sum   sum
 	}
 	var few [8]checked
 	next := few[:0]
@@ -415,16 +416,17 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 		j := slices.IndexFunc(next, func(c checked) bool { return c.id == a.ID })
 		if j < 0 {
 			j = len(next)
-			next = append(next, checked{id: a.ID})
+			next = append(next, checked{id: a.ID, first: i})
 			next[j].sum.add(balance[a.ID], false)
 		}
 		next[j].sum.add(posting.Amount, posting.Side != a.Normal)
 	}
-	for i, a := range pd.Accounts {
-		j := slices.IndexFunc(next, func(c checked) bool { return c.id == a.ID })
-		if j >= 0 && next[j].sum.sign() < 0 {
-			return &Error{Op: op, Field: fmt.Sprintf("postings[%d].account", i), Err: ErrInsufficientFunds,
-				Message: fmt.Sprintf("%s would be %s %s", a.Name, next[j].sum.decimal(), a.Asset)}
+	// The refusal names the first account posted to that would go below zero.
+	for _, c := range next {
+		if c.sum.sign() < 0 {
+			a := pd.Accounts[c.first]
+			return &Error{Op: op, Field: fmt.Sprintf("postings[%d].account", c.first), Err: ErrInsufficientFunds,
+				Message: fmt.Sprintf("%s would be %s %s", a.Name, c.sum.decimal(), a.Asset)}
 		}
 	}
 	if commit {
@@ -443,17 +445,20 @@ type ShardDelta struct {
 
 // Deltas sums the accepted postings per balance row the lane writes.
 func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
+	type rowSum struct {
+		ref ShardRef
+		sum sum
+	}
 	idx := map[ShardRef]int{}
-	var refs []ShardRef
-	var sums []sum
+	var rows []rowSum
 	add := func(ref ShardRef, d decimal.Decimal, negate bool) {
 		j, ok := idx[ref]
 		if !ok {
-			j = len(refs)
+			j = len(rows)
 			idx[ref] = j
-			refs, sums = append(refs, ref), append(sums, sum{})
+			rows = append(rows, rowSum{ref: ref})
 		}
-		sums[j].add(d, negate)
+		rows[j].sum.add(d, negate)
 	}
 	for _, pd := range batch {
 		if pd.Outcome != Accepted {
@@ -472,9 +477,9 @@ func (p *Plan) Deltas(batch []*Pending) []ShardDelta {
 			}
 		}
 	}
-	out := make([]ShardDelta, len(refs))
-	for j := range refs {
-		out[j] = ShardDelta{refs[j], sums[j].decimal()}
+	out := make([]ShardDelta, len(rows))
+	for j, r := range rows {
+		out[j] = ShardDelta{r.ref, r.sum.decimal()}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if c := bytes.Compare(out[i].AccountID[:], out[j].AccountID[:]); c != 0 {

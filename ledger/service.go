@@ -211,6 +211,28 @@ func (s *Service) Account(ctx context.Context, name string) (*Account, error) {
 	return s.store.Account(ctx, name)
 }
 
+// AccountsByName returns the accounts named, in one read and in the order
+// named; nil where a name is no account's (a malformed name included, so
+// callers that must name the bad field check names first).
+func (s *Service) AccountsByName(ctx context.Context, names []string) ([]*Account, error) {
+	if len(names) > MaxPage {
+		return nil, invalid("ledger.AccountsByName", "names", "at most %d at once", MaxPage)
+	}
+	found, err := s.store.AccountsByName(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*Account, len(found))
+	for _, a := range found {
+		byName[a.Name] = a
+	}
+	out := make([]*Account, len(names))
+	for i, name := range names {
+		out[i] = byName[name]
+	}
+	return out, nil
+}
+
 // account returns the cached account; its status may be stale and is
 // re-read under lock by every commit batch.
 func (s *Service) account(ctx context.Context, name string) (*Account, error) {
@@ -252,7 +274,6 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		return nil, err
 	}
 	meta := req.Metadata // canonical once validated
-	lots := make(fpBuf, 0, 512)
 	pd := &Pending{
 		Tx: Transaction{
 			ID:             s.store.NewTransactionID(),
@@ -262,8 +283,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 			EffectiveAt: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 			Metadata:    meta,
 		},
-		Fingerprint: fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings,
-			*lots.lots(req.OpenLot, req.Relieve, req.RefundLot).carries(req.Carries).expectations(req.Expect)),
+		Fingerprint:    fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings, req.fingerprintParts()),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
 	}
 	for i, p := range req.Postings {

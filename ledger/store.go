@@ -20,6 +20,9 @@ type Store interface {
 	// when its definition is the same (ErrAccountExists when it is not).
 	CreateAccount(ctx context.Context, a *Account) (*Account, error)
 	Account(ctx context.Context, name string) (*Account, error)
+	// AccountsByName reads the accounts among names in one query, in any
+	// order; names that are no account's are left out.
+	AccountsByName(ctx context.Context, names []string) ([]*Account, error)
 	// SetAccountStatus changes status while holding every balance row of the
 	// account, so it orders cleanly against batches posting to it.
 	SetAccountStatus(ctx context.Context, name string, s Status) (*Account, error)

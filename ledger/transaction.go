@@ -211,6 +211,17 @@ func checkBalanced(op string, postings []Posting) error {
 	return nil
 }
 
+// fingerprintParts renders the lot, carry and expectation instructions for
+// the fingerprint into one buffer sized for a gift's; nil for a request with
+// none (a plain transfer).
+func (req *PostRequest) fingerprintParts() []byte {
+	if req.OpenLot == nil && req.Relieve == nil && req.RefundLot == nil && len(req.Carries) == 0 && len(req.Expect) == 0 {
+		return nil
+	}
+	b := make(fpBuf, 0, 512)
+	return *b.lots(req.OpenLot, req.Relieve, req.RefundLot).carries(req.Carries).expectations(req.Expect)
+}
+
 // fingerprint hashes what the caller asked for, so a reused key with other
 // content can be told from a retry. Defaults filled in by the ledger (an
 // empty effective time) are hashed as sent; metadata must be canonical.

@@ -48,11 +48,12 @@ const (
 	insertAccount  = `
 INSERT INTO accounts (` + accountColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (name) DO NOTHING`
-	insertShards  = `INSERT INTO balances (account_id, shard, balance) SELECT $1, s, 0 FROM generate_series(0, $2 - 1) AS s`
-	selectAccount = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1`
-	lockAccount   = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1 FOR UPDATE`
-	lockAllShards = `SELECT shard FROM balances WHERE account_id = $1 ORDER BY shard FOR UPDATE`
-	updateStatus  = `UPDATE accounts SET status = $2 WHERE id = $1`
+	insertShards         = `INSERT INTO balances (account_id, shard, balance) SELECT $1, s, 0 FROM generate_series(0, $2 - 1) AS s`
+	selectAccount        = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1`
+	selectAccountsByName = `SELECT ` + accountColumns + ` FROM accounts WHERE name = ANY($1)`
+	lockAccount          = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1 FOR UPDATE`
+	lockAllShards        = `SELECT shard FROM balances WHERE account_id = $1 ORDER BY shard FOR UPDATE`
+	updateStatus         = `UPDATE accounts SET status = $2 WHERE id = $1`
 )
 
 func scanAccount(row pgx.Row) (*ledger.Account, error) {
@@ -110,6 +111,30 @@ func (db *DB) Account(ctx context.Context, name string) (*ledger.Account, error)
 		return nil, storeError("postgres.Account", err)
 	}
 	return a, nil
+}
+
+// AccountsByName reads the accounts among names in one query.
+func (db *DB) AccountsByName(ctx context.Context, names []string) ([]*ledger.Account, error) {
+	rows, _ := db.pool.Query(ctx, selectAccountsByName, textArray(names))
+	out, err := scanAccounts(rows)
+	if err != nil {
+		return nil, storeError("postgres.AccountsByName", err)
+	}
+	return out, nil
+}
+
+// scanAccounts reads every account row and closes rows.
+func scanAccounts(rows pgx.Rows) ([]*ledger.Account, error) {
+	defer rows.Close()
+	var out []*ledger.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // SetAccountStatus locks every balance row of the account before changing its

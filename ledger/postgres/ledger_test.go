@@ -715,6 +715,10 @@ func TestBalancesOfMany(t *testing.T) {
 				t.Errorf("%s: Balances %s, Balance %s, want %s", a.Name, got[i], e.balance(a.Name), want[i])
 			}
 		}
+		named, err := e.svc.AccountsByName(context.Background(), []string{"hot", "no:such", "cold", "hot"})
+		if err != nil || len(named) != 4 || named[0].ID != hot.ID || named[1] != nil || named[2].ID != cold.ID || named[3].ID != hot.ID {
+			t.Errorf("accounts by name: %v, %v", named, err)
+		}
 		if got, err := e.svc.Balances(context.Background(), nil, time.Time{}); err != nil || len(got) != 0 {
 			t.Errorf("no accounts: %v %v", got, err)
 		}

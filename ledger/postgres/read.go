@@ -319,16 +319,8 @@ func (db *DB) Accounts(ctx context.Context, prefix, after string, limit int) ([]
 	if err != nil {
 		return nil, storeError("postgres.Accounts", err)
 	}
-	defer rows.Close()
-	var out []*ledger.Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, storeError("postgres.Accounts", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAccounts(rows)
+	if err != nil {
 		return nil, storeError("postgres.Accounts", err)
 	}
 	return out, nil
