@@ -187,19 +187,20 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {
+			legField := func() string { return indexed(indexed("carries", i)+".legs", j) } // for an error only
 			from, to, err := s.accountPair(ctx, op, leg.From, leg.To)
 			if err != nil {
-				return under(indexed(indexed("carries", i)+".legs", j), err)
+				return under(legField(), err)
 			}
 			if from.Asset != to.Asset || from.ID == to.ID {
-				return invalid(op, indexed(indexed("carries", i)+".legs", j), "needs two accounts in one asset")
+				return invalid(op, legField(), "needs two accounts in one asset")
 			}
 			legAsset, err := s.Asset(ctx, from.Asset)
 			if err != nil {
-				return wrap(op, indexed(indexed("carries", i)+".legs", j), err)
+				return wrap(op, legField(), err)
 			}
 			if err := legAsset.CheckAmount(op, "per_granule", leg.PerGranule); err != nil {
-				return under(indexed(indexed("carries", i)+".legs", j), err)
+				return under(legField(), err)
 			}
 			spec.legs = append(spec.legs, carryLegSpec{from: from, to: to, per: leg.PerGranule})
 		}

@@ -208,7 +208,7 @@ FROM generate_series(1, $2::int) g`, hot.ID, entries); err != nil {
 		forward := func() (decimal.Decimal, error) {
 			var d decimal.Decimal
 			var n int64
-			err := conn.QueryRow(ctx, postgres.SumEntriesAsOf, pgx.QueryExecModeExec, hot.ID, "credit", asOf).Scan(&d, &n)
+			err := conn.QueryRow(ctx, postgres.SumEntriesBetween, pgx.QueryExecModeExec, hot.ID, "credit", time.Unix(0, 0), asOf).Scan(&d, &n)
 			return d, err
 		}
 		want, err := forward()

@@ -34,9 +34,10 @@ const (
 	texts = "{1,2}"
 )
 
-// SumEntriesAsOf is the forward sum a balance as of a time used alone before
-// it could sum back from now, for the benchmark.
-var SumEntriesAsOf = sumEntriesAsOf
+// SumEntriesBetween sums an account's entries in a span: from the start of
+// time, the forward sum a balance as of a time used alone before it could
+// sum from other anchors, for the benchmark.
+var SumEntriesBetween = sumEntriesBetween
 
 // KeepBalancesAsOf makes db keep every balance as of an instant at least
 // settled ago whose sum counted at least minEntries entries.

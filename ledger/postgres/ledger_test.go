@@ -288,22 +288,7 @@ func TestBalanceAsOfAndEntries(t *testing.T) {
 			t.Errorf("before the first entry: %s", before)
 		}
 		// Keyset pages of 10 cover every entry exactly once, in commit order.
-		var all []ledger.Entry
-		var cur ledger.Cursor
-		for {
-			page, err := e.svc.Entries(ctx, "alice", cur, time.Time{}, 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(page) == 0 {
-				break
-			}
-			all = append(all, page...)
-			cur = page[len(page)-1].After()
-			if c2, err := ledger.ParseCursor("op", "page_token", cur.String()); err != nil || c2 != cur {
-				t.Fatalf("cursor does not round-trip: %v", err)
-			}
-		}
+		all := e.entryPages(t, "alice", ledger.Cursor{}, time.Time{}, 10)
 		if len(all) != 25 {
 			t.Fatalf("%d entries, want 25", len(all))
 		}
@@ -314,18 +299,7 @@ func TestBalanceAsOfAndEntries(t *testing.T) {
 		}
 		// A statement's span (t9, t20]: 11 entries, which take the balance
 		// as of t9 to the balance as of t20, across pages.
-		var span []ledger.Entry
-		for cur, pages := ledger.CursorAfter(marks[9]), 0; pages < 10; pages++ {
-			page, err := e.svc.Entries(ctx, "alice", cur, marks[20], 4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(page) == 0 {
-				break
-			}
-			span = append(span, page...)
-			cur = page[len(page)-1].After()
-		}
+		span := e.entryPages(t, "alice", ledger.CursorAfter(marks[9]), marks[20], 4)
 		if len(span) != 11 || !span[0].RecordedAt.Equal(marks[10]) || !span[10].RecordedAt.Equal(marks[20]) {
 			t.Errorf("entries in (t9, t20]: %d, want t10..t20", len(span))
 		}
@@ -381,6 +355,29 @@ func TestBalanceAsOfFromEitherEnd(t *testing.T) {
 		}
 		check("before the first entry", marks[0].at.Add(-time.Microsecond), decimal.Zero)
 	})
+}
+
+// entryPages reads an account's entries page by page from a cursor up to
+// until, checking that each page's cursor round-trips; at most 100 pages.
+func (e *env) entryPages(t *testing.T, account string, cur ledger.Cursor, until time.Time, size int) []ledger.Entry {
+	t.Helper()
+	var all []ledger.Entry
+	for range 100 {
+		page, err := e.svc.Entries(context.Background(), account, cur, until, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			return all
+		}
+		all = append(all, page...)
+		cur = page[len(page)-1].After()
+		if c2, err := ledger.ParseCursor("op", "page_token", cur.String()); err != nil || c2 != cur {
+			t.Fatalf("cursor does not round-trip: %v", err)
+		}
+	}
+	t.Fatalf("%s: more than 100 pages", account)
+	return nil
 }
 
 // A balance as of a settled instant that summed many entries is kept, and
@@ -454,6 +451,26 @@ func TestBalanceCheckpoints(t *testing.T) {
 			t.Errorf("%d balances kept, want several", n)
 		}
 		e.verifyClean()
+		// Several accounts as of one instant, read together: each as alone,
+		// though alice sums from a kept balance and mint from its history.
+		accts, err := e.svc.AccountsByName(ctx, []string{"alice", "mint", "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []int{0, 20, 39} {
+			got, err := e.svc.Balances(ctx, accts, at[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, a := range accts {
+				if alone, err := e.svc.Balance(ctx, a.Name, at[i]); err != nil || !got[j].Equal(alone) {
+					t.Errorf("%s as of t%d: together %s, alone %s %v", a.Name, i, got[j], alone, err)
+				}
+			}
+			if !got[0].Equal(want[i]) || !got[2].Equal(want[i]) {
+				t.Errorf("alice as of t%d together: %s, want %s", i, got[0], want[i])
+			}
+		}
 
 		if b.Name != "postgres" {
 			return // the role and tampering checks below are PostgreSQL's
@@ -467,7 +484,7 @@ func TestBalanceCheckpoints(t *testing.T) {
 				t.Errorf("%s as writer: %v, want insufficient_privilege", stmt, err)
 			}
 		}
-		if _, err := owner.Exec(ctx, "UPDATE balance_checkpoints SET balance = balance + 1 WHERE as_of = $1", at[20]); err != nil {
+		if _, err := owner.Exec(ctx, "UPDATE balance_checkpoints SET balance = balance + 1 WHERE as_of = $1 AND account_id = (SELECT id FROM accounts WHERE name = 'alice')", at[20]); err != nil {
 			t.Fatal(err)
 		}
 		r, err := e.svc.Verify(ctx)

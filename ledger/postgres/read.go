@@ -96,20 +96,16 @@ const (
 SELECT a.id, COALESCE(SUM(b.balance), 0)
 FROM unnest($1::uuid[]) AS a (id) LEFT JOIN balances b ON b.account_id = a.id
 GROUP BY a.id`
-	// The as-of sums: what the entries in a span move, and how many there
-	// are ($2 is the account's normal side).
-	sumEntriesAsOf = `
-SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0), count(*)
-FROM entries WHERE account_id = $1 AND recorded_at <= $3`
-	sumEntriesBetween = `
-SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0), count(*)
+	// What the entries recorded in ($3, $4] move on the account's normal
+	// side ($2), and how many there are.
+	movedIn = `COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0), count(*)
 FROM entries WHERE account_id = $1 AND recorded_at > $3 AND recorded_at <= $4`
-	// The balance now less what was recorded after $3: one statement, so
-	// both sums see the same committed transactions.
+	sumEntriesBetween = `SELECT ` + movedIn
+	// The balance now less what was recorded after $3 ($4 is endOfTime):
+	// one statement, so both sums see the same committed transactions.
 	sumBackFromNow = `
 SELECT (` + sumShards + `) - s.moved, s.n
-FROM (SELECT COALESCE(SUM(CASE WHEN side = $2 THEN amount ELSE -amount END), 0) AS moved, count(*) AS n
-      FROM entries WHERE account_id = $1 AND recorded_at > $3) AS s`
+FROM (SELECT ` + movedIn + `) AS s (moved, n)`
 	// Where a balance as of $2 can be summed from: the account's first
 	// entry, now, and the nearest checkpoints on either side.
 	selectAsOfAnchors = `
@@ -145,11 +141,11 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 		}
 		return b, nil
 	}
-	b, err := db.balanceAsOf(ctx, a, asOf)
+	out, err := db.balancesAsOf(ctx, []*ledger.Account{a}, asOf)
 	if err != nil {
 		return b, storeError(op, err)
 	}
-	return b, nil
+	return out[0], nil
 }
 
 // checkpointMinEntries is how many entries a balance as of a settled instant
@@ -157,48 +153,99 @@ func (db *DB) Balance(ctx context.Context, a *ledger.Account, asOf time.Time) (d
 // to store.
 const checkpointMinEntries = 1000
 
-func (db *DB) balanceAsOf(ctx context.Context, a *ledger.Account, asOf time.Time) (decimal.Decimal, error) {
-	var b decimal.Decimal
-	var first, before, after *time.Time // nil: no entries yet, no checkpoint
-	var now time.Time
-	var atBefore, atAfter decimal.NullDecimal
-	if err := db.pool.QueryRow(ctx, selectAsOfAnchors, a.ID, asOf).Scan(&first, &now, &before, &atBefore, &after, &atAfter); err != nil {
-		return b, err
+// balancesAsOf reads the accounts' balances as of asOf in three pipelined
+// round trips, however many accounts: where each can be summed from, the
+// sums, and the checkpoints worth keeping.
+func (db *DB) balancesAsOf(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error) {
+	type anchors struct {
+		first, before, after *time.Time // nil: no entries yet, no checkpoint
+		now                  time.Time
+		atBefore, atAfter    decimal.NullDecimal
 	}
-	if first == nil || asOf.Before(*first) {
-		return decimal.Zero, nil
+	found := make([]anchors, len(accounts))
+	b := &pgx.Batch{}
+	for i, a := range accounts {
+		f := &found[i]
+		b.Queue(selectAsOfAnchors, a.ID, asOf).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&f.first, &f.now, &f.before, &f.atBefore, &f.after, &f.atAfter)
+		})
 	}
-	if before != nil && before.Equal(asOf) {
-		return atBefore.Decimal, nil
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
-	// Planned for this instant: how many entries lie on the summed side
-	// depends on it, and a plan cached for another (a prepared statement's
-	// generic plan) may scan the table.
-	exec, side := pgx.QueryExecModeExec, a.Normal.String()
-	var moved decimal.Decimal
-	var n int64
-	var err error
-	// The nearest anchor by time, standing in for the fewest entries.
-	switch nearest := min(asOf.Sub(*first), now.Sub(asOf), span(before, &asOf), span(&asOf, after)); {
-	case before != nil && nearest == asOf.Sub(*before):
-		err = db.pool.QueryRow(ctx, sumEntriesBetween, exec, a.ID, side, *before, asOf).Scan(&moved, &n)
-		b = atBefore.Decimal.Add(moved)
-	case after != nil && nearest == after.Sub(asOf):
-		err = db.pool.QueryRow(ctx, sumEntriesBetween, exec, a.ID, side, asOf, *after).Scan(&moved, &n)
-		b = atAfter.Decimal.Sub(moved)
-	case nearest == now.Sub(asOf):
-		err = db.pool.QueryRow(ctx, sumBackFromNow, exec, a.ID, side, asOf).Scan(&b, &n)
-	default:
-		err = db.pool.QueryRow(ctx, sumEntriesAsOf, exec, a.ID, side, asOf).Scan(&b, &n)
+	out := make([]decimal.Decimal, len(accounts))
+	counted := make([]int64, len(accounts))
+	sums := 0
+	b = &pgx.Batch{}
+	if !db.cockroach {
+		// Each sum planned for its instant: how many entries lie on the
+		// summed side depends on it, and a plan cached for another (a
+		// prepared statement's generic plan) may scan the table. The
+		// setting lasts for the pipeline's implicit transaction.
+		b.Queue(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`)
 	}
-	if err != nil {
-		return b, err
+	for i, a := range accounts {
+		f := &found[i]
+		if f.first == nil || asOf.Before(*f.first) {
+			continue // zero
+		}
+		if f.before != nil && f.before.Equal(asOf) {
+			out[i] = f.atBefore.Decimal
+			continue
+		}
+		side := a.Normal.String()
+		var sum func(pgx.Row) error
+		// The nearest anchor by time, standing in for the fewest entries.
+		switch nearest := min(asOf.Sub(*f.first), f.now.Sub(asOf), span(f.before, &asOf), span(&asOf, f.after)); {
+		case f.before != nil && nearest == asOf.Sub(*f.before):
+			b.Queue(sumEntriesBetween, a.ID, side, *f.before, asOf)
+			sum = func(row pgx.Row) error {
+				var moved decimal.Decimal
+				err := row.Scan(&moved, &counted[i])
+				out[i] = f.atBefore.Decimal.Add(moved)
+				return err
+			}
+		case f.after != nil && nearest == f.after.Sub(asOf):
+			b.Queue(sumEntriesBetween, a.ID, side, asOf, *f.after)
+			sum = func(row pgx.Row) error {
+				var moved decimal.Decimal
+				err := row.Scan(&moved, &counted[i])
+				out[i] = f.atAfter.Decimal.Sub(moved)
+				return err
+			}
+		case nearest == f.now.Sub(asOf):
+			b.Queue(sumBackFromNow, a.ID, side, asOf, endOfTime)
+			sum = func(row pgx.Row) error { return row.Scan(&out[i], &counted[i]) }
+		default: // forward from just before the first entry
+			b.Queue(sumEntriesBetween, a.ID, side, f.first.Add(-time.Microsecond), asOf)
+			sum = func(row pgx.Row) error { return row.Scan(&out[i], &counted[i]) }
+		}
+		b.QueuedQueries[len(b.QueuedQueries)-1].QueryRow(sum)
+		sums++
 	}
-	if n >= db.checkpointMinEntries && asOf.Before(now.Add(-db.checkpointSettled)) {
-		_, err = db.pool.Exec(ctx, insertCheckpoint, a.ID, asOf, b)
+	if sums > 0 {
+		if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
 	}
-	return b, err
+	b = &pgx.Batch{}
+	for i, a := range accounts {
+		if counted[i] >= db.checkpointMinEntries && asOf.Before(found[i].now.Add(-db.checkpointSettled)) {
+			b.Queue(insertCheckpoint, a.ID, asOf, out[i])
+		}
+	}
+	if b.Len() > 0 {
+		if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
+
+// endOfTime stands for "no upper bound" in a span of recorded times: a bound
+// the index can range over rather than a condition tested on every row.
+// Both databases hold timestamps past it.
+var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // span is how far apart two instants are, or as far as can be when either
 // is missing.
@@ -210,18 +257,15 @@ func span(from, to *time.Time) time.Duration {
 }
 
 // Balances reads the current balances of many accounts in one query, or
-// their balances as of a recorded time one account at a time, each summed
-// from its nearest anchor as Balance does. Once the commit
+// their balances as of a recorded time, each summed from its nearest anchor
+// as Balance does, in pipelined round trips. Once the commit
 // timeout has passed since asOf, no transaction can still be recorded
 // before it, so the balances agree with each other without one snapshot.
 func (db *DB) Balances(ctx context.Context, accounts []*ledger.Account, asOf time.Time) ([]decimal.Decimal, error) {
 	if !asOf.IsZero() {
-		out := make([]decimal.Decimal, len(accounts))
-		for i, a := range accounts {
-			var err error
-			if out[i], err = db.balanceAsOf(ctx, a, asOf); err != nil {
-				return nil, storeError("postgres.Balances", err)
-			}
+		out, err := db.balancesAsOf(ctx, accounts, asOf)
+		if err != nil {
+			return nil, storeError("postgres.Balances", err)
 		}
 		return out, nil
 	}
@@ -255,9 +299,7 @@ func (db *DB) Entries(ctx context.Context, a *ledger.Account, after ledger.Curso
 		after.BatchSeq = -1
 	}
 	if until.IsZero() {
-		// A bound the index can range over, not a condition it must test on
-		// every later row: both databases hold timestamps past this.
-		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+		until = endOfTime
 	}
 	rows, _ := db.pool.Query(ctx, selectEntries, a.ID, after.RecordedAt, after.BatchSeq, after.TxID, after.Index, limit, until)
 	var out []ledger.Entry
