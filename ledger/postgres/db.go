@@ -52,7 +52,7 @@ type DB struct {
 	bytewiseNames bool
 	maxAttempts   int
 	log           *slog.Logger
-	// When a balance as of an instant is kept (balanceAsOf): the instant
+	// When a balance as of an instant is kept (balancesAsOf): the instant
 	// is settled, and its sum counted at least this many entries.
 	checkpointSettled    time.Duration
 	checkpointMinEntries int64
