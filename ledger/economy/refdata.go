@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
 
+	"github.com/coinledger/coinledger/internal/namecache"
 	"github.com/coinledger/coinledger/ledger"
 )
 
@@ -129,9 +129,12 @@ type Catalog struct {
 	// lead is how long before taking effect a version must be recorded. It
 	// lets a lookup be cached: the version in force now stays the answer
 	// until now + lead, since no version can appear effective before then.
-	lead     time.Duration
-	current  sync.Map // cache key → *inForce
-	creators sync.Map // registered creators; registration is permanent
+	lead time.Duration
+	// Bounded like the other name caches: a share rule is cached per
+	// creator, and a long-running server meets ever more creators. A name
+	// the cache dropped costs one lookup in the store.
+	current  namecache.Cache[*inForce] // cache key → version in force
+	creators namecache.Cache[struct{}] // registered creators; registration is permanent
 }
 
 // inForce is the version in force when looked up, good for any instant in
@@ -167,16 +170,14 @@ func versionAt[T any](c *Catalog, key string, t time.Time, effectiveAt func(T) t
 	if c.lead <= 0 {
 		return lookup(t)
 	}
-	if e, ok := c.current.Load(key); ok {
-		if cur := e.(*inForce); !t.Before(cur.from) && t.Before(cur.until) {
-			return cur.version.(T), nil
-		}
+	if cur, ok := c.current.Get(key); ok && !t.Before(cur.from) && t.Before(cur.until) {
+		return cur.version.(T), nil
 	}
 	now := c.clock()
 	v, err := lookup(now)
 	if err == nil {
 		cur := &inForce{version: v, from: effectiveAt(v), until: now.Add(c.lead)}
-		c.current.Store(key, cur)
+		c.current.Put(key, cur)
 		if !t.Before(cur.from) && t.Before(cur.until) {
 			return v, nil
 		}
@@ -382,12 +383,12 @@ func (c *Catalog) RegisterCreator(ctx context.Context, id string) error {
 
 // CreatorRegistered reports whether a creator may receive gifts.
 func (c *Catalog) CreatorRegistered(ctx context.Context, id string) (bool, error) {
-	if _, ok := c.creators.Load(id); ok {
+	if _, ok := c.creators.Get(id); ok {
 		return true, nil
 	}
 	ok, err := c.store.CreatorRegistered(ctx, id)
 	if ok {
-		c.creators.Store(id, true)
+		c.creators.Put(id, struct{}{})
 	}
 	return ok, err
 }

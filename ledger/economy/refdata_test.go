@@ -2,6 +2,7 @@ package economy
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -122,6 +123,48 @@ func (s *countingStore) ShareRuleAt(_ context.Context, _ string, at time.Time) (
 		return ShareRule{}, ErrNotInForce
 	}
 	return *best, nil
+}
+
+func (s *countingStore) CreatorRegistered(context.Context, string) (bool, error) {
+	s.lookups++
+	return true, nil
+}
+
+// TestCatalogCachesBounded: the catalog meets a share-rule key per creator
+// and caches each registered creator, so its caches are bounded: past the
+// limit they start over, and a dropped name is looked up in the store again.
+func TestCatalogCachesBounded(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{rules: []ShareRule{{CreatorShare: d("0.5"), DiamondValue: d("0.005"), DiamondCurrency: "USD", EffectiveAt: now}}}
+	c := NewCatalog(store, func() time.Time { return now.Add(time.Hour) }).WithLead(time.Minute)
+	c.current.Limit, c.creators.Limit = 10, 10
+	lookups := []struct {
+		name   string
+		lookup func(creator string) error
+	}{
+		{"share rules", func(creator string) error { _, err := c.ShareRuleAt(ctx, creator, now.Add(time.Hour)); return err }},
+		{"registered creators", func(creator string) error { _, err := c.CreatorRegistered(ctx, creator); return err }},
+	}
+	for _, l := range lookups {
+		for i := range 25 {
+			if err := l.lookup(fmt.Sprint("c", i)); err != nil {
+				t.Fatalf("%s: %v", l.name, err)
+			}
+		}
+		storeLookups := func(creator string) int {
+			before := store.lookups
+			if err := l.lookup(creator); err != nil {
+				t.Fatalf("%s: %v", l.name, err)
+			}
+			return store.lookups - before
+		}
+		if n := storeLookups("c24"); n != 0 {
+			t.Errorf("%s: the latest creator took %d store lookups, want it cached", l.name, n)
+		}
+		if n := storeLookups("c0"); n != 1 {
+			t.Errorf("%s: the first of 25 creators took %d store lookups with room for 10, want 1 (dropped)", l.name, n)
+		}
+	}
 }
 
 // TestCatalogLeadCaches: with a lead time, a lookup is cached until the lead
