@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strconv"
 
 	"github.com/shopspring/decimal"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -38,7 +37,7 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 	}
 	prices := map[string]decimal.Decimal{}
 	for i, p := range r.Prices {
-		amount, currency, err := parseMoney("prices["+strconv.Itoa(i)+"]", p)
+		amount, currency, err := parseMoney(ledger.Indexed("prices", i), p)
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"strconv"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -83,12 +82,11 @@ func (h ledgerReads) BatchGetBalances(ctx context.Context, r *pb.BatchGetBalance
 	if err != nil {
 		return nil, err
 	}
-	field := func(i int) string { return "accounts[" + strconv.Itoa(i) + "]" }
 	for i, name := range r.Accounts {
-		if err := checkString(field(i), name, true); err != nil {
+		if err := checkString(ledger.Indexed("accounts", i), name, true); err != nil {
 			return nil, err
 		}
-		if err := ledger.ValidateAccountName("api.BatchGetBalances", field(i), name); err != nil {
+		if err := ledger.ValidateAccountName("api.BatchGetBalances", ledger.Indexed("accounts", i), name); err != nil {
 			return nil, err
 		}
 	}
@@ -98,7 +96,7 @@ func (h ledgerReads) BatchGetBalances(ctx context.Context, r *pb.BatchGetBalance
 	}
 	for i, a := range accounts {
 		if a == nil {
-			return nil, &ledger.Error{Field: field(i), Err: ledger.ErrAccountNotFound, Message: r.Accounts[i]}
+			return nil, &ledger.Error{Field: ledger.Indexed("accounts", i), Err: ledger.ErrAccountNotFound, Message: r.Accounts[i]}
 		}
 	}
 	balances, err := h.s.ledger.Balances(ctx, accounts, asOf)

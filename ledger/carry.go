@@ -157,37 +157,37 @@ func (s *Service) prepareCarries(ctx context.Context, op string, carries []Carry
 	for i, c := range carries {
 		a, err := s.account(ctx, c.Account)
 		if err != nil {
-			return wrap(op, indexed("carries", i)+".account", err)
+			return wrap(op, Indexed("carries", i)+".account", err)
 		}
 		if !a.PerShard || a.Normal != Credit {
-			return invalid(op, indexed("carries", i)+".account", "must be a credit-normal per-shard account")
+			return invalid(op, Indexed("carries", i)+".account", "must be a credit-normal per-shard account")
 		}
 		src, err := s.account(ctx, c.Source)
 		if err != nil {
-			return wrap(op, indexed("carries", i)+".source", err)
+			return wrap(op, Indexed("carries", i)+".source", err)
 		}
 		if src.Asset != a.Asset || !src.AllowNegative {
-			return invalid(op, indexed("carries", i)+".source", "must be an account in %s that may go negative (its issuance)", a.Asset)
+			return invalid(op, Indexed("carries", i)+".source", "must be an account in %s that may go negative (its issuance)", a.Asset)
 		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
-			return wrap(op, indexed("carries", i)+".account", err)
+			return wrap(op, Indexed("carries", i)+".account", err)
 		}
 		if c.Fraction.IsZero() {
-			return invalid(op, indexed("carries", i)+".fraction", "must not be zero")
+			return invalid(op, Indexed("carries", i)+".fraction", "must not be zero")
 		}
 		if err := asset.checkDigits(op, "fraction", c.Fraction); err != nil {
-			return under(indexed("carries", i), err)
+			return under(Indexed("carries", i), err)
 		}
 		if err := asset.CheckAmount(op, "granule", c.Granule); err != nil {
-			return under(indexed("carries", i), err)
+			return under(Indexed("carries", i), err)
 		}
 		if len(c.Legs) == 0 || len(c.Legs) > maxCarryLegs {
-			return invalid(op, indexed("carries", i)+".legs", "needs 1 to %d legs", maxCarryLegs)
+			return invalid(op, Indexed("carries", i)+".legs", "needs 1 to %d legs", maxCarryLegs)
 		}
 		spec := carrySpec{account: a, source: src, fraction: c.Fraction, granule: c.Granule}
 		for j, leg := range c.Legs {
-			legField := func() string { return indexed(indexed("carries", i)+".legs", j) } // for an error only
+			legField := func() string { return Indexed(Indexed("carries", i)+".legs", j) } // for an error only
 			from, to, err := s.accountPair(ctx, op, leg.From, leg.To)
 			if err != nil {
 				return under(legField(), err)

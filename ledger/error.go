@@ -119,8 +119,8 @@ func invalid(op, field, format string, args ...any) *Error {
 	return &Error{Op: op, Kind: Invalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// indexed names the i-th element of a list field, say "postings[3]".
-func indexed(name string, i int) string { return name + "[" + strconv.Itoa(i) + "]" }
+// Indexed names the i-th element of a list field, say "postings[3]".
+func Indexed(name string, i int) string { return name + "[" + strconv.Itoa(i) + "]" }
 
 // under puts a field error from a check given the field's last part (say
 // "amount", or none for the whole) under its full path's prefix (say

@@ -41,10 +41,10 @@ func (s *Service) prepareExpectations(ctx context.Context, op string, expect []E
 	for i, e := range expect {
 		a, err := s.account(ctx, e.Account)
 		if err != nil {
-			return wrap(op, indexed("expect", i)+".account", err)
+			return wrap(op, Indexed("expect", i)+".account", err)
 		}
 		if a.PerShard {
-			return invalid(op, indexed("expect", i)+".account", "%s keeps per-shard balances; its total cannot be expected", a.Name)
+			return invalid(op, Indexed("expect", i)+".account", "%s keeps per-shard balances; its total cannot be expected", a.Name)
 		}
 		pd.expects = append(pd.expects, expectSpec{account: a, balance: e.Balance})
 	}
@@ -55,7 +55,7 @@ func (s *Service) prepareExpectations(ctx context.Context, op string, expect []E
 func (pd *Pending) checkExpectations(op string, balance map[uuid.UUID]decimal.Decimal) error {
 	for i, e := range pd.expects {
 		if got := balance[e.account.ID]; !got.Equal(e.balance) {
-			return &Error{Op: op, Field: indexed("expect", i), Err: ErrUnexpectedBalance,
+			return &Error{Op: op, Field: Indexed("expect", i), Err: ErrUnexpectedBalance,
 				Message: fmt.Sprintf("%s holds %s, not %s", e.account.Name, got, e.balance)}
 		}
 	}

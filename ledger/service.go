@@ -289,18 +289,18 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	for i, p := range req.Postings {
 		a, err := s.account(ctx, p.Account)
 		if err != nil {
-			return nil, wrap(op, indexed("postings", i)+".account", err)
+			return nil, wrap(op, Indexed("postings", i)+".account", err)
 		}
 		if a.PerShard {
 			// Its rows move only through carries, which keep each in range.
-			return nil, invalid(op, indexed("postings", i)+".account", "is a per-shard carry account; move it with a carry")
+			return nil, invalid(op, Indexed("postings", i)+".account", "is a per-shard carry account; move it with a carry")
 		}
 		asset, err := s.Asset(ctx, a.Asset)
 		if err != nil {
-			return nil, wrap(op, indexed("postings", i)+".account", err)
+			return nil, wrap(op, Indexed("postings", i)+".account", err)
 		}
 		if err := asset.CheckAmount(op, "amount", p.Amount); err != nil {
-			return nil, under(indexed("postings", i), err)
+			return nil, under(Indexed("postings", i), err)
 		}
 		pd.Accounts = append(pd.Accounts, a)
 		pd.Tx.Postings = append(pd.Tx.Postings, Posting{
@@ -309,13 +309,13 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		if p.SpillTo != "" {
 			to, err := s.account(ctx, p.SpillTo)
 			if err != nil {
-				return nil, wrap(op, indexed("postings", i)+".spill_to", err)
+				return nil, wrap(op, Indexed("postings", i)+".spill_to", err)
 			}
 			if p.Side != Debit || a.Normal != Credit || a.AllowNegative {
-				return nil, invalid(op, indexed("postings", i)+".spill_to", "needs a debit from a credit-normal account that may not go negative")
+				return nil, invalid(op, Indexed("postings", i)+".spill_to", "needs a debit from a credit-normal account that may not go negative")
 			}
 			if to.Asset != a.Asset || to.ID == a.ID || to.PerShard {
-				return nil, invalid(op, indexed("postings", i)+".spill_to", "must be another account in %s, not a per-shard one", a.Asset)
+				return nil, invalid(op, Indexed("postings", i)+".spill_to", "must be another account in %s, not a per-shard one", a.Asset)
 			}
 			pd.spills = append(pd.spills, spill{index: i, to: to})
 		}

@@ -175,13 +175,13 @@ func (r *PostRequest) validate(op string) error {
 	}
 	for i, p := range r.Postings {
 		if err := ValidateAccountName(op, "account", p.Account); err != nil {
-			return under(indexed("postings", i), err)
+			return under(Indexed("postings", i), err)
 		}
 		if p.Side != Debit && p.Side != Credit {
-			return invalid(op, indexed("postings", i)+".side", "must be debit or credit")
+			return invalid(op, Indexed("postings", i)+".side", "must be debit or credit")
 		}
 		if p.Amount.Sign() <= 0 {
-			return invalid(op, indexed("postings", i)+".amount", "must be positive")
+			return invalid(op, Indexed("postings", i)+".amount", "must be positive")
 		}
 	}
 	return nil

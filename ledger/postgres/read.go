@@ -194,33 +194,34 @@ func (db *DB) balancesAsOf(ctx context.Context, accounts []*ledger.Account, asOf
 			continue
 		}
 		side := a.Normal.String()
-		var sum func(pgx.Row) error
+		// From a kept balance: it plus what moved since, or less what moved
+		// until it. Otherwise the sum is the balance itself.
+		var kept *decimal.Decimal
+		back := false
 		// The nearest anchor by time, standing in for the fewest entries.
 		switch nearest := min(asOf.Sub(*f.first), f.now.Sub(asOf), span(f.before, &asOf), span(&asOf, f.after)); {
 		case f.before != nil && nearest == asOf.Sub(*f.before):
 			b.Queue(sumEntriesBetween, a.ID, side, *f.before, asOf)
-			sum = func(row pgx.Row) error {
-				var moved decimal.Decimal
-				err := row.Scan(&moved, &counted[i])
-				out[i] = f.atBefore.Decimal.Add(moved)
-				return err
-			}
+			kept = &f.atBefore.Decimal
 		case f.after != nil && nearest == f.after.Sub(asOf):
 			b.Queue(sumEntriesBetween, a.ID, side, asOf, *f.after)
-			sum = func(row pgx.Row) error {
-				var moved decimal.Decimal
-				err := row.Scan(&moved, &counted[i])
-				out[i] = f.atAfter.Decimal.Sub(moved)
-				return err
-			}
+			kept, back = &f.atAfter.Decimal, true
 		case nearest == f.now.Sub(asOf):
 			b.Queue(sumBackFromNow, a.ID, side, asOf, endOfTime)
-			sum = func(row pgx.Row) error { return row.Scan(&out[i], &counted[i]) }
 		default: // forward from just before the first entry
 			b.Queue(sumEntriesBetween, a.ID, side, f.first.Add(-time.Microsecond), asOf)
-			sum = func(row pgx.Row) error { return row.Scan(&out[i], &counted[i]) }
 		}
-		b.QueuedQueries[len(b.QueuedQueries)-1].QueryRow(sum)
+		b.QueuedQueries[len(b.QueuedQueries)-1].QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&out[i], &counted[i]); err != nil || kept == nil {
+				return err
+			}
+			if back {
+				out[i] = kept.Sub(out[i])
+			} else {
+				out[i] = kept.Add(out[i])
+			}
+			return nil
+		})
 		sums++
 	}
 	if sums > 0 {
