@@ -13,18 +13,7 @@ here=$(dirname "$0")
 . "$here/benchlib.sh"
 start_bench "$bin" 32 66s "$out"
 bench_psql
-mode=0
-: >"$res"
-for _ in $(seq 31); do
-  n0=$(bench_done "$out") t0=$(date +%s%3N)
-  sleep 2
-  echo "AB $mode $t0 $((($(bench_done "$out") - n0) / 2))" >>"$res"
-  mode=$((1 - mode))
-  sql=$sql_a
-  if [ $mode = 1 ]; then sql=$sql_b; fi
-  echo "$sql; SELECT pg_reload_conf();" | "${psql[@]}" -v ON_ERROR_STOP=1 >/dev/null
-done
-wait $bench_pid || true
-grep -a '^requests\|^cpu' "$out" >>"$res"
+apply() { echo "$1; SELECT pg_reload_conf();" | "${psql[@]}" -v ON_ERROR_STOP=1 >/dev/null; }
+ab_blocks "$out" "$res" 'apply "$sql_b"' 'apply "$sql_a"'
 rm -f "$out"
 python3 "$here/abblocks.py" "$res"

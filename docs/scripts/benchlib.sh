@@ -58,3 +58,21 @@ bench_apply_sql() {
     sleep 0.1
   done
 }
+
+# ab_blocks BENCH_OUT RES B_CMD A_CMD: 31 blocks of 2 s of the running bench,
+# one line "AB MODE UNIX_MS RATE" each in RES (MODE 1 is B), running B_CMD
+# or A_CMD (evaluated) between blocks to switch; then waits for the bench and
+# appends its summary.
+ab_blocks() {
+  local out=$1 res=$2 cmd_b=$3 cmd_a=$4 mode=0 n0 t0
+  : >"$res"
+  for _ in $(seq 31); do
+    n0=$(bench_done "$out") t0=$(date +%s%3N)
+    sleep 2
+    echo "AB $mode $t0 $((($(bench_done "$out") - n0) / 2))" >>"$res"
+    mode=$((1 - mode))
+    if [ $mode = 1 ]; then eval "$cmd_b"; else eval "$cmd_a"; fi
+  done
+  wait "$bench_pid" || true
+  grep -a '^requests\|^acknowledged\|^verify\|^cpu' "$out" >>"$res"
+}
