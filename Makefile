@@ -41,7 +41,7 @@ lint-proto: ## buf lint
 	cd proto && $(GOBIN)/buf lint
 
 fuzz: ## run each fuzz target for 20s
-	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseAmount -fuzztime 20s
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseDecimal -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzValidateAccountName -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseCursor -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime 20s

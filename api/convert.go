@@ -1,7 +1,6 @@
 package api
 
 import (
-	"regexp"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -16,16 +15,10 @@ import (
 // the domain.
 const maxString = 256
 
-// decimalRE is a plain decimal: no exponent, no sign but a leading minus,
-// no spaces, at most 38 digits.
-var decimalRE = regexp.MustCompile(`^-?[0-9]{1,20}(\.[0-9]{1,18})?$`)
-
-// parseDecimal reads an amount string; the domain checks scale and sign.
+// parseDecimal reads an amount or rate string; the domain checks what the
+// value is for (an amount's sign and scale, a share's range).
 func parseDecimal(field, s string) (decimal.Decimal, error) {
-	if !decimalRE.MatchString(s) {
-		return decimal.Decimal{}, badRequest(field, field+" must be a decimal string like \"19.99\"")
-	}
-	return decimal.RequireFromString(s), nil
+	return ledger.ParseDecimal("", field, s)
 }
 
 // parseMoney reads a Money, requiring its asset.

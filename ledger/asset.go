@@ -11,6 +11,9 @@ import (
 // carry: what NUMERIC(38, scale) holds.
 const MaxPrecision = 38
 
+// MaxScale is the most decimal places an asset may have, and so an amount.
+const MaxScale = 18
+
 // Asset is a unit of account: a fiat currency at its ISO 4217 minor-unit scale
 // or a virtual unit such as COIN or DIAMOND at scale 0.
 type Asset struct {
@@ -25,8 +28,8 @@ func (a Asset) Validate(op string) error {
 	if !assetCodeRE.MatchString(a.Code) {
 		return invalid(op, "asset.code", "must be 1-16 characters of A-Z, 0-9 and _, starting with a letter")
 	}
-	if a.Scale < 0 || a.Scale > 18 {
-		return invalid(op, "asset.scale", "must be between 0 and 18")
+	if a.Scale < 0 || a.Scale > MaxScale {
+		return invalid(op, "asset.scale", "must be between 0 and %d", MaxScale)
 	}
 	return nil
 }
@@ -51,24 +54,29 @@ func (a Asset) checkDigits(op, field string, d decimal.Decimal) error {
 	return nil
 }
 
-// ParseAmount reads a decimal string such as "19.99" for asset a. Only plain
-// decimal notation is accepted: no exponent, sign, NaN, infinity or spaces.
-func (a Asset) ParseAmount(op, field, s string) (decimal.Decimal, error) {
+// ParseDecimal reads a decimal string such as "19.99" or "-5". Only plain
+// notation is accepted (no exponent, plus sign, NaN, infinity or spaces), of
+// at most MaxPrecision digits, MaxScale of them after the point. Whether the
+// value suits its use (a positive amount at its asset's scale, a share
+// between 0 and 1) is for the check that knows the use: CheckAmount for
+// amounts.
+func ParseDecimal(op, field, s string) (decimal.Decimal, error) {
 	if !plainDecimalRE.MatchString(s) {
-		return decimal.Decimal{}, invalid(op, field, "must be a positive decimal number such as \"19.99\"")
+		return decimal.Decimal{}, invalid(op, field, "must be a decimal number such as \"19.99\"")
 	}
-	if len(s) > MaxPrecision+2 {
+	digits := strings.TrimPrefix(s, "-")
+	whole, frac, _ := strings.Cut(digits, ".")
+	if len(whole)+len(frac) > MaxPrecision {
 		return decimal.Decimal{}, invalid(op, field, "has more than %d digits", MaxPrecision)
 	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return decimal.Decimal{}, invalid(op, field, "must be a decimal number: %v", err)
+	if len(frac) > MaxScale {
+		return decimal.Decimal{}, invalid(op, field, "has more than %d decimal places", MaxScale)
 	}
-	return d, a.CheckAmount(op, field, d)
+	return decimal.RequireFromString(s), nil
 }
 
-// The length cap is applied separately so the message can say what is wrong.
-var plainDecimalRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+// The length caps are applied separately so the message can say what is wrong.
+var plainDecimalRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 // digitCounts returns d's significant fractional digits ("1.50" has 1) and
 // its integer digits ("0.5" has 0). Every amount is checked this way, and
