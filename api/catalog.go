@@ -37,9 +37,13 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 	}
 	prices := map[string]decimal.Decimal{}
 	for i, p := range r.Prices {
-		amount, currency, err := parseMoney(ledger.Indexed("prices", i), p)
+		field := ledger.Indexed("prices", i)
+		amount, currency, err := parseMoney(field, p)
 		if err != nil {
 			return nil, err
+		}
+		if _, twice := prices[currency]; twice {
+			return nil, badRequest(field+".asset", field+".asset: "+currency+" is priced twice")
 		}
 		prices[currency] = amount
 	}

@@ -241,8 +241,13 @@ func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
 		if err := (ledger.Asset{Code: cur}).Validate(op); err != nil {
 			return p, invalid(op, "prices", "currency %q is not an asset code", cur)
 		}
-		if p.Prices[cur].Sign() <= 0 {
-			return p, invalid(op, "prices["+cur+"]", "must be positive")
+		// Checked here, not first at a purchase, whose caller could not mend it.
+		scale, ok := currencyScale(cur)
+		if !ok {
+			return p, invalid(op, "prices", "currency %q is not one of the economy's currencies", cur)
+		}
+		if err := (ledger.Asset{Code: cur, Scale: scale}).CheckAmount(op, "prices["+cur+"]", p.Prices[cur]); err != nil {
+			return p, err
 		}
 	}
 	if p.FeeRate.Sign() < 0 || p.FeeRate.GreaterThanOrEqual(decimal.NewFromInt(1)) {

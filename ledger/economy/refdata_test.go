@@ -43,6 +43,9 @@ func TestAddValidation(t *testing.T) {
 		{"no prices", func() error { p := pack(); p.Prices = nil; _, err := c.AddCoinPack(ctx, p); return err }, "prices"},
 		{"bad currency", func() error { p := pack(); p.Prices["usd"] = d("1"); _, err := c.AddCoinPack(ctx, p); return err }, "prices"},
 		{"zero price", func() error { p := pack(); p.Prices["USD"] = d("0"); _, err := c.AddCoinPack(ctx, p); return err }, "prices[USD]"},
+		{"price finer than its currency", func() error { p := pack(); p.Prices["USD"] = d("0.999"); _, err := c.AddCoinPack(ctx, p); return err }, "prices[USD]"},
+		{"price in whole yen only", func() error { p := pack(); p.Prices["JPY"] = d("150.5"); _, err := c.AddCoinPack(ctx, p); return err }, "prices[JPY]"},
+		{"price in a currency the economy does not book", func() error { p := pack(); p.Prices["XYZ"] = d("1"); _, err := c.AddCoinPack(ctx, p); return err }, "prices"},
 		{"fee 1", func() error { p := pack(); p.FeeRate = d("1"); _, err := c.AddCoinPack(ctx, p); return err }, "fee_rate"},
 		{"backdated", func() error {
 			p := pack()
