@@ -272,8 +272,10 @@ func (c *Catalog) AddGift(ctx context.Context, g Gift) (Gift, error) {
 	if err := checkID(op, "gift_id", g.ID, 64); err != nil {
 		return g, err
 	}
-	if g.Coins <= 0 {
-		return g, invalid(op, "coins", "must be positive")
+	// The bound a gift sent by its coin amount has: a gift sent by its id
+	// must not post what the same amount sent directly would be refused.
+	if g.Coins <= 0 || g.Coins > maxGiftCoins {
+		return g, invalid(op, "coins", "must be between 1 and %d", maxGiftCoins)
 	}
 	var err error
 	if g.EffectiveAt, g.RecordedAt, err = c.effective(op, g.EffectiveAt); err != nil {

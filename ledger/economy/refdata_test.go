@@ -61,6 +61,8 @@ func TestAddValidation(t *testing.T) {
 		}, ""},
 		{"gift ok", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: 1}); return err }, ""},
 		{"gift coins", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: -5}); return err }, "coins"},
+		{"gift coins past a sent gift's bound", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: maxGiftCoins + 1}); return err }, "coins"},
+		{"gift coins at the bound", func() error { _, err := c.AddGift(ctx, Gift{ID: "rose", Coins: maxGiftCoins}); return err }, ""},
 		{"gift id", func() error { _, err := c.AddGift(ctx, Gift{ID: "", Coins: 5}); return err }, "gift_id"},
 		{"rule ok", func() error { _, err := c.AddShareRule(ctx, rule()); return err }, ""},
 		{"share 0", func() error { r := rule(); r.CreatorShare = d("0"); _, err := c.AddShareRule(ctx, r); return err }, "creator_share"},
