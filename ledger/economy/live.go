@@ -110,10 +110,13 @@ func (e *Economy) RecordLiveSale(ctx context.Context, req LiveSaleRequest) (*led
 	if err != nil {
 		return nil, &ledger.Error{Op: op, Field: "session_id", Err: err}
 	}
-	asset, err := e.ledger.Asset(ctx, req.Currency)
-	if err != nil {
-		return nil, &ledger.Error{Op: op, Field: "currency", Err: err}
+	// Sales are paid in money: coins or diamonds here would put units in
+	// accounts outside their issuance identities.
+	scale, ok := currencyScale(req.Currency)
+	if !ok {
+		return nil, invalid(op, "currency", "%q is not one of the economy's currencies, such as USD", req.Currency)
 	}
+	asset := ledger.Asset{Code: req.Currency, Scale: scale}
 	if err := asset.CheckAmount(op, "amount", req.Amount); err != nil {
 		return nil, err
 	}

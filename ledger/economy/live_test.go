@@ -72,7 +72,9 @@ func TestLiveShoppingSale(t *testing.T) {
 	}{
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "nope", Amount: dec("1"), Currency: "USD", SoldAt: t0}, ledger.NotFound, "session_id"},
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1.001"), Currency: "USD", SoldAt: t0}, ledger.Invalid, "amount"},
-		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1"), Currency: "XXX", SoldAt: t0}, ledger.NotFound, "currency"},
+		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1"), Currency: "XXX", SoldAt: t0}, ledger.Invalid, "currency"},
+		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("100"), Currency: economy.Coin, SoldAt: t0}, ledger.Invalid, "currency"},
+		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("100"), Currency: economy.Diamond, SoldAt: t0}, ledger.Invalid, "currency"},
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1"), Currency: "USD"}, ledger.Invalid, "sold_at"},
 		{economy.LiveSaleRequest{OrderID: "o1", SessionID: "s1", Amount: dec("50"), Currency: "USD", SoldAt: t0}, ledger.Conflict, "idempotency_key"},
 	} {
