@@ -598,6 +598,12 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "shards"},
 		{"sale: negative amount", sale(func(r *pb.RecordSaleRequest) { r.Amount = usd("-5") }), "amount"},
+		{"sale: unknown asset", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "XYZ"} }), "currency"},
+		{"sale: paid in coins", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "COIN"} }), "currency"},
+		{"treasury account: unknown asset", func() error {
+			_, err := e.treasury(t).CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:x", Asset: "XYZ", NormalSide: pb.Side_SIDE_CREDIT})
+			return err
+		}, "asset"},
 		{"sale: no time", sale(func(r *pb.RecordSaleRequest) { r.SoldAt = nil }), "sold_at"},
 		{"sale: bad order id", sale(func(r *pb.RecordSaleRequest) { r.OrderId = "a/b" }), "order_id"},
 		{"live session: shares leave the seller nothing", func() error {

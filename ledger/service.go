@@ -196,6 +196,10 @@ func (s *Service) CreateAccount(ctx context.Context, a Account) (*Account, error
 		return nil, err
 	}
 	if _, err := s.Asset(ctx, a.Asset); err != nil {
+		if KindOf(err) == NotFound {
+			// The account is what was asked for; its asset is bad input.
+			return nil, &Error{Op: op, Kind: Invalid, Field: "asset", Err: err}
+		}
 		return nil, wrap(op, "asset", err)
 	}
 	a.ID = uuid.New()

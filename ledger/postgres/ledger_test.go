@@ -581,8 +581,8 @@ func TestCreateAccountIdempotent(t *testing.T) {
 		t.Fatalf("different definition: %v", err)
 	}
 	_, err = e.svc.CreateAccount(ctx, ledger.Account{Name: "x", Asset: "EUR", Normal: ledger.Credit})
-	if !errors.Is(err, ledger.ErrAssetNotFound) || ledger.FieldOf(err) != "asset" {
-		t.Fatalf("unknown asset: %v", err)
+	if !errors.Is(err, ledger.ErrAssetNotFound) || ledger.FieldOf(err) != "asset" || ledger.KindOf(err) != ledger.Invalid {
+		t.Fatalf("unknown asset: %v (kind %v), want Invalid on asset", err, ledger.KindOf(err))
 	}
 	_, err = e.svc.CreateAccount(ctx, ledger.Account{Name: "x", Asset: "USD", Normal: ledger.Credit, Shards: 65})
 	if ledger.FieldOf(err) != "shards" {
