@@ -302,6 +302,9 @@ type PromoRequest struct {
 // fiat value, so nothing is booked on the fiat side.
 func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Transaction, error) {
 	const op = "economy.GrantPromo"
+	if err := checkKey(op, "idempotency_key", req.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	if err := checkID(op, "user", req.User, 64); err != nil {
 		return nil, err
 	}
@@ -317,7 +320,9 @@ func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Tra
 	meta, _ := json.Marshal(map[string]string{"user": req.User, "reason": req.Reason})
 	coins := decimal.NewFromInt(req.Coins)
 	return e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: req.IdempotencyKey,
+		// Namespaced like every flow's key, so that a promo key cannot
+		// take a purchase's, a gift's or a release's.
+		IdempotencyKey: "promo:" + req.IdempotencyKey,
 		Kind:           "promo-grant",
 		Metadata:       meta,
 		Postings: []ledger.PostingRequest{

@@ -166,6 +166,14 @@ func TestPromoGrantAndConservation(t *testing.T) {
 	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "x", User: "u1", Coins: 0}); ledger.FieldOf(err) != "coins" {
 		t.Fatalf("zero coins: %v", err)
 	}
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "has space", User: "u1", Coins: 1}); ledger.FieldOf(err) != "idempotency_key" {
+		t.Fatalf("key with a space: %v", err)
+	}
+	// A promo's key is the promo service's own: one that reads like another
+	// flow's key must not take that key from it.
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "purchase:apple:a-1", User: "u1", Coins: 5}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.eco.Purchase(ctx, economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: "a-1", User: "u1", PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +186,7 @@ func TestPromoGrantAndConservation(t *testing.T) {
 		held = held.Add(b)
 	}
 	issued, _ := e.svc.Balance(ctx, economy.CoinIssued, time.Time{})
-	if !held.Equal(issued.Neg()) || !held.Equal(dec("1421")) {
+	if !held.Equal(issued.Neg()) || !held.Equal(dec("1426")) { // 100 + 5 promo, 1,321 bought
 		t.Fatalf("coins held %s, -COIN:issued %s", held, issued.Neg())
 	}
 	r, err := e.svc.Verify(ctx)
