@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -93,7 +95,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 				waitGone(t, pgPID)
 				time.Sleep(100 * time.Millisecond) // callers meet the dead database
 			}
-			srv.kill(t)
+			srv.kill(t, killDatabase)
 			if !killDatabase {
 				if err := syscall.Kill(pgPID, 0); err != nil {
 					t.Fatalf("round %d: PostgreSQL (pid %d) did not outlive the killed server: %v", round, pgPID, err)
@@ -165,14 +167,16 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 
 // serveProcess is `coinledger serve` running as a child process.
 type serveProcess struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan error
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed once it has exited; err is then its Wait's
+	err  error
+	data string // its PostgreSQL's data directory
 }
 
 func startServeProcess(t *testing.T, data, addr, tokens string) *serveProcess {
 	t.Helper()
-	p := &serveProcess{out: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &serveProcess{out: &syncBuffer{}, done: make(chan struct{}), data: data}
 	p.cmd = exec.Command(os.Args[0], "serve", "--data-dir", data, "--listen", addr, "--metrics-listen", "",
 		"--tokens-file", tokens, "--log-level", "warn")
 	p.cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL=")
@@ -180,13 +184,15 @@ func startServeProcess(t *testing.T, data, addr, tokens string) *serveProcess {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		// A failed test must not leave a server or its PostgreSQL behind.
-		if p.cmd.ProcessState == nil {
+		select {
+		case <-p.done:
+		default:
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-p.exited:
+			case <-p.done:
 			case <-time.After(30 * time.Second):
 				_ = p.cmd.Process.Kill()
 			}
@@ -195,12 +201,23 @@ func startServeProcess(t *testing.T, data, addr, tokens string) *serveProcess {
 	return p
 }
 
-func (p *serveProcess) kill(t *testing.T) {
+// kill SIGKILLs the server. After its private PostgreSQL was killed
+// (dbKilled) the server may have stopped already: it stops by itself when
+// that database exits (cmdServe), and must have said why.
+func (p *serveProcess) kill(t *testing.T, dbKilled bool) {
 	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
+	err := p.cmd.Process.Kill()
+	<-p.done
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrProcessDone) && dbKilled:
+		if !strings.Contains(p.out.String(), "stopped unexpectedly") {
+			t.Fatalf("serve stopped before it was killed, not for its database (%v):\n%s", p.err, p.out.String())
+		}
+	default:
+		pgLog, _ := os.ReadFile(filepath.Join(p.data, "coinledger-server.log"))
+		t.Fatalf("kill serve: %v; it had exited: %v\n%s\nits PostgreSQL's log:\n%s", err, p.err, p.out.String(), pgLog)
 	}
-	<-p.exited
 }
 
 func (p *serveProcess) stop(t *testing.T) {
@@ -209,9 +226,9 @@ func (p *serveProcess) stop(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v\n%s", err, p.out.String())
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("serve after SIGTERM: %v\n%s", p.err, p.out.String())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve did not stop on SIGTERM\n%s", p.out.String())
