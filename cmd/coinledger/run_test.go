@@ -193,6 +193,16 @@ func TestWriteCPU(t *testing.T) {
 }
 
 func TestBenchEmbedded(t *testing.T) {
+	// A temporary directory of its own for the bench to make its cluster in,
+	// so that another process's run (another test binary's bench, say) is
+	// not taken for one this bench left behind. Reachable by the postgres
+	// user when the tests run as root.
+	tmp, err := pgembed.MkdirTemp("coinledger-bench-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	t.Setenv("TMPDIR", tmp)
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "coinledger-run-*"))
 	profile := filepath.Join(t.TempDir(), "cpu.pprof")
 	traceFile := filepath.Join(t.TempDir(), "bench.trace")
