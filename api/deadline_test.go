@@ -1,0 +1,48 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// A request without a deadline gets the default; one with a deadline keeps
+// it, up to the cap.
+func TestBoundDeadlines(t *testing.T) {
+	s := &Server{cfg: Config{DefaultDeadline: 10 * time.Second, MaxDeadline: time.Minute}, log: slog.Default()}
+	tests := []struct {
+		name   string
+		caller time.Duration // 0: none
+		want   time.Duration
+	}{
+		{"none: the default", 0, 10 * time.Second},
+		{"shorter than the cap: kept", 2 * time.Second, 2 * time.Second},
+		{"longer than the cap: capped", 5 * time.Minute, time.Minute},
+	}
+	for _, tt := range tests {
+		ctx := context.Background()
+		if tt.caller > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, tt.caller)
+			defer cancel()
+		}
+		var left time.Duration
+		_, err := s.bound(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/test"}, func(ctx context.Context, _ any) (any, error) {
+			d, ok := ctx.Deadline()
+			if !ok {
+				t.Fatalf("%s: the handler has no deadline", tt.name)
+			}
+			left = time.Until(d)
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if left > tt.want || left < tt.want-time.Second {
+			t.Errorf("%s: the handler has %s left, want %s", tt.name, left, tt.want)
+		}
+	}
+}
