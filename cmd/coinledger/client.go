@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/coinledger/coinledger/api"
+	"github.com/coinledger/coinledger/internal/loadgen"
 )
 
 // clientOptions say how a command reaches a gRPC server. With no address the
@@ -57,7 +58,8 @@ func (c *common) dial(ctx context.Context, o *clientOptions) (conn *grpc.ClientC
 		if c.level > slog.LevelDebug {
 			srvLog = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: max(c.level, slog.LevelWarn)}))
 		}
-		srv, _, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog})
+		// Its after-check's Verify may run longer than a server allows by default.
+		srv, _, closeServer, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: srvLog, MaxDeadline: loadgen.VerifyTimeout})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -22,7 +22,7 @@ import (
 // serveOptions are serve's own flags, registered beside the common ones.
 type serveOptions struct {
 	listen, tokensFile, certFile, keyFile, clientCA, metricsAddr string
-	drain, releaseEvery                                          time.Duration
+	drain, releaseEvery, maxDeadline                             time.Duration
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -33,6 +33,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.clientCA, "client-ca", os.Getenv("COINLEDGER_CLIENT_CA"), "CA bundle (PEM): clients must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&o.metricsAddr, "metrics-listen", envOr("COINLEDGER_METRICS_LISTEN", "127.0.0.1:9464"), "Prometheus /metrics address; empty disables")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long shutdown waits for requests in flight")
+	fs.DurationVar(&o.maxDeadline, "max-deadline", time.Minute,
+		"the longest any request may run, whatever deadline its caller set (one that sets none gets 10s); Verify reads the whole ledger")
 	fs.DurationVar(&o.releaseEvery, "release-every", time.Hour,
 		"how often to release creators' pending diamonds whose release day is over; 0 never (another process runs the job)")
 }
@@ -42,6 +44,9 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if o.releaseEvery < 0 {
 		return exitError, errors.New("--release-every must not be negative (0 never runs the release job)")
 	}
+	if o.maxDeadline <= 0 {
+		return exitError, errors.New("--max-deadline must be positive")
+	}
 	tokens, err := loadTokens(o.tokensFile)
 	if err != nil {
 		return exitError, err
@@ -50,7 +55,7 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if err != nil {
 		return exitError, err
 	}
-	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig})
+	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig, MaxDeadline: o.maxDeadline})
 	if err != nil {
 		return exitError, err
 	}

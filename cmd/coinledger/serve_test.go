@@ -169,6 +169,29 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// --max-deadline caps every request, whatever deadline the caller set.
+func TestServeMaxDeadline(t *testing.T) {
+	url := dbtest.Postgres().NewDatabase(t)
+	const secret = "tok-finance-deadline-test-0123456789"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "warn",
+		"--max-deadline", "1ns")
+	conn := srv.dialServing(t, addr)
+	authed, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+secret), time.Minute)
+	defer cancel()
+	if _, err := pb.NewLedgerServiceClient(conn).Verify(authed, &pb.VerifyRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("Verify under a 1-ns cap, asked for a minute: %v", err)
+	}
+	srv.stop(t)
+	if code, _, errText := runCmd(t, "serve", "--database-url", url, "--max-deadline", "0s"); code != exitError || !strings.Contains(errText, "--max-deadline") {
+		t.Errorf("--max-deadline 0: exit %d\n%s", code, errText)
+	}
+}
+
 // Another command on the data directory of a serving embedded database is
 // refused, and the server keeps its database: it used to stop the running
 // PostgreSQL, taking it for one a killed process had left.
