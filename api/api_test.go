@@ -984,7 +984,19 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Shut down mid-storm: once gifts are being acknowledged, however slow
+	// the machine (a fixed 300 ms could pass before the first).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d gifts acknowledged in 30 s", n)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	e.srv.Shutdown(ctx)
 	cancel()
