@@ -12,17 +12,19 @@ import (
 // A request without a deadline gets the default; one with a deadline keeps
 // it, up to the cap.
 func TestBoundDeadlines(t *testing.T) {
-	s := &Server{cfg: Config{DefaultDeadline: 10 * time.Second, MaxDeadline: time.Minute}, log: slog.Default()}
 	tests := []struct {
-		name   string
-		caller time.Duration // 0: none
-		want   time.Duration
+		name             string
+		defaultDL, capDL time.Duration
+		caller           time.Duration // 0: none
+		want             time.Duration
 	}{
-		{"none: the default", 0, 10 * time.Second},
-		{"shorter than the cap: kept", 2 * time.Second, 2 * time.Second},
-		{"longer than the cap: capped", 5 * time.Minute, time.Minute},
+		{"none: the default", 10 * time.Second, time.Minute, 0, 10 * time.Second},
+		{"shorter than the cap: kept", 10 * time.Second, time.Minute, 2 * time.Second, 2 * time.Second},
+		{"longer than the cap: capped", 10 * time.Second, time.Minute, 5 * time.Minute, time.Minute},
+		{"none, under a cap below the default: the cap", 10 * time.Second, 3 * time.Second, 0, 3 * time.Second},
 	}
 	for _, tt := range tests {
+		s := &Server{cfg: Config{DefaultDeadline: tt.defaultDL, MaxDeadline: tt.capDL}, log: slog.Default()}
 		ctx := context.Background()
 		if tt.caller > 0 {
 			var cancel context.CancelFunc

@@ -188,7 +188,7 @@ func (s *Server) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.Strea
 
 // bound applies the deadlines and maps the domain's errors to statuses.
 func (s *Server) bound(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	limit := s.cfg.DefaultDeadline
+	limit := min(s.cfg.DefaultDeadline, s.cfg.MaxDeadline)
 	if d, ok := ctx.Deadline(); ok {
 		limit = min(time.Until(d), s.cfg.MaxDeadline)
 	}
