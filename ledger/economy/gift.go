@@ -274,13 +274,13 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 // decimals it renders the terms from, so that the gift need not parse them
 // back (earningsCarries).
 func newGiftTerms(req GiftRequest, rule ShareRule, coins int64) *GiftTerms {
-	scale, _ := currencyScale(rule.DiamondCurrency)
+	cur, _ := currency(rule.DiamondCurrency)
 	diamonds := decimal.NewFromInt(coins).Mul(rule.CreatorShare)
 	agencyDiamonds := decimal.Zero
 	if rule.Agency != "" {
 		agencyDiamonds = diamonds.Mul(rule.AgencyShare).Round(fracScale)
 	}
-	granule := Granule(rule.DiamondValue, scale)
+	granule := Granule(rule.DiamondValue, cur.Scale)
 	creatorDiamonds := diamonds.Sub(agencyDiamonds)
 	t := &GiftTerms{
 		Viewer: req.Viewer, Creator: req.Creator, StreamID: req.StreamID, GiftID: req.GiftID, Coins: coins,

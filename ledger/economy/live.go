@@ -112,11 +112,10 @@ func (e *Economy) RecordLiveSale(ctx context.Context, req LiveSaleRequest) (*led
 	}
 	// Sales are paid in money: coins or diamonds here would put units in
 	// accounts outside their issuance identities.
-	scale, ok := currencyScale(req.Currency)
+	asset, ok := currency(req.Currency)
 	if !ok {
 		return nil, invalid(op, "currency", "%q is not one of the economy's currencies, such as USD", req.Currency)
 	}
-	asset := ledger.Asset{Code: req.Currency, Scale: scale}
 	if err := asset.CheckAmount(op, "amount", req.Amount); err != nil {
 		return nil, err
 	}

@@ -238,15 +238,12 @@ func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
 	}
 	sort.Strings(currencies)
 	for _, cur := range currencies {
-		if err := (ledger.Asset{Code: cur}).Validate(op); err != nil {
-			return p, invalid(op, "prices", "currency %q is not an asset code", cur)
-		}
 		// Checked here, not first at a purchase, whose caller could not mend it.
-		scale, ok := currencyScale(cur)
+		asset, ok := currency(cur)
 		if !ok {
 			return p, invalid(op, "prices", "currency %q is not one of the economy's currencies", cur)
 		}
-		if err := (ledger.Asset{Code: cur, Scale: scale}).CheckAmount(op, "prices["+cur+"]", p.Prices[cur]); err != nil {
+		if err := asset.CheckAmount(op, "prices["+cur+"]", p.Prices[cur]); err != nil {
 			return p, err
 		}
 	}
@@ -318,11 +315,11 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 	if r.DiamondValue.Sign() <= 0 {
 		return r, invalid(op, "diamond_value", "must be positive")
 	}
-	scale, ok := currencyScale(r.DiamondCurrency)
+	cur, ok := currency(r.DiamondCurrency)
 	if !ok {
 		return r, invalid(op, "diamond_currency", "must be one of the economy's currencies, such as USD")
 	}
-	if g := Granule(r.DiamondValue, scale); g.GreaterThan(decimal.NewFromInt(maxGranule)) {
+	if g := Granule(r.DiamondValue, cur.Scale); g.GreaterThan(decimal.NewFromInt(maxGranule)) {
 		return r, invalid(op, "diamond_value", "%s %s a diamond needs %s diamonds to make a whole minor unit; at most %d allowed", r.DiamondValue, r.DiamondCurrency, g, maxGranule)
 	}
 	var err error
@@ -447,11 +444,12 @@ func gcd(a, b int64) int64 {
 	return a
 }
 
-func currencyScale(code string) (int32, bool) {
+// currency is the economy's currency of that code, if it is one.
+func currency(code string) (ledger.Asset, bool) {
 	for _, a := range Currencies {
 		if a.Code == code {
-			return a.Scale, true
+			return a, true
 		}
 	}
-	return 0, false
+	return ledger.Asset{}, false
 }
