@@ -546,6 +546,9 @@ func TestValidation(t *testing.T) {
 		{"gift: no viewer", gift(func(r *pb.SendGiftRequest) { r.Viewer = "" }), "viewer"},
 		{"gift: self", gift(func(r *pb.SendGiftRequest) { r.Viewer = "star" }), "creator"},
 		{"gift: no time", gift(func(r *pb.SendGiftRequest) { r.SentAt = nil }), "sent_at"},
+		{"gift: sent too long ago", gift(func(r *pb.SendGiftRequest) {
+			r.SentAt = timestamppb.New(now.AsTime().Add(-economy.MaxGiftDelay - time.Minute))
+		}), "sent_at"},
 		{"refund: no policy", refund(func(r *pb.RefundRequest) { r.Policy = 0 }), "policy"},
 		{"refund: negative coins", refund(func(r *pb.RefundRequest) { r.Coins = -1 }), "coins"},
 		{"refund: bad refund id", refund(func(r *pb.RefundRequest) { r.RefundId = "a b" }), "refund_id"},

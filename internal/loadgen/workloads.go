@@ -86,7 +86,6 @@ type gifting struct {
 	viewers []string
 	creator string
 	pack    string
-	sentAt  *timestamppb.Timestamp
 }
 
 const (
@@ -135,7 +134,6 @@ func (s *gifting) setup(ctx context.Context, g *gen) error {
 			User: s.viewers[i], Coins: 30, Reason: "bench"})
 		return err
 	})
-	s.sentAt = timestamppb.Now()
 	return err
 }
 
@@ -177,7 +175,7 @@ func (s *gifting) do(ctx context.Context, w *worker) (ack, error) {
 		// As a gifting service would in a storm: the write's id, not its
 		// postings.
 		r, err := g.rpc.gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: w.key(g, "g"), Viewer: viewer,
-			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: s.sentAt, View: pb.TransactionView_TRANSACTION_VIEW_BASIC}, ackOnly)
+			Creator: s.creator, Coins: giftCoins, StreamId: g.run, SentAt: timestamppb.Now(), View: pb.TransactionView_TRANSACTION_VIEW_BASIC}, ackOnly)
 		if err != nil {
 			return ack{}, err
 		}

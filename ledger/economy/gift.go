@@ -32,6 +32,14 @@ const (
 	creatorCostShards  = 4
 )
 
+// MaxGiftDelay is how long before the ledger first sees a gift it may have
+// been sent. A gift's diamonds are held until the end of the day its
+// holding period ends, counted from when it was sent, and it is priced at
+// that moment too: without a bound, a gift sent "a week ago" would skip
+// its hold (its diamonds released at the next run) and take last week's
+// prices. So a gift is held at least its holding period less this.
+const MaxGiftDelay = time.Hour
+
 // AgencyEarner names an agency as an earner of diamonds.
 func AgencyEarner(agency string) string { return agencyEarnerPrefix + agency }
 
@@ -156,7 +164,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 	coins := decimal.NewFromInt(terms.Coins)
 	meta, _ := json.Marshal(terms)
 	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: "gift:" + req.Key,
+		IdempotencyKey: giftKey(req.Key),
 		Kind:           "gift",
 		EffectiveAt:    req.SentAt,
 		Metadata:       meta,
@@ -243,6 +251,11 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	if req.SentAt.After(e.clock().Add(maxClockSkew)) {
 		return nil, invalid(op, "sent_at", "is in the future")
 	}
+	if req.SentAt.Before(e.clock().Add(-MaxGiftDelay)) {
+		if err := e.checkLateGift(ctx, op, req.Key); err != nil {
+			return nil, err
+		}
+	}
 	coins := req.Coins
 	switch {
 	case req.GiftID != "" && req.Coins != 0:
@@ -269,6 +282,19 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	}
 	return newGiftTerms(req, rule, coins), nil
 }
+
+// checkLateGift refuses a gift sent more than MaxGiftDelay ago unless its
+// key is already recorded: a retry of a recorded gift, however late, still
+// gets the original (or a refusal as a reused key) from the post.
+func (e *Economy) checkLateGift(ctx context.Context, op, key string) error {
+	_, err := e.ledger.TransactionByKey(ctx, giftKey(key))
+	if errors.Is(err, ledger.ErrTransactionNotFound) {
+		return invalid(op, "sent_at", "is more than %s ago: a gift is held and priced from when it was sent, so it must reach the ledger within that", MaxGiftDelay)
+	}
+	return err
+}
+
+func giftKey(key string) string { return "gift:" + key }
 
 // newGiftTerms prices a gift of coins under a share rule. It keeps the
 // decimals it renders the terms from, so that the gift need not parse them

@@ -148,6 +148,7 @@ func TestGiftRefusals(t *testing.T) {
 		{"neither gift nor coins", func(r *economy.GiftRequest) { r.GiftID = "" }, ledger.Invalid, "coins", nil},
 		{"no sent_at", func(r *economy.GiftRequest) { r.SentAt = time.Time{} }, ledger.Invalid, "sent_at", nil},
 		{"sent in the future", func(r *economy.GiftRequest) { r.SentAt = t0.Add(time.Hour) }, ledger.Invalid, "sent_at", nil},
+		{"sent too long ago", func(r *economy.GiftRequest) { r.SentAt = t0.Add(-economy.MaxGiftDelay - time.Second) }, ledger.Invalid, "sent_at", nil},
 		{"no key", func(r *economy.GiftRequest) { r.Key = "" }, ledger.Invalid, "key", nil},
 		{"not enough coins", func(r *economy.GiftRequest) { r.GiftID, r.Coins = "", 1422 }, ledger.InsufficientFunds, "coins", ledger.ErrInsufficientFunds},
 		{"viewer without coins", func(r *economy.GiftRequest) { r.Viewer = "v3" }, ledger.InsufficientFunds, "coins", ledger.ErrInsufficientFunds},
@@ -313,6 +314,42 @@ func TestReleaseEarnings(t *testing.T) {
 	if pages == 0 {
 		t.Error("no progress reported")
 	}
+	verifyClean(t, e)
+}
+
+// A gift sent more than MaxGiftDelay before the ledger sees it is refused:
+// held and priced from when it was sent, it would skip its hold (its day long
+// over, released at the next run) and take old prices. A retry of a gift
+// already recorded is still answered, however late.
+func TestLateGift(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	sent, err := e.eco.SendGift(ctx, gift("on-time", "v1", "c1", "lion"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := releaseDay.Add(24 * time.Hour) // the on-time gift's release day is over
+	late := economy.New(e.svc, e.cat, func() time.Time { return now })
+	again, err := late.SendGift(ctx, gift("on-time", "v1", "c1", "lion"))
+	if err != nil || !again.Replayed || again.ID != sent.ID {
+		t.Fatalf("late retry of a recorded gift: %v", err)
+	}
+	if _, err := late.SendGift(ctx, gift("on-time", "v1", "c1", "rose")); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("late retry with other content: %v", err)
+	}
+	_, err = late.SendGift(ctx, gift("backdated", "v1", "c1", "rose"))
+	if ledger.KindOf(err) != ledger.Invalid || ledger.FieldOf(err) != "sent_at" {
+		t.Errorf("gift sent a week before the ledger saw it: %v", err)
+	}
+	e.want(t, economy.CoinWallet("v1"), "421") // 100 promo and 900 paid coins went on the lion
+	// At the limit it is taken, and held from when it was sent.
+	e.buy(t, "v1", "a-v1b")
+	edge := gift("edge", "v1", "c1", "lion")
+	edge.SentAt = now.Add(-economy.MaxGiftDelay)
+	if _, err := late.SendGift(ctx, edge); err != nil {
+		t.Fatalf("gift at the limit: %v", err)
+	}
+	e.want(t, economy.PendingDiamonds("c1", edge.SentAt.Add(7*24*time.Hour)), "500")
 	verifyClean(t, e)
 }
 

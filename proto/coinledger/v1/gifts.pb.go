@@ -31,7 +31,9 @@ type SendGiftRequest struct {
 	GiftId   string `protobuf:"bytes,4,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
 	Coins    int64  `protobuf:"varint,5,opt,name=coins,proto3" json:"coins,omitempty"`
 	StreamId string `protobuf:"bytes,6,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
-	// Picks the gift price and revenue share in force.
+	// Picks the gift price and revenue share in force, and starts the
+	// holding period; at most an hour before the ledger first sees the gift
+	// (a retry of a recorded gift is answered however late).
 	SentAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
 	// How much of the transaction to answer with; not part of the gift, so a
 	// retry may ask for another view of the same transaction.
