@@ -2,13 +2,17 @@
 // so that benchmark figures from different days can be judged against it:
 // a system call, a blocking wake-up of another thread, a page fault, a cache
 // miss, a synchronous 8-kB write, and plain computation. Each figure is the
-// median of five rounds.
+// median of five rounds. The last line is ordinary Go work (a small JSON
+// round trip: allocation, reflection, branches) counted second by second for
+// 20 s, because the speed a virtual CPU gives such code can change within
+// seconds while sha256 (its own instructions) stays steady.
 //
 //	go run ./docs/scripts/probe [DIR]   # DIR: where to probe fsync (default: the temp dir)
 package main
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -29,6 +33,9 @@ func main() {
 	fmt.Printf("cache miss (random loads, 64 MB)   %8.1f ns\n", median(cacheMissCost))
 	fmt.Printf("8-kB write + fdatasync             %8.0f µs (in %s)\n", median(func() float64 { return fsyncCost(dir) })/1000, dir)
 	fmt.Printf("sha256                             %8.0f MB/s\n", 1e9/median(sha256Cost))
+	r := jsonEachSecond(20)
+	slices.Sort(r)
+	fmt.Printf("JSON round trips, each second, 20 s %8.0f k/s min, %.0f median, %.0f max\n", r[0], r[len(r)/2], r[len(r)-1])
 }
 
 // median runs probe five times; each returns nanoseconds per operation.
@@ -144,6 +151,34 @@ func sha256Cost() float64 {
 	}
 	h.Sum(nil)
 	return perOp(start, mb)
+}
+
+// jsonEachSecond encodes and decodes a gift-sized struct for n seconds and
+// returns the thousands of round trips done in each.
+func jsonEachSecond(n int) []float64 {
+	type terms struct {
+		Coins   int64  `json:"coins"`
+		Creator string `json:"creator"`
+		Share   string `json:"share"`
+		SentAt  string `json:"sent_at"`
+		Viewer  string `json:"viewer"`
+	}
+	in := terms{5, "star", "0.5", "2026-12-07T07:00:00Z", "v42"}
+	var out []float64
+	for range n {
+		start, done := time.Now(), 0
+		for time.Since(start) < time.Second {
+			for range 100 {
+				b, err := json.Marshal(in)
+				must(err)
+				var back terms
+				must(json.Unmarshal(b, &back))
+			}
+			done += 100
+		}
+		out = append(out, float64(done)/1000/time.Since(start).Seconds())
+	}
+	return out
 }
 
 func must(err error) {
