@@ -483,6 +483,48 @@ func TestTreasuryAndLiveShopping(t *testing.T) {
 	}
 }
 
+// An earner's statement shows its own accounts only, also for a creator whose
+// id is "agency": every agency's accounts are named "agency:{id}" under the
+// same prefixes.
+func TestEarningsOfACreatorNamedAgency(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	cat := e.catalog(t)
+	if _, err := cat.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "star", CreatorShare: "0.5", Agency: "ag1", AgencyShare: "0.2",
+		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "agency"}); err != nil {
+		t.Fatal(err)
+	}
+	e.buy(t, "v1", "tx-agency")
+	// 100 coins: 50 diamonds, the agency's 10 minted with 0.05 USD payable.
+	if _, err := e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g-agency", Viewer: "v1", Creator: "star", Coins: 100,
+		StreamId: "s1", SentAt: timestamppb.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ earner, want string }{
+		{"agency", "available 0"},
+		{"agency:ag1", "pending 10, payable 0.05 USD, available 0"},
+	} {
+		r, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: c.earner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range r.Pending {
+			got = append(got, "pending "+p.Diamonds.Amount)
+		}
+		for _, p := range r.Payable {
+			got = append(got, "payable "+p.Amount+" "+p.Asset)
+		}
+		if s := strings.Join(append(got, "available "+r.Available.Amount), ", "); s != c.want {
+			t.Errorf("earnings of %s: %s, want %s", c.earner, s, c.want)
+		}
+	}
+}
+
 func TestValidation(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)

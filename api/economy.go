@@ -185,8 +185,13 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	if out.Available, err = h.s.balance(ctx, economy.AvailableDiamonds(r.Earner), economy.Diamond, asOf); err != nil {
 		return nil, err
 	}
-	payablePrefix := economy.CreatorPayable(r.Earner, "")
-	err = h.s.eachAccount(ctx, payablePrefix, asOf, func(_ *ledger.Account, b *pb.Money) { out.Payable = append(out.Payable, b) })
+	// By name, not prefix: creator "agency"'s prefix also starts every
+	// agency's payables ("agency:{id}").
+	err = h.s.eachAccount(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account, b *pb.Money) {
+		if a.Name == economy.CreatorPayable(r.Earner, a.Asset) {
+			out.Payable = append(out.Payable, b)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 
 // Earnings accounts. An earner is a creator ("c42") or an agency
 // ("agency:a7"); creator ids cannot contain ':', so the two never collide.
+// Their prefixes do: creator "agency"'s start every agency's names, so a
+// reader by prefix checks each name it finds.
 const (
 	DiamondFrac        = "DIAMOND_FRAC" // fractions of a diamond waiting in carries, scale 6
 	DiamondFracIssued  = "DIAMOND_FRAC:issued"
