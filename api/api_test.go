@@ -165,6 +165,24 @@ func (e *env) buy(t *testing.T, user, storeID string) *pb.Transaction {
 	return r.Transaction
 }
 
+// earningsLine renders an earner's statement as "pending N, ..., payable N
+// ASSET, ..., available N".
+func (e *env) earningsLine(t *testing.T, req *pb.GetCreatorEarningsRequest) string {
+	t.Helper()
+	r, err := e.earnings(t).GetCreatorEarnings(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range r.Pending {
+		s = append(s, "pending "+p.Diamonds.Amount)
+	}
+	for _, p := range r.Payable {
+		s = append(s, "payable "+p.Amount+" "+p.Asset)
+	}
+	return strings.Join(append(s, "available "+r.Available.Amount), ", ")
+}
+
 func wantCode(t *testing.T, what string, err error, code codes.Code) {
 	t.Helper()
 	if status.Code(err) != code {
@@ -244,18 +262,7 @@ func TestHappyPaths(t *testing.T) {
 	// since; before the gift, none of the accounts it opened.
 	earnings := func(at *timestamppb.Timestamp) string {
 		t.Helper()
-		r, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: at})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s []string
-		for _, p := range r.Pending {
-			s = append(s, "pending "+p.Diamonds.Amount)
-		}
-		for _, p := range r.Payable {
-			s = append(s, "payable "+p.Amount+" "+p.Asset)
-		}
-		return strings.Join(append(s, "available "+r.Available.Amount), ", ")
+		return e.earningsLine(t, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: at})
 	}
 	for _, c := range []struct {
 		name string
@@ -508,19 +515,8 @@ func TestEarningsOfACreatorNamedAgency(t *testing.T) {
 		{"agency", "available 0"},
 		{"agency:ag1", "pending 10, payable 0.05 USD, available 0"},
 	} {
-		r, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: c.earner})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, p := range r.Pending {
-			got = append(got, "pending "+p.Diamonds.Amount)
-		}
-		for _, p := range r.Payable {
-			got = append(got, "payable "+p.Amount+" "+p.Asset)
-		}
-		if s := strings.Join(append(got, "available "+r.Available.Amount), ", "); s != c.want {
-			t.Errorf("earnings of %s: %s, want %s", c.earner, s, c.want)
+		if got := e.earningsLine(t, &pb.GetCreatorEarningsRequest{Earner: c.earner}); got != c.want {
+			t.Errorf("earnings of %s: %s, want %s", c.earner, got, c.want)
 		}
 	}
 }
