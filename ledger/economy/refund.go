@@ -58,7 +58,8 @@ type RefundPlan struct {
 	StoreTransactionID string       `json:"store_transaction_id"`
 	RefundID           string       `json:"refund_id"`
 	User               string       `json:"user"`
-	Policy             RefundPolicy `json:"policy"`
+	Policy             RefundPolicy `json:"policy"`           // as applied: a clawback given up is loss
+	RequestedPolicy    RefundPolicy `json:"requested_policy"` // as asked, for a retry to match
 	Currency           string       `json:"currency"`
 	Requested          int64        `json:"requested"` // coins asked for; 0: all that was left
 	Coins              int64        `json:"coins"`
@@ -133,17 +134,13 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 	}
 	key := fmt.Sprintf("refund:%s:%s", req.Channel, req.RefundID)
 	for attempt := 1; ; attempt++ {
-		if done, err := e.replayRefund(ctx, op, key, req); done != nil || err != nil {
+		if done, err := e.replayRefund(ctx, op, key, req, policy); done != nil || err != nil {
 			if err == nil { // finish a settlement a crash left undone
 				err = e.settleDebt(ctx, bought.User, key)
 			}
 			return done, err
 		}
-		pol := policy
-		if attempt == maxRefundAttempts && pol == ClawbackThenLoss {
-			pol = AbsorbLoss
-		}
-		post, plan, err := e.planRefund(ctx, op, req, purchase.ID, bought.User, bought.Lot, pol)
+		post, plan, err := e.planRefund(ctx, op, req, purchase.ID, bought.User, bought.Lot, policy, attempt == maxRefundAttempts)
 		if err != nil {
 			return nil, err
 		}
@@ -169,8 +166,8 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 }
 
 // replayRefund answers a refund id seen before: the original when the request
-// is the same, a conflict when it is not.
-func (e *Economy) replayRefund(ctx context.Context, op, key string, req RefundRequest) (*ledger.Transaction, error) {
+// is the same (purchase, coins, policy and time), a conflict when it is not.
+func (e *Economy) replayRefund(ctx context.Context, op, key string, req RefundRequest, policy RefundPolicy) (*ledger.Transaction, error) {
 	tx, err := e.ledger.TransactionByKey(ctx, key)
 	if errors.Is(err, ledger.ErrTransactionNotFound) {
 		return nil, nil
@@ -180,15 +177,22 @@ func (e *Economy) replayRefund(ctx context.Context, op, key string, req RefundRe
 	}
 	var plan RefundPlan
 	_ = json.Unmarshal(tx.Metadata, &plan)
-	if plan.StoreTransactionID != req.StoreTransactionID || plan.Requested != req.Coins {
+	if plan.StoreTransactionID != req.StoreTransactionID || plan.Requested != req.Coins || plan.RequestedPolicy != policy ||
+		!tx.EffectiveAt.Equal(req.RefundedAt.Truncate(time.Microsecond)) {
 		return nil, &ledger.Error{Op: op, Field: "refund_id", Err: ledger.ErrIdempotencyConflict}
 	}
 	tx.Replayed = true
 	return tx, nil
 }
 
-// planRefund reads the lot and works out the refund's postings.
-func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, lotID uuid.UUID, user string, bought Lot, policy RefundPolicy) (ledger.PostRequest, *RefundPlan, error) {
+// planRefund reads the lot and works out the refund's postings; given up
+// (the last attempt), a clawback becomes loss.
+func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, lotID uuid.UUID, user string, bought Lot,
+	asked RefundPolicy, giveUpClawback bool) (ledger.PostRequest, *RefundPlan, error) {
+	policy := asked
+	if giveUpClawback && policy == ClawbackThenLoss {
+		policy = AbsorbLoss
+	}
 	var post ledger.PostRequest
 	lot, err := e.ledger.Lot(ctx, lotID)
 	if err != nil {
@@ -219,7 +223,7 @@ func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, 
 	gross, fee := share(bought.Gross), share(bought.Fee)
 	loss := gross.Sub(unspentValue) // the spent coins' value
 	plan := &RefundPlan{Channel: req.Channel, StoreTransactionID: req.StoreTransactionID, RefundID: req.RefundID, User: user,
-		Policy: policy, Currency: bought.Currency, Requested: req.Coins, Coins: k.IntPart(), Unspent: unspent.IntPart(),
+		Policy: policy, RequestedPolicy: asked, Currency: bought.Currency, Requested: req.Coins, Coins: k.IntPart(), Unspent: unspent.IntPart(),
 		UnspentValue: unspentValue.String(), Gross: gross.String(), Fee: fee.String(), Loss: loss.String()}
 	if spent := k.Sub(unspent); spent.Sign() > 0 && policy == ClawbackThenLoss {
 		if err := e.planClawbacks(ctx, lotID, spent.IntPart(), plan); err != nil {

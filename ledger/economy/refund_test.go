@@ -64,6 +64,14 @@ func TestRefundPostings(t *testing.T) {
 	if _, err := e.eco.Refund(ctx, other, economy.ClawbackThenLoss); !errors.Is(err, ledger.ErrIdempotencyConflict) {
 		t.Errorf("refund id reused: %v", err)
 	}
+	if _, err := e.eco.Refund(ctx, tests[0].req, economy.AbsorbLoss); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("refund id reused under another policy: %v", err)
+	}
+	other = tests[0].req
+	other.RefundedAt = other.RefundedAt.Add(time.Second)
+	if _, err := e.eco.Refund(ctx, other, economy.ClawbackThenLoss); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("refund id reused with another time: %v", err)
+	}
 	refusals := []struct {
 		name  string
 		req   economy.RefundRequest
