@@ -49,9 +49,9 @@ const maxSettleAttempts = 5
 
 // settleDebt repays what user owes from their paid coins, oldest lots first,
 // as far as they reach. It is its own transaction, posted right after the
-// purchase or refund that calls it (cause, that operation's key) and again by
-// any retry of it; until it posts, the debt refuses gifts, so no coin that
-// should repay it can be spent. Each settlement expects the debt it read, so
+// purchase, refund or gift reversal that calls it (cause, that operation's
+// key) and again by any retry of it; until it posts, the debt refuses gifts,
+// so no coin that should repay it can be spent. Each settlement expects the debt it read, so
 // two never repay the same coins; its key is derived from that state, so a
 // retry finds the settlement it made.
 func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {

@@ -94,3 +94,39 @@ func TestRefundOweCoinsSettlesFromWallet(t *testing.T) {
 	}
 	verifyClean(t, e)
 }
+
+// Paid coins a gift reversal gives back to a viewer who owes coins repay the
+// debt at once, so the viewer may gift again without buying first.
+func TestGiftReversalRepaysDebt(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v1", "a-v1b")
+	g1, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")) // 100 promo and 900 of a-v1
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "lion")); err != nil { // 421 of a-v1, 579 of a-v1b
+		t.Fatal(err)
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v1b", "r-v1b", 0), economy.OweCoins); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, economy.CoinDebt("v1"), "579")
+	e.want(t, economy.CoinWallet("v1"), "0")
+	rev, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "rev-g1", GiftTx: g1.ID.String(), Reason: "fraud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "321") // 900 back, 579 of them repaying
+	e.want(t, economy.PromoWallet("v1"), "100")
+	again, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "rev-g1", GiftTx: g1.ID.String(), Reason: "fraud"})
+	if err != nil || !again.Replayed || again.ID != rev.ID {
+		t.Fatalf("retried reversal: %v", err)
+	}
+	e.want(t, economy.CoinWallet("v1"), "321")
+	if _, err := e.eco.SendGift(ctx, gift("g3", "v1", "c1", "rose")); err != nil {
+		t.Fatalf("gift after the reversal repaid the debt: %v", err)
+	}
+	verifyClean(t, e)
+}

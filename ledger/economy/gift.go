@@ -423,14 +423,22 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 	}
 	meta, _ := json.Marshal(map[string]string{"gift_tx": gift.ID.String(), "reason": req.Reason, "creator": terms.Creator, "viewer": terms.Viewer})
 	id := gift.ID
-	return e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: "gift-reversal:" + req.Key,
+	key := "gift-reversal:" + req.Key
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: key,
 		Kind:           "gift-reversal",
 		Metadata:       meta,
 		Postings:       postings,
 		Carries:        earningsCarries(terms, true),
 		Reverses:       &id,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Paid coins coming back to a viewer who owes coins repay the debt at
+	// once, as a purchase's do; a retry finishes a settlement a crash left
+	// undone.
+	return tx, e.settleDebt(ctx, terms.Viewer, key)
 }
 
 func isReliefLeg(account string) bool {
