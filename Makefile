@@ -58,6 +58,7 @@ fuzz: ## run each fuzz target for 20s
 	# worker from starting a PostgreSQL of its own.
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./ledger/postgres -run '^$$' -fuzz FuzzArrayEncoding -fuzztime 20s
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./ledger/postgres -run '^$$' -fuzz FuzzSmallNumeric -fuzztime 20s
+	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./api -run '^$$' -fuzz FuzzParseTokens -fuzztime 20s
 
 bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench 'Transfer$$|GiftShape' -benchtime 20000x -count 5 ./ledger/postgres/

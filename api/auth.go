@@ -83,6 +83,9 @@ type Tokens struct {
 	byDigest map[[32]byte]*Caller
 }
 
+// minTokenLen is the shortest token accepted.
+const minTokenLen = 16
+
 // ParseTokens reads one caller per line: "name scope[,scope...] token".
 // Blank lines and lines starting with # are skipped. Errors name the line,
 // never the token.
@@ -101,12 +104,15 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		c := &Caller{Name: f[0], Scopes: map[string]bool{}}
 		for _, s := range strings.Split(f[1], ",") {
 			if !knownScopes[s] {
+				if len(s) >= minTokenLen { // perhaps the token, in the wrong field
+					return nil, fmt.Errorf("tokens line %d: unknown scope in the second field", n)
+				}
 				return nil, fmt.Errorf("tokens line %d: unknown scope %q", n, s)
 			}
 			c.Scopes[s] = true
 		}
-		if len(f[2]) < 16 {
-			return nil, fmt.Errorf("tokens line %d: token shorter than 16 characters", n)
+		if len(f[2]) < minTokenLen {
+			return nil, fmt.Errorf("tokens line %d: token shorter than %d characters", n, minTokenLen)
 		}
 		d := sha256.Sum256([]byte(f[2]))
 		if _, dup := t.byDigest[d]; dup {

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"strings"
+	"testing"
+)
+
+// A tokens file's errors name the line and what is wrong with it, never a
+// token: not even one written where a scope or the name belongs.
+func TestParseTokens(t *testing.T) {
+	const secret = "s3cr3t-t0ken-0123456789"
+	tests := []struct {
+		name, file, wantErr string
+	}{
+		{"two callers, comments and blank lines", "# callers\n\niap iap " + secret + "\nfin finance,admin other-token-0123456789\n", ""},
+		{"a field missing", "iap " + secret + "\n", "line 1: want"},
+		{"a scope misspelt", "# c\nfin finanse " + secret + "\n", `line 2: unknown scope "finanse"`},
+		{"the token where the scopes belong", "iap " + secret + " iap\n", "line 1: unknown scope in the second field"},
+		{"a short token", "iap iap short\n", "line 1: token shorter than 16 characters"},
+		{"one token for two callers", "a iap " + secret + "\nb gifting " + secret + "\n", "line 2: token already given"},
+		{"no callers", "# nobody\n", "no callers"},
+	}
+	for _, tt := range tests {
+		toks, err := ParseTokens(strings.NewReader(tt.file))
+		switch {
+		case tt.wantErr == "" && (err != nil || len(toks.byDigest) != 2):
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.wantErr)
+		case err != nil && strings.Contains(err.Error(), secret):
+			t.Errorf("%s: the error shows the token: %v", tt.name, err)
+		}
+	}
+}
+
+// Whatever the file, ParseTokens does not panic and its error shows no field
+// long enough to be a token.
+func FuzzParseTokens(f *testing.F) {
+	f.Add("iap iap s3cr3t-t0ken-0123456789\n")
+	f.Add("iap s3cr3t-t0ken-0123456789 iap\n")
+	f.Add("fin finance,s3cr3t-t0ken-0123456789 x\n# c\n\n")
+	f.Fuzz(func(t *testing.T, file string) {
+		_, err := ParseTokens(strings.NewReader(file))
+		if err == nil {
+			return
+		}
+		for _, field := range strings.FieldsFunc(file, func(r rune) bool {
+			return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
+		}) {
+			if len(field) >= minTokenLen && strings.Contains(err.Error(), field) {
+				t.Fatalf("error %q shows %q, which could be a token", err, field)
+			}
+		}
+	})
+}
