@@ -944,9 +944,10 @@ func TestAdmin(t *testing.T) {
 	if err := gift("g1"); err != nil {
 		t.Errorf("gift after unblocking: %v", err)
 	}
-	// The gift's diamonds are on hold for the share rule's holding period.
+	// The gift's diamonds are on hold for the share rule's holding period:
+	// the job does not even read a day that is not over.
 	rep, err := e.admin(t).ReleaseEarnings(ctx, &pb.ReleaseEarningsRequest{})
-	if err != nil || rep.Scanned < 1 || rep.Released != 0 || rep.Diamonds.Amount != "0" || rep.Diamonds.Asset != economy.Diamond {
+	if err != nil || rep.Scanned != 0 || rep.Released != 0 || rep.Diamonds.Amount != "0" || rep.Diamonds.Asset != economy.Diamond {
 		t.Errorf("release now: %v %v", rep, err)
 	}
 }

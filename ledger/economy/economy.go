@@ -19,6 +19,7 @@ type Ledger interface {
 	CreateAsset(ctx context.Context, a ledger.Asset) (ledger.Asset, error)
 	CreateAccount(ctx context.Context, a ledger.Account) (*ledger.Account, error)
 	Account(ctx context.Context, name string) (*ledger.Account, error)
+	AccountsByName(ctx context.Context, names []string) ([]*ledger.Account, error)
 	Asset(ctx context.Context, code string) (ledger.Asset, error)
 	Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error)
 	SetAccountStatus(ctx context.Context, name string, st ledger.Status) (*ledger.Account, error)
@@ -144,6 +145,13 @@ func deferredRevenueAccount(currency string) ledger.Account {
 func (e *Economy) open(ctx context.Context, a ledger.Account) error {
 	if _, ok := e.opened.Get(a.Name); ok {
 		return nil
+	}
+	// The release job finds pending accounts by their day: noted before the
+	// account exists, none is missed.
+	if _, day, ok := ParsePending(a.Name); ok {
+		if err := e.catalog.store.NotePendingAccount(ctx, day.Format(releaseDayLayout), a.Name); err != nil {
+			return err
+		}
 	}
 	if _, err := e.ledger.CreateAccount(ctx, a); err != nil {
 		return err

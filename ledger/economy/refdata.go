@@ -120,7 +120,17 @@ type RefStore interface {
 	// no-op); CreatorRegistered reports whether one was.
 	RegisterCreator(ctx context.Context, id string, at time.Time) error
 	CreatorRegistered(ctx context.Context, id string) (bool, error)
+
+	// The release job's index of pending accounts by release day
+	// (YYYYMMDD), and the last day it closed ("" for none).
+	NotePendingAccount(ctx context.Context, day, account string) error
+	PendingAccounts(ctx context.Context, closed, through string, after PendingAccount, limit int) ([]PendingAccount, error)
+	ReleaseClosedThrough(ctx context.Context) (string, error)
+	CloseReleaseDays(ctx context.Context, from, to string) error
 }
+
+// PendingAccount is a pending-diamonds account under its release day.
+type PendingAccount struct{ Day, Account string }
 
 // Catalog validates and versions reference data.
 type Catalog struct {

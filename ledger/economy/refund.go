@@ -419,8 +419,9 @@ type ReverseRefundRequest struct {
 
 // ReverseRefund restores exactly what a refund took: the burned coins go back
 // into the wallet and the lot, the fiat legs and the loss are reversed, and
-// clawed-back diamonds return to their earners' carries and pending accounts.
-// A refund is reversed at most once.
+// clawed-back diamonds return to their earners' carries and pending accounts
+// (and are released at once from those whose day is over). A refund is
+// reversed at most once.
 func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (*ledger.Transaction, error) {
 	const op = "economy.ReverseRefund"
 	if !req.Channel.Valid() {
@@ -449,7 +450,10 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 		done, err := e.ledger.TransactionByKey(ctx, key)
 		if err == nil {
 			done.Replayed = true
-			return done, e.settleDebt(ctx, plan.User, key)
+			if err := e.settleDebt(ctx, plan.User, key); err != nil {
+				return done, err
+			}
+			return done, e.releaseRestored(ctx, op, &plan)
 		}
 		if !errors.Is(err, ledger.ErrTransactionNotFound) {
 			return nil, err
@@ -474,5 +478,25 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 	if err == nil && plan.Owed > 0 {
 		err = e.settleDebt(ctx, plan.User, key)
 	}
+	if err == nil {
+		err = e.releaseRestored(ctx, op, &plan)
+	}
 	return tx, err
+}
+
+// releaseRestored releases the diamonds a refund reversal returned to pending
+// accounts whose day is already over, as the release job would have: the
+// job closes such days, so nothing else would. A retried reversal runs it
+// again, finishing what a crash left undone.
+func (e *Economy) releaseRestored(ctx context.Context, op string, plan *RefundPlan) error {
+	for _, c := range plan.Clawbacks {
+		day, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
+		if day.Add(24 * time.Hour).After(e.clock()) {
+			continue
+		}
+		if _, err := e.release(ctx, op, PendingDiamonds(c.Earner, day), c.Earner); err != nil {
+			return err
+		}
+	}
+	return nil
 }

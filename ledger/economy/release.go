@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,42 +27,72 @@ type ReleaseReport struct {
 // Diamonds of a gift sent on day D with a holding period H are released once
 // day D+H (UTC) is over: the holding period is rounded up to the end of that
 // day. progress, if not nil, is called after each page of accounts.
+//
+// A run reads the accounts of the days it has not closed: a day is closed
+// once a run has released it releaseCloseAfter after its end, when no
+// diamonds can reach it any more, and later runs start after it.
 func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress func(ReleaseReport)) (ReleaseReport, error) {
 	const op = "economy.ReleaseEarnings"
 	rep := ReleaseReport{Diamonds: decimal.Zero}
 	if asOf.IsZero() || asOf.After(e.clock().Add(maxClockSkew)) {
 		return rep, invalid(op, "as_of", "must be given and not in the future")
 	}
-	after := ""
+	store := e.catalog.store
+	closed, err := store.ReleaseClosedThrough(ctx)
+	if err != nil {
+		return rep, err
+	}
+	var after PendingAccount
 	for {
-		page, err := e.ledger.Accounts(ctx, pendingPrefix, after, 500)
+		page, err := store.PendingAccounts(ctx, closed, lastDayOver(asOf), after, 500)
 		if err != nil {
 			return rep, err
 		}
 		if len(page) == 0 {
-			return rep, nil
+			break
 		}
-		after = page[len(page)-1].Name
+		after = page[len(page)-1]
 		rep.Scanned += len(page)
-		var due []*ledger.Account
-		for _, a := range page {
-			if _, day, ok := ParsePending(a.Name); ok && !day.Add(24*time.Hour).After(asOf) {
-				due = append(due, a)
-			}
-		}
-		if err := e.releaseDue(ctx, op, due, &rep); err != nil {
+		if err := e.releaseDue(ctx, op, page, &rep); err != nil {
 			return rep, err
 		}
 		if progress != nil {
 			progress(rep)
 		}
 	}
+	if lastClosable := lastDayOver(asOf.Add(-releaseCloseAfter)); lastClosable > closed {
+		return rep, store.CloseReleaseDays(ctx, closed, lastClosable)
+	}
+	return rep, nil
 }
 
-// releaseDue releases the pending accounts of one page whose day is over.
-// Released accounts stay, empty, and every run pages past them: their
-// balances are read a page at a time, not one query per account.
-func (e *Economy) releaseDue(ctx context.Context, op string, due []*ledger.Account, rep *ReleaseReport) error {
+// releaseCloseAfter is how long after its end a release day is closed: by
+// then no diamonds can reach its pending accounts. A gift reaches the ledger
+// at most MaxGiftDelay after it was sent (and commits within its request's
+// deadline), and a refund reversal that returns diamonds to a day already
+// over releases them itself.
+const releaseCloseAfter = 24 * time.Hour
+
+// lastDayOver is the last release day (YYYYMMDD) whose end is at or before t.
+func lastDayOver(t time.Time) string {
+	return t.UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour).Format(releaseDayLayout)
+}
+
+// releaseDue releases the pending accounts of one page. Released accounts
+// stay, empty, until their day is closed: their balances are read a page at
+// a time, not one query per account.
+func (e *Economy) releaseDue(ctx context.Context, op string, page []PendingAccount, rep *ReleaseReport) error {
+	names := make([]string, len(page))
+	for i, p := range page {
+		names[i] = p.Account
+	}
+	found, err := e.ledger.AccountsByName(ctx, names)
+	if err != nil {
+		return err
+	}
+	// An account noted but never created (the process stopped in between)
+	// holds nothing.
+	due := slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil })
 	if len(due) == 0 {
 		return nil
 	}
@@ -144,9 +175,9 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 
 // ParsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
 func ParsePending(name string) (string, time.Time, bool) {
-	rest := strings.TrimPrefix(name, pendingPrefix)
+	rest, ok := strings.CutPrefix(name, pendingPrefix)
 	i := strings.LastIndexByte(rest, ':')
-	if i <= 0 {
+	if !ok || i <= 0 {
 		return "", time.Time{}, false
 	}
 	day, err := time.Parse(releaseDayLayout, rest[i+1:])

@@ -66,3 +66,42 @@ func TestMigrateOnceUnderLock(t *testing.T) {
 		}
 	})
 }
+
+// Migration 0009 indexes the pending accounts that exist when it runs: the
+// release job finds accounts by day from then on, so one left out would
+// never be released.
+func TestPendingDaysBackfill(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		u := b.NewDatabase(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		// The state before 0009: pending accounts, no index of them.
+		for _, sql := range []string{
+			`INSERT INTO assets (code, scale) VALUES ('DIAMOND', 0) ON CONFLICT DO NOTHING`,
+			`INSERT INTO accounts (id, name, asset, normal_side, allow_negative, shards, status, created_at)
+			 VALUES (gen_random_uuid(), 'DIAMOND:pending:c1:20261128', 'DIAMOND', 'credit', false, 1, 'open', now()),
+			        (gen_random_uuid(), 'DIAMOND:available:c1', 'DIAMOND', 'credit', false, 1, 'open', now())`,
+			`DROP TABLE pending_days, release_progress`,
+			`DELETE FROM schema_migrations WHERE version LIKE '0009%'`,
+		} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		if applied, err := postgres.Migrate(ctx, u, nil); err != nil || len(applied) != 1 {
+			t.Fatalf("migrate: %v %v", applied, err)
+		}
+		var got []string
+		rows, _ := conn.Query(ctx, `SELECT day || ' ' || account FROM pending_days ORDER BY 1`)
+		if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != "20261128 DIAMOND:pending:c1:20261128" {
+			t.Errorf("pending_days after the migration: %q", got)
+		}
+	})
+}

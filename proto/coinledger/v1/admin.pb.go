@@ -229,7 +229,8 @@ func (x *ReleaseEarningsRequest) GetAsOf() *timestamppb.Timestamp {
 
 type ReleaseEarningsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Pending accounts looked at.
+	// Pending accounts looked at: those of the release days that are over and
+	// that the job has not closed (released, and a day past their end).
 	Scanned int64 `protobuf:"varint,1,opt,name=scanned,proto3" json:"scanned,omitempty"`
 	// Accounts whose diamonds moved.
 	Released int64 `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`

@@ -1,0 +1,48 @@
+package economy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/coinledger/coinledger/ledger/economy"
+)
+
+// A release day is closed a day after its end: the run that closes it has
+// released it, and later runs do not read its accounts again. Diamonds a
+// refund reversal returns to a closed day are released by the reversal
+// itself, so none are left behind in it.
+func TestReleaseClosesDays(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 500 diamonds, 900 paid coins
+		t.Fatal(err)
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.ClawbackThenLoss); err != nil { // 450 clawed back
+		t.Fatal(err)
+	}
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	e.want(t, pending, "50")
+
+	closing := releaseDay.Add(48 * time.Hour)
+	later := economy.New(e.svc, e.cat, func() time.Time { return closing })
+	rep, err := later.ReleaseEarnings(ctx, closing, nil)
+	if err != nil || rep.Scanned != 1 || rep.Released != 1 || rep.Diamonds.String() != "50" {
+		t.Fatalf("the run that closes the day: %+v %v", rep, err)
+	}
+	if rep, err := later.ReleaseEarnings(ctx, closing, nil); err != nil || rep.Scanned != 0 {
+		t.Fatalf("a run after the day is closed: %+v %v", rep, err)
+	}
+
+	if _, err := later.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, pending, "0")
+	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	again, err := later.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
+	if err != nil || !again.Replayed {
+		t.Fatalf("retried reversal: %v", err)
+	}
+	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	verifyClean(t, e)
+}
