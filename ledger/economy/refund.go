@@ -87,6 +87,11 @@ type Clawback struct {
 	Currency   string `json:"currency"`
 }
 
+func (c Clawback) releaseDay() time.Time {
+	d, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
+	return d
+}
+
 const maxRefundAttempts = 5
 
 // Refund gives a purchase's coins back to the store. Unspent coins of its lot
@@ -287,7 +292,7 @@ func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Chann
 	}
 	var carries []ledger.Carry
 	for _, c := range plan.Clawbacks {
-		day, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
+		day := c.releaseDay()
 		granule := decimal.RequireFromString(c.Granule)
 		carries = append(carries, ledger.Carry{
 			Account: DiamondCarry(c.Earner), Source: DiamondFracIssued,
@@ -490,7 +495,7 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 // again, finishing what a crash left undone.
 func (e *Economy) releaseRestored(ctx context.Context, op string, plan *RefundPlan) error {
 	for _, c := range plan.Clawbacks {
-		day, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
+		day := c.releaseDay()
 		if day.Add(24 * time.Hour).After(e.clock()) {
 			continue
 		}
