@@ -24,6 +24,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 type env struct {
+	db  *postgres.DB
 	svc *ledger.Service
 	cat *economy.Catalog
 	eco *economy.Economy
@@ -42,7 +43,7 @@ func newEnv(t *testing.T, lanes ...int) *env {
 	svc := ledger.NewService(db, opts)
 	t.Cleanup(svc.Close)
 	cat := economy.NewCatalog(db, clock)
-	e := &env{svc: svc, cat: cat, eco: economy.New(svc, cat, clock)}
+	e := &env{db: db, svc: svc, cat: cat, eco: economy.New(svc, cat, clock)}
 	ctx := context.Background()
 	if err := e.eco.Bootstrap(ctx); err != nil {
 		t.Fatal(err)

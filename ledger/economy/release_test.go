@@ -24,10 +24,16 @@ func TestReleaseClosesDays(t *testing.T) {
 	pending := economy.PendingDiamonds("c1", releaseDay)
 	e.want(t, pending, "50")
 
+	// A process that stopped between noting a pending account and creating
+	// it left a row for an account that does not exist.
+	if err := e.db.NotePendingAccount(ctx, "20261128", economy.PendingDiamonds("c2", releaseDay)); err != nil {
+		t.Fatal(err)
+	}
+
 	closing := releaseDay.Add(48 * time.Hour)
 	later := economy.New(e.svc, e.cat, func() time.Time { return closing })
 	rep, err := later.ReleaseEarnings(ctx, closing, nil)
-	if err != nil || rep.Scanned != 1 || rep.Released != 1 || rep.Diamonds.String() != "50" {
+	if err != nil || rep.Scanned != 2 || rep.Released != 1 || rep.Diamonds.String() != "50" {
 		t.Fatalf("the run that closes the day: %+v %v", rep, err)
 	}
 	if rep, err := later.ReleaseEarnings(ctx, closing, nil); err != nil || rep.Scanned != 0 {
