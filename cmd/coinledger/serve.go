@@ -44,8 +44,8 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if o.releaseEvery < 0 {
 		return exitError, errors.New("--release-every must not be negative (0 never runs the release job)")
 	}
-	if o.maxDeadline <= 0 {
-		return exitError, errors.New("--max-deadline must be positive")
+	if o.maxDeadline <= 0 || o.maxDeadline > economy.MaxRequestDeadline {
+		return exitError, fmt.Errorf("--max-deadline must be positive and at most %s (the release job closes a day a day after it ends)", economy.MaxRequestDeadline)
 	}
 	tokens, err := loadTokens(o.tokensFile)
 	if err != nil {

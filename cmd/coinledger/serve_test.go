@@ -187,8 +187,10 @@ func TestServeMaxDeadline(t *testing.T) {
 		t.Errorf("Verify under a 1-ns cap, asked for a minute: %v", err)
 	}
 	srv.stop(t)
-	if code, _, errText := runCmd(t, "serve", "--database-url", url, "--max-deadline", "0s"); code != exitError || !strings.Contains(errText, "--max-deadline") {
-		t.Errorf("--max-deadline 0: exit %d\n%s", code, errText)
+	for _, d := range []string{"0s", "13h"} {
+		if code, _, errText := runCmd(t, "serve", "--database-url", url, "--max-deadline", d); code != exitError || !strings.Contains(errText, "--max-deadline") {
+			t.Errorf("--max-deadline %s: exit %d\n%s", d, code, errText)
+		}
 	}
 }
 

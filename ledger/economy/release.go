@@ -73,6 +73,12 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 // over releases them itself.
 const releaseCloseAfter = 24 * time.Hour
 
+// MaxRequestDeadline is the longest a server may let a request run: a gift
+// checked for lateness commits within it, and with MaxGiftDelay and clock
+// skew it must stay well inside the day after which the release job closes
+// a day.
+const MaxRequestDeadline = 12 * time.Hour
+
 // lastDayOver is the last release day (YYYYMMDD) whose end is at or before t.
 func lastDayOver(t time.Time) string {
 	return t.UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour).Format(releaseDayLayout)
