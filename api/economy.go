@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
@@ -174,9 +176,9 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 		return nil, err
 	}
 	out := &pb.GetCreatorEarningsResponse{}
-	err = h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account, b *pb.Money) {
-		if earner, day, ok := economy.ParsePending(a.Name); ok && earner == r.Earner {
-			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: b})
+	err = h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account, b decimal.Decimal) {
+		if earner, day, ok := economy.ParsePending(a.Name); ok && earner == r.Earner && !b.IsZero() {
+			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: money(b, a.Asset)})
 		}
 	})
 	if err != nil {
@@ -187,9 +189,9 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	}
 	// By name, not prefix: creator "agency"'s prefix also starts every
 	// agency's payables ("agency:{id}").
-	err = h.s.eachAccount(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account, b *pb.Money) {
+	err = h.s.eachAccount(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account, b decimal.Decimal) {
 		if a.Name == economy.CreatorPayable(r.Earner, a.Asset) {
-			out.Payable = append(out.Payable, b)
+			out.Payable = append(out.Payable, money(b, a.Asset))
 		}
 	})
 	if err != nil {
@@ -200,7 +202,7 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 
 // eachAccount calls fn with every account under prefix and its balance,
 // now (asOf zero) or as of an instant, leaving out accounts opened after it.
-func (s *Server) eachAccount(ctx context.Context, prefix string, asOf time.Time, fn func(*ledger.Account, *pb.Money)) error {
+func (s *Server) eachAccount(ctx context.Context, prefix string, asOf time.Time, fn func(*ledger.Account, decimal.Decimal)) error {
 	after := ""
 	for {
 		page, err := s.ledger.Accounts(ctx, prefix, after, ledger.MaxPage)
@@ -216,7 +218,7 @@ func (s *Server) eachAccount(ctx context.Context, prefix string, asOf time.Time,
 			return err
 		}
 		for i, a := range existed {
-			fn(a, money(balances[i], a.Asset))
+			fn(a, balances[i])
 		}
 		if len(page) < ledger.MaxPage {
 			return nil

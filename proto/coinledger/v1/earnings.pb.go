@@ -133,9 +133,11 @@ func (x *PendingEarnings) GetDiamonds() *Money {
 }
 
 type GetCreatorEarningsResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Pending   []*PendingEarnings     `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
-	Available *Money                 `protobuf:"bytes,2,opt,name=available,proto3" json:"available,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The release days holding diamonds, oldest first; days released (or
+	// clawed back) to nothing are left out.
+	Pending   []*PendingEarnings `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
+	Available *Money             `protobuf:"bytes,2,opt,name=available,proto3" json:"available,omitempty"`
 	// What the platform owes the earner for their diamonds, one per currency.
 	Payable       []*Money `protobuf:"bytes,3,rep,name=payable,proto3" json:"payable,omitempty"`
 	unknownFields protoimpl.UnknownFields
