@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"sort"
@@ -55,10 +56,18 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 }
 
 // ServeHTTP writes the metrics in the Prometheus text exposition format.
+// The page is rendered under the lock and sent after it: every RPC takes the
+// lock to count itself, and a scraper that stops reading must not stall them.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	var page bytes.Buffer
+	m.render(&page)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	w.Write(page.Bytes())
+}
+
+func (m *Metrics) render(w *bytes.Buffer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	fmt.Fprintln(w, "# HELP coinledger_rpc_requests_total RPCs handled, by method and gRPC code.")
 	fmt.Fprintln(w, "# TYPE coinledger_rpc_requests_total counter")
 	keys := make([][2]string, 0, len(m.calls))
