@@ -129,36 +129,38 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 	return t, nil
 }
 
-type callerKey struct{}
+// callerSlot lets the outermost interceptor, which logs every request, learn
+// the caller that authentication finds further in: a context passes values
+// inward only.
+type callerSlot struct{ caller *Caller }
 
-// CallerFrom returns the authenticated caller of a request, if any.
-func CallerFrom(ctx context.Context) *Caller {
-	c, _ := ctx.Value(callerKey{}).(*Caller)
-	return c
-}
+type callerSlotKey struct{}
 
 // authenticate checks the bearer token and the caller's scope for method.
-func (t *Tokens) authenticate(ctx context.Context, method string) (context.Context, error) {
+func (t *Tokens) authenticate(ctx context.Context, method string) error {
 	if isHealth(method) {
-		return ctx, nil
+		return nil
 	}
 	// Only this header: FromIncomingContext would copy all of the metadata.
 	values := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(values) != 1 || !strings.HasPrefix(values[0], "Bearer ") {
-		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+		return status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
 	c, ok := t.byDigest[sha256.Sum256([]byte(strings.TrimPrefix(values[0], "Bearer ")))]
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "unknown bearer token")
+		return status.Error(codes.Unauthenticated, "unknown bearer token")
+	}
+	if who, ok := ctx.Value(callerSlotKey{}).(*callerSlot); ok {
+		who.caller = c // logged even when refused for its scopes
 	}
 	ok, known := allowed(method, c.Scopes)
 	if !known {
-		return nil, status.Error(codes.Unimplemented, "unknown method "+method)
+		return status.Error(codes.Unimplemented, "unknown method "+method)
 	}
 	if !ok {
-		return nil, status.Errorf(codes.PermissionDenied, "caller %s may not call %s", c.Name, method)
+		return status.Errorf(codes.PermissionDenied, "caller %s may not call %s", c.Name, method)
 	}
-	return context.WithValue(ctx, callerKey{}, c), nil
+	return nil
 }
 
 // Bearer is a client's per-RPC credentials: it sends Token with every call.

@@ -1,9 +1,17 @@
 package api
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"unicode"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/coinledger/coinledger/ledger"
 )
 
 // A tokens file's errors name the line and what is wrong with it, never a
@@ -52,4 +60,34 @@ func FuzzParseTokens(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Every request's log line names its caller, also one refused for its
+// scopes; it used to name none, the log being written outside the context
+// that authentication adds the caller to.
+func TestRequestLogNamesCaller(t *testing.T) {
+	toks, err := ParseTokens(strings.NewReader("gifting-svc gifting tok-gift-0123456789\nportal creator-portal tok-portal-0123456789\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	s := &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(&logged, nil)),
+		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}
+	info := &grpc.UnaryServerInfo{FullMethod: "/coinledger.v1.GiftService/SendGift"}
+	call := func(token string) {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+		s.observe(ctx, nil, info, func(ctx context.Context, req any) (any, error) {
+			return s.authorize(ctx, req, info, func(context.Context, any) (any, error) { return nil, nil })
+		})
+	}
+	for _, c := range []struct{ token, want string }{
+		{"tok-gift-0123456789", "caller=gifting-svc"},
+		{"tok-portal-0123456789", "caller=portal"},
+	} {
+		logged.Reset()
+		call(c.token)
+		if !strings.Contains(logged.String(), c.want) {
+			t.Errorf("log %q lacks %q", logged.String(), c.want)
+		}
+	}
 }

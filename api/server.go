@@ -144,7 +144,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 // observe logs each request and counts it, with the code it ended with.
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	resp, err := handler(ctx, req)
+	who := &callerSlot{}
+	resp, err := handler(context.WithValue(ctx, callerSlotKey{}, who), req)
 	code := status.Code(err)
 	elapsed := time.Since(start)
 	s.Metrics.observe(info.FullMethod, code, elapsed)
@@ -153,8 +154,8 @@ func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInf
 		level = slog.LevelError
 	}
 	attrs := []any{"method", info.FullMethod, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
-	if c := CallerFrom(ctx); c != nil {
-		attrs = append(attrs, "caller", c.Name)
+	if who.caller != nil {
+		attrs = append(attrs, "caller", who.caller.Name)
 	}
 	s.log.Log(ctx, level, "rpc", attrs...)
 	return resp, err
@@ -172,15 +173,14 @@ func (s *Server) recoverPanic(ctx context.Context, req any, info *grpc.UnaryServ
 }
 
 func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := s.cfg.Tokens.authenticate(ctx, info.FullMethod)
-	if err != nil {
+	if err := s.cfg.Tokens.authenticate(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (s *Server) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, err := s.cfg.Tokens.authenticate(ss.Context(), info.FullMethod); err != nil {
+	if err := s.cfg.Tokens.authenticate(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
 	return handler(srv, ss)
