@@ -196,7 +196,8 @@ func (h ledgerReads) Verify(ctx context.Context, _ *pb.VerifyRequest) (*pb.Verif
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.VerifyResponse{Assets: int32(r.Assets), Accounts: int32(r.Accounts), Transactions: r.Transactions, Entries: r.Entries}
+	out := &pb.VerifyResponse{Assets: int32(r.Assets), Accounts: int32(r.Accounts), Transactions: r.Transactions, Entries: r.Entries,
+		ViolationsOmitted: r.Omitted}
 	for _, v := range r.Violations {
 		out.Violations = append(out.Violations, &pb.Violation{Check: v.Check, Subject: v.Subject, Detail: v.Detail})
 	}

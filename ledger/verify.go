@@ -38,11 +38,19 @@ type Report struct {
 	Accounts     int
 	Transactions int64
 	Entries      int64
-	Violations   []Violation
+	// Violations lists the first MaxViolationsPerCheck of each check, and
+	// Omitted counts the rest: a ledger broken everywhere would otherwise
+	// give a report too big to hold or to send.
+	Violations []Violation
+	Omitted    int64
 }
 
+// MaxViolationsPerCheck bounds how many violations of one check a report
+// lists.
+const MaxViolationsPerCheck = 100
+
 // Clean reports whether no invariant is broken.
-func (r *Report) Clean() bool { return len(r.Violations) == 0 }
+func (r *Report) Clean() bool { return len(r.Violations) == 0 && r.Omitted == 0 }
 
 // WriteTo prints the report for people.
 func (r *Report) WriteTo(w io.Writer) (int64, error) {
@@ -56,8 +64,12 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		n, err = fmt.Fprintln(w, "OK: trial balance, transaction balance, stored and kept balances, balance policies and FIFO lots all hold")
 		return total + int64(n), err
 	}
-	n, err = fmt.Fprintf(w, "FAILED: %d violations\n", len(r.Violations))
+	n, err = fmt.Fprintf(w, "FAILED: %d violations\n", int64(len(r.Violations))+r.Omitted)
 	total += int64(n)
+	if r.Omitted > 0 && err == nil {
+		n, err = fmt.Fprintf(w, "  (the first %d of each check; %d more not listed)\n", MaxViolationsPerCheck, r.Omitted)
+		total += int64(n)
+	}
 	for _, v := range r.Violations {
 		if err != nil {
 			break

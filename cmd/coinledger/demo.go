@@ -391,11 +391,11 @@ func (d *demo) verify(ctx context.Context) (int, error) {
 		return exitError, fmt.Errorf("Verify: %w", err)
 	}
 	fmt.Fprintf(d.out, "verify: %d assets, %d accounts, %d transactions, %d entries: ", r.Assets, r.Accounts, r.Transactions, r.Entries)
-	if len(r.Violations) == 0 {
+	if len(r.Violations) == 0 && r.ViolationsOmitted == 0 {
 		fmt.Fprintln(d.out, "OK (trial balance per asset, every transaction balanced, stored balances equal to their entries, lots equal to their accounts)")
 		return exitOK, nil
 	}
-	fmt.Fprintf(d.out, "%d violations\n", len(r.Violations))
+	fmt.Fprintf(d.out, "%d violations (%d not listed)\n", int64(len(r.Violations))+r.ViolationsOmitted, r.ViolationsOmitted)
 	for _, v := range r.Violations {
 		fmt.Fprintf(d.out, "  %s %s: %s\n", v.Check, v.Subject, v.Detail)
 	}

@@ -128,7 +128,7 @@ func (r *Report) Throughput() float64 {
 // Clean reports whether nothing failed, nothing acknowledged is missing and
 // the ledger verified clean.
 func (r *Report) Clean() bool {
-	return len(r.Failed) == 0 && r.Missing == 0 && r.Verify != nil && len(r.Verify.Violations) == 0
+	return len(r.Failed) == 0 && r.Missing == 0 && r.Verify != nil && len(r.Verify.Violations) == 0 && r.Verify.ViolationsOmitted == 0
 }
 
 // WriteTo prints the report for people.
@@ -160,7 +160,8 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		b = fmt.Appendf(b, "acknowledged %d writes, NOT CHECKED against the ledger (the run stopped first)\n", r.Acked())
 	}
 	if v := r.Verify; v != nil {
-		b = fmt.Appendf(b, "verify       %d transactions, %d entries, %d accounts: %d violations\n", v.Transactions, v.Entries, v.Accounts, len(v.Violations))
+		b = fmt.Appendf(b, "verify       %d transactions, %d entries, %d accounts: %d violations\n", v.Transactions, v.Entries, v.Accounts,
+			int64(len(v.Violations))+v.ViolationsOmitted)
 		for _, x := range v.Violations {
 			b = fmt.Appendf(b, "  %s %s: %s\n", x.Check, x.Subject, x.Detail)
 		}

@@ -568,6 +568,45 @@ func TestImmutableAndVerifyDetectsCorruption(t *testing.T) {
 	}
 }
 
+// A ledger broken everywhere gives a report of bounded size: the first
+// MaxViolationsPerCheck of each check, and a count of the rest.
+func TestVerifyBoundsItsReport(t *testing.T) {
+	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
+	ctx := context.Background()
+	e.account("mint", "USD", true, 1)
+	e.account("alice", "USD", false, 1)
+	tx := e.post(transfer("t1", "mint", "alice", "5"))
+	// 150 entries of no transaction: each is an orphan and an unbalanced
+	// transaction of its own.
+	const orphans = 150
+	if _, err := e.owner().Exec(ctx, fmt.Sprintf(`INSERT INTO entries
+		SELECT gen_random_uuid(), 0, account_id, asset, 'debit', 1, recorded_at, 0
+		FROM entries, generate_series(1, %d) WHERE tx_id = '%s' AND idx = 0`, orphans, tx.ID)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.svc.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]int{}
+	for _, v := range r.Violations {
+		listed[v.Check]++
+	}
+	for _, check := range []string{ledger.CheckOrphanEntry, ledger.CheckTxBalanced} {
+		if listed[check] != ledger.MaxViolationsPerCheck {
+			t.Errorf("%s: %d listed, want %d", check, listed[check], ledger.MaxViolationsPerCheck)
+		}
+	}
+	if want := int64(2 * (orphans - ledger.MaxViolationsPerCheck)); r.Omitted != want || r.Clean() {
+		t.Errorf("omitted %d (clean %v), want %d", r.Omitted, r.Clean(), want)
+	}
+	var out strings.Builder
+	r.WriteTo(&out)
+	if !strings.Contains(out.String(), "100 more not listed") {
+		t.Errorf("report does not say what it left out:\n%s", out.String())
+	}
+}
+
 func TestCreateAccountIdempotent(t *testing.T) {
 	e := newEnv(t, dbtest.Postgres(), ledger.Options{})
 	ctx := context.Background()

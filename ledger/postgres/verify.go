@@ -119,8 +119,13 @@ func (db *DB) Verify(ctx context.Context, progress func(check string, n, of int)
 			rows, _ := tx.Query(ctx, c.query)
 			var v ledger.Violation
 			v.Check = c.check
+			found := 0
 			_, err := pgx.ForEachRow(rows, []any{&v.Subject, &v.Detail}, func() error {
-				r.Violations = append(r.Violations, v)
+				if found++; found > ledger.MaxViolationsPerCheck {
+					r.Omitted++
+				} else {
+					r.Violations = append(r.Violations, v)
+				}
 				return nil
 			})
 			if err != nil {

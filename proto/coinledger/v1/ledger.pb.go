@@ -846,10 +846,12 @@ type VerifyResponse struct {
 	Accounts     int32                  `protobuf:"varint,2,opt,name=accounts,proto3" json:"accounts,omitempty"`
 	Transactions int64                  `protobuf:"varint,3,opt,name=transactions,proto3" json:"transactions,omitempty"`
 	Entries      int64                  `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`
-	// Empty when the ledger is clean.
-	Violations    []*Violation `protobuf:"bytes,5,rep,name=violations,proto3" json:"violations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Empty when the ledger is clean. At most the first 100 of each check.
+	Violations []*Violation `protobuf:"bytes,5,rep,name=violations,proto3" json:"violations,omitempty"`
+	// Violations found beyond the first 100 of a check, not listed.
+	ViolationsOmitted int64 `protobuf:"varint,6,opt,name=violations_omitted,json=violationsOmitted,proto3" json:"violations_omitted,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *VerifyResponse) Reset() {
@@ -917,6 +919,13 @@ func (x *VerifyResponse) GetViolations() []*Violation {
 	return nil
 }
 
+func (x *VerifyResponse) GetViolationsOmitted() int64 {
+	if x != nil {
+		return x.ViolationsOmitted
+	}
+	return 0
+}
+
 var File_coinledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_ledger_proto_rawDesc = "" +
@@ -976,7 +985,7 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\tViolation\x12\x14\n" +
 	"\x05check\x18\x01 \x01(\tR\x05check\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xbc\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xeb\x01\n" +
 	"\x0eVerifyResponse\x12\x16\n" +
 	"\x06assets\x18\x01 \x01(\x05R\x06assets\x12\x1a\n" +
 	"\baccounts\x18\x02 \x01(\x05R\baccounts\x12\"\n" +
@@ -984,7 +993,8 @@ const file_coinledger_v1_ledger_proto_rawDesc = "" +
 	"\aentries\x18\x04 \x01(\x03R\aentries\x128\n" +
 	"\n" +
 	"violations\x18\x05 \x03(\v2\x18.coinledger.v1.ViolationR\n" +
-	"violations2\x9c\x04\n" +
+	"violations\x12-\n" +
+	"\x12violations_omitted\x18\x06 \x01(\x03R\x11violationsOmitted2\x9c\x04\n" +
 	"\rLedgerService\x12W\n" +
 	"\fListAccounts\x12\".coinledger.v1.ListAccountsRequest\x1a#.coinledger.v1.ListAccountsResponse\x12Q\n" +
 	"\n" +
