@@ -141,12 +141,12 @@ func (e *env) seed(t *testing.T) {
 		}
 	}
 	must(cat.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE, Coins: 100,
-		Prices: []*pb.Money{usd("0.99")}, FeeRate: "0.30"}))
+		Prices: []*pb.Money{usd("0.99")}, FeeRate: "0.30", IdempotencyKey: "seed-pack"}))
 	// 5 coins earn 2.5 diamonds: the gift and its reversal go through the
 	// creator's carry, on whichever lanes.
-	must(cat.AddGift(ctx, &pb.AddGiftRequest{GiftId: "rose", Coins: 5}))
+	must(cat.AddGift(ctx, &pb.AddGiftRequest{GiftId: "rose", Coins: 5, IdempotencyKey: "seed-gift"}))
 	must(cat.AddShareRule(ctx, &pb.AddShareRuleRequest{CreatorShare: "0.5", HoldingPeriod: durationpb.New(7 * 24 * time.Hour),
-		DiamondValue: usd("0.005")}))
+		DiamondValue: usd("0.005"), IdempotencyKey: "seed-rule"}))
 	must(cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "star"}))
 	must(cat.AddLiveSession(ctx, &pb.AddLiveSessionRequest{SessionId: "live-1", Seller: "shop1", Partner: "host1", PlatformRate: "0.05", PartnerShare: "0.10"}))
 	tr := e.treasury(t)
@@ -405,7 +405,7 @@ func TestCatalogReads(t *testing.T) {
 
 	from := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	if _, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "star", EffectiveAt: timestamppb.New(from), CreatorShare: "0.6",
-		Agency: "agency1", AgencyShare: "0.1", HoldingPeriod: durationpb.New(72 * time.Hour), DiamondValue: usd("0.005")}); err != nil {
+		Agency: "agency1", AgencyShare: "0.1", HoldingPeriod: durationpb.New(72 * time.Hour), DiamondValue: usd("0.005"), IdempotencyKey: "star-rule"}); err != nil {
 		t.Fatal(err)
 	}
 	rules := []struct {
@@ -499,7 +499,7 @@ func TestEarningsOfACreatorNamedAgency(t *testing.T) {
 	ctx := context.Background()
 	cat := e.catalog(t)
 	if _, err := cat.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "star", CreatorShare: "0.5", Agency: "ag1", AgencyShare: "0.2",
-		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005")}); err != nil {
+		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005"), IdempotencyKey: "star-agency-rule"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cat.RegisterCreator(ctx, &pb.RegisterCreatorRequest{Creator: "agency"}); err != nil {
@@ -604,16 +604,32 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "page_token"},
 		{"transaction: neither id nor key", func() error { _, err := e.finance(t).GetTransaction(ctx, &pb.GetTransactionRequest{}); return err }, "id"},
+		{"pack: no key", func() error {
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "0.3"})
+			return err
+		}, "idempotency_key"},
+		{"pack: a key with a space", func() error {
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "0.3", IdempotencyKey: "a b"})
+			return err
+		}, "idempotency_key"},
+		{"gift catalog: no key", func() error {
+			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: "g", Coins: 1})
+			return err
+		}, "idempotency_key"},
+		{"share rule: no key", func() error {
+			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{CreatorShare: "0.5", HoldingPeriod: durationpb.New(time.Hour), DiamondValue: usd("0.005")})
+			return err
+		}, "idempotency_key"},
 		{"pack: bad fee rate", func() error {
-			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "30%"})
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1")}, FeeRate: "30%", IdempotencyKey: "k"})
 			return err
 		}, "fee_rate"},
 		{"pack: a currency priced twice", func() error {
-			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1"), usd("2")}, FeeRate: "0.3"})
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("1"), usd("2")}, FeeRate: "0.3", IdempotencyKey: "k"})
 			return err
 		}, "prices[1].asset"},
 		{"pack: a price finer than its currency", func() error {
-			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("0.999")}, FeeRate: "0.3"})
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("0.999")}, FeeRate: "0.3", IdempotencyKey: "k"})
 			return err
 		}, "prices[USD]"},
 		{"purchase: more decimal places than any asset has", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("0." + strings.Repeat("9", 19)) }), "amount_paid.amount"},
@@ -652,11 +668,11 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "partner_share"},
 		{"gift catalog: no coins", func() error {
-			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: "g"})
+			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: "g", IdempotencyKey: "k"})
 			return err
 		}, "coins"},
 		{"gift catalog: oversized id", func() error {
-			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: long, Coins: 1})
+			_, err := e.catalog(t).AddGift(ctx, &pb.AddGiftRequest{GiftId: long, Coins: 1, IdempotencyKey: "k"})
 			return err
 		}, "gift_id"},
 		{"creator: none", func() error { _, err := e.catalog(t).RegisterCreator(ctx, &pb.RegisterCreatorRequest{}); return err }, "creator"},
@@ -740,7 +756,7 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "creator"},
 		{"share rule: no holding period", func() error {
-			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005")})
+			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005"), IdempotencyKey: "k"})
 			return err
 		}, "holding_period"},
 		{"block: empty user", func() error { _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{}); return err }, "user"},
@@ -987,6 +1003,63 @@ func TestRetryAfterLostResponse(t *testing.T) {
 	if w.Paid.Amount != "90" {
 		t.Errorf("wallet %s after one gift sent twice, want 90", w.Paid.Amount)
 	}
+}
+
+// A catalog Add retried after a lost answer publishes nothing new, even when
+// it left the effective time to the server and another version was
+// published in between, or when the time it gave has passed; its key with
+// another request, or for another kind of version, is refused.
+func TestCatalogAddRetries(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cat := e.catalog(t)
+	rule := func(key, share string) *pb.AddShareRuleRequest {
+		return &pb.AddShareRuleRequest{IdempotencyKey: key, Creator: "star", CreatorShare: share,
+			HoldingPeriod: durationpb.New(time.Hour), DiamondValue: usd("0.005")}
+	}
+	first, err := cat.AddShareRule(ctx, rule("rule-a", "0.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.AddShareRule(ctx, rule("rule-b", "0.6")); err != nil {
+		t.Fatal(err)
+	}
+	retry, err := cat.AddShareRule(ctx, rule("rule-a", "0.50"))
+	if err != nil || !retry.EffectiveAt.AsTime().Equal(first.EffectiveAt.AsTime()) {
+		t.Fatalf("retry: %v %v, want the first answer's effective time %v", retry, err, first.EffectiveAt.AsTime())
+	}
+	now, err := cat.GetShareRule(ctx, &pb.GetShareRuleRequest{Creator: "star"})
+	if err != nil || now.Rule.CreatorShare != "0.6" {
+		t.Fatalf("rule in force after the retry: %v %v, want the later 0.6", now, err)
+	}
+
+	other := rule("rule-a", "0.7")
+	_, err = cat.AddShareRule(ctx, other)
+	wantCode(t, "the key with other terms", err, codes.AlreadyExists)
+	other = rule("rule-a", "0.5")
+	other.EffectiveAt = timestamppb.New(time.Now().Add(time.Hour))
+	_, err = cat.AddShareRule(ctx, other)
+	wantCode(t, "the key with a time where the first left it to the server", err, codes.AlreadyExists)
+	_, err = cat.AddGift(ctx, &pb.AddGiftRequest{IdempotencyKey: "rule-a", GiftId: "rose", Coins: 5})
+	wantCode(t, "the key on another kind of version", err, codes.AlreadyExists)
+	if !strings.Contains(status.Convert(err).Message(), "idempotency_key") {
+		t.Errorf("the key on another kind of version: %v, want it to name idempotency_key", err)
+	}
+
+	at := time.Now().Add(200 * time.Millisecond)
+	pack := &pb.AddCoinPackRequest{IdempotencyKey: "pack-a", PackId: "p10", Channel: pb.Channel_CHANNEL_WEB,
+		EffectiveAt: timestamppb.New(at), Coins: 10, Prices: []*pb.Money{usd("0.99")}, FeeRate: "0.3"}
+	if _, err := cat.AddCoinPack(ctx, pack); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(at) + 50*time.Millisecond)
+	late, err := cat.AddCoinPack(ctx, pack)
+	if err != nil || !late.EffectiveAt.AsTime().Equal(at.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("retry once its time has passed: %v %v", late, err)
+	}
+	pack.IdempotencyKey = "pack-b"
+	_, err = cat.AddCoinPack(ctx, pack)
+	wantCode(t, "the same terms under a new key, effective in the past", err, codes.InvalidArgument)
 }
 
 // Shutting down while gifts are in flight loses no acknowledged gift: every

@@ -19,7 +19,19 @@ type catalog struct {
 	s *Server
 }
 
+// publishKey requires an Add's idempotency key: the domain accepts a
+// version without one, which a caller that may lose an answer must not send.
+func publishKey(key string) error {
+	if key == "" {
+		return badRequest("idempotency_key", "idempotency_key is required")
+	}
+	return nil
+}
+
 func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb.AddCoinPackResponse, error) {
+	if err := publishKey(r.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	ch, err := channelOf(r.Channel)
 	if err != nil {
 		return nil, err
@@ -47,7 +59,8 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 		}
 		prices[currency] = amount
 	}
-	got, err := h.s.catalog.AddCoinPack(ctx, economy.CoinPack{ID: r.PackId, Channel: ch, EffectiveAt: at, Coins: r.Coins, Prices: prices, FeeRate: rate})
+	got, err := h.s.catalog.AddCoinPack(ctx, economy.CoinPack{ID: r.PackId, Channel: ch, EffectiveAt: at, Coins: r.Coins, Prices: prices, FeeRate: rate,
+		Key: r.IdempotencyKey})
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +68,14 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 }
 
 func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGiftResponse, error) {
+	if err := publishKey(r.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)
 	if err != nil {
 		return nil, err
 	}
-	got, err := h.s.catalog.AddGift(ctx, economy.Gift{ID: r.GiftId, EffectiveAt: at, Coins: r.Coins})
+	got, err := h.s.catalog.AddGift(ctx, economy.Gift{ID: r.GiftId, EffectiveAt: at, Coins: r.Coins, Key: r.IdempotencyKey})
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +83,9 @@ func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGift
 }
 
 func (h catalog) AddShareRule(ctx context.Context, r *pb.AddShareRuleRequest) (*pb.AddShareRuleResponse, error) {
+	if err := publishKey(r.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)
 	if err != nil {
 		return nil, err
@@ -89,7 +108,8 @@ func (h catalog) AddShareRule(ctx context.Context, r *pb.AddShareRuleRequest) (*
 		return nil, err
 	}
 	got, err := h.s.catalog.AddShareRule(ctx, economy.ShareRule{Creator: r.Creator, EffectiveAt: at, CreatorShare: share, Agency: r.Agency,
-		AgencyShare: agencyShare, HoldingPeriod: r.HoldingPeriod.AsDuration(), DiamondValue: value, DiamondCurrency: currency})
+		AgencyShare: agencyShare, HoldingPeriod: r.HoldingPeriod.AsDuration(), DiamondValue: value, DiamondCurrency: currency,
+		Key: r.IdempotencyKey})
 	if err != nil {
 		return nil, err
 	}

@@ -267,12 +267,12 @@ func setUpCrashStorm(t *testing.T, ctx context.Context, conn *grpc.ClientConn) *
 	s := &crashStorm{creator: "crash-star"}
 	usd := func(a string) *pb.Money { return &pb.Money{Amount: a, Asset: "USD"} }
 	pack, err := catalog.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "crash-pack", Channel: pb.Channel_CHANNEL_WEB,
-		Coins: crashPackCoins, Prices: []*pb.Money{usd("999.99")}, FeeRate: "0.029"})
+		Coins: crashPackCoins, Prices: []*pb.Money{usd("999.99")}, FeeRate: "0.029", IdempotencyKey: "crash-pack"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rule, err := catalog.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: s.creator, CreatorShare: "0.5",
-		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005")})
+		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005"), IdempotencyKey: "crash-share"})
 	if err != nil {
 		t.Fatal(err)
 	}

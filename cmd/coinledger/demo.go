@@ -127,18 +127,18 @@ func (d *demo) setup(ctx context.Context) error {
 	var ready []*timestamppb.Timestamp
 	for _, p := range demoPacks {
 		r, err := d.catalog.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: d.pack, Channel: p.channel, Coins: demoPackCoins,
-			Prices: []*pb.Money{p.price}, FeeRate: p.feeRate})
+			Prices: []*pb.Money{p.price}, FeeRate: p.feeRate, IdempotencyKey: d.pack + "-" + p.channel.String()})
 		if err != nil {
 			return fmt.Errorf("AddCoinPack: %w", err)
 		}
 		ready = append(ready, r.EffectiveAt)
 	}
-	g, err := d.catalog.AddGift(ctx, &pb.AddGiftRequest{GiftId: d.gift, Coins: demoGiftCoins})
+	g, err := d.catalog.AddGift(ctx, &pb.AddGiftRequest{GiftId: d.gift, Coins: demoGiftCoins, IdempotencyKey: d.gift})
 	if err != nil {
 		return fmt.Errorf("AddGift: %w", err)
 	}
 	rule, err := d.catalog.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: d.creator, CreatorShare: "0.5",
-		HoldingPeriod: durationpb.New(demoHold), DiamondValue: &pb.Money{Amount: "0.005", Asset: "USD"}})
+		HoldingPeriod: durationpb.New(demoHold), DiamondValue: &pb.Money{Amount: "0.005", Asset: "USD"}, IdempotencyKey: d.creator + "-share"})
 	if err != nil {
 		return fmt.Errorf("AddShareRule: %w", err)
 	}

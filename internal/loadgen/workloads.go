@@ -98,13 +98,13 @@ func (s *gifting) setup(ctx context.Context, g *gen) error {
 	s.creator, s.pack = g.run+"-star", g.run+"-pack"
 	var effective []*timestamppb.Timestamp
 	pack, err := g.rpc.catalog.AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: s.pack, Channel: pb.Channel_CHANNEL_WEB,
-		Coins: packCoins, Prices: []*pb.Money{usd(packPrice)}, FeeRate: "0.029"})
+		Coins: packCoins, Prices: []*pb.Money{usd(packPrice)}, FeeRate: "0.029", IdempotencyKey: s.pack})
 	if err != nil {
 		return err
 	}
 	effective = append(effective, pack.EffectiveAt)
 	rule, err := g.rpc.catalog.AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: s.creator, CreatorShare: "0.5",
-		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005")})
+		HoldingPeriod: durationpb.New(7 * 24 * time.Hour), DiamondValue: usd("0.005"), IdempotencyKey: s.creator + "-share"})
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type CoinPack struct {
 	Prices      map[string]decimal.Decimal // by currency code
 	FeeRate     decimal.Decimal            // 0.30 for a 30% store commission
 	RecordedAt  time.Time
+	// Key is the idempotency key of the Add publishing it (see
+	// AddCoinPack); versions read back leave it empty.
+	Key string
 }
 
 // Gift is one version of a catalog gift's coin price.
@@ -44,6 +47,7 @@ type Gift struct {
 	EffectiveAt time.Time
 	Coins       int64
 	RecordedAt  time.Time
+	Key         string // as CoinPack's
 }
 
 // ShareRule is one version of how a gift's value is split, for one creator
@@ -64,9 +68,10 @@ type ShareRule struct {
 	DiamondValue    decimal.Decimal
 	DiamondCurrency string
 	RecordedAt      time.Time
+	Key             string // as CoinPack's
 }
 
-// ErrVersionExists is returned when a key and effective time already hold
+// ErrVersionExists is returned when an id and effective time already hold
 // other terms: published versions are never rewritten.
 var ErrVersionExists = &ledger.Error{Kind: ledger.Conflict, Message: "a version with this effective time exists with other terms"}
 
@@ -101,14 +106,20 @@ func (r ShareRule) Same(s ShareRule) bool {
 
 // RefStore keeps reference data. Versions are only ever added: Add* inserts a
 // version, or returns the stored one when it is identical (Conflict when the
-// same key and effective time hold other terms); *At returns the version in
-// force at an instant (NotFound when none is).
+// same id and effective time hold other terms); *At returns the version in
+// force at an instant (NotFound when none is). An Add with a Key claims it
+// for request, in the same transaction as the version: the key claimed for
+// the same request returns the version it published, for another request
+// it is a Conflict on idempotency_key.
 type RefStore interface {
-	AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
+	AddCoinPack(ctx context.Context, p CoinPack, request string) (CoinPack, error)
 	CoinPackAt(ctx context.Context, id string, ch Channel, at time.Time) (CoinPack, error)
-	AddGift(ctx context.Context, g Gift) (Gift, error)
+	AddGift(ctx context.Context, g Gift, request string) (Gift, error)
 	GiftAt(ctx context.Context, id string, at time.Time) (Gift, error)
-	AddShareRule(ctx context.Context, r ShareRule) (ShareRule, error)
+	AddShareRule(ctx context.Context, r ShareRule, request string) (ShareRule, error)
+	// CatalogRequest returns the request an Add's key was claimed for, ""
+	// when it is not claimed.
+	CatalogRequest(ctx context.Context, key string) (string, error)
 	// ShareRuleAt returns the creator's own rule in force at, else the
 	// default's: an override, once in force, wins over later defaults.
 	ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error)
@@ -227,7 +238,13 @@ func checkFraction(op, field string, d decimal.Decimal, allowZero bool) error {
 	return nil
 }
 
-// AddCoinPack adds a version of a coin pack's terms.
+// AddCoinPack adds a version of a coin pack's terms. With a Key (the gRPC
+// API requires one) the call is idempotent however its effective time was
+// given: a retry answers with the version the key published, and the key
+// with another request, or another kind of version, is a Conflict. Without
+// one, only the pack and effective time key the version, so a call that
+// leaves the time to the catalog publishes again each time. The same holds
+// for AddGift and AddShareRule.
 func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error) {
 	const op = "economy.AddCoinPack"
 	if err := checkID(op, "pack_id", p.ID, 64); err != nil {
@@ -260,11 +277,43 @@ func (c *Catalog) AddCoinPack(ctx context.Context, p CoinPack) (CoinPack, error)
 	if p.FeeRate.Sign() < 0 || p.FeeRate.GreaterThanOrEqual(decimal.NewFromInt(1)) {
 		return p, invalid(op, "fee_rate", "must be at least 0 and below 1")
 	}
-	var err error
-	if p.EffectiveAt, p.RecordedAt, err = c.effective(op, p.EffectiveAt); err != nil {
+	terms := fmt.Sprintf("coin-pack %q %q %d %s", p.ID, p.Channel, p.Coins, p.FeeRate)
+	for _, cur := range currencies {
+		terms += " " + cur + ":" + p.Prices[cur].String()
+	}
+	request, err := c.publication(ctx, op, p.Key, &p.EffectiveAt, &p.RecordedAt, terms)
+	if err != nil {
 		return p, err
 	}
-	return c.store.AddCoinPack(ctx, p)
+	return c.store.AddCoinPack(ctx, p, request)
+}
+
+// publication checks an Add's key, fixes the version's effective and
+// recorded times, and returns what the key stands for: the terms, and the
+// effective time as asked, none when left to the catalog, so that a retry
+// matches the time first chosen.
+func (c *Catalog) publication(ctx context.Context, op, key string, effective, recorded *time.Time, terms string) (string, error) {
+	if key != "" {
+		if err := checkKey(op, "idempotency_key", key); err != nil {
+			return "", err
+		}
+	}
+	request := terms + " at server-chosen"
+	if !effective.IsZero() {
+		request = terms + " at " + effective.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
+	}
+	var err error
+	if *effective, *recorded, err = c.effective(op, *effective); err != nil {
+		// A retry that comes once the time it gave is near or past is
+		// answered with the version the key published, not refused.
+		if key == "" {
+			return "", err
+		}
+		if claimed, kerr := c.store.CatalogRequest(ctx, key); kerr != nil || claimed != request {
+			return "", err
+		}
+	}
+	return request, nil
 }
 
 // CoinPackAt returns the pack's terms in force at an instant.
@@ -284,11 +333,11 @@ func (c *Catalog) AddGift(ctx context.Context, g Gift) (Gift, error) {
 	if g.Coins <= 0 || g.Coins > maxGiftCoins {
 		return g, invalid(op, "coins", "must be between 1 and %d", maxGiftCoins)
 	}
-	var err error
-	if g.EffectiveAt, g.RecordedAt, err = c.effective(op, g.EffectiveAt); err != nil {
+	request, err := c.publication(ctx, op, g.Key, &g.EffectiveAt, &g.RecordedAt, fmt.Sprintf("gift %q %d", g.ID, g.Coins))
+	if err != nil {
 		return g, err
 	}
-	return c.store.AddGift(ctx, g)
+	return c.store.AddGift(ctx, g, request)
 }
 
 // GiftAt returns the gift's price in force at an instant.
@@ -332,11 +381,13 @@ func (c *Catalog) AddShareRule(ctx context.Context, r ShareRule) (ShareRule, err
 	if g := Granule(r.DiamondValue, cur.Scale); g.GreaterThan(decimal.NewFromInt(maxGranule)) {
 		return r, invalid(op, "diamond_value", "%s %s a diamond needs %s diamonds to make a whole minor unit; at most %d allowed", r.DiamondValue, r.DiamondCurrency, g, maxGranule)
 	}
-	var err error
-	if r.EffectiveAt, r.RecordedAt, err = c.effective(op, r.EffectiveAt); err != nil {
+	terms := fmt.Sprintf("share-rule %q %s %q %s %d %s %q", r.Creator, r.CreatorShare, r.Agency, r.AgencyShare,
+		int64(r.HoldingPeriod/time.Second), r.DiamondValue, r.DiamondCurrency)
+	request, err := c.publication(ctx, op, r.Key, &r.EffectiveAt, &r.RecordedAt, terms)
+	if err != nil {
 		return r, err
 	}
-	return c.store.AddShareRule(ctx, r)
+	return c.store.AddShareRule(ctx, r, request)
 }
 
 // ShareRuleAt returns the rule in force for a creator at an instant.

@@ -14,9 +14,11 @@ import (
 // nopStore accepts anything; validation is what is under test.
 type nopStore struct{ RefStore }
 
-func (nopStore) AddCoinPack(_ context.Context, p CoinPack) (CoinPack, error)    { return p, nil }
-func (nopStore) AddGift(_ context.Context, g Gift) (Gift, error)                { return g, nil }
-func (nopStore) AddShareRule(_ context.Context, r ShareRule) (ShareRule, error) { return r, nil }
+func (nopStore) AddCoinPack(_ context.Context, p CoinPack, _ string) (CoinPack, error) { return p, nil }
+func (nopStore) AddGift(_ context.Context, g Gift, _ string) (Gift, error)             { return g, nil }
+func (nopStore) AddShareRule(_ context.Context, r ShareRule, _ string) (ShareRule, error) {
+	return r, nil
+}
 
 var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
@@ -111,7 +113,7 @@ type countingStore struct {
 	lookups int
 }
 
-func (s *countingStore) AddShareRule(_ context.Context, r ShareRule) (ShareRule, error) {
+func (s *countingStore) AddShareRule(_ context.Context, r ShareRule, _ string) (ShareRule, error) {
 	s.rules = append(s.rules, r)
 	return r, nil
 }

@@ -75,24 +75,55 @@ func scanShareRule(row pgx.Row) (economy.ShareRule, error) {
 	return r, err
 }
 
-// addVersion inserts a version unless its key exists, then returns what is
-// stored under the key; a stored version with other terms is a conflict.
-func addVersion[T interface{ Same(T) bool }](ctx context.Context, db *DB, op string, v T,
-	insert func(pgx.Tx) error, load func(pgx.Tx) (T, error)) (T, error) {
+const (
+	// A key is claimed in the transaction that publishes its version, so a
+	// request refused for its terms leaves the key free.
+	claimCatalogKey  = `INSERT INTO catalog_keys (idempotency_key, request, effective_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	selectCatalogKey = `SELECT request, effective_at FROM catalog_keys WHERE idempotency_key = $1`
+)
+
+// addVersion publishes v, effective at, under key (none when empty): it
+// claims the key, inserts the version unless its effective time is taken,
+// and returns what is stored there; a stored version with other terms is a
+// conflict. A key already claimed for the same request answers with the
+// version it published, at the time it was published for; for another
+// request it is a conflict.
+func addVersion[T interface{ Same(T) bool }](ctx context.Context, db *DB, op, key, request string, v T, at time.Time,
+	insert func(pgx.Tx) error, load func(tx pgx.Tx, at time.Time) (T, error)) (T, error) {
 	var got T
 	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		if key != "" {
+			tag, err := tx.Exec(ctx, claimCatalogKey, key, request, at)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				var asked string
+				var published time.Time
+				if err := tx.QueryRow(ctx, selectCatalogKey, key).Scan(&asked, &published); err != nil {
+					return err
+				}
+				if asked != request {
+					return &ledger.Error{Op: op, Field: "idempotency_key", Err: ledger.ErrIdempotencyConflict}
+				}
+				got, err = load(tx, published)
+				return err
+			}
+		}
 		if err := insert(tx); err != nil {
 			return err
 		}
 		var err error
-		got, err = load(tx)
-		return err
+		if got, err = load(tx, at); err != nil {
+			return err
+		}
+		if !got.Same(v) {
+			return &ledger.Error{Op: op, Field: "effective_at", Err: economy.ErrVersionExists}
+		}
+		return nil
 	})
 	if err != nil {
 		return got, storeError(op, err)
-	}
-	if !got.Same(v) {
-		return got, &ledger.Error{Op: op, Field: "effective_at", Err: economy.ErrVersionExists}
 	}
 	return got, nil
 }
@@ -108,20 +139,34 @@ func versionAt[T any](op string, v T, err error) (T, error) {
 }
 
 // AddCoinPack stores a version of a coin pack.
-func (db *DB) AddCoinPack(ctx context.Context, p economy.CoinPack) (economy.CoinPack, error) {
+func (db *DB) AddCoinPack(ctx context.Context, p economy.CoinPack, request string) (economy.CoinPack, error) {
 	prices := make(map[string]string, len(p.Prices))
 	for cur, d := range p.Prices {
 		prices[cur] = d.String()
 	}
 	doc, _ := json.Marshal(prices)
-	return addVersion(ctx, db, "postgres.AddCoinPack", p,
+	return addVersion(ctx, db, "postgres.AddCoinPack", p.Key, request, p, p.EffectiveAt,
 		func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, insertCoinPack, p.ID, string(p.Channel), p.EffectiveAt, p.Coins, string(doc), p.FeeRate, p.RecordedAt)
 			return err
 		},
-		func(tx pgx.Tx) (economy.CoinPack, error) {
-			return scanCoinPack(tx.QueryRow(ctx, selectCoinPack, p.ID, string(p.Channel), p.EffectiveAt))
+		func(tx pgx.Tx, at time.Time) (economy.CoinPack, error) {
+			return scanCoinPack(tx.QueryRow(ctx, selectCoinPack, p.ID, string(p.Channel), at))
 		})
+}
+
+// CatalogRequest returns the request a catalog key was claimed for, "" when
+// it is not claimed.
+func (db *DB) CatalogRequest(ctx context.Context, key string) (string, error) {
+	var request string
+	err := db.pool.QueryRow(ctx, selectCatalogKey, key).Scan(&request, nil)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", storeError("postgres.CatalogRequest", err)
+	}
+	return request, nil
 }
 
 // CoinPackAt returns the version of a pack in force at an instant.
@@ -131,14 +176,14 @@ func (db *DB) CoinPackAt(ctx context.Context, id string, ch economy.Channel, at 
 }
 
 // AddGift stores a version of a gift's price.
-func (db *DB) AddGift(ctx context.Context, g economy.Gift) (economy.Gift, error) {
-	return addVersion(ctx, db, "postgres.AddGift", g,
+func (db *DB) AddGift(ctx context.Context, g economy.Gift, request string) (economy.Gift, error) {
+	return addVersion(ctx, db, "postgres.AddGift", g.Key, request, g, g.EffectiveAt,
 		func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, insertGift, g.ID, g.EffectiveAt, g.Coins, g.RecordedAt)
 			return err
 		},
-		func(tx pgx.Tx) (economy.Gift, error) {
-			return scanGift(tx.QueryRow(ctx, selectGift, g.ID, g.EffectiveAt))
+		func(tx pgx.Tx, at time.Time) (economy.Gift, error) {
+			return scanGift(tx.QueryRow(ctx, selectGift, g.ID, at))
 		})
 }
 
@@ -149,15 +194,15 @@ func (db *DB) GiftAt(ctx context.Context, id string, at time.Time) (economy.Gift
 }
 
 // AddShareRule stores a version of a revenue-share rule.
-func (db *DB) AddShareRule(ctx context.Context, r economy.ShareRule) (economy.ShareRule, error) {
-	return addVersion(ctx, db, "postgres.AddShareRule", r,
+func (db *DB) AddShareRule(ctx context.Context, r economy.ShareRule, request string) (economy.ShareRule, error) {
+	return addVersion(ctx, db, "postgres.AddShareRule", r.Key, request, r, r.EffectiveAt,
 		func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, insertShare, r.Creator, r.EffectiveAt, r.CreatorShare, r.Agency, r.AgencyShare,
 				int64(r.HoldingPeriod/time.Second), r.DiamondValue, r.DiamondCurrency, r.RecordedAt)
 			return err
 		},
-		func(tx pgx.Tx) (economy.ShareRule, error) {
-			return scanShareRule(tx.QueryRow(ctx, selectShare, r.Creator, r.EffectiveAt))
+		func(tx pgx.Tx, at time.Time) (economy.ShareRule, error) {
+			return scanShareRule(tx.QueryRow(ctx, selectShare, r.Creator, at))
 		})
 }
 
@@ -183,12 +228,12 @@ func scanLiveSession(row pgx.Row) (economy.LiveSession, error) {
 
 // AddLiveSession stores a session's terms once.
 func (db *DB) AddLiveSession(ctx context.Context, s economy.LiveSession) (economy.LiveSession, error) {
-	got, err := addVersion(ctx, db, "postgres.AddLiveSession", s,
+	got, err := addVersion(ctx, db, "postgres.AddLiveSession", "", "", s, time.Time{},
 		func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, insertLiveSession, s.ID, s.Seller, s.Partner, s.PlatformRate, s.PartnerShare, s.RecordedAt)
 			return err
 		},
-		func(tx pgx.Tx) (economy.LiveSession, error) {
+		func(tx pgx.Tx, _ time.Time) (economy.LiveSession, error) {
 			return scanLiveSession(tx.QueryRow(ctx, selectLiveSession, s.ID))
 		})
 	var le *ledger.Error

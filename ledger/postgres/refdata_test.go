@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +119,54 @@ func TestReferenceDataVersions(t *testing.T) {
 			if _, err := conn.Exec(ctx, stmt); sqlStateOf(err) != "42501" {
 				t.Errorf("%s as writer: %v", stmt, err)
 			}
+		}
+	})
+}
+
+// A catalog key publishes one version however many times, and however
+// concurrently, its request is retried with the time left to the catalog;
+// a request refused for its terms leaves its key free.
+func TestCatalogKeys(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		db, _ := b.Open(t, postgres.Config{})
+		ctx := context.Background()
+		base := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+		var ticks atomic.Int64 // every call sees a later now
+		cat := economy.NewCatalog(db, func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Millisecond) })
+
+		var wg sync.WaitGroup
+		got := make([]economy.Gift, 8)
+		errs := make([]error, len(got))
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = cat.AddGift(ctx, economy.Gift{ID: "lion", Coins: 100, Key: "k-lion"})
+			}()
+		}
+		wg.Wait()
+		for i := range got {
+			if errs[i] != nil || !got[i].EffectiveAt.Equal(got[0].EffectiveAt) {
+				t.Fatalf("call %d: %+v %v, want every call answered with %s", i, got[i], errs[i], got[0].EffectiveAt)
+			}
+		}
+		if latest, err := cat.GiftAt(ctx, "lion", base.Add(time.Hour)); err != nil || !latest.EffectiveAt.Equal(got[0].EffectiveAt) {
+			t.Fatalf("latest version %+v %v: a retry published another", latest, err)
+		}
+
+		at := base.Add(24 * time.Hour)
+		if _, err := cat.AddGift(ctx, economy.Gift{ID: "tiger", Coins: 10, EffectiveAt: at, Key: "k-tiger"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cat.AddGift(ctx, economy.Gift{ID: "tiger", Coins: 20, EffectiveAt: at, Key: "k-other"}); !errors.Is(err, economy.ErrVersionExists) {
+			t.Fatalf("other terms at a taken time: %v", err)
+		}
+		if _, err := cat.AddGift(ctx, economy.Gift{ID: "bear", Coins: 20, Key: "k-other"}); err != nil {
+			t.Fatalf("the refused request's key, used again: %v", err)
+		}
+		_, err := cat.AddGift(ctx, economy.Gift{ID: "bear", Coins: 21, Key: "k-other"})
+		if ledger.KindOf(err) != ledger.Conflict || ledger.FieldOf(err) != "idempotency_key" {
+			t.Fatalf("the key with other terms: %v", err)
 		}
 	})
 }

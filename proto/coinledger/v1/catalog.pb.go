@@ -33,9 +33,12 @@ type AddCoinPackRequest struct {
 	// One price per currency.
 	Prices []*Money `protobuf:"bytes,5,rep,name=prices,proto3" json:"prices,omitempty"`
 	// The store's or PSP's fee as a decimal fraction, e.g. "0.30".
-	FeeRate       string `protobuf:"bytes,6,opt,name=fee_rate,json=feeRate,proto3" json:"fee_rate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FeeRate string `protobuf:"bytes,6,opt,name=fee_rate,json=feeRate,proto3" json:"fee_rate,omitempty"`
+	// Required; 1-128 printable ASCII characters, shared by all the catalog's
+	// Add methods.
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AddCoinPackRequest) Reset() {
@@ -110,6 +113,13 @@ func (x *AddCoinPackRequest) GetFeeRate() string {
 	return ""
 }
 
+func (x *AddCoinPackRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type AddCoinPackResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
@@ -155,12 +165,14 @@ func (x *AddCoinPackResponse) GetEffectiveAt() *timestamppb.Timestamp {
 }
 
 type AddGiftRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GiftId        string                 `protobuf:"bytes,1,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
-	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
-	Coins         int64                  `protobuf:"varint,3,opt,name=coins,proto3" json:"coins,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	GiftId      string                 `protobuf:"bytes,1,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	Coins       int64                  `protobuf:"varint,3,opt,name=coins,proto3" json:"coins,omitempty"`
+	// Required, as for AddCoinPack.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AddGiftRequest) Reset() {
@@ -212,6 +224,13 @@ func (x *AddGiftRequest) GetCoins() int64 {
 		return x.Coins
 	}
 	return 0
+}
+
+func (x *AddGiftRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type AddGiftResponse struct {
@@ -270,9 +289,11 @@ type AddShareRuleRequest struct {
 	AgencyShare   string               `protobuf:"bytes,5,opt,name=agency_share,json=agencyShare,proto3" json:"agency_share,omitempty"`
 	HoldingPeriod *durationpb.Duration `protobuf:"bytes,6,opt,name=holding_period,json=holdingPeriod,proto3" json:"holding_period,omitempty"`
 	// What one diamond is worth.
-	DiamondValue  *Money `protobuf:"bytes,7,opt,name=diamond_value,json=diamondValue,proto3" json:"diamond_value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DiamondValue *Money `protobuf:"bytes,7,opt,name=diamond_value,json=diamondValue,proto3" json:"diamond_value,omitempty"`
+	// Required, as for AddCoinPack.
+	IdempotencyKey string `protobuf:"bytes,8,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AddShareRuleRequest) Reset() {
@@ -352,6 +373,13 @@ func (x *AddShareRuleRequest) GetDiamondValue() *Money {
 		return x.DiamondValue
 	}
 	return nil
+}
+
+func (x *AddShareRuleRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type AddShareRuleResponse struct {
@@ -1163,22 +1191,24 @@ var File_coinledger_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1bcoinledger/v1/catalog.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n" +
+	"\x1bcoinledger/v1/catalog.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x02\n" +
 	"\x12AddCoinPackRequest\x12\x17\n" +
 	"\apack_id\x18\x01 \x01(\tR\x06packId\x120\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x16.coinledger.v1.ChannelR\achannel\x12=\n" +
 	"\feffective_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12\x14\n" +
 	"\x05coins\x18\x04 \x01(\x03R\x05coins\x12,\n" +
 	"\x06prices\x18\x05 \x03(\v2\x14.coinledger.v1.MoneyR\x06prices\x12\x19\n" +
-	"\bfee_rate\x18\x06 \x01(\tR\afeeRate\"T\n" +
+	"\bfee_rate\x18\x06 \x01(\tR\afeeRate\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"T\n" +
 	"\x13AddCoinPackResponse\x12=\n" +
-	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"~\n" +
+	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"\xa7\x01\n" +
 	"\x0eAddGiftRequest\x12\x17\n" +
 	"\agift_id\x18\x01 \x01(\tR\x06giftId\x12=\n" +
 	"\feffective_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12\x14\n" +
-	"\x05coins\x18\x03 \x01(\x03R\x05coins\"P\n" +
+	"\x05coins\x18\x03 \x01(\x03R\x05coins\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"P\n" +
 	"\x0fAddGiftResponse\x12=\n" +
-	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"\xcb\x02\n" +
+	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"\xf4\x02\n" +
 	"\x13AddShareRuleRequest\x12\x18\n" +
 	"\acreator\x18\x01 \x01(\tR\acreator\x12=\n" +
 	"\feffective_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12#\n" +
@@ -1186,7 +1216,8 @@ const file_coinledger_v1_catalog_proto_rawDesc = "" +
 	"\x06agency\x18\x04 \x01(\tR\x06agency\x12!\n" +
 	"\fagency_share\x18\x05 \x01(\tR\vagencyShare\x12@\n" +
 	"\x0eholding_period\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rholdingPeriod\x129\n" +
-	"\rdiamond_value\x18\a \x01(\v2\x14.coinledger.v1.MoneyR\fdiamondValue\"U\n" +
+	"\rdiamond_value\x18\a \x01(\v2\x14.coinledger.v1.MoneyR\fdiamondValue\x12'\n" +
+	"\x0fidempotency_key\x18\b \x01(\tR\x0eidempotencyKey\"U\n" +
 	"\x14AddShareRuleResponse\x12=\n" +
 	"\feffective_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"2\n" +
 	"\x16RegisterCreatorRequest\x12\x18\n" +

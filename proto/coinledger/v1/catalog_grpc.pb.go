@@ -35,8 +35,12 @@ const (
 //
 // CatalogService publishes versioned reference data (scope "admin"). A
 // version never changes once published: adding the same version again is a
-// no-op, other terms at the same effective time are refused. The Get methods
-// (scopes "admin" and "finance") return the version in force at an instant.
+// no-op, other terms at the same effective time are refused. Each Add is
+// idempotent on its idempotency_key: a retry answers with the version the
+// first call published (also when effective_at was left to the server, which
+// would otherwise publish the terms again, later), and the key with any other
+// request is refused with AlreadyExists. The Get methods (scopes "admin" and
+// "finance") return the version in force at an instant.
 type CatalogServiceClient interface {
 	AddCoinPack(ctx context.Context, in *AddCoinPackRequest, opts ...grpc.CallOption) (*AddCoinPackResponse, error)
 	AddGift(ctx context.Context, in *AddGiftRequest, opts ...grpc.CallOption) (*AddGiftResponse, error)
@@ -147,8 +151,12 @@ func (c *catalogServiceClient) AddLiveSession(ctx context.Context, in *AddLiveSe
 //
 // CatalogService publishes versioned reference data (scope "admin"). A
 // version never changes once published: adding the same version again is a
-// no-op, other terms at the same effective time are refused. The Get methods
-// (scopes "admin" and "finance") return the version in force at an instant.
+// no-op, other terms at the same effective time are refused. Each Add is
+// idempotent on its idempotency_key: a retry answers with the version the
+// first call published (also when effective_at was left to the server, which
+// would otherwise publish the terms again, later), and the key with any other
+// request is refused with AlreadyExists. The Get methods (scopes "admin" and
+// "finance") return the version in force at an instant.
 type CatalogServiceServer interface {
 	AddCoinPack(context.Context, *AddCoinPackRequest) (*AddCoinPackResponse, error)
 	AddGift(context.Context, *AddGiftRequest) (*AddGiftResponse, error)
