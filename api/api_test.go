@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -1002,6 +1004,62 @@ func TestRetryAfterLostResponse(t *testing.T) {
 	w, _ := e.gifts(t).GetWallet(context.Background(), &pb.GetWalletRequest{User: "v1"})
 	if w.Paid.Amount != "90" {
 		t.Errorf("wallet %s after one gift sent twice, want 90", w.Paid.Amount)
+	}
+}
+
+// An earner's statement now is read in one snapshot: while gifts commit,
+// every answer's payable is the value of exactly the diamonds it shows.
+// Read one account kind at a time, a gift committing in between showed
+// diamonds without their value, or value without its diamonds.
+func TestEarningsInOneSnapshot(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	const viewers, giftsEach = 4, 25
+	for v := range viewers {
+		e.buy(t, fmt.Sprintf("v%d", v), fmt.Sprintf("tx-snap-%d", v))
+	}
+	ctx := context.Background()
+	gifts, reader := e.gifts(t), e.earnings(t)
+	var wg sync.WaitGroup
+	for v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range giftsEach {
+				// 4 coins: 2 diamonds, one whole granule worth 0.01 USD.
+				if _, err := gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: fmt.Sprintf("snap-%d-%d", v, i), Viewer: fmt.Sprintf("v%d", v),
+					Creator: "star", Coins: 4, StreamId: "s", SentAt: timestamppb.Now()}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	diamondValue := decimal.RequireFromString("0.005")
+	for reads := 0; ; reads++ {
+		select {
+		case <-done:
+			t.Logf("%d reads", reads)
+			return
+		default:
+		}
+		r, err := reader.GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		diamonds := decimal.RequireFromString(r.Available.Amount)
+		for _, p := range r.Pending {
+			diamonds = diamonds.Add(decimal.RequireFromString(p.Diamonds.Amount))
+		}
+		payable := decimal.Zero
+		for _, p := range r.Payable {
+			payable = payable.Add(decimal.RequireFromString(p.Amount))
+		}
+		if !payable.Equal(diamonds.Mul(diamondValue)) {
+			t.Fatalf("read %d: %s diamonds with %s USD payable, want their value %s", reads, diamonds, payable, diamonds.Mul(diamondValue))
+		}
 	}
 }
 

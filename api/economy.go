@@ -135,31 +135,17 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 	if err := checkString("user", r.User, true); err != nil {
 		return nil, err
 	}
-	out := &pb.GetWalletResponse{}
-	for _, b := range []struct {
-		account string
-		into    **pb.Money
-	}{
-		{economy.CoinWallet(r.User), &out.Paid},
-		{economy.PromoWallet(r.User), &out.Promo},
-		{economy.CoinDebt(r.User), &out.Owed},
-	} {
-		m, err := h.s.balance(ctx, b.account, economy.Coin, time.Time{})
-		if err != nil {
-			return nil, err
-		}
-		*b.into = m
-	}
-	return out, nil
-}
-
-// balance is an account's balance now, zero when it was never opened.
-func (s *Server) balance(ctx context.Context, account, asset string, asOf time.Time) (*pb.Money, error) {
-	b, err := s.ledger.Balance(ctx, account, asOf)
-	if err != nil && ledger.KindOf(err) != ledger.NotFound {
+	names := []string{economy.CoinWallet(r.User), economy.PromoWallet(r.User), economy.CoinDebt(r.User)}
+	wallets, err := h.s.accountsNamed(ctx, names, time.Time{})
+	if err != nil {
 		return nil, err
 	}
-	return money(b, asset), nil
+	held, err := h.s.balancesOf(ctx, wallets, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	coins := func(name string) *pb.Money { return money(held[name], economy.Coin) }
+	return &pb.GetWalletResponse{Paid: coins(names[0]), Promo: coins(names[1]), Owed: coins(names[2])}, nil
 }
 
 type earnings struct {
@@ -175,54 +161,98 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.GetCreatorEarningsResponse{}
-	err = h.s.eachAccount(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account, b decimal.Decimal) {
-		if earner, day, ok := economy.ParsePending(a.Name); ok && earner == r.Earner && !b.IsZero() {
-			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: money(b, a.Asset)})
-		}
+	pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account) bool {
+		earner, _, ok := economy.ParsePending(a.Name)
+		return ok && earner == r.Earner
 	})
 	if err != nil {
-		return nil, err
-	}
-	if out.Available, err = h.s.balance(ctx, economy.AvailableDiamonds(r.Earner), economy.Diamond, asOf); err != nil {
 		return nil, err
 	}
 	// By name, not prefix: creator "agency"'s prefix also starts every
 	// agency's payables ("agency:{id}").
-	err = h.s.eachAccount(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account, b decimal.Decimal) {
-		if a.Name == economy.CreatorPayable(r.Earner, a.Asset) {
-			out.Payable = append(out.Payable, money(b, a.Asset))
-		}
+	payable, err := h.s.accountsUnder(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account) bool {
+		return a.Name == economy.CreatorPayable(r.Earner, a.Asset)
 	})
 	if err != nil {
 		return nil, err
 	}
+	available, err := h.s.accountsNamed(ctx, []string{economy.AvailableDiamonds(r.Earner)}, asOf)
+	if err != nil {
+		return nil, err
+	}
+	held, err := h.s.balancesOf(ctx, slices.Concat(pending, payable, available), asOf)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.GetCreatorEarningsResponse{Available: money(held[economy.AvailableDiamonds(r.Earner)], economy.Diamond)}
+	for _, a := range pending {
+		if b := held[a.Name]; !b.IsZero() {
+			_, day, _ := economy.ParsePending(a.Name)
+			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: money(b, a.Asset)})
+		}
+	}
+	for _, a := range payable {
+		out.Payable = append(out.Payable, money(held[a.Name], a.Asset))
+	}
 	return out, nil
 }
 
-// eachAccount calls fn with every account under prefix and its balance,
-// now (asOf zero) or as of an instant, leaving out accounts opened after it.
-func (s *Server) eachAccount(ctx context.Context, prefix string, asOf time.Time, fn func(*ledger.Account, decimal.Decimal)) error {
+// accountsUnder lists the accounts under prefix that keep accepts, leaving
+// out those opened after asOf (when given).
+func (s *Server) accountsUnder(ctx context.Context, prefix string, asOf time.Time, keep func(*ledger.Account) bool) ([]*ledger.Account, error) {
+	var out []*ledger.Account
 	after := ""
 	for {
 		page, err := s.ledger.Accounts(ctx, prefix, after, ledger.MaxPage)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		existed := page
-		if !asOf.IsZero() {
-			existed = slices.DeleteFunc(slices.Clone(page), func(a *ledger.Account) bool { return a.CreatedAt.After(asOf) })
-		}
-		balances, err := s.ledger.Balances(ctx, existed, asOf)
-		if err != nil {
-			return err
-		}
-		for i, a := range existed {
-			fn(a, balances[i])
+		for _, a := range page {
+			if keep(a) && existed(a, asOf) {
+				out = append(out, a)
+			}
 		}
 		if len(page) < ledger.MaxPage {
-			return nil
+			return out, nil
 		}
 		after = page[len(page)-1].Name
 	}
+}
+
+// accountsNamed returns those of the named accounts that exist (existed at
+// asOf, when given).
+func (s *Server) accountsNamed(ctx context.Context, names []string, asOf time.Time) ([]*ledger.Account, error) {
+	found, err := s.ledger.AccountsByName(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil || !existed(a, asOf) }), nil
+}
+
+func existed(a *ledger.Account, asOf time.Time) bool {
+	return asOf.IsZero() || !a.CreatedAt.After(asOf)
+}
+
+// balancesOf reads the accounts' balances by name: now in one snapshot, so
+// that one answer shows one state of the ledger (read a kind of account at
+// a time, a gift committing in between showed diamonds without their
+// value), or as of a recorded time, a page at a time: balances as of a
+// settled instant agree however they are read.
+func (s *Server) balancesOf(ctx context.Context, accounts []*ledger.Account, asOf time.Time) (map[string]decimal.Decimal, error) {
+	out := make(map[string]decimal.Decimal, len(accounts))
+	for len(accounts) > 0 {
+		n := len(accounts)
+		if !asOf.IsZero() {
+			n = min(n, ledger.MaxPage)
+		}
+		balances, err := s.ledger.Balances(ctx, accounts[:n], asOf)
+		if err != nil {
+			return nil, err
+		}
+		for i, a := range accounts[:n] {
+			out[a.Name] = balances[i]
+		}
+		accounts = accounts[n:]
+	}
+	return out, nil
 }

@@ -754,13 +754,23 @@ func (s *Service) Balance(ctx context.Context, name string, asOf time.Time) (dec
 }
 
 // Balances are the balances of accounts (from Accounts, say), in their
-// order: now (asOf zero), read together, or as of a recorded time.
+// order: now (asOf zero), read together in one snapshot, or as of a
+// recorded time.
 func (s *Service) Balances(ctx context.Context, accounts []*Account, asOf time.Time) ([]decimal.Decimal, error) {
-	if len(accounts) > MaxPage {
-		return nil, invalid("ledger.Balances", "accounts", "at most %d at once", MaxPage)
+	limit := MaxPage
+	if asOf.IsZero() {
+		limit = MaxSnapshot
+	}
+	if len(accounts) > limit {
+		return nil, invalid("ledger.Balances", "accounts", "at most %d at once", limit)
 	}
 	return s.store.Balances(ctx, accounts, asOf)
 }
+
+// MaxSnapshot bounds the accounts whose balances now are read together (one
+// query). As of a time each account takes queries of its own, and MaxPage
+// bounds them.
+const MaxSnapshot = 20 * MaxPage
 
 // MaxPageSize bounds one page of entries.
 const MaxPageSize = 1000

@@ -778,8 +778,11 @@ func TestBalancesOfMany(t *testing.T) {
 		if got, err := e.svc.Balances(context.Background(), nil, time.Time{}); err != nil || len(got) != 0 {
 			t.Errorf("no accounts: %v %v", got, err)
 		}
-		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1), time.Time{}); ledger.KindOf(err) != ledger.Invalid {
-			t.Errorf("too many accounts: %v", err)
+		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxSnapshot+1), time.Time{}); ledger.KindOf(err) != ledger.Invalid {
+			t.Errorf("too many accounts now: %v", err)
+		}
+		if _, err := e.svc.Balances(context.Background(), make([]*ledger.Account, ledger.MaxPage+1), mid); ledger.KindOf(err) != ledger.Invalid {
+			t.Errorf("too many accounts as of a time: %v", err)
 		}
 	})
 }

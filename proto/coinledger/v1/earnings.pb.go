@@ -26,7 +26,8 @@ type GetCreatorEarningsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A creator id, or "agency:{id}" for an agency's split.
 	Earner string `protobuf:"bytes,1,opt,name=earner,proto3" json:"earner,omitempty"`
-	// Unset: now. Otherwise the earnings as recorded at that instant, for a
+	// Unset: now, every balance read in one snapshot (a gift's diamonds and
+	// their value appear together). Otherwise the earnings as recorded at that instant, for a
 	// statement's opening or closing: asked again later, the answer is the
 	// same once the commit timeout (30 s) has passed since the instant.
 	AsOf          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`

@@ -36,7 +36,8 @@ type GiftServiceClient interface {
 	// ReverseGift undoes a gift (fraud, moderation) while its earnings are
 	// pending; a gift is reversed at most once.
 	ReverseGift(ctx context.Context, in *ReverseGiftRequest, opts ...grpc.CallOption) (*ReverseGiftResponse, error)
-	// GetWallet returns a user's coins.
+	// GetWallet returns a user's coins, paid, promo and owed read in one
+	// snapshot.
 	GetWallet(ctx context.Context, in *GetWalletRequest, opts ...grpc.CallOption) (*GetWalletResponse, error)
 }
 
@@ -90,7 +91,8 @@ type GiftServiceServer interface {
 	// ReverseGift undoes a gift (fraud, moderation) while its earnings are
 	// pending; a gift is reversed at most once.
 	ReverseGift(context.Context, *ReverseGiftRequest) (*ReverseGiftResponse, error)
-	// GetWallet returns a user's coins.
+	// GetWallet returns a user's coins, paid, promo and owed read in one
+	// snapshot.
 	GetWallet(context.Context, *GetWalletRequest) (*GetWalletResponse, error)
 	mustEmbedUnimplementedGiftServiceServer()
 }
