@@ -33,7 +33,7 @@ type clientOptions struct {
 
 func (o *clientOptions) register(fs *flag.FlagSet, scopes string) {
 	fs.StringVar(&o.addr, "addr", os.Getenv("COINLEDGER_ADDR"), "server address; empty starts a server in this process (env COINLEDGER_ADDR)")
-	fs.StringVar(&o.token, "token", os.Getenv("COINLEDGER_TOKEN"), "bearer token with the scopes "+scopes+"; needed with --addr (env COINLEDGER_TOKEN)")
+	secretFlag(fs, &o.token, "token", "COINLEDGER_TOKEN", "bearer `token` with the scopes "+scopes+"; needed with --addr")
 	fs.StringVar(&o.caFile, "tls-ca", os.Getenv("COINLEDGER_TLS_CA"), "CA bundle (PEM) to verify the server with; empty: plaintext")
 	fs.StringVar(&o.certFile, "client-cert", os.Getenv("COINLEDGER_CLIENT_CERT"), "client certificate (PEM) for a server that requires mutual TLS; needs --tls-ca")
 	fs.StringVar(&o.keyFile, "client-key", os.Getenv("COINLEDGER_CLIENT_KEY"), "the client certificate's private key (PEM)")

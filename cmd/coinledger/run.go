@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("coinledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &common{stderr: stderr, linger: ledger.DefaultLinger}
-	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL or CockroachDB URL; empty starts a private PostgreSQL")
+	secretFlag(fs, &c.databaseURL, "database-url", "DATABASE_URL", "PostgreSQL or CockroachDB `URL`; empty starts a private PostgreSQL")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	switch cmd {
 	case "serve", "bench", "demo":
@@ -126,6 +126,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// secretFlag registers a string flag that, when not given, takes the value
+// of the environment variable env. That value is not the flag's default: the
+// flag package prints defaults in its usage, which a mistyped flag sends to
+// the log, and a database URL or a token must not go there.
+func secretFlag(fs *flag.FlagSet, p *string, name, env, usage string) {
+	*p = os.Getenv(env)
+	fs.Func(name, usage+" (env "+env+")", func(v string) error { *p = v; return nil })
 }
 
 // database returns the URL to use, starting the private PostgreSQL when no

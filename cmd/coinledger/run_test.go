@@ -165,6 +165,29 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// A database URL or token given in the environment is used and never
+// printed: the flag package prints flags' defaults in its usage, which a
+// mistyped flag sends to the log.
+func TestSecretsFromTheEnvironmentStayOutOfUsage(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://u:s3cretpw@127.0.0.1:1/db")
+	t.Setenv("COINLEDGER_TOKEN", "tok-secret-0123456789")
+	leaks := func(s string) bool { return strings.Contains(s, "s3cretpw") || strings.Contains(s, "tok-secret") }
+	for _, cmd := range []string{"migrate", "verify", "serve", "demo", "bench"} {
+		code, out, stderr := runCmd(t, cmd, "--no-such-flag")
+		if code != exitError || !strings.Contains(stderr, "-database-url URL") || leaks(out+stderr) {
+			t.Errorf("%s with a mistyped flag: exit %d\n%s%s", cmd, code, out, stderr)
+		}
+	}
+	// Still used: the URL's database refuses the connection, and the token
+	// lets the demo call a server it names (which is not there).
+	if code, out, stderr := runCmd(t, "migrate"); code != exitError || !strings.Contains(stderr, "127.0.0.1:1") || leaks(out+stderr) {
+		t.Errorf("migrate on DATABASE_URL: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := runCmd(t, "demo", "--addr", "127.0.0.1:1"); code != exitError || !strings.Contains(stderr, "Unavailable") || leaks(out+stderr) {
+		t.Errorf("demo with COINLEDGER_TOKEN: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
 // bench with no --addr starts its own private PostgreSQL (in a temporary
 // directory, removed afterwards) and server, and reports a clean check.
 func TestWriteCPU(t *testing.T) {
