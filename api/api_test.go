@@ -56,7 +56,7 @@ type env struct {
 	at   *timestamppb.Timestamp // purchases' store time: a retry resends it
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, configure ...func(*api.Config)) *env {
 	t.Helper()
 	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -70,7 +70,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(svc, eco, cat, api.Config{Tokens: toks, Logger: quiet})
+	cfg := api.Config{Tokens: toks, Logger: quiet}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	srv := api.New(svc, eco, cat, cfg)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +169,34 @@ func (e *env) buy(t *testing.T, user, storeID string) *pb.Transaction {
 		t.Fatal(err)
 	}
 	return r.Transaction
+}
+
+// giftStorm has viewers v0, v1, ... each buy 100 coins, then send
+// giftsEach gifts of coins to star, the viewers concurrently, and returns a
+// channel closed once every gift is answered.
+func (e *env) giftStorm(t *testing.T, name string, viewers, giftsEach int, coins int64) <-chan struct{} {
+	t.Helper()
+	for v := range viewers {
+		e.buy(t, fmt.Sprintf("v%d", v), fmt.Sprintf("tx-%s-%d", name, v))
+	}
+	gifts := e.gifts(t)
+	var wg sync.WaitGroup
+	for v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range giftsEach {
+				if _, err := gifts.SendGift(context.Background(), &pb.SendGiftRequest{IdempotencyKey: fmt.Sprintf("%s-%d-%d", name, v, i),
+					Viewer: fmt.Sprintf("v%d", v), Creator: "star", Coins: coins, StreamId: "s", SentAt: timestamppb.Now()}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }
 
 // earningsLine renders an earner's statement as "pending N, ..., payable N
@@ -1014,29 +1046,10 @@ func TestRetryAfterLostResponse(t *testing.T) {
 func TestEarningsInOneSnapshot(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
-	const viewers, giftsEach = 4, 25
-	for v := range viewers {
-		e.buy(t, fmt.Sprintf("v%d", v), fmt.Sprintf("tx-snap-%d", v))
-	}
 	ctx := context.Background()
-	gifts, reader := e.gifts(t), e.earnings(t)
-	var wg sync.WaitGroup
-	for v := range viewers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range giftsEach {
-				// 4 coins: 2 diamonds, one whole granule worth 0.01 USD.
-				if _, err := gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: fmt.Sprintf("snap-%d-%d", v, i), Viewer: fmt.Sprintf("v%d", v),
-					Creator: "star", Coins: 4, StreamId: "s", SentAt: timestamppb.Now()}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	reader := e.earnings(t)
+	// 4 coins: 2 diamonds, one whole granule worth 0.01 USD.
+	done := e.giftStorm(t, "snap", 4, 25, 4)
 	diamondValue := decimal.RequireFromString("0.005")
 	for reads := 0; ; reads++ {
 		select {
@@ -1214,6 +1227,22 @@ func TestSizeLimits(t *testing.T) {
 	// The connection is still good afterwards.
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v"}); err != nil {
 		t.Errorf("after the refusals: %v", err)
+	}
+}
+
+// A connection has at most MaxStreams requests in flight: with one, the
+// gifts of eight concurrent callers on one connection reach the ledger one
+// at a time, each a commit batch of its own.
+func TestStreamLimit(t *testing.T) {
+	e := newEnv(t, func(c *api.Config) { c.MaxStreams = 1 })
+	e.seed(t)
+	const callers, giftsEach = 8, 4
+	before := e.srv.CommitStats()
+	<-e.giftStorm(t, "streams", callers, giftsEach, 5)
+	after := e.srv.CommitStats()
+	// Each viewer's purchase, then its gifts.
+	if batches, requests := after.Batches-before.Batches, after.Requests-before.Requests; requests != callers*(1+giftsEach) || batches != requests {
+		t.Errorf("%d requests in %d batches, want %d one a batch", requests, batches, callers*(1+giftsEach))
 	}
 }
 

@@ -52,6 +52,11 @@ type Config struct {
 	// DefaultDeadline applies to a request that arrives without one, and
 	// MaxDeadline caps any; 0 means 10 s and 60 s.
 	DefaultDeadline, MaxDeadline time.Duration
+	// MaxStreams bounds the requests one connection has in flight (HTTP/2's
+	// SETTINGS_MAX_CONCURRENT_STREAMS; a client queues the rest); 0 means
+	// 1,024. gRPC's own default is unbounded: one connection could hold a
+	// goroutine and a request per stream until memory runs out.
+	MaxStreams uint32
 }
 
 // Server is the gRPC server over a ledger, its economy and catalog.
@@ -93,10 +98,14 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	if cfg.MaxDeadline <= 0 {
 		cfg.MaxDeadline = 60 * time.Second
 	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = 1024
+	}
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats)}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
 		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, s.bound),
 		grpc.ChainStreamInterceptor(s.authorizeStream),
