@@ -9,7 +9,9 @@ import (
 	"unicode"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/coinledger/coinledger/ledger"
 )
@@ -88,6 +90,66 @@ func TestRequestLogNamesCaller(t *testing.T) {
 		call(c.token)
 		if !strings.Contains(logged.String(), c.want) {
 			t.Errorf("log %q lacks %q", logged.String(), c.want)
+		}
+	}
+}
+
+// fakeStream is a server stream that only has a context.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (f fakeStream) Context() context.Context { return f.ctx }
+
+// Streaming calls (reflection, health's Watch) go through the same logging,
+// metrics, panic recovery and authentication as unary ones.
+func TestStreamsAreObserved(t *testing.T) {
+	toks, err := ParseTokens(strings.NewReader("finance finance tok-fin-0123456789\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	s := &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(&logged, nil)),
+		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}
+	info := &grpc.StreamServerInfo{FullMethod: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}
+	call := func(token string, handler grpc.StreamHandler) error {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+		return s.observeStream(nil, fakeStream{ctx: ctx}, info, func(srv any, ss grpc.ServerStream) error {
+			return s.recoverStream(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+				return s.authorizeStream(srv, ss, info, handler)
+			})
+		})
+	}
+	for _, c := range []struct {
+		name, token string
+		handler     grpc.StreamHandler
+		code        codes.Code
+		log         []string
+	}{
+		{"served", "tok-fin-0123456789", func(any, grpc.ServerStream) error { return nil }, codes.OK,
+			[]string{"msg=rpc", "code=OK", "caller=finance"}},
+		{"a panic", "tok-fin-0123456789", func(any, grpc.ServerStream) error { panic("boom") }, codes.Internal,
+			[]string{"msg=panic", "panic=boom", "code=Internal", "caller=finance"}},
+		{"no token", "nope", func(any, grpc.ServerStream) error { return nil }, codes.Unauthenticated,
+			[]string{"msg=rpc", "code=Unauthenticated"}},
+	} {
+		logged.Reset()
+		if err := call(c.token, c.handler); status.Code(err) != c.code {
+			t.Errorf("%s: %v, want %s", c.name, err, c.code)
+		}
+		for _, want := range c.log {
+			if !strings.Contains(logged.String(), want) {
+				t.Errorf("%s: log %q lacks %q", c.name, logged.String(), want)
+			}
+		}
+	}
+	var page bytes.Buffer
+	s.Metrics.render(&page)
+	for _, code := range []string{"OK", "Internal", "Unauthenticated"} {
+		want := `coinledger_rpc_requests_total{method="` + info.FullMethod + `",code="` + code + `"} 1`
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, page.String())
 		}
 	}
 }

@@ -108,7 +108,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
 		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, s.bound),
-		grpc.ChainStreamInterceptor(s.authorizeStream),
+		grpc.ChainStreamInterceptor(s.observeStream, s.recoverStream, s.authorizeStream),
 		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if cfg.TLS != nil {
@@ -152,33 +152,61 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 // observe logs each request and counts it, with the code it ended with.
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	who := &callerSlot{}
+	start, who := time.Now(), &callerSlot{}
 	resp, err := handler(context.WithValue(ctx, callerSlotKey{}, who), req)
+	s.record(ctx, info.FullMethod, start, who, err)
+	return resp, err
+}
+
+// observeStream is observe for streaming calls (reflection, health's
+// Watch), logged and counted when they end.
+func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start, who := time.Now(), &callerSlot{}
+	err := handler(srv, streamIn{ss, context.WithValue(ss.Context(), callerSlotKey{}, who)})
+	s.record(ss.Context(), info.FullMethod, start, who, err)
+	return err
+}
+
+// streamIn is a stream whose handlers see ctx.
+type streamIn struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s streamIn) Context() context.Context { return s.ctx }
+
+func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, err error) {
 	code := status.Code(err)
 	elapsed := time.Since(start)
-	s.Metrics.observe(info.FullMethod, code, elapsed)
+	s.Metrics.observe(method, code, elapsed)
 	level := slog.LevelInfo
 	if code == codes.Internal || code == codes.Unknown {
 		level = slog.LevelError
 	}
-	attrs := []any{"method", info.FullMethod, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
+	attrs := []any{"method", method, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
 	if who.caller != nil {
 		attrs = append(attrs, "caller", who.caller.Name)
 	}
 	s.log.Log(ctx, level, "rpc", attrs...)
-	return resp, err
 }
 
 // recoverPanic turns a handler's panic into Internal, logging the stack.
 func (s *Server) recoverPanic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.ErrorContext(ctx, "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
-			resp, err = nil, status.Error(codes.Internal, "internal error")
-		}
-	}()
+	defer s.recovered(ctx, info.FullMethod, &err)
 	return handler(ctx, req)
+}
+
+func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer s.recovered(ss.Context(), info.FullMethod, &err)
+	return handler(srv, ss)
+}
+
+// recovered, deferred, turns a panic into Internal, logging the stack.
+func (s *Server) recovered(ctx context.Context, method string, err *error) {
+	if p := recover(); p != nil {
+		s.log.ErrorContext(ctx, "panic", "method", method, "panic", p, "stack", string(debug.Stack()))
+		*err = status.Error(codes.Internal, "internal error")
+	}
 }
 
 func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
