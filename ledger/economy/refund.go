@@ -182,12 +182,23 @@ func (e *Economy) replayRefund(ctx context.Context, op, key string, req RefundRe
 	}
 	var plan RefundPlan
 	_ = json.Unmarshal(tx.Metadata, &plan)
-	if plan.StoreTransactionID != req.StoreTransactionID || plan.Requested != req.Coins || plan.RequestedPolicy != policy ||
+	if plan.StoreTransactionID != req.StoreTransactionID || plan.Requested != req.Coins || plan.asked() != policy ||
 		!tx.EffectiveAt.Equal(req.RefundedAt.Truncate(time.Microsecond)) {
 		return nil, &ledger.Error{Op: op, Field: "refund_id", Err: ledger.ErrIdempotencyConflict}
 	}
 	tx.Replayed = true
 	return tx, nil
+}
+
+// asked is the policy the refund was asked with. A plan recorded before
+// RequestedPolicy was kept has only the policy applied, which is the one
+// asked unless the refund gave a clawback up, and so still matches the
+// store's retries across the upgrade in nearly every case.
+func (p RefundPlan) asked() RefundPolicy {
+	if p.RequestedPolicy == "" {
+		return p.Policy
+	}
+	return p.RequestedPolicy
 }
 
 // planRefund reads the lot and works out the refund's postings; given up
