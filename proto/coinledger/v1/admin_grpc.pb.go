@@ -40,8 +40,8 @@ type AdminServiceClient interface {
 	// ReleaseEarnings runs the earnings release job now: pending diamonds
 	// whose release day ended by as_of move into their earner's available
 	// diamonds. The job is idempotent and resumable, and coinledger serve
-	// also runs it on a timer; it pages through every pending account, so
-	// give it a long deadline.
+	// also runs it on a timer; it pages through the pending accounts of the
+	// release days it has not closed, so give it a long deadline.
 	ReleaseEarnings(ctx context.Context, in *ReleaseEarningsRequest, opts ...grpc.CallOption) (*ReleaseEarningsResponse, error)
 }
 
@@ -99,8 +99,8 @@ type AdminServiceServer interface {
 	// ReleaseEarnings runs the earnings release job now: pending diamonds
 	// whose release day ended by as_of move into their earner's available
 	// diamonds. The job is idempotent and resumable, and coinledger serve
-	// also runs it on a timer; it pages through every pending account, so
-	// give it a long deadline.
+	// also runs it on a timer; it pages through the pending accounts of the
+	// release days it has not closed, so give it a long deadline.
 	ReleaseEarnings(context.Context, *ReleaseEarningsRequest) (*ReleaseEarningsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
