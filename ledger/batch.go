@@ -40,6 +40,7 @@ type Pending struct {
 	dupOf    *Pending
 
 	askedEffective time.Time // zero: the effective time is the recorded time
+	pastFrozen     bool      // PostRequest.PastFrozen
 
 	// What was asked, never modified: Decide works on copies, since it may
 	// run again, and appends spill and relief postings after these.
@@ -406,7 +407,9 @@ func (pd *Pending) apply(op string, st *State, balance map[uuid.UUID]decimal.Dec
 		a := pd.Accounts[i]
 		switch st.Status[a.ID] {
 		case Frozen:
-			return wrap(op, fmt.Sprintf("postings[%d].account", i), ErrAccountFrozen)
+			if !pd.pastFrozen {
+				return wrap(op, fmt.Sprintf("postings[%d].account", i), ErrAccountFrozen)
+			}
 		case Closed:
 			return wrap(op, fmt.Sprintf("postings[%d].account", i), ErrAccountClosed)
 		}

@@ -289,6 +289,7 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 		},
 		Fingerprint:    fingerprint(req.Kind, req.EffectiveAt, meta, req.Reverses, req.Postings, req.fingerprintParts()),
 		askedEffective: req.EffectiveAt.UTC().Truncate(time.Microsecond),
+		pastFrozen:     req.PastFrozen,
 	}
 	for i, p := range req.Postings {
 		a, err := s.account(ctx, p.Account)

@@ -54,6 +54,11 @@ type PostRequest struct {
 	// once, and the lots it drew on get back exactly what it took from them.
 	// Service.Reverse builds the plain mirror image.
 	Reverses *uuid.UUID
+	// PastFrozen posts to frozen accounts too (closed ones still refuse): a
+	// movement that has already happened outside the ledger, such as a
+	// store's charge or refund, is recorded whatever block the platform put
+	// on the accounts.
+	PastFrozen bool
 }
 
 // Posting is one posted leg of a transaction.

@@ -89,6 +89,8 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 			},
 			Relieve: &ledger.Relief{Account: CoinWallet(user), Units: repay, Legs: settleReliefLegs},
 			Expect:  []ledger.Expectation{{Account: CoinDebt(user), Balance: debt}},
+			// Repaying a debt is no spending: it goes on while the viewer is blocked.
+			PastFrozen: true,
 		})
 		moved := errors.Is(err, ledger.ErrUnexpectedBalance) || errors.Is(err, ledger.ErrInsufficientFunds)
 		if moved && attempt < maxSettleAttempts {
@@ -141,6 +143,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 			Metadata:       s.Metadata,
 			Postings:       postings,
 			Reverses:       &id,
+			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
 		if errors.Is(err, ledger.ErrAlreadyReversed) {
 			continue

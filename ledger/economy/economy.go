@@ -286,6 +286,7 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 		Metadata:       meta,
 		Postings:       postings,
 		OpenLot:        &ledger.LotOpen{UnitsPosting: 1, ValuePosting: valuePosting},
+		PastFrozen:     true, // the store has charged: recorded, blocked viewer or not
 	})
 	if err != nil {
 		return nil, err

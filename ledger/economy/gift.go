@@ -431,6 +431,9 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		Postings:       postings,
 		Carries:        earningsCarries(terms, true),
 		Reverses:       &id,
+		// A blocked viewer's gifts are the ones most likely to be undone
+		// (fraud): the coins go back into the frozen wallet.
+		PastFrozen: true,
 	})
 	if err != nil {
 		return nil, err
@@ -454,8 +457,11 @@ func mirror(p ledger.Posting) ledger.PostingRequest {
 	return ledger.PostingRequest{Account: p.Account, Side: opposite(p.Side), Amount: p.Amount}
 }
 
-// BlockViewer freezes the user's wallets: gifts from them are refused until
-// UnblockViewer.
+// BlockViewer freezes the user's wallets: their gifts and promo grants are
+// refused until UnblockViewer. What the stores did (purchases, refunds and
+// their reversals) is still recorded, as are gift reversals and debt
+// repayments: finance must find every store transaction in the ledger, and
+// a fraudster's chargebacks arrive while they are blocked.
 func (e *Economy) BlockViewer(ctx context.Context, user string) error {
 	return e.setWalletStatus(ctx, "economy.BlockViewer", user, ledger.Frozen)
 }

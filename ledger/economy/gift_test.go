@@ -414,3 +414,54 @@ func TestGiftTermsEncodeCanonically(t *testing.T) {
 		t.Errorf("GiftTerms encode as\n%s\nnot in key order:\n%s", got, sorted)
 	}
 }
+
+// A blocked viewer cannot gift or be granted promo coins, but what the
+// stores did is still booked (a fraudster's chargebacks arrive while they are
+// blocked: finance must find every store transaction in the ledger), and so
+// are gift reversals; the coins stay frozen.
+func TestBlockedViewerStillBooksTheStores(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	g, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")) // 100 promo, 900 paid
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eco.BlockViewer(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	e.buy(t, "v1", "a-v1-blocked")
+	if _, err := e.eco.Refund(ctx, refund("a-v1-blocked", "r-blocked", 0), economy.ClawbackThenLoss); err != nil {
+		t.Fatalf("refund while blocked: %v", err)
+	}
+	if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-blocked"}); err != nil {
+		t.Fatalf("refund reversal while blocked: %v", err)
+	}
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud", GiftTx: g.ID.String(), Reason: "stolen card"}); err != nil {
+		t.Fatalf("gift reversal while blocked: %v", err)
+	}
+	e.want(t, economy.CoinWallet("v1"), "2642") // 421 + 1321 bought while blocked + 900 back
+	e.want(t, economy.PromoWallet("v1"), "100")
+	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "rose")); !errors.Is(err, ledger.ErrAccountFrozen) {
+		t.Errorf("gift while blocked: %v", err)
+	}
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-blocked", User: "v1", Coins: 5}); !errors.Is(err, ledger.ErrAccountFrozen) {
+		t.Errorf("promo grant while blocked: %v", err)
+	}
+
+	// A debt a chargeback leaves is repaid from what the blocked viewer buys.
+	e.buy(t, "v3", "a-v3")
+	if _, err := e.eco.SendGift(ctx, gift("g3", "v3", "c1", "lion")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eco.BlockViewer(ctx, "v3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v3", "r-v3", 0), economy.OweCoins); err != nil {
+		t.Fatalf("chargeback while blocked: %v", err)
+	}
+	e.want(t, economy.CoinDebt("v3"), "1000")
+	e.buy(t, "v3", "a-v3-blocked")
+	e.want(t, economy.CoinDebt("v3"), "0")
+	e.want(t, economy.CoinWallet("v3"), "321")
+	verifyClean(t, e)
+}

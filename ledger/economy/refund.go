@@ -150,6 +150,7 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 			return nil, err
 		}
 		post.IdempotencyKey = key
+		post.PastFrozen = true // the store has refunded: recorded, blocked viewer or not
 		tx, err := e.ledger.Post(ctx, post)
 		// The lot or a pending account moved since the plan was read (another
 		// refund of the same purchase, a gift, a release): plan again. The
@@ -490,6 +491,7 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 		Postings:       postings,
 		Carries:        carries,
 		Reverses:       &id,
+		PastFrozen:     true, // as the refund
 	})
 	if err == nil && plan.Owed > 0 {
 		err = e.settleDebt(ctx, plan.User, key)

@@ -58,6 +58,19 @@ func TestRefusals(t *testing.T) {
 		}
 		// Atomic: the refused transfers moved nothing.
 		e.wantBalance("alice", "10")
+		// Past the freeze (money that moved outside): posted, into and out
+		// of a frozen account; a closed one still refuses.
+		past := func(key, from, to string) ledger.PostRequest {
+			r := transfer(key, from, to, "1")
+			r.PastFrozen = true
+			return r
+		}
+		e.post(past("p1", "alice", "frozen"))
+		e.post(past("p2", "frozen", "bob"))
+		if _, err := e.svc.Post(ctx, past("p3", "alice", "closed")); !errors.Is(err, ledger.ErrAccountClosed) {
+			t.Errorf("past the freeze into a closed account: %v", err)
+		}
+		e.wantBalance("alice", "9")
 		// A frozen account takes postings again once reopened; a closed one never.
 		if _, err := e.svc.SetAccountStatus(ctx, "frozen", ledger.Open); err != nil {
 			t.Fatal(err)

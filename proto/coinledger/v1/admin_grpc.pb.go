@@ -30,10 +30,12 @@ const (
 //
 // AdminService is the platform's operations on the economy (scope "admin").
 type AdminServiceClient interface {
-	// BlockViewer freezes a viewer's coin wallets: every posting to them is
-	// refused with FailedPrecondition until UnblockViewer (their gifts, and
-	// purchases, refunds and reversals that touch the wallets). Blocking a
-	// blocked viewer is a no-op.
+	// BlockViewer freezes a viewer's coin wallets until UnblockViewer: their
+	// gifts and promo grants are refused with FailedPrecondition. What the
+	// stores did is still recorded, into the frozen wallets: purchases,
+	// refunds (a fraudster's chargebacks arrive while they are blocked) and
+	// refund reversals, and so are gift reversals and debt repayments.
+	// Blocking a blocked viewer is a no-op.
 	BlockViewer(ctx context.Context, in *BlockViewerRequest, opts ...grpc.CallOption) (*BlockViewerResponse, error)
 	// UnblockViewer reopens a viewer's wallets.
 	UnblockViewer(ctx context.Context, in *UnblockViewerRequest, opts ...grpc.CallOption) (*UnblockViewerResponse, error)
@@ -89,10 +91,12 @@ func (c *adminServiceClient) ReleaseEarnings(ctx context.Context, in *ReleaseEar
 //
 // AdminService is the platform's operations on the economy (scope "admin").
 type AdminServiceServer interface {
-	// BlockViewer freezes a viewer's coin wallets: every posting to them is
-	// refused with FailedPrecondition until UnblockViewer (their gifts, and
-	// purchases, refunds and reversals that touch the wallets). Blocking a
-	// blocked viewer is a no-op.
+	// BlockViewer freezes a viewer's coin wallets until UnblockViewer: their
+	// gifts and promo grants are refused with FailedPrecondition. What the
+	// stores did is still recorded, into the frozen wallets: purchases,
+	// refunds (a fraudster's chargebacks arrive while they are blocked) and
+	// refund reversals, and so are gift reversals and debt repayments.
+	// Blocking a blocked viewer is a no-op.
 	BlockViewer(context.Context, *BlockViewerRequest) (*BlockViewerResponse, error)
 	// UnblockViewer reopens a viewer's wallets.
 	UnblockViewer(context.Context, *UnblockViewerRequest) (*UnblockViewerResponse, error)
