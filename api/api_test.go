@@ -199,6 +199,37 @@ func (e *env) giftStorm(t *testing.T, name string, viewers, giftsEach int, coins
 	return done
 }
 
+// readEarningsUntil reads star's earnings until done closes, failing at the
+// first answer whose payable is not the value (0.005 USD a diamond) of the
+// diamonds it shows.
+func (e *env) readEarningsUntil(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	reader := e.earnings(t)
+	for reads := 0; ; reads++ {
+		select {
+		case <-done:
+			t.Logf("%d reads", reads)
+			return
+		default:
+		}
+		r, err := reader.GetCreatorEarnings(context.Background(), &pb.GetCreatorEarningsRequest{Earner: "star"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		diamonds := decimal.RequireFromString(r.Available.Amount)
+		for _, p := range r.Pending {
+			diamonds = diamonds.Add(decimal.RequireFromString(p.Diamonds.Amount))
+		}
+		payable := decimal.Zero
+		for _, p := range r.Payable {
+			payable = payable.Add(decimal.RequireFromString(p.Amount))
+		}
+		if value := diamonds.Mul(decimal.RequireFromString("0.005")); !payable.Equal(value) {
+			t.Fatalf("read %d: %s diamonds with %s USD payable, want their value %s", reads, diamonds, payable, value)
+		}
+	}
+}
+
 // earningsLine renders an earner's statement as "pending N, ..., payable N
 // ASSET, ..., available N".
 func (e *env) earningsLine(t *testing.T, req *pb.GetCreatorEarningsRequest) string {
@@ -1047,34 +1078,39 @@ func TestRetryAfterLostResponse(t *testing.T) {
 func TestEarningsInOneSnapshot(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
-	ctx := context.Background()
-	reader := e.earnings(t)
 	// 4 coins: 2 diamonds, one whole granule worth 0.01 USD.
-	done := e.giftStorm(t, "snap", 4, 25, 4)
-	diamondValue := decimal.RequireFromString("0.005")
-	for reads := 0; ; reads++ {
-		select {
-		case <-done:
-			t.Logf("%d reads", reads)
-			return
-		default:
+	e.readEarningsUntil(t, e.giftStorm(t, "snap", 4, 25, 4))
+}
+
+// The same holds when the gifts open new accounts: each gift here lands in
+// a release day of its own (the share rule's holding period grows by a day
+// before each), whose pending account the gift creates. A read that listed
+// the accounts before one was created, and read balances after its gift,
+// showed the gift's value without its diamonds (this caught it in one run
+// of three; TestReadBalancesSeesAccountsCreatedMeanwhile makes it happen).
+func TestEarningsInOneSnapshotAcrossNewAccounts(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	e.buy(t, "v0", "tx-days")
+	ctx := context.Background()
+	cat, gifts := e.catalog(t), e.gifts(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for day := 1; day <= 25; day++ {
+			if _, err := cat.AddShareRule(ctx, &pb.AddShareRuleRequest{IdempotencyKey: fmt.Sprintf("days-%d", day), Creator: "star", CreatorShare: "0.5",
+				HoldingPeriod: durationpb.New(time.Duration(day) * 24 * time.Hour), DiamondValue: usd("0.005")}); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := gifts.SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: fmt.Sprintf("days-%d", day), Viewer: "v0",
+				Creator: "star", Coins: 4, StreamId: "s", SentAt: timestamppb.Now()}); err != nil {
+				t.Error(err)
+				return
+			}
 		}
-		r, err := reader.GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "star"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		diamonds := decimal.RequireFromString(r.Available.Amount)
-		for _, p := range r.Pending {
-			diamonds = diamonds.Add(decimal.RequireFromString(p.Diamonds.Amount))
-		}
-		payable := decimal.Zero
-		for _, p := range r.Payable {
-			payable = payable.Add(decimal.RequireFromString(p.Amount))
-		}
-		if !payable.Equal(diamonds.Mul(diamondValue)) {
-			t.Fatalf("read %d: %s diamonds with %s USD payable, want their value %s", reads, diamonds, payable, diamonds.Mul(diamondValue))
-		}
-	}
+	}()
+	e.readEarningsUntil(t, done)
 }
 
 // A catalog Add retried after a lost answer publishes nothing new, even when

@@ -136,11 +136,9 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 		return nil, err
 	}
 	names := []string{economy.CoinWallet(r.User), economy.PromoWallet(r.User), economy.CoinDebt(r.User)}
-	wallets, err := h.s.accountsNamed(ctx, names, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	held, err := h.s.balancesOf(ctx, wallets, time.Time{})
+	_, held, err := h.s.readBalances(ctx, time.Time{}, func() ([]*ledger.Account, error) {
+		return h.s.accountsNamed(ctx, names, time.Time{})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -161,38 +159,38 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	if err != nil {
 		return nil, err
 	}
-	pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, func(a *ledger.Account) bool {
+	isPending := func(a *ledger.Account) bool {
 		earner, _, ok := economy.ParsePending(a.Name)
 		return ok && earner == r.Earner
-	})
-	if err != nil {
-		return nil, err
 	}
 	// By name, not prefix: creator "agency"'s prefix also starts every
 	// agency's payables ("agency:{id}").
-	payable, err := h.s.accountsUnder(ctx, economy.CreatorPayable(r.Earner, ""), asOf, func(a *ledger.Account) bool {
-		return a.Name == economy.CreatorPayable(r.Earner, a.Asset)
+	isPayable := func(a *ledger.Account) bool { return a.Name == economy.CreatorPayable(r.Earner, a.Asset) }
+	accounts, held, err := h.s.readBalances(ctx, asOf, func() ([]*ledger.Account, error) {
+		pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, isPending)
+		if err != nil {
+			return nil, err
+		}
+		payable, err := h.s.accountsUnder(ctx, economy.CreatorPayable(r.Earner, ""), asOf, isPayable)
+		if err != nil {
+			return nil, err
+		}
+		available, err := h.s.accountsNamed(ctx, []string{economy.AvailableDiamonds(r.Earner)}, asOf)
+		return slices.Concat(pending, payable, available), err
 	})
-	if err != nil {
-		return nil, err
-	}
-	available, err := h.s.accountsNamed(ctx, []string{economy.AvailableDiamonds(r.Earner)}, asOf)
-	if err != nil {
-		return nil, err
-	}
-	held, err := h.s.balancesOf(ctx, slices.Concat(pending, payable, available), asOf)
 	if err != nil {
 		return nil, err
 	}
 	out := &pb.GetCreatorEarningsResponse{Available: money(held[economy.AvailableDiamonds(r.Earner)], economy.Diamond)}
-	for _, a := range pending {
-		if b := held[a.Name]; !b.IsZero() {
+	for _, a := range accounts {
+		b := held[a.Name]
+		switch {
+		case isPending(a) && !b.IsZero():
 			_, day, _ := economy.ParsePending(a.Name)
 			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: money(b, a.Asset)})
+		case isPayable(a):
+			out.Payable = append(out.Payable, money(b, a.Asset))
 		}
-	}
-	for _, a := range payable {
-		out.Payable = append(out.Payable, money(held[a.Name], a.Asset))
 	}
 	return out, nil
 }
@@ -232,6 +230,33 @@ func (s *Server) accountsNamed(ctx context.Context, names []string, asOf time.Ti
 func existed(a *ledger.Account, asOf time.Time) bool {
 	return asOf.IsZero() || !a.CreatedAt.After(asOf)
 }
+
+// readBalances reads the balances of the accounts list returns, by name,
+// now or as of a recorded time (see balancesOf). Now, it lists them again
+// after the read: accounts are only ever added, and a transaction's accounts
+// exist before it commits, so when no account has appeared the read saw no
+// transaction on an account it left out. Otherwise it reads again; a
+// statement whose accounts keep appearing is Aborted (retry).
+func (s *Server) readBalances(ctx context.Context, asOf time.Time, list func() ([]*ledger.Account, error)) ([]*ledger.Account, map[string]decimal.Decimal, error) {
+	accounts, err := list()
+	for attempt := 1; err == nil; attempt++ {
+		var held map[string]decimal.Decimal
+		if held, err = s.balancesOf(ctx, accounts, asOf); err != nil || !asOf.IsZero() {
+			return accounts, held, err
+		}
+		again, lerr := list()
+		if lerr != nil || len(again) == len(accounts) {
+			return accounts, held, lerr
+		}
+		if attempt == maxReadAttempts {
+			return nil, nil, &ledger.Error{Kind: ledger.Aborted, Message: "accounts kept appearing while their balances were read; retry"}
+		}
+		accounts = again
+	}
+	return nil, nil, err
+}
+
+const maxReadAttempts = 5
 
 // balancesOf reads the accounts' balances by name: now in one snapshot, so
 // that one answer shows one state of the ledger (read a kind of account at
