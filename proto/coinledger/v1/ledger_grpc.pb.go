@@ -41,7 +41,13 @@ type LedgerServiceClient interface {
 	// BatchGetBalances returns the balances of up to 1,000 accounts, in the
 	// order named, now or as of one recorded time: a trial balance's lines.
 	BatchGetBalances(ctx context.Context, in *BatchGetBalancesRequest, opts ...grpc.CallOption) (*BatchGetBalancesResponse, error)
-	// ListEntries pages through an account's entries in commit order.
+	// ListEntries pages through an account's entries in the order they were
+	// recorded. A transaction commits within the commit timeout (30 s) of the
+	// time it is recorded at, and two commit lanes crediting one account's
+	// separate balance rows may commit out of that order: an entry recorded
+	// less than that before now can still appear behind a page already read.
+	// A complete statement pages up to a recorded_until at least that far in
+	// the past (balances as of a time settle the same way).
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
 	GetTransaction(ctx context.Context, in *GetTransactionRequest, opts ...grpc.CallOption) (*GetTransactionResponse, error)
@@ -132,7 +138,13 @@ type LedgerServiceServer interface {
 	// BatchGetBalances returns the balances of up to 1,000 accounts, in the
 	// order named, now or as of one recorded time: a trial balance's lines.
 	BatchGetBalances(context.Context, *BatchGetBalancesRequest) (*BatchGetBalancesResponse, error)
-	// ListEntries pages through an account's entries in commit order.
+	// ListEntries pages through an account's entries in the order they were
+	// recorded. A transaction commits within the commit timeout (30 s) of the
+	// time it is recorded at, and two commit lanes crediting one account's
+	// separate balance rows may commit out of that order: an entry recorded
+	// less than that before now can still appear behind a page already read.
+	// A complete statement pages up to a recorded_until at least that far in
+	// the past (balances as of a time settle the same way).
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
 	GetTransaction(context.Context, *GetTransactionRequest) (*GetTransactionResponse, error)
