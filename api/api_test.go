@@ -1283,6 +1283,37 @@ func TestStreamLimit(t *testing.T) {
 	}
 }
 
+// rawCodec sends bytes as they are, for a request no protobuf library
+// would encode.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error)      { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error { *v.(*[]byte) = data; return nil }
+func (rawCodec) Name() string                       { return "proto" }
+
+// A request that cannot be decoded is bad input, not a server fault: gRPC
+// answers it Internal before any interceptor runs.
+func TestUndecodableRequest(t *testing.T) {
+	e := newEnv(t)
+	conn := e.dial(t, "tok-gift-0123456789")
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"idempotency_key not UTF-8", []byte{0x0a, 0x02, 0xff, 0xfe}},
+		{"truncated", []byte{0x0a, 0x05, 'a'}},
+	} {
+		var out []byte
+		err := conn.Invoke(context.Background(), "/coinledger.v1.GiftService/SendGift", c.body, &out, grpc.ForceCodec(rawCodec{}))
+		wantCode(t, c.name, err, codes.InvalidArgument)
+	}
+	rec := httptest.NewRecorder()
+	e.srv.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `coinledger_rpc_requests_total{method="/coinledger.v1.GiftService/SendGift",code="InvalidArgument"} 2`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
+
 // The metrics page counts RPCs by method and code, times them, and counts
 // the ledger's commit batches and the requests they carried.
 func TestMetrics(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -115,17 +116,42 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterPurchaseServiceServer(s.grpc, purchases{s: s})
-	pb.RegisterGiftServiceServer(s.grpc, gifts{s: s})
-	pb.RegisterEarningsServiceServer(s.grpc, earnings{s: s})
-	pb.RegisterLedgerServiceServer(s.grpc, ledgerReads{s: s})
-	pb.RegisterCatalogServiceServer(s.grpc, catalog{s: s})
-	pb.RegisterTreasuryServiceServer(s.grpc, treasury{s: s})
-	pb.RegisterLiveShoppingServiceServer(s.grpc, liveShopping{s: s})
-	pb.RegisterAdminServiceServer(s.grpc, admin{s: s})
+	s.register(&pb.PurchaseService_ServiceDesc, purchases{s: s})
+	s.register(&pb.GiftService_ServiceDesc, gifts{s: s})
+	s.register(&pb.EarningsService_ServiceDesc, earnings{s: s})
+	s.register(&pb.LedgerService_ServiceDesc, ledgerReads{s: s})
+	s.register(&pb.CatalogService_ServiceDesc, catalog{s: s})
+	s.register(&pb.TreasuryService_ServiceDesc, treasury{s: s})
+	s.register(&pb.LiveShoppingService_ServiceDesc, liveShopping{s: s})
+	s.register(&pb.AdminService_ServiceDesc, admin{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s
+}
+
+// register registers a service whose requests that cannot be decoded (not
+// protobuf, or a string that is not UTF-8) are InvalidArgument, logged and
+// counted. gRPC decodes a request before any interceptor runs and answers a
+// failure as Internal, which would tell a caller with bad input that the
+// server broke.
+func (s *Server) register(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i, m := range d.Methods {
+		method, handle := "/"+desc.ServiceName+"/"+m.MethodName, m.Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			start := time.Now()
+			return handle(srv, ctx, func(req any) error {
+				if err := dec(req); err != nil {
+					err = status.Error(codes.InvalidArgument, "the request cannot be decoded: "+status.Convert(err).Message())
+					s.record(ctx, method, start, &callerSlot{}, err)
+					return err
+				}
+				return nil
+			}, interceptor)
+		}
+	}
+	s.grpc.RegisterService(&d, impl)
 }
 
 // Serve answers on lis until Shutdown.
