@@ -140,11 +140,10 @@ func (s *Server) register(desc *grpc.ServiceDesc, impl any) {
 	for i, m := range d.Methods {
 		method, handle := "/"+desc.ServiceName+"/"+m.MethodName, m.Handler
 		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			start := time.Now()
 			return handle(srv, ctx, func(req any) error {
 				if err := dec(req); err != nil {
 					err = status.Error(codes.InvalidArgument, "the request cannot be decoded: "+status.Convert(err).Message())
-					s.record(ctx, method, start, &callerSlot{}, err)
+					s.record(ctx, method, time.Now(), &callerSlot{}, err)
 					return err
 				}
 				return nil
