@@ -200,6 +200,8 @@ type streamIn struct {
 
 func (s streamIn) Context() context.Context { return s.ctx }
 
+// record logs a finished call, with its caller when authentication named
+// one, and counts it by method and code.
 func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, err error) {
 	code := status.Code(err)
 	elapsed := time.Since(start)
