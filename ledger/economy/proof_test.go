@@ -18,7 +18,9 @@ import (
 
 // TestRandomizedEconomy runs 2,400 purchases, promo grants, gifts, releases,
 // refunds (of spent coins too, and in parts), refund reversals and gift
-// reversals from concurrent goroutines, a quarter of them retried. Then:
+// reversals from concurrent goroutines, a quarter of them retried, while
+// viewers are blocked and unblocked (their gifts and promo grants may be
+// refused, nothing else). Then:
 // coins held less owed = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
 // fractions = −DIAMOND_FRAC:issued); deferred revenue = the value left in
 // unspent lots; creator payable = the fiat value of earners' diamonds; every
@@ -55,6 +57,13 @@ func TestRandomizedEconomy(t *testing.T) {
 			}
 			for i := range ops {
 				viewer := fmt.Sprintf("v%d", 10+rng.IntN(viewers))
+				if rng.IntN(25) == 0 {
+					block := []func(context.Context, string) error{e.eco.BlockViewer, e.eco.UnblockViewer}[rng.IntN(2)]
+					if err := block(ctx, viewer); err != nil {
+						t.Errorf("blocking or unblocking %s: %v", viewer, err)
+						return
+					}
+				}
 				var call func() (*ledger.Transaction, error)
 				var record func(*ledger.Transaction)
 				op := rng.IntN(20)
@@ -122,7 +131,7 @@ func TestRandomizedEconomy(t *testing.T) {
 						// else fails the test.
 						if errors.Is(err, ledger.ErrInsufficientFunds) || errors.Is(err, economy.ErrBeyondPurchase) ||
 							errors.Is(err, ledger.ErrAlreadyReversed) || errors.Is(err, ledger.ErrLotRefunded) || errors.Is(err, ledger.ErrLotChanged) ||
-							errors.Is(err, economy.ErrInDebt) {
+							errors.Is(err, economy.ErrInDebt) || (errors.Is(err, ledger.ErrAccountFrozen) && op >= 5 && op < 14) {
 							mu.Lock()
 							counts["refused"]++
 							mu.Unlock()
