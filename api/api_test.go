@@ -58,9 +58,16 @@ type env struct {
 
 func newEnv(t *testing.T, configure ...func(*api.Config)) *env {
 	t.Helper()
+	return newEnvWith(t, ledger.Options{}, configure...)
+}
+
+// newEnvWith is newEnv with the ledger's options.
+func newEnvWith(t *testing.T, opts ledger.Options, configure ...func(*api.Config)) *env {
+	t.Helper()
 	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := ledger.NewService(db, ledger.Options{Logger: quiet})
+	opts.Logger = quiet
+	svc := ledger.NewService(db, opts)
 	cat := economy.NewCatalog(db, nil)
 	eco := economy.New(svc, cat, nil)
 	if err := eco.Bootstrap(context.Background()); err != nil {
@@ -1080,6 +1087,24 @@ func TestEarningsInOneSnapshot(t *testing.T) {
 	e.seed(t)
 	// 4 coins: 2 diamonds, one whole granule worth 0.01 USD.
 	e.readEarningsUntil(t, e.giftStorm(t, "snap", 4, 25, 4))
+}
+
+// A server whose clock runs ahead of the database's stamps the accounts it
+// opens later than the entries the database records in them: a statement as
+// of an instant still shows what they held then. (It left out every account
+// opened "after" the instant by the server's clock.)
+func TestEarningsAsOfWithTheServerClockAhead(t *testing.T) {
+	e := newEnvWith(t, ledger.Options{Clock: func() time.Time { return time.Now().Add(time.Hour) }})
+	e.seed(t)
+	e.buy(t, "v1", "tx-ahead")
+	if _, err := e.gifts(t).SendGift(context.Background(), &pb.SendGiftRequest{IdempotencyKey: "ahead", Viewer: "v1", Creator: "star",
+		Coins: 4, StreamId: "s", SentAt: timestamppb.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.earningsLine(t, &pb.GetCreatorEarningsRequest{Earner: "star", AsOf: timestamppb.Now()})
+	if want := "pending 2, payable 0.01 USD, available 0"; got != want {
+		t.Errorf("statement as of now: %s, want %s", got, want)
+	}
 }
 
 // The same holds when the gifts open new accounts: each gift here lands in

@@ -137,7 +137,7 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 	}
 	names := []string{economy.CoinWallet(r.User), economy.PromoWallet(r.User), economy.CoinDebt(r.User)}
 	_, held, err := h.s.readBalances(ctx, time.Time{}, func() ([]*ledger.Account, error) {
-		return h.s.accountsNamed(ctx, names, time.Time{})
+		return h.s.accountsNamed(ctx, names)
 	})
 	if err != nil {
 		return nil, err
@@ -167,15 +167,15 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	// agency's payables ("agency:{id}").
 	isPayable := func(a *ledger.Account) bool { return a.Name == economy.CreatorPayable(r.Earner, a.Asset) }
 	accounts, held, err := h.s.readBalances(ctx, asOf, func() ([]*ledger.Account, error) {
-		pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), asOf, isPending)
+		pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), isPending)
 		if err != nil {
 			return nil, err
 		}
-		payable, err := h.s.accountsUnder(ctx, economy.CreatorPayable(r.Earner, ""), asOf, isPayable)
+		payable, err := h.s.accountsUnder(ctx, economy.CreatorPayable(r.Earner, ""), isPayable)
 		if err != nil {
 			return nil, err
 		}
-		available, err := h.s.accountsNamed(ctx, []string{economy.AvailableDiamonds(r.Earner)}, asOf)
+		available, err := h.s.accountsNamed(ctx, []string{economy.AvailableDiamonds(r.Earner)})
 		return slices.Concat(pending, payable, available), err
 	})
 	if err != nil {
@@ -188,16 +188,19 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 		case isPending(a) && !b.IsZero():
 			_, day, _ := economy.ParsePending(a.Name)
 			out.Pending = append(out.Pending, &pb.PendingEarnings{ReleaseDay: day.Format(time.DateOnly), Diamonds: money(b, a.Asset)})
-		case isPayable(a):
+		// A payable opened after the instant is left out, so that the same
+		// statement asked again later is identical; by what it holds, not
+		// only by when it was opened, which is the server's clock and not
+		// the database's that records entries.
+		case isPayable(a) && (!b.IsZero() || asOf.IsZero() || !a.CreatedAt.After(asOf)):
 			out.Payable = append(out.Payable, money(b, a.Asset))
 		}
 	}
 	return out, nil
 }
 
-// accountsUnder lists the accounts under prefix that keep accepts, leaving
-// out those opened after asOf (when given).
-func (s *Server) accountsUnder(ctx context.Context, prefix string, asOf time.Time, keep func(*ledger.Account) bool) ([]*ledger.Account, error) {
+// accountsUnder lists the accounts under prefix that keep accepts.
+func (s *Server) accountsUnder(ctx context.Context, prefix string, keep func(*ledger.Account) bool) ([]*ledger.Account, error) {
 	var out []*ledger.Account
 	after := ""
 	for {
@@ -206,7 +209,7 @@ func (s *Server) accountsUnder(ctx context.Context, prefix string, asOf time.Tim
 			return nil, err
 		}
 		for _, a := range page {
-			if keep(a) && existed(a, asOf) {
+			if keep(a) {
 				out = append(out, a)
 			}
 		}
@@ -217,18 +220,13 @@ func (s *Server) accountsUnder(ctx context.Context, prefix string, asOf time.Tim
 	}
 }
 
-// accountsNamed returns those of the named accounts that exist (existed at
-// asOf, when given).
-func (s *Server) accountsNamed(ctx context.Context, names []string, asOf time.Time) ([]*ledger.Account, error) {
+// accountsNamed returns those of the named accounts that exist.
+func (s *Server) accountsNamed(ctx context.Context, names []string) ([]*ledger.Account, error) {
 	found, err := s.ledger.AccountsByName(ctx, names)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil || !existed(a, asOf) }), nil
-}
-
-func existed(a *ledger.Account, asOf time.Time) bool {
-	return asOf.IsZero() || !a.CreatedAt.After(asOf)
+	return slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil }), nil
 }
 
 // readBalances reads the balances of the accounts list returns, by name,

@@ -37,7 +37,7 @@ func TestReadBalancesSeesAccountsCreatedMeanwhile(t *testing.T) {
 	calls := 0
 	list := func() ([]*ledger.Account, error) {
 		calls++
-		found, err := s.accountsNamed(ctx, []string{"listed", "new"}, time.Time{})
+		found, err := s.accountsNamed(ctx, []string{"listed", "new"})
 		if calls == 1 { // after this listing: a new account, and a transaction on both
 			if _, err := svc.CreateAccount(ctx, ledger.Account{Name: "new", Asset: "USD", Normal: ledger.Credit}); err != nil {
 				t.Fatal(err)
