@@ -1195,6 +1195,32 @@ func TestCatalogAddRetries(t *testing.T) {
 	wantCode(t, "the same terms under a new key, effective in the past", err, codes.InvalidArgument)
 }
 
+// A health watcher (a client balancing over several servers) is told
+// NOT_SERVING when the server shuts down, and its stream then ends: the
+// drain does not wait for it until the deadline.
+func TestShutdownEndsHealthWatches(t *testing.T) {
+	e := newEnv(t)
+	watch, err := healthpb.NewHealthClient(e.dial(t, "")).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first status: %v %v", r, err)
+	}
+	const drain = 10 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	start := time.Now()
+	stopped := make(chan time.Duration)
+	go func() { e.srv.Shutdown(ctx); stopped <- time.Since(start) }()
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("status at shutdown: %v %v, want NOT_SERVING", r, err)
+	}
+	if took := <-stopped; took > drain/2 {
+		t.Errorf("shutdown took %s with a health watch open (drain %s)", took, drain)
+	}
+}
+
 // Shutting down while gifts are in flight loses no acknowledged gift: every
 // key a caller saw succeed is in the ledger.
 func TestGracefulShutdown(t *testing.T) {

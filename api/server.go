@@ -187,18 +187,38 @@ func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInf
 // Watch), logged and counted when they end.
 func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start, who := time.Now(), &callerSlot{}
-	err := handler(srv, streamIn{ss, context.WithValue(ss.Context(), callerSlotKey{}, who)})
+	ctx, cancel := context.WithCancel(context.WithValue(ss.Context(), callerSlotKey{}, who))
+	defer cancel()
+	in := streamIn{ServerStream: ss, ctx: ctx}
+	if info.FullMethod == healthWatch {
+		in.afterNotServing = cancel
+	}
+	err := handler(srv, in)
 	s.record(ss.Context(), info.FullMethod, start, who, err)
 	return err
 }
 
+// healthWatch streams a service's health until the caller hangs up. The
+// server reports NOT_SERVING only when it shuts down, and a watch that has
+// said so ends: the drain would otherwise wait for it until its deadline.
+const healthWatch = "/grpc.health.v1.Health/Watch"
+
 // streamIn is a stream whose handlers see ctx.
 type streamIn struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx             context.Context
+	afterNotServing func() // a health watch's: ends it
 }
 
 func (s streamIn) Context() context.Context { return s.ctx }
+
+func (s streamIn) SendMsg(m any) error {
+	err := s.ServerStream.SendMsg(m)
+	if r, ok := m.(*healthpb.HealthCheckResponse); ok && r.Status == healthpb.HealthCheckResponse_NOT_SERVING && s.afterNotServing != nil {
+		s.afterNotServing()
+	}
+	return err
+}
 
 // record logs a finished call, with its caller when authentication named
 // one, and counts it by method and code.
