@@ -64,17 +64,24 @@ func FuzzParseTokens(f *testing.F) {
 	})
 }
 
+// loggingServer is a server with the callers of tokens whose log is the
+// returned buffer, for its interceptors alone.
+func loggingServer(t *testing.T, tokens string) (*Server, *bytes.Buffer) {
+	t.Helper()
+	toks, err := ParseTokens(strings.NewReader(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := &bytes.Buffer{}
+	return &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(logged, nil)),
+		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}, logged
+}
+
 // Every request's log line names its caller, also one refused for its
 // scopes; it used to name none, the log being written outside the context
 // that authentication adds the caller to.
 func TestRequestLogNamesCaller(t *testing.T) {
-	toks, err := ParseTokens(strings.NewReader("gifting-svc gifting tok-gift-0123456789\nportal creator-portal tok-portal-0123456789\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logged bytes.Buffer
-	s := &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(&logged, nil)),
-		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}
+	s, logged := loggingServer(t, "gifting-svc gifting tok-gift-0123456789\nportal creator-portal tok-portal-0123456789\n")
 	info := &grpc.UnaryServerInfo{FullMethod: "/coinledger.v1.GiftService/SendGift"}
 	call := func(token string) {
 		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
@@ -105,13 +112,7 @@ func (f fakeStream) Context() context.Context { return f.ctx }
 // Streaming calls (reflection, health's Watch) go through the same logging,
 // metrics, panic recovery and authentication as unary ones.
 func TestStreamsAreObserved(t *testing.T) {
-	toks, err := ParseTokens(strings.NewReader("finance finance tok-fin-0123456789\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logged bytes.Buffer
-	s := &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(&logged, nil)),
-		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}
+	s, logged := loggingServer(t, "finance finance tok-fin-0123456789\n")
 	info := &grpc.StreamServerInfo{FullMethod: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}
 	call := func(token string, handler grpc.StreamHandler) error {
 		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
