@@ -237,21 +237,25 @@ func (s *Server) accountsNamed(ctx context.Context, names []string) ([]*ledger.A
 // statement whose accounts keep appearing is Aborted (retry).
 func (s *Server) readBalances(ctx context.Context, asOf time.Time, list func() ([]*ledger.Account, error)) ([]*ledger.Account, map[string]decimal.Decimal, error) {
 	accounts, err := list()
-	for attempt := 1; err == nil; attempt++ {
-		var held map[string]decimal.Decimal
-		if held, err = s.balancesOf(ctx, accounts, asOf); err != nil || !asOf.IsZero() {
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		held, err := s.balancesOf(ctx, accounts, asOf)
+		if err != nil || !asOf.IsZero() {
 			return accounts, held, err
 		}
-		again, lerr := list()
-		if lerr != nil || len(again) == len(accounts) {
-			return accounts, held, lerr
-		}
-		if attempt == maxReadAttempts {
+		again, err := list()
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case len(again) == len(accounts):
+			return accounts, held, nil
+		case attempt == maxReadAttempts:
 			return nil, nil, &ledger.Error{Kind: ledger.Aborted, Message: "accounts kept appearing while their balances were read; retry"}
 		}
 		accounts = again
 	}
-	return nil, nil, err
 }
 
 const maxReadAttempts = 5
