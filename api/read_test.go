@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -58,5 +59,18 @@ func TestReadBalancesSeesAccountsCreatedMeanwhile(t *testing.T) {
 	}
 	if len(accounts) != 2 || !held["listed"].Equal(decimal.NewFromInt(1)) || !held["new"].Equal(decimal.NewFromInt(1)) {
 		t.Errorf("read %d accounts, balances %v: want the transaction on both", len(accounts), held)
+	}
+
+	// Accounts that keep appearing: Aborted, for the caller to retry.
+	var grown []string
+	_, _, err = s.readBalances(ctx, time.Time{}, func() ([]*ledger.Account, error) {
+		grown = append(grown, fmt.Sprintf("grow-%d", len(grown)))
+		if _, err := svc.CreateAccount(ctx, ledger.Account{Name: grown[len(grown)-1], Asset: "USD", Normal: ledger.Credit}); err != nil {
+			t.Fatal(err)
+		}
+		return s.accountsNamed(ctx, grown)
+	})
+	if ledger.KindOf(err) != ledger.Aborted {
+		t.Errorf("accounts appearing at every listing: %v, want Aborted", err)
 	}
 }
