@@ -14,14 +14,20 @@ type admin struct {
 }
 
 func (h admin) BlockViewer(ctx context.Context, r *pb.BlockViewerRequest) (*pb.BlockViewerResponse, error) {
-	if err := h.s.eco.BlockViewer(ctx, r.User); err != nil {
+	if err := requireKey(r.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	if err := h.s.eco.BlockViewer(ctx, r.IdempotencyKey, r.User); err != nil {
 		return nil, err
 	}
 	return &pb.BlockViewerResponse{}, nil
 }
 
 func (h admin) UnblockViewer(ctx context.Context, r *pb.UnblockViewerRequest) (*pb.UnblockViewerResponse, error) {
-	if err := h.s.eco.UnblockViewer(ctx, r.User); err != nil {
+	if err := requireKey(r.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	if err := h.s.eco.UnblockViewer(ctx, r.IdempotencyKey, r.User); err != nil {
 		return nil, err
 	}
 	return &pb.UnblockViewerResponse{}, nil

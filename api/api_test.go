@@ -831,9 +831,13 @@ func TestValidation(t *testing.T) {
 			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", DiamondValue: usd("0.005"), IdempotencyKey: "k"})
 			return err
 		}, "holding_period"},
-		{"block: empty user", func() error { _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{}); return err }, "user"},
+		{"block: empty user", func() error {
+			_, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{IdempotencyKey: "k"})
+			return err
+		}, "user"},
+		{"block: no key", func() error { _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{User: "v1"}); return err }, "idempotency_key"},
 		{"unblock: oversized user", func() error {
-			_, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: long})
+			_, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: long, IdempotencyKey: "k"})
 			return err
 		}, "user"},
 		{"release: in the future", func() error {
@@ -1013,7 +1017,7 @@ func TestAdmin(t *testing.T) {
 		return err
 	}
 	for range 2 { // blocking twice is a no-op
-		if _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{User: "v1"}); err != nil {
+		if _, err := e.admin(t).BlockViewer(ctx, &pb.BlockViewerRequest{User: "v1", IdempotencyKey: "block-v1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1027,7 +1031,7 @@ func TestAdmin(t *testing.T) {
 	if err != nil || w.Paid.Amount != "200" {
 		t.Errorf("a blocked viewer's wallet still reads, with the coins bought meanwhile: %v %v", w, err)
 	}
-	if _, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: "v1"}); err != nil {
+	if _, err := e.admin(t).UnblockViewer(ctx, &pb.UnblockViewerRequest{User: "v1", IdempotencyKey: "unblock-v1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := gift("g1"); err != nil {

@@ -19,17 +19,8 @@ type catalog struct {
 	s *Server
 }
 
-// publishKey requires an Add's idempotency key: the domain accepts a
-// version without one, which a caller that may lose an answer must not send.
-func publishKey(key string) error {
-	if key == "" {
-		return badRequest("idempotency_key", "idempotency_key is required")
-	}
-	return nil
-}
-
 func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb.AddCoinPackResponse, error) {
-	if err := publishKey(r.IdempotencyKey); err != nil {
+	if err := requireKey(r.IdempotencyKey); err != nil {
 		return nil, err
 	}
 	ch, err := channelOf(r.Channel)
@@ -68,7 +59,7 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 }
 
 func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGiftResponse, error) {
-	if err := publishKey(r.IdempotencyKey); err != nil {
+	if err := requireKey(r.IdempotencyKey); err != nil {
 		return nil, err
 	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)
@@ -83,7 +74,7 @@ func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGift
 }
 
 func (h catalog) AddShareRule(ctx context.Context, r *pb.AddShareRuleRequest) (*pb.AddShareRuleResponse, error) {
-	if err := publishKey(r.IdempotencyKey); err != nil {
+	if err := requireKey(r.IdempotencyKey); err != nil {
 		return nil, err
 	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)

@@ -462,18 +462,39 @@ func mirror(p ledger.Posting) ledger.PostingRequest {
 // their reversals) is still recorded, as are gift reversals and debt
 // repayments: finance must find every store transaction in the ledger, and
 // a fraudster's chargebacks arrive while they are blocked.
-func (e *Economy) BlockViewer(ctx context.Context, user string) error {
-	return e.setWalletStatus(ctx, "economy.BlockViewer", user, ledger.Frozen)
+//
+// With a key (the gRPC API requires one), a retry changes nothing more: a
+// viewer unblocked in between stays unblocked. The key is claimed before the
+// wallets change and marked done after, so a retry of a request a crash
+// interrupted finishes it; the key with another request is a Conflict.
+func (e *Economy) BlockViewer(ctx context.Context, key, user string) error {
+	return e.setWalletStatus(ctx, "economy.BlockViewer", key, user, ledger.Frozen)
 }
 
-// UnblockViewer reopens the user's wallets.
-func (e *Economy) UnblockViewer(ctx context.Context, user string) error {
-	return e.setWalletStatus(ctx, "economy.UnblockViewer", user, ledger.Open)
+// UnblockViewer reopens the user's wallets; its key as BlockViewer's.
+func (e *Economy) UnblockViewer(ctx context.Context, key, user string) error {
+	return e.setWalletStatus(ctx, "economy.UnblockViewer", key, user, ledger.Open)
 }
 
-func (e *Economy) setWalletStatus(ctx context.Context, op, user string, st ledger.Status) error {
+func (e *Economy) setWalletStatus(ctx context.Context, op, key, user string, st ledger.Status) error {
 	if err := checkID(op, "user", user, 64); err != nil {
 		return err
+	}
+	store := e.catalog.store
+	if key != "" {
+		if err := checkKey(op, "idempotency_key", key); err != nil {
+			return err
+		}
+		request := string(st) + " " + user
+		claimed, done, err := store.ClaimAdminKey(ctx, key, request)
+		switch {
+		case err != nil:
+			return err
+		case claimed != request:
+			return &ledger.Error{Op: op, Field: "idempotency_key", Err: ledger.ErrIdempotencyConflict}
+		case done:
+			return nil
+		}
 	}
 	for _, name := range []string{CoinWallet(user), PromoWallet(user)} {
 		if err := e.open(ctx, ledger.Account{Name: name, Asset: Coin, Normal: ledger.Credit}); err != nil {
@@ -483,7 +504,10 @@ func (e *Economy) setWalletStatus(ctx context.Context, op, user string, st ledge
 			return err
 		}
 	}
-	return nil
+	if key == "" {
+		return nil
+	}
+	return store.FinishAdminKey(ctx, key)
 }
 
 // transaction reads a transaction named by a caller-supplied id.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
+	"github.com/coinledger/coinledger/ledger/postgres"
 )
 
 // giftEnv: creators c1 (platform default: 50%, 0.005 USD a diamond, 7 days'
@@ -131,7 +132,7 @@ func TestGiftPostings(t *testing.T) {
 func TestGiftRefusals(t *testing.T) {
 	e := giftEnv(t)
 	ctx := context.Background()
-	if err := e.eco.BlockViewer(ctx, "v9"); err != nil {
+	if err := e.eco.BlockViewer(ctx, "block-v9", "v9"); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -166,7 +167,7 @@ func TestGiftRefusals(t *testing.T) {
 	e.want(t, economy.CoinWallet("v1"), "1321")
 	e.want(t, economy.PromoWallet("v1"), "100")
 	// Unblocked, the viewer may gift again (with coins they do not have: refused for that).
-	if err := e.eco.UnblockViewer(ctx, "v9"); err != nil {
+	if err := e.eco.UnblockViewer(ctx, "unblock-v9", "v9"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.eco.SendGift(ctx, gift("after-unblock", "v9", "c1", "rose")); !errors.Is(err, ledger.ErrInsufficientFunds) {
@@ -426,7 +427,7 @@ func TestBlockedViewerStillBooksTheStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.eco.BlockViewer(ctx, "v1"); err != nil {
+	if err := e.eco.BlockViewer(ctx, "block-v1", "v1"); err != nil {
 		t.Fatal(err)
 	}
 	e.buy(t, "v1", "a-v1-blocked")
@@ -453,7 +454,7 @@ func TestBlockedViewerStillBooksTheStores(t *testing.T) {
 	if _, err := e.eco.SendGift(ctx, gift("g3", "v3", "c1", "lion")); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.eco.BlockViewer(ctx, "v3"); err != nil {
+	if err := e.eco.BlockViewer(ctx, "block-v3", "v3"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.eco.Refund(ctx, refund("a-v3", "r-v3", 0), economy.OweCoins); err != nil {
@@ -464,4 +465,63 @@ func TestBlockedViewerStillBooksTheStores(t *testing.T) {
 	e.want(t, economy.CoinDebt("v3"), "0")
 	e.want(t, economy.CoinWallet("v3"), "321")
 	verifyClean(t, e)
+}
+
+// claimThenDie claims an admin key and fails, as a process that died right
+// after claiming it would.
+type claimThenDie struct{ *postgres.DB }
+
+func (s claimThenDie) ClaimAdminKey(ctx context.Context, key, request string) (string, bool, error) {
+	if _, _, err := s.DB.ClaimAdminKey(ctx, key, request); err != nil {
+		return "", false, err
+	}
+	return "", false, errors.New("the process died")
+}
+
+// A block or unblock retried under its key changes nothing more: a viewer
+// unblocked in between stays unblocked. A request interrupted after it
+// claimed its key is finished by its retry; the key with another request is
+// refused.
+func TestBlockViewerKeys(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	status := func() ledger.Status {
+		t.Helper()
+		a, err := e.svc.Account(ctx, economy.CoinWallet("v1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Status
+	}
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want ledger.Status
+	}{
+		{"block", func() error { return e.eco.BlockViewer(ctx, "k-block", "v1") }, ledger.Frozen},
+		{"unblock", func() error { return e.eco.UnblockViewer(ctx, "k-unblock", "v1") }, ledger.Open},
+		{"the block retried", func() error { return e.eco.BlockViewer(ctx, "k-block", "v1") }, ledger.Open},
+	} {
+		if err := step.do(); err != nil || status() != step.want {
+			t.Fatalf("%s: %v, wallet %s, want %s", step.name, err, status(), step.want)
+		}
+	}
+	if err := e.eco.UnblockViewer(ctx, "k-block", "v1"); !errors.Is(err, ledger.ErrIdempotencyConflict) || ledger.FieldOf(err) != "idempotency_key" {
+		t.Errorf("the block's key on an unblock: %v", err)
+	}
+	if err := e.eco.BlockViewer(ctx, "k-block", "v2"); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("the block's key on another viewer: %v", err)
+	}
+
+	clock := func() time.Time { return t0 }
+	dying := economy.New(e.svc, economy.NewCatalog(claimThenDie{e.db}, clock), clock)
+	if err := dying.BlockViewer(ctx, "k-interrupted", "v1"); err == nil {
+		t.Fatal("the dying process's block succeeded")
+	}
+	if status() != ledger.Open {
+		t.Fatalf("wallet %s after a block that died before changing it", status())
+	}
+	if err := e.eco.BlockViewer(ctx, "k-interrupted", "v1"); err != nil || status() != ledger.Frozen {
+		t.Errorf("the interrupted block retried: %v, wallet %s, want frozen", err, status())
+	}
 }

@@ -58,8 +58,8 @@ func TestRandomizedEconomy(t *testing.T) {
 			for i := range ops {
 				viewer := fmt.Sprintf("v%d", 10+rng.IntN(viewers))
 				if rng.IntN(25) == 0 {
-					block := []func(context.Context, string) error{e.eco.BlockViewer, e.eco.UnblockViewer}[rng.IntN(2)]
-					if err := block(ctx, viewer); err != nil {
+					block := []func(context.Context, string, string) error{e.eco.BlockViewer, e.eco.UnblockViewer}[rng.IntN(2)]
+					if err := block(ctx, fmt.Sprintf("block-%d-%d", w, i), viewer); err != nil {
 						t.Errorf("blocking or unblocking %s: %v", viewer, err)
 						return
 					}

@@ -120,6 +120,11 @@ type RefStore interface {
 	// CatalogRequest returns the request an Add's key was claimed for, ""
 	// when it is not claimed.
 	CatalogRequest(ctx context.Context, key string) (string, error)
+	// ClaimAdminKey claims key for request unless it is claimed, and
+	// returns the request it is claimed for and whether that is done;
+	// FinishAdminKey marks it done.
+	ClaimAdminKey(ctx context.Context, key, request string) (claimed string, done bool, err error)
+	FinishAdminKey(ctx context.Context, key string) error
 	// ShareRuleAt returns the creator's own rule in force at, else the
 	// default's: an override, once in force, wins over later defaults.
 	ShareRuleAt(ctx context.Context, creator string, at time.Time) (ShareRule, error)

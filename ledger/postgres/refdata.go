@@ -276,3 +276,32 @@ func (db *DB) CreatorRegistered(ctx context.Context, id string) (bool, error) {
 	}
 	return ok, nil
 }
+
+const (
+	claimAdminKey  = `INSERT INTO admin_keys (idempotency_key, request) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	selectAdminKey = `SELECT request, done FROM admin_keys WHERE idempotency_key = $1`
+	finishAdminKey = `UPDATE admin_keys SET done = true WHERE idempotency_key = $1`
+)
+
+// ClaimAdminKey claims key for request unless it is claimed, and returns the
+// request it is claimed for and whether that is done.
+func (db *DB) ClaimAdminKey(ctx context.Context, key, request string) (string, bool, error) {
+	const op = "postgres.ClaimAdminKey"
+	if _, err := db.pool.Exec(ctx, claimAdminKey, key, request); err != nil {
+		return "", false, storeError(op, err)
+	}
+	var claimed string
+	var done bool
+	if err := db.pool.QueryRow(ctx, selectAdminKey, key).Scan(&claimed, &done); err != nil {
+		return "", false, storeError(op, err)
+	}
+	return claimed, done, nil
+}
+
+// FinishAdminKey marks a claimed admin key done.
+func (db *DB) FinishAdminKey(ctx context.Context, key string) error {
+	if _, err := db.pool.Exec(ctx, finishAdminKey, key); err != nil {
+		return storeError("postgres.FinishAdminKey", err)
+	}
+	return nil
+}

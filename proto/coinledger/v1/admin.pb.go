@@ -23,10 +23,14 @@ const (
 )
 
 type BlockViewerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Required, 1-128 printable ASCII characters: a retry under it changes
+	// nothing more (a viewer unblocked in between stays unblocked); the key
+	// with another request is refused with AlreadyExists.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BlockViewerRequest) Reset() {
@@ -62,6 +66,13 @@ func (*BlockViewerRequest) Descriptor() ([]byte, []int) {
 func (x *BlockViewerRequest) GetUser() string {
 	if x != nil {
 		return x.User
+	}
+	return ""
+}
+
+func (x *BlockViewerRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -103,10 +114,12 @@ func (*BlockViewerResponse) Descriptor() ([]byte, []int) {
 }
 
 type UnblockViewerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Required, as for BlockViewer (one key space for both).
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UnblockViewerRequest) Reset() {
@@ -142,6 +155,13 @@ func (*UnblockViewerRequest) Descriptor() ([]byte, []int) {
 func (x *UnblockViewerRequest) GetUser() string {
 	if x != nil {
 		return x.User
+	}
+	return ""
+}
+
+func (x *UnblockViewerRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -295,12 +315,14 @@ var File_coinledger_v1_admin_proto protoreflect.FileDescriptor
 
 const file_coinledger_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19coinledger/v1/admin.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n" +
+	"\x19coinledger/v1/admin.proto\x12\rcoinledger.v1\x1a\x19coinledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n" +
 	"\x12BlockViewerRequest\x12\x12\n" +
-	"\x04user\x18\x01 \x01(\tR\x04user\"\x15\n" +
-	"\x13BlockViewerResponse\"*\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"\x15\n" +
+	"\x13BlockViewerResponse\"S\n" +
 	"\x14UnblockViewerRequest\x12\x12\n" +
-	"\x04user\x18\x01 \x01(\tR\x04user\"\x17\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"\x17\n" +
 	"\x15UnblockViewerResponse\"I\n" +
 	"\x16ReleaseEarningsRequest\x12/\n" +
 	"\x05as_of\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\x81\x01\n" +
