@@ -50,7 +50,8 @@ type CatalogServiceClient interface {
 	// GetShareRule returns the rule a creator's gifts are split by: the
 	// creator's own, or the platform default (creator empty) when it has none.
 	GetShareRule(ctx context.Context, in *GetShareRuleRequest, opts ...grpc.CallOption) (*GetShareRuleResponse, error)
-	// RegisterCreator lets a creator receive gifts.
+	// RegisterCreator lets a creator receive gifts. The creator id is its
+	// key: registering again is a no-op.
 	RegisterCreator(ctx context.Context, in *RegisterCreatorRequest, opts ...grpc.CallOption) (*RegisterCreatorResponse, error)
 	// AddLiveSession fixes a live-shopping session's terms; adding the same
 	// terms again is a no-op, other terms for the same id are refused.
@@ -166,7 +167,8 @@ type CatalogServiceServer interface {
 	// GetShareRule returns the rule a creator's gifts are split by: the
 	// creator's own, or the platform default (creator empty) when it has none.
 	GetShareRule(context.Context, *GetShareRuleRequest) (*GetShareRuleResponse, error)
-	// RegisterCreator lets a creator receive gifts.
+	// RegisterCreator lets a creator receive gifts. The creator id is its
+	// key: registering again is a no-op.
 	RegisterCreator(context.Context, *RegisterCreatorRequest) (*RegisterCreatorResponse, error)
 	// AddLiveSession fixes a live-shopping session's terms; adding the same
 	// terms again is a no-op, other terms for the same id are refused.
