@@ -109,6 +109,23 @@ type fakeStream struct {
 
 func (f fakeStream) Context() context.Context { return f.ctx }
 
+// A balancer's health probes that succeed are logged at debug only, not
+// among the requests; one that fails is logged as any request.
+func TestHealthProbesStayOutOfTheRequestLog(t *testing.T) {
+	s, logged := loggingServer(t, "finance finance tok-fin-0123456789\n")
+	info := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
+	for _, c := range []struct {
+		err    error
+		logged bool
+	}{{nil, false}, {status.Error(codes.NotFound, "unknown service"), true}} {
+		logged.Reset()
+		s.observe(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, c.err })
+		if got := strings.Contains(logged.String(), "msg=rpc"); got != c.logged {
+			t.Errorf("health check ending %v: logged %v, want %v (%q)", status.Code(c.err), got, c.logged, logged.String())
+		}
+	}
+}
+
 // Streaming calls (reflection, health's Watch) go through the same logging,
 // metrics, panic recovery and authentication as unary ones.
 func TestStreamsAreObserved(t *testing.T) {

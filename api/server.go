@@ -227,8 +227,11 @@ func (s *Server) record(ctx context.Context, method string, start time.Time, who
 	elapsed := time.Since(start)
 	s.Metrics.observe(method, code, elapsed)
 	level := slog.LevelInfo
-	if code == codes.Internal || code == codes.Unknown {
+	switch {
+	case code == codes.Internal || code == codes.Unknown:
 		level = slog.LevelError
+	case code == codes.OK && isHealth(method):
+		level = slog.LevelDebug // a balancer's probes, every few seconds, are not news
 	}
 	attrs := []any{"method", method, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
 	if who.caller != nil {
