@@ -1116,7 +1116,7 @@ func TestEarningsAsOfWithTheServerClockAhead(t *testing.T) {
 // before each), whose pending account the gift creates. A read that listed
 // the accounts before one was created, and read balances after its gift,
 // showed the gift's value without its diamonds (this caught it in one run
-// of three; TestReadBalancesSeesAccountsCreatedMeanwhile makes it happen).
+// of three; TestBalancesOfSeesAccountsCreatedMeanwhile makes it happen).
 func TestEarningsInOneSnapshotAcrossNewAccounts(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
@@ -136,7 +134,7 @@ func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWa
 		return nil, err
 	}
 	names := []string{economy.CoinWallet(r.User), economy.PromoWallet(r.User), economy.CoinDebt(r.User)}
-	_, held, err := h.s.readBalances(ctx, time.Time{}, func() ([]*ledger.Account, error) {
+	_, held, err := h.s.ledger.BalancesOf(ctx, time.Time{}, func() ([]*ledger.Account, error) {
 		return h.s.accountsNamed(ctx, names)
 	})
 	if err != nil {
@@ -166,7 +164,7 @@ func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarnin
 	// By name, not prefix: creator "agency"'s prefix also starts every
 	// agency's payables ("agency:{id}").
 	isPayable := func(a *ledger.Account) bool { return a.Name == economy.CreatorPayable(r.Earner, a.Asset) }
-	accounts, held, err := h.s.readBalances(ctx, asOf, func() ([]*ledger.Account, error) {
+	accounts, held, err := h.s.ledger.BalancesOf(ctx, asOf, func() ([]*ledger.Account, error) {
 		pending, err := h.s.accountsUnder(ctx, economy.PendingDiamondsPrefix(r.Earner), isPending)
 		if err != nil {
 			return nil, err
@@ -227,59 +225,4 @@ func (s *Server) accountsNamed(ctx context.Context, names []string) ([]*ledger.A
 		return nil, err
 	}
 	return slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil }), nil
-}
-
-// readBalances reads the balances of the accounts list returns, by name,
-// now or as of a recorded time (see balancesOf). Now, it lists them again
-// after the read: accounts are only ever added, and a transaction's accounts
-// exist before it commits, so when no account has appeared the read saw no
-// transaction on an account it left out. Otherwise it reads again; a
-// statement whose accounts keep appearing is Aborted (retry).
-func (s *Server) readBalances(ctx context.Context, asOf time.Time, list func() ([]*ledger.Account, error)) ([]*ledger.Account, map[string]decimal.Decimal, error) {
-	accounts, err := list()
-	if err != nil {
-		return nil, nil, err
-	}
-	for attempt := 1; ; attempt++ {
-		held, err := s.balancesOf(ctx, accounts, asOf)
-		if err != nil || !asOf.IsZero() {
-			return accounts, held, err
-		}
-		again, err := list()
-		switch {
-		case err != nil:
-			return nil, nil, err
-		case len(again) == len(accounts):
-			return accounts, held, nil
-		case attempt == maxReadAttempts:
-			return nil, nil, &ledger.Error{Kind: ledger.Aborted, Message: "accounts kept appearing while their balances were read; retry"}
-		}
-		accounts = again
-	}
-}
-
-const maxReadAttempts = 5
-
-// balancesOf reads the accounts' balances by name: now in one snapshot, so
-// that one answer shows one state of the ledger (read a kind of account at
-// a time, a gift committing in between showed diamonds without their
-// value), or as of a recorded time, a page at a time: balances as of a
-// settled instant agree however they are read.
-func (s *Server) balancesOf(ctx context.Context, accounts []*ledger.Account, asOf time.Time) (map[string]decimal.Decimal, error) {
-	out := make(map[string]decimal.Decimal, len(accounts))
-	for len(accounts) > 0 {
-		n := len(accounts)
-		if !asOf.IsZero() {
-			n = min(n, ledger.MaxPage)
-		}
-		balances, err := s.ledger.Balances(ctx, accounts[:n], asOf)
-		if err != nil {
-			return nil, err
-		}
-		for i, a := range accounts[:n] {
-			out[a.Name] = balances[i]
-		}
-		accounts = accounts[n:]
-	}
-	return out, nil
 }

@@ -773,6 +773,61 @@ func (s *Service) Balances(ctx context.Context, accounts []*Account, asOf time.T
 // bounds them.
 const MaxSnapshot = 20 * MaxPage
 
+// BalancesOf reads, by name, the balances of the accounts list returns. Now
+// (asOf zero) they are one state of the ledger: one query, after which list
+// is called again. Accounts are only ever added, and a transaction's accounts
+// exist before it commits, so when none has appeared the read saw no
+// transaction on an account it left out; otherwise it reads again, and
+// gives up as Aborted when accounts keep appearing. As of a recorded time
+// they are read a page at a time: balances as of a settled instant agree
+// however they are read.
+func (s *Service) BalancesOf(ctx context.Context, asOf time.Time, list func() ([]*Account, error)) ([]*Account, map[string]decimal.Decimal, error) {
+	const op = "ledger.BalancesOf"
+	accounts, err := list()
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		held, err := s.balancesByName(ctx, accounts, asOf)
+		if err != nil || !asOf.IsZero() {
+			return accounts, held, err
+		}
+		again, err := list()
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case len(again) == len(accounts):
+			return accounts, held, nil
+		case attempt == maxSnapshotAttempts:
+			return nil, nil, &Error{Op: op, Err: ErrRetriesExhausted, Message: "accounts kept appearing while their balances were read"}
+		}
+		accounts = again
+	}
+}
+
+const maxSnapshotAttempts = 5
+
+// balancesByName reads the accounts' balances: now in one query, as of a
+// time a page at a time.
+func (s *Service) balancesByName(ctx context.Context, accounts []*Account, asOf time.Time) (map[string]decimal.Decimal, error) {
+	out := make(map[string]decimal.Decimal, len(accounts))
+	for len(accounts) > 0 {
+		n := len(accounts)
+		if !asOf.IsZero() {
+			n = min(n, MaxPage)
+		}
+		balances, err := s.Balances(ctx, accounts[:n], asOf)
+		if err != nil {
+			return nil, err
+		}
+		for i, a := range accounts[:n] {
+			out[a.Name] = balances[i]
+		}
+		accounts = accounts[n:]
+	}
+	return out, nil
+}
+
 // MaxPageSize bounds one page of entries.
 const MaxPageSize = 1000
 
