@@ -14,7 +14,7 @@ type admin struct {
 }
 
 func (h admin) BlockViewer(ctx context.Context, r *pb.BlockViewerRequest) (*pb.BlockViewerResponse, error) {
-	if err := requireKey(r.IdempotencyKey); err != nil {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
 		return nil, err
 	}
 	if err := h.s.eco.BlockViewer(ctx, r.IdempotencyKey, r.User); err != nil {
@@ -24,7 +24,7 @@ func (h admin) BlockViewer(ctx context.Context, r *pb.BlockViewerRequest) (*pb.B
 }
 
 func (h admin) UnblockViewer(ctx context.Context, r *pb.UnblockViewerRequest) (*pb.UnblockViewerResponse, error) {
-	if err := requireKey(r.IdempotencyKey); err != nil {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
 		return nil, err
 	}
 	if err := h.s.eco.UnblockViewer(ctx, r.IdempotencyKey, r.User); err != nil {

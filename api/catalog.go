@@ -20,7 +20,7 @@ type catalog struct {
 }
 
 func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb.AddCoinPackResponse, error) {
-	if err := requireKey(r.IdempotencyKey); err != nil {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
 		return nil, err
 	}
 	ch, err := channelOf(r.Channel)
@@ -59,7 +59,7 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 }
 
 func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGiftResponse, error) {
-	if err := requireKey(r.IdempotencyKey); err != nil {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
 		return nil, err
 	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)
@@ -74,7 +74,7 @@ func (h catalog) AddGift(ctx context.Context, r *pb.AddGiftRequest) (*pb.AddGift
 }
 
 func (h catalog) AddShareRule(ctx context.Context, r *pb.AddShareRuleRequest) (*pb.AddShareRuleResponse, error) {
-	if err := requireKey(r.IdempotencyKey); err != nil {
+	if err := checkString("idempotency_key", r.IdempotencyKey, true); err != nil {
 		return nil, err
 	}
 	at, err := timeOf("effective_at", r.EffectiveAt, false)

@@ -33,16 +33,6 @@ func parseMoney(field string, m *pb.Money) (decimal.Decimal, string, error) {
 	return d, m.Asset, err
 }
 
-// requireKey requires the idempotency key of a write that the domain also
-// takes without one (a catalog version, a viewer's block): a caller that may
-// lose an answer must send one.
-func requireKey(key string) error {
-	if key == "" {
-		return badRequest("idempotency_key", "idempotency_key is required")
-	}
-	return nil
-}
-
 // checkString bounds a string field.
 func checkString(field, s string, required bool) error {
 	if required && s == "" {
