@@ -146,6 +146,7 @@ func (c *common) database(ctx context.Context, migrate bool) (url string, stop f
 	if url == "" {
 		dir, removeDir := c.dataDir, func() {}
 		if dir == "" {
+			pgembed.RemoveAbandoned(filepath.Join(os.TempDir(), "coinledger-run-*")) // left by a killed bench
 			tmp, err := pgembed.MkdirTemp("coinledger-run-")
 			if err != nil {
 				return "", stop, err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,10 @@ func run(m *testing.M) int {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		pg = &Backend{Name: "postgres", url: u}
 	} else {
+		// Clusters that test binaries which panicked left running.
+		for _, prefix := range []string{"coinledger-test-", "coinledger-bench-"} {
+			pgembed.RemoveAbandoned(filepath.Join(os.TempDir(), prefix+"*"))
+		}
 		dir, err := pgembed.MkdirTemp("coinledger-test-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "dbtest:", err)

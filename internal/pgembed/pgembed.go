@@ -432,6 +432,38 @@ func (s *Server) Stop() error {
 	}
 }
 
+// RemoveAbandoned removes the throwaway clusters (made by MkdirTemp, with
+// their data in DIR/data) under the temporary directories matching glob
+// that the process owning them left behind: one that died without stopping
+// its server, as a test binary that panicked does, leaves the server
+// running and the directory in place. A cluster whose lock is held belongs
+// to a live process and is left alone, as is a directory made in the last
+// minute (its owner may not have locked it yet).
+func RemoveAbandoned(glob string) {
+	dirs, _ := filepath.Glob(glob)
+	for _, dir := range dirs {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() || time.Since(st.ModTime()) < time.Minute {
+			continue
+		}
+		data := filepath.Join(dir, "data")
+		lock, err := lockDataDir(data)
+		if err != nil {
+			continue
+		}
+		if pid, sock, err := Postmaster(data); err == nil && syscall.Kill(pid, syscall.SIGQUIT) == nil {
+			// Immediate shutdown: nothing in a throwaway cluster is kept.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+					break
+				}
+			}
+			removeStaleSocketDir(data, pid, sock)
+		}
+		lock.Close()
+		os.RemoveAll(dir)
+	}
+}
+
 // MkdirTemp makes a temporary directory that the server's user can enter, for
 // throwaway clusters; the caller removes it.
 func MkdirTemp(prefix string) (string, error) {

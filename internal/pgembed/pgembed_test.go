@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNoBinariesSaysHowToInstall(t *testing.T) {
@@ -106,5 +107,54 @@ func TestWithMallocTunables(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A throwaway cluster whose owner died without stopping it (its lock
+// released, its server still running) is stopped and removed; one whose
+// owner lives is left alone.
+func TestRemoveAbandoned(t *testing.T) {
+	if _, err := FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	start := func() (*Server, string) {
+		t.Helper()
+		dir, err := MkdirTemp("pgembed-abandoned-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		s, err := Start(ctx, Config{DataDir: filepath.Join(dir, "data"), Throwaway: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-2 * time.Minute)
+		if err := os.Chtimes(dir, old, old); err != nil {
+			t.Fatal(err)
+		}
+		return s, dir
+	}
+	abandoned, abandonedDir := start()
+	abandoned.lock.Close() // as the kernel does when its owner dies
+	live, liveDir := start()
+	t.Cleanup(func() { live.Stop() })
+
+	RemoveAbandoned(filepath.Join(os.TempDir(), "pgembed-abandoned-*"))
+	select {
+	case <-abandoned.Exited():
+	case <-time.After(5 * time.Second): // stopped at once; its removed files alone bring it down only later
+		t.Fatal("the abandoned server still runs")
+	}
+	if _, err := os.Stat(abandonedDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the abandoned cluster's directory: %v, want it removed", err)
+	}
+	select {
+	case <-live.Exited():
+		t.Error("the live owner's server was stopped")
+	default:
+	}
+	if _, err := os.Stat(filepath.Join(liveDir, "data")); err != nil {
+		t.Errorf("the live owner's data: %v", err)
 	}
 }
