@@ -40,7 +40,7 @@ generate: ## regenerate proto/coinledger/v1's Go code
 lint-proto: ## buf lint
 	cd proto && $(GOBIN)/buf lint
 
-fuzz: ## run each fuzz target for 20s
+fuzz: ## run each fuzz target for 20s (the API's requests for 60s)
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseDecimal -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzValidateAccountName -fuzztime 20s
 	$(GO) test ./ledger -run '^$$' -fuzz FuzzParseCursor -fuzztime 20s
@@ -59,6 +59,9 @@ fuzz: ## run each fuzz target for 20s
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./ledger/postgres -run '^$$' -fuzz FuzzArrayEncoding -fuzztime 20s
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./ledger/postgres -run '^$$' -fuzz FuzzSmallNumeric -fuzztime 20s
 	DATABASE_URL=postgres://fuzz.invalid/none $(GO) test ./api -run '^$$' -fuzz FuzzParseTokens -fuzztime 20s
+	# Every RPC through a real server: each worker starts its own PostgreSQL,
+	# and replaying the corpus takes the first ~20 s.
+	$(GO) test ./api -run '^$$' -fuzz FuzzRequests -fuzztime 60s
 
 bench: ## Go-API benchmarks on a durable PostgreSQL (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench 'Transfer$$|GiftShape' -benchtime 20000x -count 5 ./ledger/postgres/

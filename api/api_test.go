@@ -45,6 +45,7 @@ finance finance tok-fin-0123456789
 admin admin tok-admin-0123456789
 shop commerce tok-shop-0123456789
 treasurer treasury tok-treasury-0123456789
+everything iap,gifting,creator-portal,finance,admin,commerce,treasury tok-all-0123456789
 `
 
 type env struct {
@@ -56,13 +57,13 @@ type env struct {
 	at   *timestamppb.Timestamp // purchases' store time: a retry resends it
 }
 
-func newEnv(t *testing.T, configure ...func(*api.Config)) *env {
+func newEnv(t testing.TB, configure ...func(*api.Config)) *env {
 	t.Helper()
 	return newEnvWith(t, ledger.Options{}, configure...)
 }
 
 // newEnvWith is newEnv with the ledger's options.
-func newEnvWith(t *testing.T, opts ledger.Options, configure ...func(*api.Config)) *env {
+func newEnvWith(t testing.TB, opts ledger.Options, configure ...func(*api.Config)) *env {
 	t.Helper()
 	db, _ := dbtest.Postgres().Open(t, postgres.Config{})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -100,7 +101,7 @@ func newEnvWith(t *testing.T, opts ledger.Options, configure ...func(*api.Config
 	return e
 }
 
-func (e *env) dial(t *testing.T, token string) *grpc.ClientConn {
+func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
 	t.Helper()
 	if c, ok := e.conn[token]; ok {
 		return c
@@ -113,37 +114,37 @@ func (e *env) dial(t *testing.T, token string) *grpc.ClientConn {
 	return c
 }
 
-func (e *env) purchases(t *testing.T) pb.PurchaseServiceClient {
+func (e *env) purchases(t testing.TB) pb.PurchaseServiceClient {
 	return pb.NewPurchaseServiceClient(e.dial(t, "tok-iap-0123456789"))
 }
-func (e *env) gifts(t *testing.T) pb.GiftServiceClient {
+func (e *env) gifts(t testing.TB) pb.GiftServiceClient {
 	return pb.NewGiftServiceClient(e.dial(t, "tok-gift-0123456789"))
 }
-func (e *env) earnings(t *testing.T) pb.EarningsServiceClient {
+func (e *env) earnings(t testing.TB) pb.EarningsServiceClient {
 	return pb.NewEarningsServiceClient(e.dial(t, "tok-portal-0123456789"))
 }
-func (e *env) finance(t *testing.T) pb.LedgerServiceClient {
+func (e *env) finance(t testing.TB) pb.LedgerServiceClient {
 	return pb.NewLedgerServiceClient(e.dial(t, "tok-fin-0123456789"))
 }
-func (e *env) catalog(t *testing.T) pb.CatalogServiceClient {
+func (e *env) catalog(t testing.TB) pb.CatalogServiceClient {
 	return pb.NewCatalogServiceClient(e.dial(t, "tok-admin-0123456789"))
 }
 
-func (e *env) admin(t *testing.T) pb.AdminServiceClient {
+func (e *env) admin(t testing.TB) pb.AdminServiceClient {
 	return pb.NewAdminServiceClient(e.dial(t, "tok-admin-0123456789"))
 }
 
-func (e *env) shop(t *testing.T) pb.LiveShoppingServiceClient {
+func (e *env) shop(t testing.TB) pb.LiveShoppingServiceClient {
 	return pb.NewLiveShoppingServiceClient(e.dial(t, "tok-shop-0123456789"))
 }
-func (e *env) treasury(t *testing.T) pb.TreasuryServiceClient {
+func (e *env) treasury(t testing.TB) pb.TreasuryServiceClient {
 	return pb.NewTreasuryServiceClient(e.dial(t, "tok-treasury-0123456789"))
 }
 
 func usd(s string) *pb.Money { return &pb.Money{Amount: s, Asset: "USD"} }
 
 // seed publishes a pack, a gift, the default share rule and a creator.
-func (e *env) seed(t *testing.T) {
+func (e *env) seed(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	cat := e.catalog(t)
@@ -168,7 +169,7 @@ func (e *env) seed(t *testing.T) {
 	e.at = timestamppb.Now()
 }
 
-func (e *env) buy(t *testing.T, user, storeID string) *pb.Transaction {
+func (e *env) buy(t testing.TB, user, storeID string) *pb.Transaction {
 	t.Helper()
 	r, err := e.purchases(t).Purchase(context.Background(), &pb.PurchaseRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: storeID,
 		User: user, PackId: "p100", AmountPaid: usd("0.99"), PurchasedAt: e.at})
@@ -208,18 +209,27 @@ func (e *env) giftStorm(t *testing.T, name string, viewers, giftsEach int, coins
 
 // readEarningsUntil reads star's earnings until done closes, failing at the
 // first answer whose payable is not the value (0.005 USD a diamond) of the
-// diamonds it shows.
+// diamonds it shows. An Aborted read (new accounts kept appearing while it
+// read, likelier on a loaded machine) is retried, as the status asks.
 func (e *env) readEarningsUntil(t *testing.T, done <-chan struct{}) {
 	t.Helper()
 	reader := e.earnings(t)
+	aborted := 0
 	for reads := 0; ; reads++ {
 		select {
 		case <-done:
-			t.Logf("%d reads", reads)
+			t.Logf("%d reads, %d of them aborted", reads, aborted)
+			if reads == aborted {
+				t.Fatal("no read was answered")
+			}
 			return
 		default:
 		}
 		r, err := reader.GetCreatorEarnings(context.Background(), &pb.GetCreatorEarningsRequest{Earner: "star"})
+		if status.Code(err) == codes.Aborted {
+			aborted++
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -848,6 +858,47 @@ func TestValidation(t *testing.T) {
 			_, err := e.admin(t).ReleaseEarnings(ctx, &pb.ReleaseEarningsRequest{AsOf: &timestamppb.Timestamp{Nanos: -1}})
 			return err
 		}, "as_of"},
+		// Strings that reached a query unchecked failed in SQL as Internal
+		// (found by FuzzRequests).
+		{"wallet: a NUL in the user", func() error {
+			_, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v\x001"})
+			return err
+		}, "user"},
+		{"wallet: a user with a space", func() error {
+			_, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{User: "v 1"})
+			return err
+		}, "user"},
+		{"earnings: an earner with a space", func() error {
+			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "st ar"})
+			return err
+		}, "earner"},
+		{"earnings: an agency without an id", func() error {
+			_, err := e.earnings(t).GetCreatorEarnings(ctx, &pb.GetCreatorEarningsRequest{Earner: "agency:"})
+			return err
+		}, "earner"},
+		{"accounts: a page token that is not a name", func() error {
+			_, err := e.finance(t).ListAccounts(ctx, &pb.ListAccountsRequest{PageToken: "-0"})
+			return err
+		}, "page_token"},
+		{"accounts: a prefix no name starts with", func() error {
+			_, err := e.finance(t).ListAccounts(ctx, &pb.ListAccountsRequest{Prefix: "COIN:\x00"})
+			return err
+		}, "prefix"},
+		{"gift: a NUL in the stream id", gift(func(r *pb.SendGiftRequest) { r.StreamId = "s\x00" }), "stream_id"},
+		{"purchase: a NUL in the currency", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid.Asset = "US\x00" }), "amount_paid.asset"},
+		{"balances: a NUL in the second name", func() error {
+			_, err := e.finance(t).BatchGetBalances(ctx, &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", "COIN:\x00"}})
+			return err
+		}, "accounts[1]"},
+		{"pack: a NUL in the second price", func() error {
+			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1,
+				Prices: []*pb.Money{usd("1"), {Amount: "1\x00", Asset: "EUR"}}, FeeRate: "0.3", IdempotencyKey: "k"})
+			return err
+		}, "prices[1].amount"},
+		{"transaction: a NUL in the key", func() error {
+			_, err := e.finance(t).GetTransaction(ctx, &pb.GetTransactionRequest{IdempotencyKey: "k\x00"})
+			return err
+		}, "idempotency_key"},
 	}
 	for _, tt := range tests {
 		err := tt.call()

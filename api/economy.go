@@ -130,7 +130,7 @@ func (h gifts) ReverseGift(ctx context.Context, r *pb.ReverseGiftRequest) (*pb.R
 }
 
 func (h gifts) GetWallet(ctx context.Context, r *pb.GetWalletRequest) (*pb.GetWalletResponse, error) {
-	if err := checkString("user", r.User, true); err != nil {
+	if err := economy.CheckUserID("api.GetWallet", "user", r.User); err != nil {
 		return nil, err
 	}
 	names := []string{economy.CoinWallet(r.User), economy.PromoWallet(r.User), economy.CoinDebt(r.User)}
@@ -150,7 +150,7 @@ type earnings struct {
 }
 
 func (h earnings) GetCreatorEarnings(ctx context.Context, r *pb.GetCreatorEarningsRequest) (*pb.GetCreatorEarningsResponse, error) {
-	if err := checkString("earner", r.Earner, true); err != nil {
+	if err := economy.CheckEarner("api.GetCreatorEarnings", "earner", r.Earner); err != nil {
 		return nil, err
 	}
 	asOf, err := timeOf("as_of", r.AsOf, false)

@@ -37,8 +37,9 @@ func (h ledgerReads) ListAccounts(ctx context.Context, r *pb.ListAccountsRequest
 	if err := checkString("prefix", r.Prefix, false); err != nil {
 		return nil, err
 	}
+	// A token this service issued is an account's name.
 	after, err := base64.RawURLEncoding.DecodeString(r.PageToken)
-	if err != nil {
+	if err != nil || len(after) > 0 && ledger.ValidateAccountName("", "", string(after)) != nil {
 		return nil, badRequest("page_token", "page_token is not one this service issued")
 	}
 	page, err := h.s.ledger.Accounts(ctx, r.Prefix, string(after), n)

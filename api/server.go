@@ -3,10 +3,12 @@ package api
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -16,6 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
@@ -108,7 +112,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
-		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, s.bound),
+		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, refuseNUL, s.bound),
 		grpc.ChainStreamInterceptor(s.observeStream, s.recoverStream, s.authorizeStream),
 		grpc.NumStreamWorkers(streamWorkers),
 	}
@@ -286,4 +290,61 @@ func (s *Server) bound(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		return nil, toStatus(ctx, s.log, info.FullMethod, err)
 	}
 	return resp, nil
+}
+
+// refuseNUL answers InvalidArgument, naming the field, to a request with a
+// NUL in a string: PostgreSQL cannot hold one in text, so it would otherwise
+// fail in SQL as Internal, wherever a string reaches a query unchecked. A
+// protobuf string is already valid UTF-8, and NUL is the one character of
+// UTF-8 that PostgreSQL refuses.
+func refuseNUL(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if m, ok := req.(proto.Message); ok {
+		if field := nulField(m.ProtoReflect()); field != "" {
+			return nil, badRequest(field, field+" must not contain a NUL character")
+		}
+	}
+	return handler(ctx, req)
+}
+
+// nulField is the path of the first string in m holding a NUL, or "".
+func nulField(m protoreflect.Message) (field string) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList():
+			for i := 0; i < v.List().Len() && field == ""; i++ {
+				if below, ok := nulIn(fd, v.List().Get(i)); ok {
+					field = fmt.Sprintf("%s[%d]%s", fd.Name(), i, below)
+				}
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+				_, keyNUL := nulIn(fd.MapKey(), k.Value())
+				below, valueNUL := nulIn(fd.MapValue(), v)
+				if keyNUL || valueNUL {
+					field = fmt.Sprintf("%s[%q]%s", fd.Name(), k.String(), below)
+				}
+				return field == ""
+			})
+		default:
+			if below, ok := nulIn(fd, v); ok {
+				field = string(fd.Name()) + below
+			}
+		}
+		return field == ""
+	})
+	return field
+}
+
+// nulIn reports whether one value of fd holds a NUL, and the path to it
+// below fd.
+func nulIn(fd protoreflect.FieldDescriptor, v protoreflect.Value) (string, bool) {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return "", strings.IndexByte(v.String(), 0) >= 0
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if below := nulField(v.Message()); below != "" {
+			return "." + below, true
+		}
+	}
+	return "", false
 }

@@ -107,6 +107,21 @@ func ValidateAccountName(op, field, name string) error {
 	}
 }
 
+// validatePrefix refuses a prefix that no account name could start with, so
+// that bytes the database cannot hold in text (NUL, invalid UTF-8) are
+// refused as input rather than failing in SQL.
+func validatePrefix(op, prefix string) error {
+	if len(prefix) > MaxNameLength {
+		return invalid(op, "prefix", "is longer than %d bytes", MaxNameLength)
+	}
+	for i := 0; i < len(prefix); i++ {
+		if c := prefix[i]; c != ':' && !IsNameSegment(prefix[i:i+1]) {
+			return invalid(op, "prefix", "may hold only letters, digits, '_', '.', '-' and ':', as account names do")
+		}
+	}
+	return nil
+}
+
 // IsNameSegment reports whether s is one segment of an account name: one or
 // more letters, digits, '_', '.' or '-'. A loop rather than a regular
 // expression, which cost 1-2% of the server's CPU: every posting's accounts

@@ -222,7 +222,15 @@ func (s *Service) AccountsByName(ctx context.Context, names []string) ([]*Accoun
 	if len(names) > MaxPage {
 		return nil, invalid("ledger.AccountsByName", "names", "at most %d at once", MaxPage)
 	}
-	found, err := s.store.AccountsByName(ctx, names)
+	// A malformed name is no account's; one holding a NUL would fail the
+	// query, so none is sent.
+	wellFormed := make([]string, 0, len(names))
+	for _, name := range names {
+		if ValidateAccountName("", "", name) == nil {
+			wellFormed = append(wellFormed, name)
+		}
+	}
+	found, err := s.store.AccountsByName(ctx, wellFormed)
 	if err != nil {
 		return nil, err
 	}
@@ -726,6 +734,9 @@ const MaxPage = 1000
 // prefix — all coin wallets, all creator payables — for reconciliation. The
 // accounts must hold one asset.
 func (s *Service) Total(ctx context.Context, prefix string) (decimal.Decimal, error) {
+	if err := validatePrefix("ledger.Total", prefix); err != nil {
+		return decimal.Zero, err
+	}
 	total, assets, err := s.store.Total(ctx, prefix)
 	if err != nil {
 		return total, err
@@ -740,6 +751,14 @@ func (s *Service) Total(ctx context.Context, prefix string) (decimal.Decimal, er
 func (s *Service) Accounts(ctx context.Context, prefix, after string, limit int) ([]*Account, error) {
 	if limit <= 0 || limit > MaxPage {
 		return nil, invalid("ledger.Accounts", "limit", "must be between 1 and %d", MaxPage)
+	}
+	if err := validatePrefix("ledger.Accounts", prefix); err != nil {
+		return nil, err
+	}
+	if after != "" {
+		if err := ValidateAccountName("ledger.Accounts", "after", after); err != nil {
+			return nil, err
+		}
 	}
 	return s.store.Accounts(ctx, prefix, after, limit)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -218,6 +219,9 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 	if err := checkID(op, "user", req.User, 64); err != nil {
 		return nil, err
 	}
+	if err := checkID(op, "pack_id", req.PackID, 64); err != nil {
+		return nil, err
+	}
 	if req.PurchasedAt.IsZero() {
 		return nil, invalid(op, "purchased_at", "is required")
 	}
@@ -349,6 +353,20 @@ const maxClockSkew = 5 * time.Minute
 func checkID(op, field, s string, max int) error {
 	if len(s) > max || !ledger.IsNameSegment(s) {
 		return invalid(op, field, "must be 1-%d characters of letters, digits, '_', '.' or '-'", max)
+	}
+	return nil
+}
+
+// CheckUserID checks a viewer's id as the economy's writes do, for a read
+// that names the viewer's accounts.
+func CheckUserID(op, field, id string) error { return checkID(op, field, id, 64) }
+
+// CheckEarner checks an earner, a creator id or "agency:{id}", for a read
+// that names the earner's accounts.
+func CheckEarner(op, field, earner string) error {
+	id, _ := strings.CutPrefix(earner, agencyEarnerPrefix)
+	if len(id) > 64 || !ledger.IsNameSegment(id) {
+		return invalid(op, field, "must be a creator id or %q and an agency id: 1-64 characters of letters, digits, '_', '.' or '-'", agencyEarnerPrefix)
 	}
 	return nil
 }

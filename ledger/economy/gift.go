@@ -263,6 +263,9 @@ func (e *Economy) priceGift(ctx context.Context, op string, req GiftRequest) (*G
 	case req.GiftID != "" && req.Coins != 0:
 		return nil, invalid(op, "coins", "give a gift id or a coin amount, not both")
 	case req.GiftID != "":
+		if err := checkID(op, "gift_id", req.GiftID, 64); err != nil {
+			return nil, err
+		}
 		g, err := e.catalog.GiftAt(ctx, req.GiftID, req.SentAt)
 		if err != nil {
 			return nil, &ledger.Error{Op: op, Field: "gift_id", Err: err}

@@ -145,6 +145,8 @@ func TestGiftRefusals(t *testing.T) {
 		{"self gift", func(r *economy.GiftRequest) { r.Viewer = "v2"; r.Creator = "v2" }, ledger.Invalid, "creator", economy.ErrSelfGift},
 		{"unknown creator", func(r *economy.GiftRequest) { r.Creator = "nobody" }, ledger.NotFound, "creator", economy.ErrUnknownCreator},
 		{"unknown gift", func(r *economy.GiftRequest) { r.GiftID = "unicorn" }, ledger.NotFound, "gift_id", nil},
+		// It reached the catalog's query and failed there (FuzzRequests).
+		{"a NUL in the gift id", func(r *economy.GiftRequest) { r.GiftID = "ro\x00se" }, ledger.Invalid, "gift_id", nil},
 		{"gift and coins", func(r *economy.GiftRequest) { r.Coins = 5 }, ledger.Invalid, "coins", nil},
 		{"neither gift nor coins", func(r *economy.GiftRequest) { r.GiftID = "" }, ledger.Invalid, "coins", nil},
 		{"no sent_at", func(r *economy.GiftRequest) { r.SentAt = time.Time{} }, ledger.Invalid, "sent_at", nil},

@@ -79,6 +79,9 @@ func (c *Catalog) AddLiveSession(ctx context.Context, s LiveSession) (LiveSessio
 
 // LiveSession returns a session's terms.
 func (c *Catalog) LiveSession(ctx context.Context, id string) (LiveSession, error) {
+	if err := checkID("economy.LiveSession", "session_id", id, 64); err != nil {
+		return LiveSession{}, err
+	}
 	return c.store.LiveSession(ctx, id)
 }
 

@@ -71,6 +71,8 @@ func TestLiveShoppingSale(t *testing.T) {
 		field string
 	}{
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "nope", Amount: dec("1"), Currency: "USD", SoldAt: t0}, ledger.NotFound, "session_id"},
+		// A NUL reached the session's query and failed there (FuzzRequests).
+		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s\x00", Amount: dec("1"), Currency: "USD", SoldAt: t0}, ledger.Invalid, "session_id"},
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1.001"), Currency: "USD", SoldAt: t0}, ledger.Invalid, "amount"},
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("1"), Currency: "XXX", SoldAt: t0}, ledger.Invalid, "currency"},
 		{economy.LiveSaleRequest{OrderID: "o9", SessionID: "s1", Amount: dec("100"), Currency: economy.Coin, SoldAt: t0}, ledger.Invalid, "currency"},

@@ -132,6 +132,8 @@ func TestPurchaseRefusals(t *testing.T) {
 	}{
 		{"same store transaction, other user", func(r *economy.PurchaseRequest) { r.User = "u9" }, ledger.Conflict, "idempotency_key"},
 		{"unknown pack", func(r *economy.PurchaseRequest) { r.StoreTransactionID, r.PackID = "a-2", "nope" }, ledger.NotFound, "pack_id"},
+		// It reached the catalog's query and failed there (FuzzRequests).
+		{"a NUL in the pack id", func(r *economy.PurchaseRequest) { r.StoreTransactionID, r.PackID = "a-2", "p\x00" }, ledger.Invalid, "pack_id"},
 		{"pack before its first version", func(r *economy.PurchaseRequest) { r.StoreTransactionID, r.PurchasedAt = "a-3", t0.Add(-time.Hour) }, ledger.NotFound, "pack_id"},
 		{"currency not sold", func(r *economy.PurchaseRequest) { r.StoreTransactionID, r.Currency = "a-4", "EUR" }, ledger.Invalid, "currency"},
 		{"wrong amount", func(r *economy.PurchaseRequest) { r.StoreTransactionID, r.AmountPaid = "a-5", dec("9.99") }, ledger.Invalid, "amount_paid"},

@@ -753,6 +753,34 @@ func TestAccountsByPrefix(t *testing.T) {
 	})
 }
 
+// Lookups by a string that no account name could be are answered without a
+// query: a NUL in one failed in SQL as Internal (found by the API's
+// FuzzRequests).
+func TestAccountLookupsOfNoPossibleName(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		e := newEnv(t, b, ledger.Options{})
+		e.account("p:a", "USD", false, 1)
+		ctx := context.Background()
+		for _, c := range []struct {
+			name, field string
+			call        func() error
+		}{
+			{"prefix with a NUL", "prefix", func() error { _, err := e.svc.Accounts(ctx, "p:\x00", "", 10); return err }},
+			{"prefix with a space", "prefix", func() error { _, err := e.svc.Accounts(ctx, "p: a", "", 10); return err }},
+			{"after that is no name", "after", func() error { _, err := e.svc.Accounts(ctx, "p:", "\xfb\x00", 10); return err }},
+			{"total under a NUL", "prefix", func() error { _, err := e.svc.Total(ctx, "\x00"); return err }},
+		} {
+			if err := c.call(); ledger.KindOf(err) != ledger.Invalid || ledger.FieldOf(err) != c.field {
+				t.Errorf("%s: %v, want Invalid on %s", c.name, err, c.field)
+			}
+		}
+		found, err := e.svc.AccountsByName(ctx, []string{"p:a\x00", "p:a", "p a"})
+		if err != nil || found[0] != nil || found[1] == nil || found[1].Name != "p:a" || found[2] != nil {
+			t.Errorf("by name: %v, %v; want only p:a", found, err)
+		}
+	})
+}
+
 // Balances reads many accounts' balances in one query, in the order asked,
 // summing every shard row, and agrees with Balance account by account; as
 // of an instant too.

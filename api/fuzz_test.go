@@ -1,0 +1,226 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
+)
+
+// everyScope may call every RPC, so that a refusal is the request's fault.
+const everyScope = "tok-all-0123456789"
+
+// rpcMethod is one RPC of the protocol and a request it accepts.
+type rpcMethod struct {
+	path  string // "/coinledger.v1.GiftService/SendGift"
+	valid proto.Message
+	reply protoreflect.MessageType
+}
+
+// protocolMethods lists every RPC of coinledger.v1, in a stable order, with a
+// valid request for each from validRequests; it fails if an RPC has none, so
+// a new RPC cannot go unfuzzed.
+func protocolMethods(tb testing.TB, valid map[string]proto.Message) []rpcMethod {
+	tb.Helper()
+	var out []rpcMethod
+	protoregistry.GlobalFiles.RangeFilesByPackage("coinledger.v1", func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				md := sd.Methods().Get(j)
+				path := "/" + string(sd.FullName()) + "/" + string(md.Name())
+				req, ok := valid[string(md.Name())]
+				if !ok {
+					tb.Fatalf("%s has no valid request in validRequests", path)
+				}
+				reply, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+				if err != nil {
+					tb.Fatal(err)
+				}
+				out = append(out, rpcMethod{path: path, valid: req, reply: reply})
+			}
+		}
+		return true
+	})
+	slices.SortFunc(out, func(a, b rpcMethod) int { return strings.Compare(a.path, b.path) })
+	if len(out) != len(valid) {
+		tb.Fatalf("validRequests has %d requests for %d RPCs", len(valid), len(out))
+	}
+	return out
+}
+
+// validRequests are requests each RPC accepts against a seeded env with one
+// purchase, gift and refund in it.
+func validRequests(e *env, tb testing.TB) map[string]proto.Message {
+	tb.Helper()
+	ctx := context.Background()
+	e.buy(tb, "v1", "tx-fuzz")
+	gift, err := e.gifts(tb).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g-fuzz", Viewer: "v1", Creator: "star", GiftId: "rose",
+		StreamId: "s1", SentAt: timestamppb.Now()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.purchases(tb).Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-fuzz",
+		RefundId: "rf-fuzz", RefundedAt: timestamppb.Now(), Policy: pb.RefundPolicy_REFUND_POLICY_CLAWBACK}); err != nil {
+		tb.Fatal(err)
+	}
+	now := timestamppb.Now()
+	return map[string]proto.Message{
+		"BlockViewer":        &pb.BlockViewerRequest{User: "v2", IdempotencyKey: "b"},
+		"UnblockViewer":      &pb.UnblockViewerRequest{User: "v2", IdempotencyKey: "u"},
+		"ReleaseEarnings":    &pb.ReleaseEarningsRequest{AsOf: now},
+		"AddCoinPack":        &pb.AddCoinPackRequest{PackId: "p5", Channel: pb.Channel_CHANNEL_WEB, Coins: 5, Prices: []*pb.Money{usd("0.05")}, FeeRate: "0.03", IdempotencyKey: "k"},
+		"AddGift":            &pb.AddGiftRequest{GiftId: "lily", Coins: 7, IdempotencyKey: "k"},
+		"AddShareRule":       &pb.AddShareRuleRequest{Creator: "star", CreatorShare: "0.6", HoldingPeriod: durationpb.New(time.Hour), DiamondValue: usd("0.005"), IdempotencyKey: "k"},
+		"GetCoinPack":        &pb.GetCoinPackRequest{PackId: "p100", Channel: pb.Channel_CHANNEL_APPLE},
+		"GetGift":            &pb.GetGiftRequest{GiftId: "rose"},
+		"GetShareRule":       &pb.GetShareRuleRequest{Creator: "star"},
+		"RegisterCreator":    &pb.RegisterCreatorRequest{Creator: "nova"},
+		"AddLiveSession":     &pb.AddLiveSessionRequest{SessionId: "live-2", Seller: "shop2", Partner: "host2", PlatformRate: "0.05", PartnerShare: "0.1"},
+		"GetCreatorEarnings": &pb.GetCreatorEarningsRequest{Earner: "star"},
+		"SendGift":           &pb.SendGiftRequest{IdempotencyKey: "g", Viewer: "v1", Creator: "star", GiftId: "rose", StreamId: "s1", SentAt: now},
+		"ReverseGift":        &pb.ReverseGiftRequest{IdempotencyKey: "r", GiftTransactionId: gift.Transaction.Id, Reason: "fraud"},
+		"GetWallet":          &pb.GetWalletRequest{User: "v1"},
+		"ListAccounts":       &pb.ListAccountsRequest{Prefix: "COIN:", PageSize: 10},
+		"GetBalance":         &pb.GetBalanceRequest{Account: "COIN:issued"},
+		"BatchGetBalances":   &pb.BatchGetBalancesRequest{Accounts: []string{"COIN:issued", "Treasury:ops"}},
+		"ListEntries":        &pb.ListEntriesRequest{Account: "COIN:issued", PageSize: 10},
+		"GetTransaction":     &pb.GetTransactionRequest{Id: gift.Transaction.Id},
+		"Verify":             &pb.VerifyRequest{},
+		"RecordSale":         &pb.RecordSaleRequest{OrderId: "o1", SessionId: "live-1", Amount: usd("20"), SoldAt: now},
+		"Purchase":           &pb.PurchaseRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-f2", User: "v2", PackId: "p100", AmountPaid: usd("0.99"), PurchasedAt: now},
+		"GrantPromo":         &pb.GrantPromoRequest{IdempotencyKey: "p", User: "v2", Coins: 10, Reason: "welcome"},
+		"Refund":             &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-f2", RefundId: "rf2", RefundedAt: now, Policy: pb.RefundPolicy_REFUND_POLICY_DEBT},
+		"ReverseRefund":      &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE, RefundId: "rf-fuzz"},
+		"CreateAccount":      &pb.CreateAccountRequest{Name: "Treasury:fuzz", Asset: "EUR", NormalSide: pb.Side_SIDE_CREDIT, Shards: 2},
+		"Transfer":           &pb.TransferRequest{IdempotencyKey: "t", From: "Treasury:float", To: "Treasury:ops", Amount: usd("1"), Memo: "m"},
+	}
+}
+
+// edit sets one field of m, chosen by which, from the fuzzer's values: a
+// string field to s, a number to n, an enum to n, a bool to n's low bit, a
+// Money to {s, asset}, a timestamp or duration to {n seconds, nanos}, a
+// repeated field to s's comma-separated parts.
+func edit(m protoreflect.Message, which uint8, s, asset string, n int64, nanos int32) {
+	fields := m.Descriptor().Fields()
+	if fields.Len() == 0 {
+		return
+	}
+	fd := fields.Get(int(which) % fields.Len())
+	if fd.IsList() {
+		list := m.NewField(fd).List()
+		for _, part := range strings.Split(s, ",") {
+			switch {
+			case fd.Kind() == protoreflect.StringKind:
+				list.Append(protoreflect.ValueOfString(part))
+			case fd.Kind() == protoreflect.MessageKind && fd.Message().FullName() == "coinledger.v1.Money":
+				list.Append(protoreflect.ValueOfMessage((&pb.Money{Amount: part, Asset: asset}).ProtoReflect()))
+			default:
+				panic("edit: no value for a list of " + string(fd.FullName()))
+			}
+		}
+		m.Set(fd, protoreflect.ValueOfList(list))
+		return
+	}
+	var v protoreflect.Value
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		v = protoreflect.ValueOfString(s)
+	case protoreflect.Int64Kind:
+		v = protoreflect.ValueOfInt64(n)
+	case protoreflect.Int32Kind:
+		v = protoreflect.ValueOfInt32(int32(n))
+	case protoreflect.BoolKind:
+		v = protoreflect.ValueOfBool(n&1 == 1)
+	case protoreflect.EnumKind:
+		v = protoreflect.ValueOfEnum(protoreflect.EnumNumber(n))
+	case protoreflect.MessageKind:
+		switch fd.Message().FullName() {
+		case "coinledger.v1.Money":
+			v = protoreflect.ValueOfMessage((&pb.Money{Amount: s, Asset: asset}).ProtoReflect())
+		case "google.protobuf.Timestamp":
+			v = protoreflect.ValueOfMessage((&timestamppb.Timestamp{Seconds: n, Nanos: nanos}).ProtoReflect())
+		case "google.protobuf.Duration":
+			v = protoreflect.ValueOfMessage((&durationpb.Duration{Seconds: n, Nanos: nanos}).ProtoReflect())
+		default:
+			m.Clear(fd)
+			return
+		}
+	default:
+		panic("edit: no value for a field of kind " + fd.Kind().String())
+	}
+	m.Set(fd, v)
+}
+
+// answerable are the codes a request alone can earn: anything else from a
+// single caller on an idle server (Internal, Unknown, Aborted, a deadline) is
+// a bug the fuzzer found.
+var answerable = map[codes.Code]bool{codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true,
+	codes.AlreadyExists: true, codes.FailedPrecondition: true}
+
+// FuzzRequests sends each RPC a valid request with up to two fields replaced
+// by the fuzzer's values, and checks that the answer is one a caller can act
+// on, that bad input names the field at fault, and that the ledger verifies
+// clean afterwards.
+func FuzzRequests(f *testing.F) {
+	e := newEnv(f)
+	e.seed(f)
+	methods := protocolMethods(f, validRequests(e, f))
+	conn := e.dial(f, everyScope)
+	f.Cleanup(func() {
+		r, err := pb.NewLedgerServiceClient(conn).Verify(context.Background(), &pb.VerifyRequest{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(r.Violations) > 0 {
+			f.Errorf("the ledger does not verify after fuzzing: %v", r.Violations)
+		}
+	})
+
+	const year1, year9999 = -62135596800, 253402300799
+	for i := range methods {
+		m := uint8(i)
+		f.Add(m, uint8(0), "", "", int64(0), int32(0), uint8(0), "")
+		for field := range uint8(8) {
+			f.Add(m, field, "", "", int64(-1), int32(0), field, "")
+			f.Add(m, field, "9999999999999999999999.99", "USD", int64(1<<62), int32(0), field+1, "x")
+			f.Add(m, field, "0.000000000000000001", "COIN", int64(year1), int32(0), field, " ")
+			f.Add(m, field, "-0", "USD", int64(year9999), int32(999999999), field+2, "Treasury:ops")
+			f.Add(m, field, "Treasury:x,COIN:issued", "EUR", int64(-1<<63), int32(-1), field, strings.Repeat("é", 200))
+		}
+	}
+	f.Fuzz(func(t *testing.T, method, field1 uint8, s1, asset string, n int64, nanos int32, field2 uint8, s2 string) {
+		rpc := methods[int(method)%len(methods)]
+		req := proto.Clone(rpc.valid)
+		edit(req.ProtoReflect(), field1, s1, asset, n, nanos)
+		edit(req.ProtoReflect(), field2, s2, asset, -n, nanos)
+		if _, err := proto.Marshal(req); err != nil {
+			t.Skip("not a request a client can send:", err) // invalid UTF-8; TestUndecodableRequest covers it
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := conn.Invoke(ctx, rpc.path, req, rpc.reply.New().Interface())
+		code := status.Code(err)
+		if !answerable[code] {
+			t.Fatalf("%s %v: %v", rpc.path, req, err)
+		}
+		if code == codes.InvalidArgument && fieldOf(err) == "" {
+			t.Errorf("%s %v: %v names no field", rpc.path, req, err)
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("%s %v took over 10 s", rpc.path, req)
+		}
+	})
+}
