@@ -174,6 +174,9 @@ func (s *Service) Asset(ctx context.Context, code string) (Asset, error) {
 	if a, ok := s.assets.Load(code); ok {
 		return a.(Asset), nil
 	}
+	if !assetCodeRE.MatchString(code) {
+		return Asset{}, &Error{Op: "ledger.Asset", Err: ErrAssetNotFound, Message: code} // and no query: a NUL would fail it
+	}
 	a, err := s.store.Asset(ctx, code)
 	if err != nil {
 		return Asset{}, err

@@ -219,6 +219,9 @@ func storeError(op string, err error) error {
 	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if sqlState(err) == "22021" { // character_not_in_repertoire: a NUL or bytes that are not UTF-8
+		return &ledger.Error{Op: op, Kind: ledger.Invalid, Err: err, Message: "a string holds a character the database cannot store"}
+	}
 	if unreachable(err) {
 		return &ledger.Error{Op: op, Kind: ledger.Unavailable, Err: err,
 			Message: "database unavailable; a write may or may not have committed: retry it with the same idempotency key"}

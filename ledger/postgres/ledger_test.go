@@ -778,6 +778,14 @@ func TestAccountLookupsOfNoPossibleName(t *testing.T) {
 		if err != nil || found[0] != nil || found[1] == nil || found[1].Name != "p:a" || found[2] != nil {
 			t.Errorf("by name: %v, %v; want only p:a", found, err)
 		}
+		if _, err := e.svc.Asset(ctx, "US\x00D"); !errors.Is(err, ledger.ErrAssetNotFound) {
+			t.Errorf("asset with a NUL: %v, want not found", err)
+		}
+		// Where a string still reaches a query, the database's refusal is
+		// the input's fault, not an internal error.
+		if _, err := e.db.Asset(ctx, "US\x00D"); ledger.KindOf(err) != ledger.Invalid {
+			t.Errorf("the store asked for an asset with a NUL: %v (kind %v), want Invalid", err, ledger.KindOf(err))
+		}
 	})
 }
 
