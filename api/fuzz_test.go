@@ -27,6 +27,7 @@ type rpcMethod struct {
 	path  string // "/coinledger.v1.GiftService/SendGift"
 	valid proto.Message
 	reply protoreflect.MessageType
+	write bool // sent again, it must answer as the first time
 }
 
 // protocolMethods lists every RPC of coinledger.v1, in a stable order, with a
@@ -49,7 +50,7 @@ func protocolMethods(tb testing.TB, valid map[string]proto.Message) []rpcMethod 
 				if err != nil {
 					tb.Fatal(err)
 				}
-				out = append(out, rpcMethod{path: path, valid: req, reply: reply})
+				out = append(out, rpcMethod{path: path, valid: req, reply: reply, write: isWrite(string(md.Name()))})
 			}
 		}
 		return true
@@ -59,6 +60,18 @@ func protocolMethods(tb testing.TB, valid map[string]proto.Message) []rpcMethod 
 		tb.Fatalf("validRequests has %d requests for %d RPCs", len(valid), len(out))
 	}
 	return out
+}
+
+// isWrite tells the RPCs whose retry must answer as the first call did:
+// all but the reads, and the release job, which releases what has come due
+// since its last run.
+func isWrite(method string) bool {
+	for _, read := range []string{"Get", "List", "BatchGet"} {
+		if strings.HasPrefix(method, read) {
+			return false
+		}
+	}
+	return method != "Verify" && method != "ReleaseEarnings"
 }
 
 // validRequests are requests each RPC accepts against a seeded env with one
@@ -211,7 +224,8 @@ func FuzzRequests(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		err := conn.Invoke(ctx, rpc.path, req, rpc.reply.New().Interface())
+		reply := rpc.reply.New().Interface()
+		err := conn.Invoke(ctx, rpc.path, req, reply)
 		code := status.Code(err)
 		if !answerable[code] {
 			t.Fatalf("%s %v: %v", rpc.path, req, err)
@@ -221,6 +235,22 @@ func FuzzRequests(f *testing.F) {
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			t.Fatalf("%s %v took over 10 s", rpc.path, req)
+		}
+		if code != codes.OK || !rpc.write {
+			return
+		}
+		// The same write again, as a client retrying after a lost answer:
+		// the original answer, marked replayed where it is a transaction.
+		again := rpc.reply.New().Interface()
+		if err := conn.Invoke(ctx, rpc.path, req, again); err != nil {
+			t.Fatalf("%s %v: retried, %v", rpc.path, req, err)
+		}
+		want := proto.Clone(reply)
+		if tx := want.ProtoReflect().Descriptor().Fields().ByName("transaction"); tx != nil {
+			want.ProtoReflect().Get(tx).Message().Interface().(*pb.Transaction).Replayed = true
+		}
+		if !proto.Equal(again, want) {
+			t.Fatalf("%s %v: retried, answered %v, want %v", rpc.path, req, again, want)
 		}
 	})
 }

@@ -132,6 +132,17 @@ func reencodeJSONObject(m []byte) (json.RawMessage, bool) {
 	return out, err == nil
 }
 
+// StoredMetadata renders metadata read back from the database as a
+// request's metadata is rendered when it is posted: PostgreSQL's jsonb prints
+// its own spacing and key order, and a replay must answer what the original
+// did.
+func StoredMetadata(m json.RawMessage) json.RawMessage {
+	if out, ok := reencodeJSONObject(m); ok {
+		return out
+	}
+	return m
+}
+
 // canonicalMetadata checks metadata and renders it with sorted keys, so that
 // two requests whose JSON differs only in key order or spacing hash alike.
 // Empty metadata is the empty object.

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -149,7 +150,19 @@ func TestIdempotency(t *testing.T) {
 		if !t2.Replayed || !t1.EffectiveAt.Equal(t2.EffectiveAt) || !t1.EffectiveAt.Equal(withTime.EffectiveAt.Truncate(time.Microsecond)) {
 			t.Fatalf("effective time: original %s, replay %s", t1.EffectiveAt, t2.EffectiveAt)
 		}
-		_, err := e.svc.Post(ctx, transfer("k", "mint", "alice", "2"))
+		// Metadata: the replay and a read answer it as the original did, not
+		// as jsonb prints it (its own spacing and key order).
+		withMeta := transfer("k-meta", "mint", "alice", "1")
+		withMeta.Metadata = json.RawMessage(`{"zeta": [1, "<b>"], "memo": "m", "n": 1.50}`)
+		m1, m2 := e.post(withMeta), e.post(withMeta)
+		read, err := e.svc.TransactionByKey(ctx, "k-meta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m2.Replayed || string(m2.Metadata) != string(m1.Metadata) || string(read.Metadata) != string(m1.Metadata) {
+			t.Fatalf("metadata: original %s, replay %s, read %s", m1.Metadata, m2.Metadata, read.Metadata)
+		}
+		_, err = e.svc.Post(ctx, transfer("k", "mint", "alice", "2"))
 		if ledger.KindOf(err) != ledger.Conflict || !errors.Is(err, ledger.ErrIdempotencyConflict) || ledger.FieldOf(err) != "idempotency_key" {
 			t.Fatalf("reused key with other content: %v", err)
 		}
@@ -175,7 +188,7 @@ func TestIdempotency(t *testing.T) {
 				t.Fatalf("racer %d: %v, id %s vs %s", i, errs[i], ids[i], ids[0])
 			}
 		}
-		e.wantBalance("alice", "3.5") // 1.50, k-time and race, each once
+		e.wantBalance("alice", "4.5") // 1.50, k-time, k-meta and race, each once
 		e.verifyClean()
 	})
 }

@@ -60,6 +60,7 @@ func (db *DB) transaction(ctx context.Context, op, name, query string, arg any) 
 		return nil, storeError(op, err)
 	}
 	t.EffectiveAt, t.RecordedAt = t.EffectiveAt.UTC(), t.RecordedAt.UTC()
+	t.Metadata = ledger.StoredMetadata(t.Metadata)
 	rows, _ := db.pool.Query(ctx, selectPostings, t.ID)
 	var p ledger.Posting
 	var side string
