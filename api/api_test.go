@@ -646,7 +646,8 @@ func TestValidation(t *testing.T) {
 		{"purchase: float-ish amount", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("9.9e1") }), "amount_paid.amount"},
 		{"purchase: negative amount", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("-0.99") }), "amount_paid"},
 		{"purchase: too many decimals", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("0.991") }), "amount_paid"},
-		{"purchase: unknown asset", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = &pb.Money{Amount: "0.99", Asset: "XYZ"} }), "currency"},
+		// The request's own field, not the domain's name for it ("currency").
+		{"purchase: unknown asset", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = &pb.Money{Amount: "0.99", Asset: "XYZ"} }), "amount_paid.asset"},
 		{"purchase: no time", purchase(func(r *pb.PurchaseRequest) { r.PurchasedAt = nil }), "purchased_at"},
 		{"promo: negative coins", func() error {
 			_, err := e.purchases(t).GrantPromo(ctx, &pb.GrantPromoRequest{IdempotencyKey: "p", User: "v1", Coins: -1})
@@ -662,6 +663,16 @@ func TestValidation(t *testing.T) {
 		}, "reason"},
 		{"gift: empty key", gift(func(r *pb.SendGiftRequest) { r.IdempotencyKey = "" }), "idempotency_key"},
 		{"gift: oversized key", gift(func(r *pb.SendGiftRequest) { r.IdempotencyKey = long }), "idempotency_key"},
+		{"gift: a key with a space", gift(func(r *pb.SendGiftRequest) { r.IdempotencyKey = "a b" }), "idempotency_key"},
+		{"reverse gift: a key with a space", func() error {
+			_, err := e.gifts(t).ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: "a b", GiftTransactionId: "01a250cc-5cdf-78c4-aca0-2c8685f15052"})
+			return err
+		}, "idempotency_key"},
+		{"share rule: a diamond value in no currency", func() error {
+			_, err := e.catalog(t).AddShareRule(ctx, &pb.AddShareRuleRequest{Creator: "x", CreatorShare: "0.5", HoldingPeriod: durationpb.New(time.Hour),
+				DiamondValue: &pb.Money{Amount: "0.005", Asset: "XYZ"}, IdempotencyKey: "k"})
+			return err
+		}, "diamond_value.asset"},
 		{"gift: negative coins", gift(func(r *pb.SendGiftRequest) { r.Coins = -5 }), "coins"},
 		{"gift: no viewer", gift(func(r *pb.SendGiftRequest) { r.Viewer = "" }), "viewer"},
 		{"gift: self", gift(func(r *pb.SendGiftRequest) { r.Viewer = "star" }), "creator"},
@@ -675,7 +686,7 @@ func TestValidation(t *testing.T) {
 		{"reverse gift: not a transaction id", func() error {
 			_, err := e.gifts(t).ReverseGift(ctx, &pb.ReverseGiftRequest{IdempotencyKey: "r", GiftTransactionId: "nope"})
 			return err
-		}, "gift_tx"},
+		}, "gift_transaction_id"},
 		{"wallet: no user", func() error { _, err := e.gifts(t).GetWallet(ctx, &pb.GetWalletRequest{}); return err }, "user"},
 		{"entries: page size", func() error {
 			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageSize: 5000})
@@ -737,8 +748,8 @@ func TestValidation(t *testing.T) {
 			return err
 		}, "shards"},
 		{"sale: negative amount", sale(func(r *pb.RecordSaleRequest) { r.Amount = usd("-5") }), "amount"},
-		{"sale: unknown asset", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "XYZ"} }), "currency"},
-		{"sale: paid in coins", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "COIN"} }), "currency"},
+		{"sale: unknown asset", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "XYZ"} }), "amount.asset"},
+		{"sale: paid in coins", sale(func(r *pb.RecordSaleRequest) { r.Amount = &pb.Money{Amount: "5", Asset: "COIN"} }), "amount.asset"},
 		{"treasury account: unknown asset", func() error {
 			_, err := e.treasury(t).CreateAccount(ctx, &pb.CreateAccountRequest{Name: "Treasury:x", Asset: "XYZ", NormalSide: pb.Side_SIDE_CREDIT})
 			return err

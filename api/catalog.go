@@ -102,7 +102,7 @@ func (h catalog) AddShareRule(ctx context.Context, r *pb.AddShareRuleRequest) (*
 		AgencyShare: agencyShare, HoldingPeriod: r.HoldingPeriod.AsDuration(), DiamondValue: value, DiamondCurrency: currency,
 		Key: r.IdempotencyKey})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, "diamond_currency", "diamond_value.asset")
 	}
 	return &pb.AddShareRuleResponse{EffectiveAt: timestamppb.New(got.EffectiveAt)}, nil
 }

@@ -31,7 +31,7 @@ func (h purchases) Purchase(ctx context.Context, r *pb.PurchaseRequest) (*pb.Pur
 	tx, err := h.s.eco.Purchase(ctx, economy.PurchaseRequest{Channel: ch, StoreTransactionID: r.StoreTransactionId, User: r.User,
 		PackID: r.PackId, AmountPaid: paid, Currency: currency, PurchasedAt: at})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, "currency", "amount_paid.asset")
 	}
 	return &pb.PurchaseResponse{Transaction: transactionOf(tx)}, nil
 }
@@ -105,7 +105,7 @@ func (h gifts) SendGift(ctx context.Context, r *pb.SendGiftRequest) (*pb.SendGif
 	tx, err := h.s.eco.SendGift(ctx, economy.GiftRequest{Key: r.IdempotencyKey, Viewer: r.Viewer, Creator: r.Creator, GiftID: r.GiftId,
 		Coins: r.Coins, StreamID: r.StreamId, SentAt: at})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, "key", "idempotency_key")
 	}
 	if r.View == pb.TransactionView_TRANSACTION_VIEW_BASIC {
 		// Rendering, marshalling and sending a gift's ten postings and its
@@ -124,7 +124,7 @@ func (h gifts) ReverseGift(ctx context.Context, r *pb.ReverseGiftRequest) (*pb.R
 	}
 	tx, err := h.s.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: r.IdempotencyKey, GiftTx: r.GiftTransactionId, Reason: r.Reason})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, "key", "idempotency_key", "gift_tx", "gift_transaction_id")
 	}
 	return &pb.ReverseGiftResponse{Transaction: transactionOf(tx)}, nil
 }

@@ -78,3 +78,17 @@ func badRequest(field, msg string) error {
 	}
 	return st.Err()
 }
+
+// protoFields renames the field a domain error names, where the domain's
+// request type calls it otherwise than the protocol does, given as pairs of
+// (domain name, request field): a caller is told which of its own fields
+// was refused.
+func protoFields(err error, renames ...string) error {
+	field := ledger.FieldOf(err)
+	for i := 0; field != "" && i+1 < len(renames); i += 2 {
+		if field == renames[i] {
+			return &ledger.Error{Field: renames[i+1], Err: err}
+		}
+	}
+	return err
+}

@@ -65,7 +65,7 @@ func (h liveShopping) RecordSale(ctx context.Context, r *pb.RecordSaleRequest) (
 	}
 	tx, err := h.s.eco.RecordLiveSale(ctx, economy.LiveSaleRequest{OrderID: r.OrderId, SessionID: r.SessionId, Amount: amount, Currency: currency, SoldAt: at})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, "currency", "amount.asset")
 	}
 	return &pb.RecordSaleResponse{Transaction: transactionOf(tx)}, nil
 }
