@@ -724,7 +724,7 @@ func TestValidation(t *testing.T) {
 		{"pack: a price finer than its currency", func() error {
 			_, err := e.catalog(t).AddCoinPack(ctx, &pb.AddCoinPackRequest{PackId: "x", Channel: pb.Channel_CHANNEL_WEB, Coins: 1, Prices: []*pb.Money{usd("0.999")}, FeeRate: "0.3", IdempotencyKey: "k"})
 			return err
-		}, "prices[USD]"},
+		}, "prices[0].amount"},
 		{"purchase: more decimal places than any asset has", purchase(func(r *pb.PurchaseRequest) { r.AmountPaid = usd("0." + strings.Repeat("9", 19)) }), "amount_paid.amount"},
 		{"transfer: more digits than an amount holds", transfer(func(r *pb.TransferRequest) { r.Amount = usd(strings.Repeat("9", 39)) }), "amount.amount"},
 		{"transfer: empty key", transfer(func(r *pb.TransferRequest) { r.IdempotencyKey = "" }), "idempotency_key"},

@@ -39,6 +39,7 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 		return nil, badRequest("prices", "prices must hold 1-32 currencies")
 	}
 	prices := map[string]decimal.Decimal{}
+	var renames []string // the domain names a price by its currency, the request by its place
 	for i, p := range r.Prices {
 		field := ledger.Indexed("prices", i)
 		amount, currency, err := parseMoney(field, p)
@@ -49,11 +50,12 @@ func (h catalog) AddCoinPack(ctx context.Context, r *pb.AddCoinPackRequest) (*pb
 			return nil, badRequest(field+".asset", field+".asset: "+currency+" is priced twice")
 		}
 		prices[currency] = amount
+		renames = append(renames, "prices["+currency+"]", field+".amount")
 	}
 	got, err := h.s.catalog.AddCoinPack(ctx, economy.CoinPack{ID: r.PackId, Channel: ch, EffectiveAt: at, Coins: r.Coins, Prices: prices, FeeRate: rate,
 		Key: r.IdempotencyKey})
 	if err != nil {
-		return nil, err
+		return nil, protoFields(err, renames...)
 	}
 	return &pb.AddCoinPackResponse{EffectiveAt: timestamppb.New(got.EffectiveAt)}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,16 +179,22 @@ func edit(m protoreflect.Message, which uint8, s, asset string, n int64, nanos i
 }
 
 // isFieldOf reports whether path ("amount.asset", "prices[1].amount") names
-// a field of md, so that a caller can tell which of its fields was refused.
+// a field of md, an element of a list by its place, so that a caller can
+// tell which of its fields was refused.
 func isFieldOf(md protoreflect.MessageDescriptor, path string) bool {
 	for part := range strings.SplitSeq(path, ".") {
-		name, _, _ := strings.Cut(part, "[")
+		name, index, indexed := strings.Cut(part, "[")
 		if md == nil {
 			return false
 		}
 		fd := md.Fields().ByName(protoreflect.Name(name))
 		if fd == nil {
 			return false
+		}
+		if indexed {
+			if _, err := strconv.Atoi(strings.TrimSuffix(index, "]")); err != nil || !strings.HasSuffix(index, "]") || !fd.IsList() {
+				return false
+			}
 		}
 		md = fd.Message()
 	}
