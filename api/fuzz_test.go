@@ -76,7 +76,9 @@ func isWrite(method string) bool {
 }
 
 // validRequests are requests each RPC accepts against a seeded env with one
-// purchase, gift and refund in it.
+// purchase, gift and refund in it. Their times are the fuzzing's start: a
+// gift under a new key is refused as late once economy.MaxGiftDelay (an
+// hour) has passed, so fuzz in runs shorter than that.
 func validRequests(e *env, tb testing.TB) map[string]proto.Message {
 	tb.Helper()
 	ctx := context.Background()
