@@ -548,6 +548,9 @@ func TestTreasuryAndLiveShopping(t *testing.T) {
 	wantCode(t, "transfer key reused with another amount", err, codes.AlreadyExists)
 	_, err = tr.Transfer(ctx, &pb.TransferRequest{IdempotencyKey: "t2", From: "Treasury:ops", To: "Treasury:float", Amount: usd("200")})
 	wantCode(t, "transfer beyond the balance", err, codes.FailedPrecondition)
+	if got := preconditionOf(err); got != "from" {
+		t.Errorf("transfer beyond the balance names %q, want from", got)
+	}
 
 	// A 20 USD sale: 5% to the platform, 10% to the session's partner.
 	sale, err := e.shop(t).RecordSale(ctx, &pb.RecordSaleRequest{OrderId: "o1", SessionId: "live-1", Amount: usd("20"), SoldAt: timestamppb.Now()})

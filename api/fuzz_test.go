@@ -259,6 +259,9 @@ func FuzzRequests(f *testing.F) {
 		if code == codes.InvalidArgument && !isFieldOf(req.ProtoReflect().Descriptor(), fieldOf(err)) {
 			t.Errorf("%s %v: %v names no field of the request", rpc.path, req, err)
 		}
+		if subject := preconditionOf(err); subject != "" && !isFieldOf(req.ProtoReflect().Descriptor(), subject) {
+			t.Errorf("%s %v: %v names %q, no field of the request", rpc.path, req, err, subject)
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			t.Fatalf("%s %v took over 10 s", rpc.path, req)
 		}

@@ -332,7 +332,7 @@ func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Tra
 	}
 	meta, _ := json.Marshal(map[string]string{"user": req.User, "reason": req.Reason})
 	coins := decimal.NewFromInt(req.Coins)
-	return e.ledger.Post(ctx, ledger.PostRequest{
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
 		// Namespaced like every flow's key, so that a promo key cannot
 		// take a purchase's, a gift's or a release's.
 		IdempotencyKey: "promo:" + req.IdempotencyKey,
@@ -343,6 +343,11 @@ func (e *Economy) GrantPromo(ctx context.Context, req PromoRequest) (*ledger.Tra
 			{Account: PromoWallet(req.User), Side: ledger.Credit, Amount: coins},
 		},
 	})
+	if errors.Is(err, ledger.ErrAccountFrozen) || errors.Is(err, ledger.ErrAccountClosed) {
+		// The wallet's posting is the ledger's detail; the caller named a user.
+		return nil, &ledger.Error{Op: op, Field: "user", Err: err, Message: "user " + req.User + " is blocked"}
+	}
+	return tx, err
 }
 
 // maxClockSkew is how far ahead of our clock a store's timestamp may be.

@@ -376,10 +376,11 @@ func earnerAccounts(earner, currency string, day time.Time) []ledger.Account {
 	}
 }
 
-// giftTerms reads the terms stored on a gift transaction.
-func giftTerms(op string, tx *ledger.Transaction) (*GiftTerms, error) {
+// giftTerms reads the terms stored on a gift transaction, which the request
+// named in field.
+func giftTerms(op, field string, tx *ledger.Transaction) (*GiftTerms, error) {
 	if tx.Kind != "gift" {
-		return nil, invalid(op, "transaction_id", "is a %s, not a gift", tx.Kind)
+		return nil, invalid(op, field, "is a %s, not a gift", tx.Kind)
 	}
 	var t GiftTerms
 	if err := json.Unmarshal(tx.Metadata, &t); err != nil {
@@ -414,7 +415,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 	if err != nil {
 		return nil, err
 	}
-	terms, err := giftTerms(op, gift)
+	terms, err := giftTerms(op, "gift_tx", gift)
 	if err != nil {
 		return nil, err
 	}
@@ -438,6 +439,11 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		// (fraud): the coins go back into the frozen wallet.
 		PastFrozen: true,
 	})
+	// Which posting, lot or reversal refused is the ledger's detail: the
+	// caller named a gift (and a key, which a conflict names).
+	if ledger.FieldOf(err) != "" && ledger.KindOf(err) != ledger.Conflict {
+		return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: err}
+	}
 	if err != nil {
 		return nil, err
 	}

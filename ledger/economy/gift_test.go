@@ -202,11 +202,12 @@ func TestReverseGift(t *testing.T) {
 	e.want(t, economy.CoinWallet("v1"), "988") // 1321 − 333
 	e.want(t, economy.PromoWallet("v1"), "100")
 	e.want(t, economy.PendingDiamonds("c1", releaseDay), "166")
-	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-2", GiftTx: g.ID.String()}); !errors.Is(err, ledger.ErrAlreadyReversed) {
-		t.Errorf("second reversal: %v", err)
+	// Refusals name the request's field, not the ledger's ("transaction_id").
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-2", GiftTx: g.ID.String()}); !errors.Is(err, ledger.ErrAlreadyReversed) || ledger.FieldOf(err) != "gift_tx" {
+		t.Errorf("second reversal: %v (field %q)", err, ledger.FieldOf(err))
 	}
-	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-3", GiftTx: rev.ID.String()}); ledger.KindOf(err) != ledger.Invalid {
-		t.Errorf("reversing a reversal as a gift: %v", err)
+	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-3", GiftTx: rev.ID.String()}); ledger.KindOf(err) != ledger.Invalid || ledger.FieldOf(err) != "gift_tx" {
+		t.Errorf("reversing a reversal as a gift: %v (field %q)", err, ledger.FieldOf(err))
 	}
 	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-4", GiftTx: "not-an-id"}); ledger.FieldOf(err) != "gift_tx" {
 		t.Errorf("bad id: %v", err)
@@ -447,8 +448,8 @@ func TestBlockedViewerStillBooksTheStores(t *testing.T) {
 	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "rose")); !errors.Is(err, ledger.ErrAccountFrozen) {
 		t.Errorf("gift while blocked: %v", err)
 	}
-	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-blocked", User: "v1", Coins: 5}); !errors.Is(err, ledger.ErrAccountFrozen) {
-		t.Errorf("promo grant while blocked: %v", err)
+	if _, err := e.eco.GrantPromo(ctx, economy.PromoRequest{IdempotencyKey: "promo-blocked", User: "v1", Coins: 5}); !errors.Is(err, ledger.ErrAccountFrozen) || ledger.FieldOf(err) != "user" {
+		t.Errorf("promo grant while blocked: %v (field %q), want the user named", err, ledger.FieldOf(err))
 	}
 
 	// A debt a chargeback leaves is repaid from what the blocked viewer buys.

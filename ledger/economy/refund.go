@@ -393,7 +393,7 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 		if err != nil {
 			return err
 		}
-		terms, err := giftTerms("economy.Refund", tx)
+		terms, err := giftTerms("economy.Refund", "store_transaction_id", tx) // a gift its coins paid for
 		if err != nil {
 			return err
 		}

@@ -84,7 +84,7 @@ func (e *Economy) Transfer(ctx context.Context, req TransferRequest) (*ledger.Tr
 		return nil, invalid(op, "memo", "must be at most 256 bytes")
 	}
 	meta, _ := json.Marshal(map[string]string{"memo": req.Memo})
-	return e.ledger.Post(ctx, ledger.PostRequest{
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
 		IdempotencyKey: "transfer:" + req.Key,
 		Kind:           "transfer",
 		Metadata:       meta,
@@ -93,6 +93,14 @@ func (e *Economy) Transfer(ctx context.Context, req TransferRequest) (*ledger.Tr
 			{Account: req.To, Side: ledger.Credit, Amount: req.Amount},
 		},
 	})
+	// A refused posting is named by the account the caller gave.
+	switch field := ledger.FieldOf(err); {
+	case strings.HasPrefix(field, "postings[0]"):
+		return nil, &ledger.Error{Op: op, Field: "from", Err: err}
+	case strings.HasPrefix(field, "postings[1]"):
+		return nil, &ledger.Error{Op: op, Field: "to", Err: err}
+	}
+	return tx, err
 }
 
 func checkTreasuryName(op, field, name string) error {
