@@ -127,8 +127,9 @@ func validRequests(e *env, tb testing.TB) map[string]proto.Message {
 
 // edit sets one field of m, chosen by which, from the fuzzer's values: a
 // string field to s, a number to n, an enum to n, a bool to n's low bit, a
-// Money to {s, asset}, a timestamp or duration to {n seconds, nanos}, a
-// repeated field to s's comma-separated parts.
+// Money to {s, asset}, a timestamp or duration to {n seconds, nanos} (any
+// message to unset when s and n are empty), a repeated field to s's
+// comma-separated parts.
 func edit(m protoreflect.Message, which uint8, s, asset string, n int64, nanos int32) {
 	fields := m.Descriptor().Fields()
 	if fields.Len() == 0 {
@@ -163,6 +164,10 @@ func edit(m protoreflect.Message, which uint8, s, asset string, n int64, nanos i
 	case protoreflect.EnumKind:
 		v = protoreflect.ValueOfEnum(protoreflect.EnumNumber(n))
 	case protoreflect.MessageKind:
+		if s == "" && n == 0 {
+			m.Clear(fd) // unset: a required message left out
+			return
+		}
 		switch fd.Message().FullName() {
 		case "coinledger.v1.Money":
 			v = protoreflect.ValueOfMessage((&pb.Money{Amount: s, Asset: asset}).ProtoReflect())
