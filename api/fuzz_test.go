@@ -176,8 +176,7 @@ func edit(m protoreflect.Message, which uint8, s, asset string, n int64, nanos i
 		case "google.protobuf.Duration":
 			v = protoreflect.ValueOfMessage((&durationpb.Duration{Seconds: n, Nanos: nanos}).ProtoReflect())
 		default:
-			m.Clear(fd)
-			return
+			panic("edit: no value for a " + string(fd.Message().FullName()))
 		}
 	default:
 		panic("edit: no value for a field of kind " + fd.Kind().String())
