@@ -3,12 +3,18 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -245,45 +251,110 @@ func FuzzRequests(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, method, field1 uint8, s1, asset string, n int64, nanos int32, field2 uint8, s2 string) {
-		rpc := methods[int(method)%len(methods)]
-		req := proto.Clone(rpc.valid)
-		edit(req.ProtoReflect(), field1, s1, asset, n, nanos)
-		edit(req.ProtoReflect(), field2, s2, asset, -n, nanos)
-		if _, err := proto.Marshal(req); err != nil {
-			t.Skip("not a request a client can send:", err) // invalid UTF-8; TestUndecodableRequest covers it
+		sent, err := checkRequest(conn, methods, fuzzInput{method, field1, s1, asset, n, nanos, field2, s2}, answerable)
+		if err != nil {
+			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		reply := rpc.reply.New().Interface()
-		err := conn.Invoke(ctx, rpc.path, req, reply)
-		code := status.Code(err)
-		if !answerable[code] {
-			t.Fatalf("%s %v: %v", rpc.path, req, err)
-		}
-		if code == codes.InvalidArgument && !isFieldOf(req.ProtoReflect().Descriptor(), fieldOf(err)) {
-			t.Errorf("%s %v: %v names no field of the request", rpc.path, req, err)
-		}
-		if subject := preconditionOf(err); subject != "" && !isFieldOf(req.ProtoReflect().Descriptor(), subject) {
-			t.Errorf("%s %v: %v names %q, no field of the request", rpc.path, req, err, subject)
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("%s %v took over 10 s", rpc.path, req)
-		}
-		if code != codes.OK || !rpc.write {
-			return
-		}
-		// The same write again, as a client retrying after a lost answer:
-		// the original answer, marked replayed where it is a transaction.
-		again := rpc.reply.New().Interface()
-		if err := conn.Invoke(ctx, rpc.path, req, again); err != nil {
-			t.Fatalf("%s %v: retried, %v", rpc.path, req, err)
-		}
-		want := proto.Clone(reply)
-		if tx := want.ProtoReflect().Descriptor().Fields().ByName("transaction"); tx != nil {
-			want.ProtoReflect().Get(tx).Message().Interface().(*pb.Transaction).Replayed = true
-		}
-		if !proto.Equal(again, want) {
-			t.Fatalf("%s %v: retried, answered %v, want %v", rpc.path, req, again, want)
+		if !sent {
+			t.Skip("not a request a client can send") // invalid UTF-8; TestUndecodableRequest covers it
 		}
 	})
+}
+
+// fuzzInput is one fuzzed request: which RPC, and two field edits.
+type fuzzInput struct {
+	method, field1 uint8
+	s1, asset      string
+	n              int64
+	nanos          int32
+	field2         uint8
+	s2             string
+}
+
+// checkRequest sends the request in describes and checks its answer: a code
+// in allowed, bad input naming a field of the request, and a write answered
+// OK answering the same when sent again. It reports false for a request a
+// client cannot send, and what it found wrong as an error.
+func checkRequest(conn grpc.ClientConnInterface, methods []rpcMethod, in fuzzInput, allowed map[codes.Code]bool) (bool, error) {
+	rpc := methods[int(in.method)%len(methods)]
+	req := proto.Clone(rpc.valid)
+	edit(req.ProtoReflect(), in.field1, in.s1, in.asset, in.n, in.nanos)
+	edit(req.ProtoReflect(), in.field2, in.s2, in.asset, -in.n, in.nanos)
+	if _, err := proto.Marshal(req); err != nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reply := rpc.reply.New().Interface()
+	err := conn.Invoke(ctx, rpc.path, req, reply)
+	code := status.Code(err)
+	switch {
+	case !allowed[code]:
+		return true, fmt.Errorf("%s %v: %v", rpc.path, req, err)
+	case code == codes.InvalidArgument && !isFieldOf(req.ProtoReflect().Descriptor(), fieldOf(err)):
+		return true, fmt.Errorf("%s %v: %v names no field of the request", rpc.path, req, err)
+	case preconditionOf(err) != "" && !isFieldOf(req.ProtoReflect().Descriptor(), preconditionOf(err)):
+		return true, fmt.Errorf("%s %v: %v names %q, no field of the request", rpc.path, req, err, preconditionOf(err))
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return true, fmt.Errorf("%s %v took over 10 s", rpc.path, req)
+	case code != codes.OK || !rpc.write:
+		return true, nil
+	}
+	// The same write again, as a client retrying after a lost answer:
+	// the original answer, marked replayed where it is a transaction.
+	again := rpc.reply.New().Interface()
+	if err := conn.Invoke(ctx, rpc.path, req, again); err != nil {
+		return true, fmt.Errorf("%s %v: retried, %v", rpc.path, req, err)
+	}
+	want := proto.Clone(reply)
+	if tx := want.ProtoReflect().Descriptor().Fields().ByName("transaction"); tx != nil {
+		want.ProtoReflect().Get(tx).Message().Interface().(*pb.Transaction).Replayed = true
+	}
+	if !proto.Equal(again, want) {
+		return true, fmt.Errorf("%s %v: retried, answered %v, want %v", rpc.path, req, again, want)
+	}
+	return true, nil
+}
+
+// The fuzzer's checks with callers racing: 8 of them send requests drawn
+// from the values the seeds use, for 3 s. A read may also be Aborted (new
+// accounts kept appearing while it read), which a caller retries.
+func TestConcurrentRequests(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	methods := protocolMethods(t, validRequests(e, t))
+	conn := e.dial(t, everyScope)
+	allowed := maps.Clone(answerable)
+	allowed[codes.Aborted] = true
+	strs := []string{"", "a b", "x", "-0", "0.001", "1", "7", "Treasury:ops", "COIN:issued", "v1", "star", "rose", "9999999999999999999999.99"}
+	assets := []string{"USD", "COIN", "EUR", "XYZ"}
+	nums := []int64{0, -1, 1, 5, 100, 1 << 40, time.Now().Unix()}
+	deadline := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			pick := func(list []string) string { return list[rng.IntN(len(list))] }
+			for time.Now().Before(deadline) && !t.Failed() {
+				in := fuzzInput{uint8(rng.IntN(256)), uint8(rng.IntN(16)), pick(strs), pick(assets), nums[rng.IntN(len(nums))], 0,
+					uint8(rng.IntN(16)), pick(strs)}
+				if _, err := checkRequest(conn, methods, in, allowed); err != nil {
+					t.Error(err)
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d requests", sent.Load())
+	r, err := pb.NewLedgerServiceClient(conn).Verify(context.Background(), &pb.VerifyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Violations) > 0 {
+		t.Errorf("the ledger does not verify: %v", r.Violations)
+	}
 }
