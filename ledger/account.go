@@ -115,7 +115,7 @@ func validatePrefix(op, prefix string) error {
 		return invalid(op, "prefix", "is longer than %d bytes", MaxNameLength)
 	}
 	for i := 0; i < len(prefix); i++ {
-		if c := prefix[i]; c != ':' && !IsNameSegment(prefix[i:i+1]) {
+		if c := prefix[i]; c != ':' && !isNameByte(c) {
 			return invalid(op, "prefix", "may hold only letters, digits, '_', '.', '-' and ':', as account names do")
 		}
 	}
@@ -128,12 +128,15 @@ func validatePrefix(op, prefix string) error {
 // and every gift's ids are checked on the write path.
 func IsNameSegment(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+		if !isNameByte(s[i]) {
 			return false
 		}
 	}
 	return s != ""
+}
+
+func isNameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
 }
 
 // Validate checks a new account's attributes; ID and CreatedAt are assigned later.

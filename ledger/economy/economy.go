@@ -370,10 +370,7 @@ func CheckUserID(op, field, id string) error { return checkID(op, field, id, 64)
 // that names the earner's accounts.
 func CheckEarner(op, field, earner string) error {
 	id, _ := strings.CutPrefix(earner, agencyEarnerPrefix)
-	if len(id) > 64 || !ledger.IsNameSegment(id) {
-		return invalid(op, field, "must be a creator id or %q and an agency id: 1-64 characters of letters, digits, '_', '.' or '-'", agencyEarnerPrefix)
-	}
-	return nil
+	return checkID(op, field, id, 64)
 }
 
 // checkKey accepts a client's idempotency key: printable ASCII without
