@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -1267,26 +1268,68 @@ func TestCatalogAddRetries(t *testing.T) {
 // A health watcher (a client balancing over several servers) is told
 // NOT_SERVING when the server shuts down, and its stream then ends: the
 // drain does not wait for it until the deadline.
-func TestShutdownEndsHealthWatches(t *testing.T) {
-	e := newEnv(t)
-	watch, err := healthpb.NewHealthClient(e.dial(t, "")).Watch(context.Background(), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
+// Streams a client leaves open end when the server shuts down, instead of
+// holding the drain to its deadline: a health watch once it has said
+// NOT_SERVING, a reflection stream (as grpcurl opens) with Unavailable.
+func TestShutdownEndsOpenStreams(t *testing.T) {
+	tests := []struct {
+		name string
+		// open starts the stream and reads its first answer; last reads
+		// what the stream says at shutdown.
+		open func(t *testing.T, conn *grpc.ClientConn) (last func() error)
+	}{
+		{"health watch", func(t *testing.T, conn *grpc.ClientConn) func() error {
+			watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("first status: %v %v", r, err)
+			}
+			return func() error {
+				if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+					return fmt.Errorf("status at shutdown: %v %v, want NOT_SERVING", r, err)
+				}
+				return nil
+			}
+		}},
+		{"reflection", func(t *testing.T, conn *grpc.ClientConn) func() error {
+			stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ask := &reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}
+			if err := stream.Send(ask); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := stream.Recv(); err != nil || len(r.GetListServicesResponse().GetService()) == 0 {
+				t.Fatalf("services: %v %v", r, err)
+			}
+			return func() error {
+				if r, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+					return fmt.Errorf("reflection at shutdown: %v %v, want Unavailable", r, err)
+				}
+				return nil
+			}
+		}},
 	}
-	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("first status: %v %v", r, err)
-	}
-	const drain = 10 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-	start := time.Now()
-	stopped := make(chan time.Duration)
-	go func() { e.srv.Shutdown(ctx); stopped <- time.Since(start) }()
-	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Errorf("status at shutdown: %v %v, want NOT_SERVING", r, err)
-	}
-	if took := <-stopped; took > drain/2 {
-		t.Errorf("shutdown took %s with a health watch open (drain %s)", took, drain)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			last := tt.open(t, e.dial(t, "tok-fin-0123456789"))
+			const drain = 10 * time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
+			defer cancel()
+			start := time.Now()
+			stopped := make(chan time.Duration)
+			go func() { e.srv.Shutdown(ctx); stopped <- time.Since(start) }()
+			if err := last(); err != nil {
+				t.Error(err)
+			}
+			if took := <-stopped; took > drain/2 {
+				t.Errorf("shutdown took %s with a %s stream open (drain %s)", took, tt.name, drain)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -70,6 +71,9 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	Metrics *Metrics
+
+	stopping chan struct{} // closed when Shutdown begins
+	stopOnce sync.Once
 }
 
 // CommitStats are the ledger's commit-batch counts, as on the metrics page.
@@ -102,7 +106,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = 1024
 	}
-	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats)}
+	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats), stopping: make(chan struct{})}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
@@ -159,12 +163,14 @@ func (s *Server) Serve(lis net.Listener) error {
 	return s.grpc.Serve(lis)
 }
 
-// Shutdown reports NOT_SERVING so balancers stop sending, lets requests in
+// Shutdown reports NOT_SERVING so balancers stop sending, ends streams
+// waiting for their caller (health watches, reflection), lets requests in
 // flight finish until ctx ends, then cuts the rest. Every answered write was
 // committed before its answer; a write cut off unanswered is safe to retry
 // with its key.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
+	s.stopOnce.Do(func() { close(s.stopping) })
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -189,7 +195,7 @@ func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	start, who := time.Now(), &callerSlot{}
 	ctx, cancel := context.WithCancel(context.WithValue(ss.Context(), callerSlotKey{}, who))
 	defer cancel()
-	in := streamIn{ServerStream: ss, ctx: ctx}
+	in := streamIn{ServerStream: ss, ctx: ctx, stopping: s.stopping}
 	if info.FullMethod == healthWatch {
 		in.afterNotServing = cancel
 	}
@@ -203,12 +209,37 @@ func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // said so ends: the drain would otherwise wait for it until its deadline.
 const healthWatch = "/grpc.health.v1.Health/Watch"
 
-// streamIn is a stream whose handlers see ctx.
+// streamIn is a stream whose handlers see ctx, and whose reads end when
+// the server shuts down.
 type streamIn struct {
 	grpc.ServerStream
 	ctx             context.Context
 	afterNotServing func() // a health watch's: ends it
+	stopping        <-chan struct{}
 }
+
+// RecvMsg gives up waiting for the caller's next message once shutdown
+// begins. A reflection stream that a client leaves open waits in RecvMsg,
+// and would otherwise hold the drain to its deadline. The read it leaves
+// behind ends with the stream: gRPC's RecvMsg returns once the stream is
+// done, which it is as soon as the handler returns this error.
+func (s streamIn) RecvMsg(m any) error {
+	select {
+	case <-s.stopping:
+		return errShuttingDown
+	default:
+	}
+	got := make(chan error, 1)
+	go func() { got <- s.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-got:
+		return err
+	case <-s.stopping:
+		return errShuttingDown
+	}
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "the server is shutting down")
 
 func (s streamIn) Context() context.Context { return s.ctx }
 
