@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -698,6 +701,19 @@ func TestValidation(t *testing.T) {
 		}, "page_size"},
 		{"entries: forged page token", func() error {
 			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageToken: "!!"})
+			return err
+		}, "page_token"},
+		{"entries: a page token whose position is out of range", func() error {
+			// Tokens were JSON once; this one reached SQL and failed there as Internal.
+			forged := base64.RawURLEncoding.EncodeToString([]byte(`{"RecordedAt":"2026-01-01T00:00:00Z","BatchSeq":99999999999,"TxID":"00000000-0000-0000-0000-000000000001","Index":0}`))
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageToken: forged})
+			return err
+		}, "page_token"},
+		{"entries: a page token past a transaction's last posting", func() error {
+			var raw [32]byte
+			raw[12] = 1                                          // a transaction id
+			binary.BigEndian.PutUint32(raw[28:], math.MaxUint32) // the posting index
+			_, err := e.finance(t).ListEntries(ctx, &pb.ListEntriesRequest{Account: "COIN:issued", PageToken: base64.RawURLEncoding.EncodeToString(raw[:])})
 			return err
 		}, "page_token"},
 		{"transaction: neither id nor key", func() error { _, err := e.finance(t).GetTransaction(ctx, &pb.GetTransactionRequest{}); return err }, "id"},

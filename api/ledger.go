@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -130,14 +129,11 @@ func (h ledgerReads) ListEntries(ctx context.Context, r *pb.ListEntriesRequest) 
 	if !from.IsZero() && !until.IsZero() && until.Before(from) {
 		return nil, badRequest("recorded_until", "recorded_until is before recorded_after")
 	}
-	var after ledger.Cursor
-	switch {
-	case r.PageToken != "":
-		raw, err := base64.RawURLEncoding.DecodeString(r.PageToken)
-		if err != nil || json.Unmarshal(raw, &after) != nil {
-			return nil, badRequest("page_token", "page_token is not one this service issued")
-		}
-	case !from.IsZero():
+	after, err := ledger.ParseCursor("ListEntries", "page_token", r.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	if after.IsZero() && !from.IsZero() {
 		after = ledger.CursorAfter(from)
 	}
 	a, err := h.s.ledger.Account(ctx, r.Account)
@@ -154,9 +150,7 @@ func (h ledgerReads) ListEntries(ctx context.Context, r *pb.ListEntriesRequest) 
 			Amount: money(e.Amount, a.Asset), EffectiveAt: timestamppb.New(e.EffectiveAt), RecordedAt: timestamppb.New(e.RecordedAt)})
 	}
 	if len(page) == n {
-		last := page[len(page)-1]
-		raw, _ := json.Marshal(ledger.Cursor{RecordedAt: last.RecordedAt, BatchSeq: last.BatchSeq, TxID: last.TxID, Index: last.Index})
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString(raw)
+		out.NextPageToken = page[len(page)-1].After().String()
 	}
 	return out, nil
 }

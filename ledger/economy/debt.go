@@ -124,8 +124,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 		if len(page) < ledger.MaxPageSize {
 			break
 		}
-		last := page[len(page)-1]
-		after = ledger.Cursor{RecordedAt: last.RecordedAt, BatchSeq: last.BatchSeq, TxID: last.TxID, Index: last.Index}
+		after = page[len(page)-1].After()
 	}
 	for i := len(settles) - 1; i >= 0 && debt.LessThan(owed); i-- {
 		s, err := e.ledger.Transaction(ctx, settles[i])
