@@ -730,7 +730,7 @@ func (s *Service) LotMoves(ctx context.Context, lot uuid.UUID) ([]LotMove, error
 	return s.store.LotMoves(ctx, lot)
 }
 
-// MaxPage bounds one page of a listing.
+// MaxPage bounds one page of a listing: accounts, or an account's entries.
 const MaxPage = 1000
 
 // Total is the sum of the balances of the accounts whose names start with
@@ -850,14 +850,11 @@ func (s *Service) balancesByName(ctx context.Context, accounts []*Account, asOf 
 	return out, nil
 }
 
-// MaxPageSize bounds one page of entries.
-const MaxPageSize = 1000
-
 // Entries returns up to limit entries of an account after the cursor and
 // recorded at or before until (zero: no bound), in commit order.
 func (s *Service) Entries(ctx context.Context, name string, after Cursor, until time.Time, limit int) ([]Entry, error) {
-	if limit <= 0 || limit > MaxPageSize {
-		return nil, invalid("ledger.Entries", "limit", "must be between 1 and %d", MaxPageSize)
+	if limit <= 0 || limit > MaxPage {
+		return nil, invalid("ledger.Entries", "limit", "must be between 1 and %d", MaxPage)
 	}
 	a, err := s.Account(ctx, name)
 	if err != nil {

@@ -112,7 +112,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 	var settles []uuid.UUID // oldest first
 	var after ledger.Cursor
 	for {
-		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPageSize)
+		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPage)
 		if err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 				settles = append(settles, en.TxID)
 			}
 		}
-		if len(page) < ledger.MaxPageSize {
+		if len(page) < ledger.MaxPage {
 			break
 		}
 		after = page[len(page)-1].After()

@@ -223,7 +223,7 @@ func TestRandomizedEconomy(t *testing.T) {
 	// callers: each has one entry on its user's debt account.
 	settlements := 0
 	for v := range viewers {
-		entries, err := e.svc.Entries(ctx, economy.CoinDebt(fmt.Sprintf("v%d", 10+v)), ledger.Cursor{}, time.Time{}, ledger.MaxPageSize)
+		entries, err := e.svc.Entries(ctx, economy.CoinDebt(fmt.Sprintf("v%d", 10+v)), ledger.Cursor{}, time.Time{}, ledger.MaxPage)
 		if errors.Is(err, ledger.ErrAccountNotFound) {
 			continue
 		}
