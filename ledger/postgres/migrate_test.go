@@ -29,11 +29,12 @@ func TestMigrateOnceUnderLock(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "CREATE DATABASE migrate_race"); err != nil {
+		// Named after this test's database, so that -count=N runs again.
+		pu, _ := url.Parse(u)
+		pu.Path += "_race"
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pu.Path[1:]); err != nil {
 			t.Fatal(err)
 		}
-		pu, _ := url.Parse(u)
-		pu.Path = "/migrate_race"
 		var wg sync.WaitGroup
 		total := make([]int, 5)
 		for i := range total {
