@@ -274,6 +274,21 @@ func wantCode(t *testing.T, what string, err error, code codes.Code) {
 	if status.Code(err) != code {
 		t.Errorf("%s: got %v, want %s", what, err, code)
 	}
+	if op := domainOp(err); op != "" {
+		t.Errorf("%s: the message names the domain's operation %s: %q", what, op, status.Convert(err).Message())
+	}
+}
+
+// domainOp is a domain operation ("economy.SendGift") that a refusal's
+// message names: the caller is told of its own fields, not our functions.
+func domainOp(err error) string {
+	msg := status.Convert(err).Message()
+	for _, pkg := range []string{"ledger.", "economy."} {
+		if i := strings.Index(msg, pkg); i >= 0 {
+			return msg[i:min(len(msg), i+len(pkg)+12)]
+		}
+	}
+	return ""
 }
 
 // fieldOf is the field a BadRequest status names.
@@ -935,6 +950,9 @@ func TestValidation(t *testing.T) {
 		err := tt.call()
 		if status.Code(err) != codes.InvalidArgument || fieldOf(err) != tt.field {
 			t.Errorf("%s: got %v (field %q), want InvalidArgument on %s", tt.name, err, fieldOf(err), tt.field)
+		}
+		if op := domainOp(err); op != "" {
+			t.Errorf("%s: the message names the domain's operation %s: %q", tt.name, op, status.Convert(err).Message())
 		}
 	}
 }

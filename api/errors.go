@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -49,23 +50,52 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		log.ErrorContext(ctx, "internal error", "method", method, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+	msg := callerMessage(err)
 	if code == codes.InvalidArgument {
-		return badRequest(ledger.FieldOf(err), err.Error())
+		return badRequest(ledger.FieldOf(err), msg)
 	}
 	if code == codes.Unavailable {
 		// The cause names the database's address and user: logged, not sent.
 		log.WarnContext(ctx, "database unavailable", "method", method, "err", err)
 		return status.Error(codes.Unavailable, "database unavailable; retry, a write with the same idempotency key")
 	}
-	st := status.New(code, err.Error())
+	st := status.New(code, msg)
 	if field := ledger.FieldOf(err); field != "" && code == codes.FailedPrecondition {
 		if d, derr := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{
-			{Type: kind.String(), Subject: field, Description: err.Error()},
+			{Type: kind.String(), Subject: field, Description: msg},
 		}}); derr == nil {
 			st = d
 		}
 	}
 	return st.Err()
+}
+
+// callerMessage is what a caller is told of a refusal: the field of its
+// request at fault, then what each layer of the domain said. The domain's
+// operations and its own names for fields stay out: they are not the
+// caller's words (a reversal's "gift_tx" is the request's
+// gift_transaction_id, a gift's "postings[0].account" its viewer).
+func callerMessage(err error) string {
+	var parts []string
+	if field := ledger.FieldOf(err); field != "" {
+		parts = append(parts, field)
+	}
+	said := len(parts)
+	for cause := err; cause != nil; {
+		e, ok := cause.(*ledger.Error)
+		if !ok {
+			parts = append(parts, cause.Error())
+			break
+		}
+		if e.Message != "" {
+			parts = append(parts, e.Message)
+		}
+		cause = e.Err
+	}
+	if len(parts) == said { // nothing but kinds along the chain
+		parts = append(parts, ledger.KindOf(err).String())
+	}
+	return strings.Join(parts, ": ")
 }
 
 // badRequest is InvalidArgument naming the field.

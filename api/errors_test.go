@@ -41,3 +41,34 @@ func TestToStatusKeepsCausesInTheLog(t *testing.T) {
 		})
 	}
 }
+
+// A refusal's message is the caller's field, then what the domain said,
+// without the domain's operations or its own names for fields.
+func TestCallerMessage(t *testing.T) {
+	post := func(field string, err error) error { return &ledger.Error{Op: "ledger.Post", Field: field, Err: err} }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"a reversal's target, renamed for the request",
+			protoFields(&ledger.Error{Op: "economy.ReverseGift", Field: "gift_tx", Err: post("transaction_id", ledger.ErrAlreadyReversed)}, "gift_tx", "gift_transaction_id"),
+			"gift_transaction_id: transaction has already been reversed"},
+		{"an overdraft, each layer's words",
+			&ledger.Error{Op: "economy.SendGift", Field: "coins", Message: "viewer v has fewer than 9 coins",
+				Err: &ledger.Error{Op: "ledger.Post", Field: "postings[0].account", Message: "COIN:wallet:v would be -4 COIN", Err: ledger.ErrInsufficientFunds}},
+			"coins: viewer v has fewer than 9 coins: COIN:wallet:v would be -4 COIN: balance may not go negative"},
+		{"bad input", &ledger.Error{Op: "ledger.Entries", Kind: ledger.Invalid, Field: "limit", Message: "must be between 1 and 1000"},
+			"limit: must be between 1 and 1000"},
+		{"a cause from outside the domain", &ledger.Error{Op: "economy.Purchase", Field: "amount_paid", Err: errors.New("plain cause")},
+			"amount_paid: plain cause"},
+		{"only a kind", &ledger.Error{Op: "x", Kind: ledger.NotFound, Field: "id"}, "id: not found"},
+		{"no field", ledger.ErrRetriesExhausted, ledger.ErrRetriesExhausted.Message},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := callerMessage(tc.err); got != tc.want {
+				t.Errorf("callerMessage = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
