@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -71,31 +70,15 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 }
 
 // callerMessage is what a caller is told of a refusal: the field of its
-// request at fault, then what each layer of the domain said. The domain's
-// operations and its own names for fields stay out: they are not the
-// caller's words (a reversal's "gift_tx" is the request's
-// gift_transaction_id, a gift's "postings[0].account" its viewer).
+// request at fault, then the domain's reason. The domain's operations and its
+// own names for fields stay out: they are not the caller's words (a
+// reversal's "gift_tx" is the request's gift_transaction_id, a gift's
+// "postings[0].account" its viewer).
 func callerMessage(err error) string {
-	var parts []string
 	if field := ledger.FieldOf(err); field != "" {
-		parts = append(parts, field)
+		return field + ": " + ledger.Reason(err)
 	}
-	said := len(parts)
-	for cause := err; cause != nil; {
-		e, ok := cause.(*ledger.Error)
-		if !ok {
-			parts = append(parts, cause.Error())
-			break
-		}
-		if e.Message != "" {
-			parts = append(parts, e.Message)
-		}
-		cause = e.Err
-	}
-	if len(parts) == said { // nothing but kinds along the chain
-		parts = append(parts, ledger.KindOf(err).String())
-	}
-	return strings.Join(parts, ": ")
+	return ledger.Reason(err)
 }
 
 // badRequest is InvalidArgument naming the field.

@@ -295,6 +295,8 @@ func checkRequest(conn grpc.ClientConnInterface, methods []rpcMethod, in fuzzInp
 		return true, fmt.Errorf("%s %v: %v names no field of the request", rpc.path, req, err)
 	case preconditionOf(err) != "" && !isFieldOf(req.ProtoReflect().Descriptor(), preconditionOf(err)):
 		return true, fmt.Errorf("%s %v: %v names %q, no field of the request", rpc.path, req, err, preconditionOf(err))
+	case domainOp(err) != "":
+		return true, fmt.Errorf("%s %v: %v names the domain's operation %s", rpc.path, req, err, domainOp(err))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return true, fmt.Errorf("%s %v took over 10 s", rpc.path, req)
 	case code != codes.OK || !rpc.write:

@@ -69,6 +69,30 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Reason is what err says without its operations and field names: each
+// layer's message, outermost first. Operations and field names are the
+// domain's words for its own calls; a transport puts the caller's field in
+// front instead, and a layer that rewords a refusal keeps its reason as the
+// message.
+func Reason(err error) string {
+	var parts []string
+	for cause := err; cause != nil; {
+		e, ok := cause.(*Error)
+		if !ok {
+			parts = append(parts, cause.Error())
+			break
+		}
+		if e.Message != "" {
+			parts = append(parts, e.Message)
+		}
+		cause = e.Err
+	}
+	if len(parts) == 0 { // nothing but kinds along the chain
+		return KindOf(err).String()
+	}
+	return strings.Join(parts, ": ")
+}
+
 // KindOf reports the first explicit kind along err's chain; Internal when none.
 func KindOf(err error) Kind {
 	for err != nil {

@@ -187,7 +187,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 	case errors.Is(err, ledger.ErrAccountFrozen), errors.Is(err, ledger.ErrAccountClosed):
 		return nil, &ledger.Error{Op: op, Field: "viewer", Err: err, Message: "viewer " + req.Viewer + " is blocked"}
 	case errors.Is(err, ledger.ErrUnexpectedBalance):
-		return nil, &ledger.Error{Op: op, Field: "viewer", Err: ErrInDebt, Message: err.Error()}
+		return nil, &ledger.Error{Op: op, Field: "viewer", Err: ErrInDebt, Message: ledger.Reason(err)}
 	}
 	return tx, err
 }

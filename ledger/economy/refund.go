@@ -162,7 +162,7 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 			continue
 		}
 		if errors.Is(err, ledger.ErrRefundExceedsLot) { // raced by another refund on the last attempt
-			return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: err.Error()}
+			return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: ledger.Reason(err)}
 		}
 		if err == nil && plan.Owed > 0 {
 			err = e.settleDebt(ctx, plan.User, key)

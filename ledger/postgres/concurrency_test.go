@@ -220,6 +220,10 @@ CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON transactions
 	if ledger.KindOf(err) != ledger.Aborted || !errors.Is(err, ledger.ErrRetriesExhausted) {
 		t.Fatalf("exhausted retries: %v", err)
 	}
+	// The database's error is logged, not passed on to the caller.
+	if reason := ledger.Reason(err); strings.Contains(reason, "SQLSTATE") {
+		t.Errorf("a caller is told the database's error: %q", reason)
+	}
 	e.wantBalance("alice", "1")
 }
 

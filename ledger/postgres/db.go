@@ -162,7 +162,8 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 		ctx = crdb.WithMaxRetries(ctx, db.maxAttempts)
 		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
 		if err != nil && retryable(err) {
-			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: err.Error()}
+			db.log.Warn("transaction retries exhausted", "attempts", db.maxAttempts, "err", err)
+			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts", db.maxAttempts)}
 		}
 		return err
 	}
@@ -183,8 +184,9 @@ func (db *DB) retry(ctx context.Context, again func(error) bool, attempt func() 
 			if !retryable(err) {
 				return err // a database out of reach, not contention: the caller says so
 			}
+			// The database's words go to the log; a caller is told to retry.
 			db.log.Warn("transaction retries exhausted", "attempts", n, "err", err)
-			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts: %v", n, err)}
+			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts", n)}
 		}
 		db.log.Debug("transaction retry", "attempt", n, "sqlstate", sqlState(err))
 		sleep := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
