@@ -129,7 +129,7 @@ func (h ledgerReads) ListEntries(ctx context.Context, r *pb.ListEntriesRequest) 
 	if !from.IsZero() && !until.IsZero() && until.Before(from) {
 		return nil, badRequest("recorded_until", "recorded_until is before recorded_after")
 	}
-	after, err := ledger.ParseCursor("ListEntries", "page_token", r.PageToken)
+	after, err := ledger.ParseCursor("api.ListEntries", "page_token", r.PageToken)
 	if err != nil {
 		return nil, err
 	}

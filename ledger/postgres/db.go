@@ -162,8 +162,8 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 		ctx = crdb.WithMaxRetries(ctx, db.maxAttempts)
 		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
 		if err != nil && retryable(err) {
-			db.log.Warn("transaction retries exhausted", "attempts", db.maxAttempts, "err", err)
-			return &ledger.Error{Err: ledger.ErrRetriesExhausted, Message: fmt.Sprintf("after %d attempts", db.maxAttempts)}
+			db.log.Warn("transaction retries exhausted", "err", err)
+			return ledger.ErrRetriesExhausted
 		}
 		return err
 	}
