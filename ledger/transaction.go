@@ -230,12 +230,12 @@ func checkBalanced(op string, postings []Posting) error {
 // fingerprintParts renders the lot, carry and expectation instructions for
 // the fingerprint into one buffer sized for a gift's; nil for a request with
 // none (a plain transfer).
-func (req *PostRequest) fingerprintParts() []byte {
-	if req.OpenLot == nil && req.Relieve == nil && req.RefundLot == nil && len(req.Carries) == 0 && len(req.Expect) == 0 {
+func (r *PostRequest) fingerprintParts() []byte {
+	if r.OpenLot == nil && r.Relieve == nil && r.RefundLot == nil && len(r.Carries) == 0 && len(r.Expect) == 0 {
 		return nil
 	}
 	b := make(fpBuf, 0, 512)
-	return *b.lots(req.OpenLot, req.Relieve, req.RefundLot).carries(req.Carries).expectations(req.Expect)
+	return *b.lots(r.OpenLot, r.Relieve, r.RefundLot).carries(r.Carries).expectations(r.Expect)
 }
 
 // fingerprint hashes what the caller asked for, so a reused key with other
