@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -209,7 +210,7 @@ CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON transactions
 	if _, err := owner.Exec(ctx, "UPDATE fail_first SET n = n + 5"); err != nil {
 		t.Fatal(err)
 	}
-	db, err := postgres.Open(ctx, e.ownerURL, postgres.Config{MaxAttempts: 2})
+	db, err := postgres.Open(ctx, e.ownerURL, postgres.Config{MaxAttempts: 2, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ CREATE TRIGGER refuse_poison BEFORE INSERT ON transactions FOR EACH ROW EXECUTE 
 	q := u.Query()
 	q.Set("application_name", "one-connection")
 	u.RawQuery = q.Encode()
-	db, err := postgres.Open(ctx, u.String(), postgres.Config{MaxConns: 1})
+	db, err := postgres.Open(ctx, u.String(), postgres.Config{MaxConns: 1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
