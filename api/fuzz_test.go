@@ -309,13 +309,36 @@ func checkRequest(conn grpc.ClientConnInterface, methods []rpcMethod, in fuzzInp
 		return true, fmt.Errorf("%s %v: retried, %v", rpc.path, req, err)
 	}
 	want := proto.Clone(reply)
-	if tx := want.ProtoReflect().Descriptor().Fields().ByName("transaction"); tx != nil {
-		want.ProtoReflect().Get(tx).Message().Interface().(*pb.Transaction).Replayed = true
+	if tx := transactionOf(want); tx != nil {
+		tx.Replayed = true
 	}
 	if !proto.Equal(again, want) {
 		return true, fmt.Errorf("%s %v: retried, answered %v, want %v", rpc.path, req, again, want)
 	}
+	// What a write answered with its postings is what finance reads back
+	// (a read is no replay, whether the write was or not).
+	tx := transactionOf(proto.Clone(reply))
+	if len(tx.GetPostings()) == 0 {
+		return true, nil // none, or the basic view
+	}
+	tx.Replayed = false
+	read, err := pb.NewLedgerServiceClient(conn).GetTransaction(ctx, &pb.GetTransactionRequest{Id: tx.Id})
+	if err != nil {
+		return true, fmt.Errorf("%s %v: reading %s back: %v", rpc.path, req, tx.Id, err)
+	}
+	if !proto.Equal(read.Transaction, tx) {
+		return true, fmt.Errorf("%s %v: answered %v, read back %v", rpc.path, req, tx, read.Transaction)
+	}
 	return true, nil
+}
+
+// transactionOf is the transaction a write answered with, if it has one.
+func transactionOf(reply proto.Message) *pb.Transaction {
+	field := reply.ProtoReflect().Descriptor().Fields().ByName("transaction")
+	if field == nil || !reply.ProtoReflect().Has(field) {
+		return nil
+	}
+	return reply.ProtoReflect().Get(field).Message().Interface().(*pb.Transaction)
 }
 
 // The fuzzer's checks with callers racing: 8 of them send requests drawn
