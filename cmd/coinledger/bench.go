@@ -63,7 +63,9 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	if err := loadgen.CheckWorkload(o.workload); err != nil {
+	cfg := loadgen.Config{Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
+		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr}
+	if err := cfg.Check(); err != nil {
 		return exitError, err
 	}
 	if o.client.addr == "" && c.databaseURL != "" {
@@ -74,8 +76,7 @@ func cmdBench(ctx context.Context, c *common, o *benchOptions, args []string, st
 		return exitError, err
 	}
 	defer closeAll()
-	cfg := loadgen.Config{Conn: conn, Workload: o.workload, Concurrency: o.concurrency, Requests: o.requests,
-		Duration: o.duration, Viewers: o.viewers, Accounts: o.accounts, Progress: c.stderr}
+	cfg.Conn = conn
 	recorders := []struct {
 		flag, path string
 		start      func(io.Writer) error

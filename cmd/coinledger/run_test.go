@@ -254,9 +254,24 @@ func TestBenchEmbedded(t *testing.T) {
 	if len(after) > len(before) {
 		t.Errorf("bench left temporary directories behind: %v (before %v)", after, before)
 	}
-	code, _, stderr = runCmd(t, "bench", "-workload", "nope", "-n", "1")
-	if code != exitError || !strings.Contains(stderr, `unknown workload "nope"`) {
-		t.Errorf("unknown workload: exit %d\n%s", code, stderr)
+	// Flags that cannot run are refused before a database is started.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-workload", "nope", "-n", "1"}, `unknown workload "nope"`},
+		{[]string{"-c", "0"}, "concurrency must be at least 1"},
+		{[]string{"-n", "0", "-d", "-5s"}, "positive request count or duration"},
+		{[]string{"-viewers", "-1"}, "viewers must be at least 1"},
+	} {
+		dataDir := filepath.Join(t.TempDir(), "pg")
+		code, _, stderr := runCmd(t, append([]string{"bench", "--data-dir", dataDir}, tc.args...)...)
+		if code != exitError || !strings.Contains(stderr, tc.want) {
+			t.Errorf("bench %v: exit %d\n%s", tc.args, code, stderr)
+		}
+		if _, err := os.Stat(dataDir); err == nil {
+			t.Errorf("bench %v started a database before refusing its flags", tc.args)
+		}
 	}
 	code, _, stderr = runCmd(t, "bench", "--addr", "127.0.0.1:1")
 	if code != exitError || !strings.Contains(stderr, "--token") {

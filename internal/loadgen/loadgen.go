@@ -235,13 +235,17 @@ func (w *worker) key(g *gen, what string) string {
 	return fmt.Sprintf("%s-%s-w%d-%d", g.run, what, w.id, w.seq)
 }
 
-// Run sets the workload up, runs it and checks the ledger.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+// Check fills in cfg's defaults and refuses what Run cannot run, so that a
+// command can refuse its flags before it starts a database and a server.
+func (cfg *Config) Check() error {
+	if err := CheckWorkload(cfg.Workload); err != nil {
+		return err
+	}
 	if cfg.Concurrency < 1 {
-		return nil, errors.New("concurrency must be at least 1")
+		return errors.New("concurrency must be at least 1")
 	}
 	if cfg.Requests < 0 || (cfg.Requests == 0 && cfg.Duration <= 0) {
-		return nil, errors.New("give a positive request count or duration")
+		return errors.New("give a positive request count or duration")
 	}
 	if cfg.Viewers == 0 {
 		cfg.Viewers = 1000
@@ -250,7 +254,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Accounts = 1000
 	}
 	if cfg.Viewers < 1 || cfg.Accounts < 2 {
-		return nil, errors.New("viewers must be at least 1 and accounts at least 2")
+		return errors.New("viewers must be at least 1 and accounts at least 2")
+	}
+	return nil
+}
+
+// Run sets the workload up, runs it and checks the ledger.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -271,8 +283,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wl = &gifting{}
 	case Mixed:
 		wl = &gifting{mixed: true}
-	default:
-		return nil, CheckWorkload(cfg.Workload)
 	}
 	g := &gen{cfg: cfg, run: cfg.RunID, rpc: clients{
 		purchases: pb.NewPurchaseServiceClient(cfg.Conn),
