@@ -55,6 +55,20 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if err != nil {
 		return exitError, err
 	}
+	// The ports first: one taken or mistyped is refused before a database
+	// is started and migrated. Until Serve, a caller's connection waits.
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return exitError, fmt.Errorf("--listen: %w", err)
+	}
+	defer lis.Close()
+	var mlis net.Listener
+	if o.metricsAddr != "" {
+		if mlis, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			return exitError, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer mlis.Close()
+	}
 	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig, MaxDeadline: o.maxDeadline})
 	if err != nil {
 		return exitError, err
@@ -64,19 +78,11 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 		// Stopped before the deferred closeAll closes the ledger under it.
 		defer c.releaseWorker(eco, o.releaseEvery)()
 	}
-	lis, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return exitError, err
-	}
 	var metrics *http.Server
-	if o.metricsAddr != "" {
+	if mlis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", srv.Metrics)
 		metrics = &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		mlis, err := net.Listen("tcp", o.metricsAddr)
-		if err != nil {
-			return exitError, err
-		}
 		go metrics.Serve(mlis)
 	}
 	fmt.Fprintf(stdout, "coinledger: serving gRPC on %s (tls=%v), metrics on %q\n", lis.Addr(), tlsConfig != nil, o.metricsAddr)

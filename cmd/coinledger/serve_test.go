@@ -169,6 +169,38 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// A listen address that is mistyped or taken is refused before a private
+// PostgreSQL is initialised, started and migrated.
+func TestServeRefusesItsPortsFirst(t *testing.T) {
+	t.Setenv("COINLEDGER_TOKENS", "finance finance tok-finance-ports-test-0123456789")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no port", []string{"--listen", "nonsense"}, "--listen"},
+		{"taken", []string{"--listen", taken.Addr().String()}, "--listen"},
+		{"metrics: no port", []string{"--listen", "127.0.0.1:0", "--metrics-listen", "nonsense"}, "--metrics-listen"},
+		{"metrics: taken", []string{"--listen", "127.0.0.1:0", "--metrics-listen", taken.Addr().String()}, "--metrics-listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "pg")
+			code, _, errText := runCmd(t, append([]string{"serve", "--data-dir", dataDir}, tc.args...)...)
+			if code != exitError || !strings.Contains(errText, tc.want) {
+				t.Errorf("exit %d\n%s", code, errText)
+			}
+			if _, err := os.Stat(dataDir); err == nil {
+				t.Error("a database was set up before the address was refused")
+			}
+		})
+	}
+}
+
 // --max-deadline caps every request, whatever deadline the caller set.
 func TestServeMaxDeadline(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
