@@ -220,6 +220,11 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
+	// A mistyped --data-dir would otherwise get a new, empty ledger, which
+	// verifies clean: an OK about nothing.
+	if c.databaseURL == "" && !pgembed.Initialized(c.dataDir) {
+		return exitError, fmt.Errorf("no ledger in %s: verify checks one that serve, demo or migrate set up there; give its --data-dir, or a --database-url", c.dataDir)
+	}
 	svc, _, closeAll, err := c.open(ctx, false)
 	if err != nil {
 		return exitError, err

@@ -95,6 +95,14 @@ func TestEmbeddedDefault(t *testing.T) {
 	dir := serverTempDir(t)
 	data := filepath.Join(dir, "pg")
 	t.Setenv("DATABASE_URL", "")
+	// Before anything set it up, there is no ledger there to verify: a
+	// mistyped --data-dir must not get a new, empty one that verifies clean.
+	if code, out, stderr := runCmd(t, "verify", "--data-dir", data); code != exitError || !strings.Contains(stderr, "no ledger in "+data) {
+		t.Errorf("verify of a data directory nothing set up: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Error("verify set up the data directory it was asked to check")
+	}
 	if code, out, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
 		t.Fatalf("migrate exit %d\n%s\n%s", code, out, stderr)
 	}

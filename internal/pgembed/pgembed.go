@@ -214,9 +214,15 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 	return cmd
 }
 
+// Initialized reports whether dir holds a cluster that initdb set up.
+func Initialized(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "PG_VERSION"))
+	return err == nil
+}
+
 func (s *Server) prepareDataDir(ctx context.Context) error {
 	dir := s.cfg.DataDir
-	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+	if Initialized(dir) {
 		return nil
 	}
 	// The parents exist (lockDataDir); the data directory is private to the
