@@ -225,6 +225,18 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 	if c.databaseURL == "" && !pgembed.Initialized(c.dataDir) {
 		return exitError, fmt.Errorf("no ledger in %s: verify checks one that serve, demo or migrate set up there; give its --data-dir, or a --database-url", c.dataDir)
 	}
+	if c.databaseURL != "" {
+		// Verify reads the schema as it is; an unmigrated one would fail on
+		// a missing table halfway through its checks.
+		pending, err := postgres.Pending(ctx, c.databaseURL)
+		if err != nil {
+			return exitError, err
+		}
+		if len(pending) > 0 {
+			return exitError, fmt.Errorf("the database lacks %d of coinledger's schema migrations (the first: %s): run coinledger migrate with the same --database-url first",
+				len(pending), pending[0])
+		}
+	}
 	svc, _, closeAll, err := c.open(ctx, false)
 	if err != nil {
 		return exitError, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,6 +66,13 @@ func TestDemoThenVerify(t *testing.T) {
 	code, out, stderr = runCmd(t, "verify", "--database-url", url)
 	if code != exitOK || !strings.Contains(out, "OK") {
 		t.Fatalf("verify exit %d: %s", code, out)
+	}
+	// A database without the schema (the cluster's maintenance database) is
+	// refused as such, not halfway through the checks on a missing table.
+	bare, _ := neturl.Parse(url)
+	bare.Path = "/postgres"
+	if code, _, stderr := runCmd(t, "verify", "--database-url", bare.String()); code != exitError || !strings.Contains(stderr, "run coinledger migrate") {
+		t.Errorf("verify of a database without the schema: exit %d\n%s", code, stderr)
 	}
 	if !strings.Contains(stderr, "check=trial-balance step=1/") {
 		t.Errorf("verify shows no progress:\n%s", stderr)

@@ -108,6 +108,35 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 	return applied, tuneStorage(ctx, conn)
 }
 
+// Pending reports the embedded migrations that the database at url has not
+// applied; all of them where it has none (no coinledger schema at all).
+func Pending(ctx context.Context, url string) ([]string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	applied := map[string]bool{}
+	rows, _ := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	var version string
+	_, err = pgx.ForEachRow(rows, []any{&version}, func() error { applied[version] = true; return nil })
+	if err != nil && sqlState(err) != "42P01" { // 42P01: no schema_migrations, nothing applied
+		return nil, err
+	}
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var pending []string
+	for _, name := range names {
+		if v := strings.TrimSuffix(name, ".sql"); !applied[v] {
+			pending = append(pending, v)
+		}
+	}
+	return pending, nil
+}
+
 // fillFactors leave room on PostgreSQL's heap pages for the rows the write
 // path updates in every batch (balances) and every gift (lots), so that they
 // update in place (HOT) instead of pruning a full page or moving. They are

@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/ledger/postgres"
+	"github.com/coinledger/coinledger/migrations"
 )
 
 // Migrating again applies nothing; concurrent migrators apply each file once.
@@ -64,6 +67,37 @@ func TestMigrateOnceUnderLock(t *testing.T) {
 		}
 		if sum != rows || rows == 0 {
 			t.Fatalf("migrators applied %d files in all, schema_migrations has %d", sum, rows)
+		}
+	})
+}
+
+// Pending names the migrations a database has not applied: none once
+// migrated, the one whose record is gone, all of them where there is no
+// schema.
+func TestPendingMigrations(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) {
+		u := b.NewDatabase(t)
+		ctx := context.Background()
+		if pending, err := postgres.Pending(ctx, u); err != nil || len(pending) != 0 {
+			t.Fatalf("migrated database: pending %v, %v", pending, err)
+		}
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version LIKE '0011%'`); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err := postgres.Pending(ctx, u); err != nil || len(pending) != 1 || !strings.HasPrefix(pending[0], "0011_") {
+			t.Errorf("one record gone: pending %v, %v", pending, err)
+		}
+		if _, err := conn.Exec(ctx, `DROP TABLE schema_migrations`); err != nil {
+			t.Fatal(err)
+		}
+		all, _ := fs.Glob(migrations.FS, "*.sql")
+		if pending, err := postgres.Pending(ctx, u); err != nil || len(pending) != len(all) || pending[0] != "0001_ledger" {
+			t.Errorf("no schema: pending %v, %v", pending, err)
 		}
 	})
 }
