@@ -73,11 +73,10 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 	if err := ensureWriterRole(ctx, conn); err != nil {
 		return nil, err
 	}
-	names, err := fs.Glob(migrations.FS, "*.sql")
+	names, err := embeddedMigrations()
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	var applied []string
 	for _, name := range names {
 		version := strings.TrimSuffix(name, ".sql")
@@ -123,11 +122,10 @@ func Pending(ctx context.Context, url string) ([]string, error) {
 	if err != nil && sqlState(err) != "42P01" { // 42P01: no schema_migrations, nothing applied
 		return nil, err
 	}
-	names, err := fs.Glob(migrations.FS, "*.sql")
+	names, err := embeddedMigrations()
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	var pending []string
 	for _, name := range names {
 		if v := strings.TrimSuffix(name, ".sql"); !applied[v] {
@@ -135,6 +133,13 @@ func Pending(ctx context.Context, url string) ([]string, error) {
 		}
 	}
 	return pending, nil
+}
+
+// embeddedMigrations are the migration files' names, in the order they apply.
+func embeddedMigrations() ([]string, error) {
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	sort.Strings(names)
+	return names, err
 }
 
 // fillFactors leave room on PostgreSQL's heap pages for the rows the write
