@@ -48,14 +48,8 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL clusters and server processes")
 	}
-	dir := serverTempDir(t)
-	data := filepath.Join(dir, "pg")
 	const token = "tok-crash-test-0123456789abcdef"
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte("all iap,gifting,creator-portal,finance,admin "+token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
+	data, tokens, addr := serveProcessSetUp(t, "all iap,gifting,creator-portal,finance,admin "+token)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -72,7 +66,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGQUIT)
 		}
 	})
-	srv := startServeProcess(t, data, addr, tokens)
+	srv := startServeProcess(t, data, addr, tokens, "warn", nil)
 	waitServing(t, ctx, conn, srv.out, srv.out)
 	storm := setUpCrashStorm(t, ctx, conn)
 
@@ -111,7 +105,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 		lost = append(lost, l...)
 
-		srv = startServeProcess(t, data, addr, tokens)
+		srv = startServeProcess(t, data, addr, tokens, "warn", nil)
 		waitServing(t, ctx, conn, srv.out, srv.out)
 		if _, err := os.Stat(socketDir); !os.IsNotExist(err) {
 			t.Errorf("round %d: the old server's socket directory is left behind: %v", round, err)
@@ -174,13 +168,30 @@ type serveProcess struct {
 	data string // its PostgreSQL's data directory
 }
 
-func startServeProcess(t *testing.T, data, addr, tokens string) *serveProcess {
+// serveProcessSetUp makes a data directory's path, a tokens file holding
+// line and a free address for a server process.
+func serveProcessSetUp(t *testing.T, line string) (data, tokens, addr string) {
+	t.Helper()
+	dir := serverTempDir(t)
+	tokens = filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "pg"), tokens, freeAddr(t)
+}
+
+// startServeProcess starts serve logging at level into logTo, or into its
+// out buffer when logTo is nil.
+func startServeProcess(t *testing.T, data, addr, tokens, level string, logTo *os.File) *serveProcess {
 	t.Helper()
 	p := &serveProcess{out: &syncBuffer{}, done: make(chan struct{}), data: data}
 	p.cmd = exec.Command(os.Args[0], "serve", "--data-dir", data, "--listen", addr, "--metrics-listen", "",
-		"--tokens-file", tokens, "--log-level", "warn")
+		"--tokens-file", tokens, "--log-level", level)
 	p.cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL=")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if logTo != nil {
+		p.cmd.Stdout, p.cmd.Stderr = logTo, logTo
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -346,4 +357,54 @@ func (s *crashStorm) runUntilKilled(t *testing.T, ctx context.Context, gifts pb.
 	kill()
 	wg.Wait()
 	return acked, lost
+}
+
+// A server whose log pipe breaks (a log collector restarting) keeps
+// serving, and still stops cleanly with its PostgreSQL: Go would otherwise
+// end it at its next log line with SIGPIPE, leaving PostgreSQL orphaned.
+func TestServeOutlivesItsLogPipe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and a server process")
+	}
+	const token = "tok-pipe-test-0123456789abcdef"
+	data, tokens, addr := serveProcessSetUp(t, "finance finance "+token)
+	logs, logWriter, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Without the fix serve dies at its first log line and leaves its
+		// PostgreSQL running.
+		if pid, _, err := pgembed.Postmaster(data); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
+	p := startServeProcess(t, data, addr, tokens, "info", logWriter)
+	logWriter.Close()
+	// Read its log until it serves, then break the pipe.
+	buf := make([]byte, 64<<10)
+	for !strings.Contains(p.out.String(), "serving gRPC") {
+		n, err := logs.Read(buf)
+		if err != nil {
+			t.Fatalf("serve's log ended before it served: %v\n%s", err, p.out.String())
+		}
+		p.out.Write(buf[:n])
+	}
+	logs.Close()
+
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 3 { // each is logged, into the broken pipe
+		if _, err := pb.NewLedgerServiceClient(conn).ListAccounts(ctx, &pb.ListAccountsRequest{PageSize: 1}); err != nil {
+			t.Fatalf("request %d after the log pipe broke: %v", i, err)
+		}
+	}
+	p.stop(t)
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Errorf("PostgreSQL still running after serve stopped: %v", err)
+	}
 }
