@@ -48,6 +48,9 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	// the private PostgreSQL left orphaned. Ignored, that write fails and
 	// the server goes on (PostgreSQL ignores SIGPIPE too).
 	signal.Ignore(syscall.SIGPIPE)
+	if o.drain < 0 {
+		return exitError, errors.New("--drain must not be negative (0 cuts requests in flight at once)")
+	}
 	if o.releaseEvery < 0 {
 		return exitError, errors.New("--release-every must not be negative (0 never runs the release job)")
 	}
@@ -200,6 +203,9 @@ func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
 			return nil, errors.New("--client-ca needs --tls-cert and --tls-key")
 		}
 		return nil, nil
+	}
+	if cert == "" || key == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {

@@ -169,9 +169,10 @@ func TestServe(t *testing.T) {
 	}
 }
 
-// A listen address that is mistyped or taken is refused before a private
-// PostgreSQL is initialised, started and migrated.
-func TestServeRefusesItsPortsFirst(t *testing.T) {
+// A listen address that is mistyped or taken, and a flag it cannot run
+// with, are refused before a private PostgreSQL is initialised, started and
+// migrated.
+func TestServeRefusesBadFlagsFirst(t *testing.T) {
 	t.Setenv("COINLEDGER_TOKENS", "finance finance tok-finance-ports-test-0123456789")
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,6 +188,8 @@ func TestServeRefusesItsPortsFirst(t *testing.T) {
 		{"taken", []string{"--listen", taken.Addr().String()}, "--listen"},
 		{"metrics: no port", []string{"--listen", "127.0.0.1:0", "--metrics-listen", "nonsense"}, "--metrics-listen"},
 		{"metrics: taken", []string{"--listen", "127.0.0.1:0", "--metrics-listen", taken.Addr().String()}, "--metrics-listen"},
+		{"negative drain", []string{"--drain", "-1s"}, "--drain"},
+		{"a certificate without its key", []string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := filepath.Join(t.TempDir(), "pg")
