@@ -139,10 +139,18 @@ func secretFlag(fs *flag.FlagSet, p *string, name, env, usage string) {
 
 // database returns the URL to use, starting the private PostgreSQL when no
 // URL was given, and migrates it (a given database only when migrate is set:
-// verify must not change the schema it checks). stop releases what it started.
+// verify must not change the schema it checks). Without migrate it opens only
+// a ledger that exists: a new, empty one in a mistyped --data-dir would
+// verify clean, an OK about nothing, and an unmigrated database would fail
+// on a missing table halfway through. stop releases what it started.
 func (c *common) database(ctx context.Context, migrate bool) (url string, stop func(), err error) {
 	stop = func() {}
 	url = c.databaseURL
+	if !migrate {
+		if err := c.ledgerExists(ctx); err != nil {
+			return "", stop, err
+		}
+	}
 	if url == "" {
 		dir, removeDir := c.dataDir, func() {}
 		if dir == "" {
@@ -183,6 +191,26 @@ func (c *common) database(ctx context.Context, migrate bool) (url string, stop f
 	return url, stop, nil
 }
 
+// ledgerExists refuses a private data directory that no command set up, and
+// a database that lacks some of the schema's migrations.
+func (c *common) ledgerExists(ctx context.Context) error {
+	if c.databaseURL == "" {
+		if !pgembed.Initialized(c.dataDir) {
+			return fmt.Errorf("no ledger in %s: give the --data-dir that serve, demo or migrate set up, or a --database-url", c.dataDir)
+		}
+		return nil
+	}
+	pending, err := postgres.Pending(ctx, c.databaseURL)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("the database lacks %d of coinledger's schema migrations (the first: %s): run coinledger migrate with the same --database-url first",
+			len(pending), pending[0])
+	}
+	return nil
+}
+
 // open returns the ledger service and its store on the database; close
 // releases everything.
 func (c *common) open(ctx context.Context, migrate bool) (*ledger.Service, *postgres.DB, func(), error) {
@@ -219,23 +247,6 @@ func cmdMigrate(ctx context.Context, c *common, args []string, stdout io.Writer)
 func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) (int, error) {
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
-	}
-	// A mistyped --data-dir would otherwise get a new, empty ledger, which
-	// verifies clean: an OK about nothing.
-	if c.databaseURL == "" && !pgembed.Initialized(c.dataDir) {
-		return exitError, fmt.Errorf("no ledger in %s: verify checks one that serve, demo or migrate set up there; give its --data-dir, or a --database-url", c.dataDir)
-	}
-	if c.databaseURL != "" {
-		// Verify reads the schema as it is; an unmigrated one would fail on
-		// a missing table halfway through its checks.
-		pending, err := postgres.Pending(ctx, c.databaseURL)
-		if err != nil {
-			return exitError, err
-		}
-		if len(pending) > 0 {
-			return exitError, fmt.Errorf("the database lacks %d of coinledger's schema migrations (the first: %s): run coinledger migrate with the same --database-url first",
-				len(pending), pending[0])
-		}
 	}
 	svc, _, closeAll, err := c.open(ctx, false)
 	if err != nil {

@@ -103,14 +103,9 @@ func TestEmbeddedDefault(t *testing.T) {
 	dir := serverTempDir(t)
 	data := filepath.Join(dir, "pg")
 	t.Setenv("DATABASE_URL", "")
-	// Before anything set it up, there is no ledger there to verify: a
-	// mistyped --data-dir must not get a new, empty one that verifies clean.
-	if code, out, stderr := runCmd(t, "verify", "--data-dir", data); code != exitError || !strings.Contains(stderr, "no ledger in "+data) {
-		t.Errorf("verify of a data directory nothing set up: exit %d\n%s\n%s", code, out, stderr)
-	}
-	if _, err := os.Stat(data); err == nil {
-		t.Error("verify set up the data directory it was asked to check")
-	}
+	// Verify of a data directory nothing set up: a mistyped --data-dir must
+	// not get a new, empty ledger that verifies clean.
+	refusedBeforeSetUp(t, "verify", nil, "no ledger in ")
 	if code, out, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
 		t.Fatalf("migrate exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -159,6 +154,20 @@ func TestInterruptStopsEmbeddedServer(t *testing.T) {
 }
 
 // serverTempDir is a temporary directory the embedded server's user can enter.
+// refusedBeforeSetUp runs command with args on a fresh --data-dir and
+// checks that it fails saying want without having set a database up there.
+func refusedBeforeSetUp(t *testing.T, command string, args []string, want string) {
+	t.Helper()
+	dataDir := filepath.Join(t.TempDir(), "pg")
+	code, _, stderr := runCmd(t, append([]string{command, "--data-dir", dataDir}, args...)...)
+	if code != exitError || !strings.Contains(stderr, want) {
+		t.Errorf("%s %v: exit %d, want %q\n%s", command, args, code, want, stderr)
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		t.Errorf("%s %v set a database up before refusing", command, args)
+	}
+}
+
 func serverTempDir(t *testing.T) string {
 	t.Helper()
 	dir, err := pgembed.MkdirTemp("coinledger-cmd-")
@@ -280,14 +289,7 @@ func TestBenchEmbedded(t *testing.T) {
 		{[]string{"-n", "0", "-d", "-5s"}, "positive request count or duration"},
 		{[]string{"-viewers", "-1"}, "viewers must be at least 1"},
 	} {
-		dataDir := filepath.Join(t.TempDir(), "pg")
-		code, _, stderr := runCmd(t, append([]string{"bench", "--data-dir", dataDir}, tc.args...)...)
-		if code != exitError || !strings.Contains(stderr, tc.want) {
-			t.Errorf("bench %v: exit %d\n%s", tc.args, code, stderr)
-		}
-		if _, err := os.Stat(dataDir); err == nil {
-			t.Errorf("bench %v started a database before refusing its flags", tc.args)
-		}
+		refusedBeforeSetUp(t, "bench", tc.args, tc.want)
 	}
 	code, _, stderr = runCmd(t, "bench", "--addr", "127.0.0.1:1")
 	if code != exitError || !strings.Contains(stderr, "--token") {

@@ -191,16 +191,7 @@ func TestServeRefusesBadFlagsFirst(t *testing.T) {
 		{"negative drain", []string{"--drain", "-1s"}, "--drain"},
 		{"a certificate without its key", []string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dataDir := filepath.Join(t.TempDir(), "pg")
-			code, _, errText := runCmd(t, append([]string{"serve", "--data-dir", dataDir}, tc.args...)...)
-			if code != exitError || !strings.Contains(errText, tc.want) {
-				t.Errorf("exit %d\n%s", code, errText)
-			}
-			if _, err := os.Stat(dataDir); err == nil {
-				t.Error("a database was set up before the address was refused")
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refusedBeforeSetUp(t, "serve", tc.args, tc.want) })
 	}
 }
 
