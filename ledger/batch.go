@@ -278,7 +278,9 @@ func Decide(batch []*Pending, st *State) {
 			pd.Outcome, pd.ReplayOf = Replay, c.ID
 			continue
 		}
-		if first, ok := firstByKey[key]; ok {
+		// A refused request leaves no trace, so a later one with its key is
+		// decided on its own, as it would be were it run after it alone.
+		if first, ok := firstByKey[key]; ok && first.Outcome != Refused {
 			if !bytes.Equal(first.Fingerprint, pd.Fingerprint) {
 				pd.refuse(wrap(op, "idempotency_key", ErrIdempotencyConflict))
 				continue

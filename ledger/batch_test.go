@@ -55,6 +55,8 @@ func TestDecide(t *testing.T) {
 		rev("r1", reversed),                     // already reversed before
 		rev("r2", fresh),                        // first reversal of fresh
 		rev("r3", fresh),                        // second, same batch
+		pendingTransfer("a2", alice, bob, 1),    // a2 with other content, after a2's refusal: 1 -> 0
+		pendingTransfer("a2", alice, bob, 1),    // in-batch retry of that one
 	}
 	plan := PlanBatch(batch, 1)
 	if !plan.Checked[alice.ID] || !plan.Checked[bob.ID] || plan.Checked[mint.ID] {
@@ -89,6 +91,8 @@ func TestDecide(t *testing.T) {
 		{Refused, ErrAlreadyReversed},
 		{Accepted, nil},
 		{Refused, ErrAlreadyReversed},
+		{Accepted, nil},
+		{Duplicate, nil},
 	}
 	for i, w := range want {
 		p := batch[i]
@@ -99,11 +103,11 @@ func TestDecide(t *testing.T) {
 	if batch[4].ReplayOf != committedID {
 		t.Errorf("replay of %s, want %s", batch[4].ReplayOf, committedID)
 	}
-	seqs := []int{batch[0].Tx.BatchSeq, batch[6].Tx.BatchSeq, batch[7].Tx.BatchSeq, batch[10].Tx.BatchSeq}
-	if seqs[0] != 0 || seqs[1] != 1 || seqs[2] != 2 || seqs[3] != 3 || !batch[0].Tx.RecordedAt.Equal(st.RecordedAt) {
+	seqs := []int{batch[0].Tx.BatchSeq, batch[6].Tx.BatchSeq, batch[7].Tx.BatchSeq, batch[10].Tx.BatchSeq, batch[12].Tx.BatchSeq}
+	if !slices.Equal(seqs, []int{0, 1, 2, 3, 4}) || !batch[0].Tx.RecordedAt.Equal(st.RecordedAt) {
 		t.Errorf("accepted sequence %v", seqs)
 	}
-	// Deltas: alice -6 +100 -104 +1 (reversal r2) = -9; bob +6 +104 -1 = +109; mint -100 on shard 1.
+	// Deltas: alice -6 +100 -104 +1 (reversal r2) -1 = -10; bob +6 +104 -1 +1 = +110; mint -100 on shard 1.
 	got := map[string]string{}
 	for _, d := range plan.Deltas(batch) {
 		for _, a := range []*Account{alice, bob, mint} {
@@ -115,7 +119,7 @@ func TestDecide(t *testing.T) {
 			}
 		}
 	}
-	if got["alice"] != "-9" || got["bob"] != "109" || got["mint"] != "-100" {
+	if got["alice"] != "-10" || got["bob"] != "110" || got["mint"] != "-100" {
 		t.Errorf("deltas %v", got)
 	}
 	// The in-batch retry takes the first's result once resolved.

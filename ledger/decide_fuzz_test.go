@@ -70,13 +70,13 @@ func FuzzDecide(f *testing.F) {
 		}
 		Decide(batch, st)
 
-		// The model: apply in order, first key wins, no policy broken.
+		// The model: apply in order, the first accepted request with a key
+		// claims it, no policy broken.
 		bal := map[uuid.UUID]decimal.Decimal{}
 		for id, b := range start {
 			bal[id] = b
 		}
 		first := map[string]ask{}
-		firstOK := map[string]bool{}
 		for i, a := range asks {
 			pd := batch[i]
 			if f, ok := first[a.key]; ok {
@@ -90,7 +90,6 @@ func FuzzDecide(f *testing.F) {
 				}
 				continue
 			}
-			first[a.key] = a
 			n := decimal.NewFromInt(a.amount)
 			next := map[uuid.UUID]decimal.Decimal{}
 			for id, b := range bal {
@@ -112,12 +111,12 @@ func FuzzDecide(f *testing.F) {
 					ok = false
 				}
 			}
-			firstOK[a.key] = ok
 			if ok != (pd.Outcome == Accepted) {
 				t.Fatalf("#%d %+v: model ok=%v, Decide %v %v", i, a, ok, pd.Outcome, pd.Err)
 			}
 			if ok {
 				bal = next
+				first[a.key] = a
 			}
 		}
 		got := map[uuid.UUID]decimal.Decimal{}
