@@ -300,7 +300,18 @@ func Decide(batch []*Pending, st *State) {
 		if len(pd.spills) > 0 {
 			pd.resolveSpills(balance)
 		}
-		// Statuses and funds of what was asked come first, so that a frozen
+		// A refund's amounts were planned from its lot: a lot that moved
+		// since is the reason, and a short account only its consequence.
+		var refunded LotRelief
+		if pd.refund != nil {
+			t, err := pd.planRefund(op, st.lots)
+			if err != nil {
+				pd.reject(err)
+				continue
+			}
+			refunded = t
+		}
+		// Statuses and funds of what was asked come next, so that a frozen
 		// or short account is the reason given, not a consequence of it.
 		if err := pd.apply(op, st, balance, false); err != nil {
 			pd.reject(err)
@@ -331,12 +342,7 @@ func Decide(batch []*Pending, st *State) {
 			pd.resolveCarries(st.Lane, rows)
 		}
 		if pd.refund != nil {
-			t, err := pd.planRefund(op, st.lots)
-			if err != nil {
-				pd.reject(err)
-				continue
-			}
-			took = append(took, t)
+			took = append(took, refunded)
 		}
 		if r := pd.Tx.Reverses; r != nil {
 			if st.lots.lotByID(*r) != nil {

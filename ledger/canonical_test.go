@@ -74,7 +74,11 @@ func TestFingerprintRenderingIsStable(t *testing.T) {
 	fmtLots := func(open *LotOpen, r *Relief, refund *LotRefund) string {
 		var b strings.Builder
 		if refund != nil {
-			fmt.Fprintf(&b, "refund=%s,%q,%q,%s,%s,%s;", refund.Lot, refund.Holder, refund.ValueAccount, refund.Units, refund.Unspent, refund.UnspentValue)
+			fmt.Fprintf(&b, "refund=%s,%q,%q,%s,%s,%s", refund.Lot, refund.Holder, refund.ValueAccount, refund.Units, refund.Unspent, refund.UnspentValue)
+			if !refund.RefundedBefore.IsZero() { // added later: rendered only when set
+				fmt.Fprintf(&b, ",%s", refund.RefundedBefore)
+			}
+			b.WriteString(";")
 		}
 		if open != nil {
 			fmt.Fprintf(&b, "open=%d,%d;", open.UnitsPosting, open.ValuePosting)
@@ -103,6 +107,8 @@ func TestFingerprintRenderingIsStable(t *testing.T) {
 		return b.String()
 	}
 	refund := &LotRefund{Lot: lot, Holder: `COIN:wallet:v"1`, ValueAccount: "Liability:Deferred:USD", Units: d("1321"), Unspent: d("496"), UnspentValue: d("7.51")}
+	later := *refund
+	later.RefundedBefore = d("825")
 	open := &LotOpen{UnitsPosting: 0, ValuePosting: 3}
 	relief := &Relief{Account: "COIN:wallet:vié\\w", Units: d("33"), Legs: map[string]ReliefLeg{
 		"USD": {From: "Liability:Deferred:USD", To: "Revenue:Gifts:USD"}, "EUR": {From: "a\tb", To: "c"}}}
@@ -112,7 +118,7 @@ func TestFingerprintRenderingIsStable(t *testing.T) {
 		open   *LotOpen
 		relief *Relief
 		refund *LotRefund
-	}{{nil, nil, nil}, {open, nil, nil}, {nil, relief, nil}, {nil, nil, refund}, {open, relief, refund}} {
+	}{{nil, nil, nil}, {open, nil, nil}, {nil, relief, nil}, {nil, nil, refund}, {nil, nil, &later}, {open, relief, refund}} {
 		if got, want := string(*new(fpBuf).lots(c.open, c.relief, c.refund)), fmtLots(c.open, c.relief, c.refund); got != want {
 			t.Errorf("lots:\n got %s\nwant %s", got, want)
 		}

@@ -77,15 +77,18 @@ type LotRelief struct {
 // Of them, Unspent are still in the lot and leave it with UnspentValue of its
 // value; the request's postings must debit exactly those from the lot's
 // holder and value accounts. The caller computes Unspent and UnspentValue
-// from the lot as it read it (ReliefValue); if the lot changed before the
-// commit, the request is refused with ErrLotChanged and may be planned again.
+// from the lot as it read it (ReliefValue), and its other amounts from the
+// units RefundedBefore (a store's legs are refunded in cumulative shares); if
+// the lot changed before the commit, the request is refused with
+// ErrLotChanged and may be planned again.
 type LotRefund struct {
-	Lot          uuid.UUID
-	Holder       string // the account holding the lot's units
-	ValueAccount string // the account holding its value
-	Units        decimal.Decimal
-	Unspent      decimal.Decimal
-	UnspentValue decimal.Decimal
+	Lot            uuid.UUID
+	Holder         string // the account holding the lot's units
+	ValueAccount   string // the account holding its value
+	Units          decimal.Decimal
+	Unspent        decimal.Decimal
+	UnspentValue   decimal.Decimal
+	RefundedBefore decimal.Decimal // the lot's Refunded as planned from
 }
 
 // ErrLotChanged is returned when a lot moved between a LotRefund's planning
@@ -289,7 +292,11 @@ func (pd *Pending) planRelief(op string, st *State) ([]LotRelief, []Posting, []*
 func (b *fpBuf) lots(open *LotOpen, r *Relief, refund *LotRefund) *fpBuf {
 	if refund != nil {
 		b.lit("refund=").lit(refund.Lot.String()).lit(",").q(refund.Holder).lit(",").q(refund.ValueAccount).
-			lit(",").dec(refund.Units).lit(",").dec(refund.Unspent).lit(",").dec(refund.UnspentValue).lit(";")
+			lit(",").dec(refund.Units).lit(",").dec(refund.Unspent).lit(",").dec(refund.UnspentValue)
+		if !refund.RefundedBefore.IsZero() { // absent from fingerprints stored before it was added
+			b.lit(",").dec(refund.RefundedBefore)
+		}
+		b.lit(";")
 	}
 	if open != nil {
 		b.lit("open=").num(open.UnitsPosting).lit(",").num(open.ValuePosting).lit(";")
@@ -383,7 +390,8 @@ func (pd *Pending) planRefund(op string, work lotWork) (LotRelief, error) {
 		return LotRelief{}, &Error{Op: op, Field: "refund_lot.units", Err: ErrRefundExceedsLot,
 			Message: fmt.Sprintf("lot %s has %s units not yet refunded, fewer than %s", l.ID, l.Units.Sub(l.Refunded), r.Units)}
 	}
-	if !r.Unspent.Equal(decimal.Min(r.Units, l.UnitsLeft)) || !r.UnspentValue.Equal(ReliefValue(r.Unspent, l.UnitsLeft, l.ValueLeft, r.scale)) {
+	if !r.RefundedBefore.Equal(l.Refunded) || !r.Unspent.Equal(decimal.Min(r.Units, l.UnitsLeft)) ||
+		!r.UnspentValue.Equal(ReliefValue(r.Unspent, l.UnitsLeft, l.ValueLeft, r.scale)) {
 		return LotRelief{}, wrap(op, "refund_lot", ErrLotChanged)
 	}
 	if !netDebit(pd.Tx.Postings, l.AccountID).Equal(r.Unspent) || !netDebit(pd.Tx.Postings, l.ValueAccountID).Equal(r.UnspentValue) {
@@ -457,6 +465,8 @@ func (s *Service) prepareRefund(ctx context.Context, op string, r *LotRefund, pd
 		return invalid(op, "refund_lot.unspent", "must be between 0 and units")
 	case r.UnspentValue.Sign() < 0:
 		return invalid(op, "refund_lot.unspent_value", "must not be negative")
+	case r.RefundedBefore.Sign() < 0:
+		return invalid(op, "refund_lot.refunded_before", "must not be negative")
 	}
 	pd.refund = &refundSpec{LotRefund: *r, holder: holder, valueAccount: value, scale: asset.Scale}
 	pd.Tx.MovesLots = true

@@ -152,6 +152,13 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 		post.IdempotencyKey = key
 		post.PastFrozen = true // the store has refunded: recorded, blocked viewer or not
 		tx, err := e.ledger.Post(ctx, post)
+		if errors.Is(err, ledger.ErrIdempotencyConflict) {
+			// The same refund id committed first, planned from another
+			// state of the lot (the store's notification and its retry):
+			// the key is committed, so the next round's replay answers
+			// with it, or refuses a different refund under that id.
+			continue
+		}
 		// The lot or a pending account moved since the plan was read (another
 		// refund of the same purchase, a gift, a release): plan again. The
 		// last attempt claws nothing back, so a drained pending account
@@ -161,8 +168,12 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 		if moved && attempt < maxRefundAttempts {
 			continue
 		}
-		if errors.Is(err, ledger.ErrRefundExceedsLot) { // raced by another refund on the last attempt
-			return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: ledger.Reason(err)}
+		if moved { // the lot moved on every attempt
+			if req.Coins > 0 && errors.Is(err, ledger.ErrRefundExceedsLot) {
+				return nil, &ledger.Error{Op: op, Field: "coins", Err: ErrBeyondPurchase, Message: ledger.Reason(err)}
+			}
+			return nil, &ledger.Error{Op: op, Field: "store_transaction_id", Kind: ledger.Aborted,
+				Message: fmt.Sprintf("the purchase's coins moved while each of %d attempts was planned (other refunds, gifts); retry with the same refund_id", maxRefundAttempts)}
 		}
 		if err == nil && plan.Owed > 0 {
 			err = e.settleDebt(ctx, plan.User, key)
@@ -262,7 +273,7 @@ func (e *Economy) planRefund(ctx context.Context, op string, req RefundRequest, 
 		Postings:    postings,
 		Carries:     carries,
 		RefundLot: &ledger.LotRefund{Lot: lotID, Holder: CoinWallet(user), ValueAccount: FiatAccount(DeferredRevenue, bought.Currency),
-			Units: k, Unspent: unspent, UnspentValue: unspentValue},
+			Units: k, Unspent: unspent, UnspentValue: unspentValue, RefundedBefore: lot.Refunded},
 	}, plan, nil
 }
 

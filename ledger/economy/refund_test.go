@@ -3,6 +3,7 @@ package economy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,130 @@ func TestRefundPostings(t *testing.T) {
 		t.Errorf("reversing the gift after the refund was reversed: %v", err)
 	}
 	verifyClean(t, e)
+}
+
+// racingLedger lets other writes commit just before each of the victim's
+// posts: between the refund's plan and its commit, as concurrent requests can.
+type racingLedger struct {
+	economy.Ledger
+	victimKey string
+	race      func(ctx context.Context) error
+}
+
+func (l racingLedger) Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error) {
+	if req.IdempotencyKey == l.victimKey {
+		if err := l.race(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l.Ledger.Post(ctx, req)
+}
+
+// TestRefundRaced: a refund whose purchase's lot moves between its plan and
+// its commit plans again from the lot's new state, so its shares of the
+// store's amounts still add up to exactly the purchase's; a lot that moves
+// on every attempt is answered Aborted (or beyond the purchase, for a count
+// that no longer fits), in the domain's words.
+func TestRefundRaced(t *testing.T) {
+	oneCoin := func(id string) economy.RefundRequest { return refund("a-v8", id, 1) }
+	tests := []struct {
+		name    string
+		victim  economy.RefundRequest
+		race    func(ctx context.Context, e *env, attempt int) error
+		is      error
+		kind    ledger.Kind
+		field   string
+		attempt int // the number of posts the victim made
+	}{
+		{"another refund commits first", oneCoin("r-victim"),
+			func(ctx context.Context, e *env, attempt int) error {
+				if attempt > 1 {
+					return nil
+				}
+				_, err := e.eco.Refund(ctx, oneCoin("r-first"), economy.ClawbackThenLoss)
+				return err
+			}, nil, 0, "", 2},
+		{"the store's retry commits first, after another refund", oneCoin("r-victim"),
+			func(ctx context.Context, e *env, attempt int) error {
+				if attempt > 1 {
+					return nil
+				}
+				if _, err := e.eco.Refund(ctx, oneCoin("r-first"), economy.ClawbackThenLoss); err != nil {
+					return err
+				}
+				_, err := e.eco.Refund(ctx, oneCoin("r-victim"), economy.ClawbackThenLoss)
+				return err
+			}, nil, 0, "", 1},
+		{"a gift spends the lot's coins first", refund("a-v8", "r-victim", 0),
+			func(ctx context.Context, e *env, attempt int) error {
+				if attempt > 1 {
+					return nil
+				}
+				_, err := e.eco.SendGift(ctx, gift("g-race", "v8", "c1", "lion"))
+				return err
+			}, nil, 0, "", 2},
+		{"the rest, raced on every attempt", refund("a-v8", "r-victim", 0),
+			func(ctx context.Context, e *env, attempt int) error {
+				_, err := e.eco.Refund(ctx, oneCoin(fmt.Sprintf("r-race-%d", attempt)), economy.ClawbackThenLoss)
+				return err
+			}, nil, ledger.Aborted, "store_transaction_id", 5},
+		{"a count raced on every attempt until it no longer fits", refund("a-v8", "r-victim", 1317),
+			func(ctx context.Context, e *env, attempt int) error {
+				_, err := e.eco.Refund(ctx, oneCoin(fmt.Sprintf("r-race-%d", attempt)), economy.ClawbackThenLoss)
+				return err
+			}, economy.ErrBeyondPurchase, ledger.FailedPrecondition, "coins", 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := giftEnv(t)
+			ctx := context.Background()
+			receivable, fee := economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), economy.FiatAccount(economy.StoreCommission, "USD")
+			before := map[string]string{}
+			for _, a := range []string{receivable, fee} {
+				b, err := e.svc.Balance(ctx, a, time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				before[a] = b.String()
+			}
+			e.buy(t, "v8", "a-v8")
+			attempts := 0
+			victim := racingLedger{Ledger: e.svc, victimKey: "refund:apple:r-victim", race: func(ctx context.Context) error {
+				attempts++
+				return tt.race(ctx, e, attempts)
+			}}
+			raced := economy.New(victim, e.cat, func() time.Time { return t0 })
+			tx, err := raced.Refund(ctx, tt.victim, economy.ClawbackThenLoss)
+			if attempts != tt.attempt {
+				t.Errorf("the victim posted %d times, want %d", attempts, tt.attempt)
+			}
+			if tt.kind == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tx.Replayed != (tt.attempt == 1) {
+					t.Errorf("replayed %v", tx.Replayed)
+				}
+				// Refunding what is left must bring the store's accounts back
+				// to exactly where they were before the purchase.
+				if _, err := e.eco.Refund(ctx, refund("a-v8", "r-rest", 0), economy.ClawbackThenLoss); err != nil &&
+					!errors.Is(err, economy.ErrBeyondPurchase) {
+					t.Fatal(err)
+				}
+				for account, want := range before {
+					e.want(t, account, want)
+				}
+			} else {
+				if (tt.is != nil && !errors.Is(err, tt.is)) || ledger.KindOf(err) != tt.kind || ledger.FieldOf(err) != tt.field {
+					t.Fatalf("got %v (kind %v, field %q), want %v %v on %s", err, ledger.KindOf(err), ledger.FieldOf(err), tt.is, tt.kind, tt.field)
+				}
+				if reason := ledger.Reason(err); strings.Contains(reason, "ledger.") || strings.Contains(reason, "refund_lot") {
+					t.Errorf("reason %q names the ledger's operations or fields", reason)
+				}
+			}
+			verifyClean(t, e)
+		})
+	}
 }
 
 // TestRefundAfterRelease: earnings already released are not clawed back;

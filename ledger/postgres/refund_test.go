@@ -12,15 +12,16 @@ import (
 	"github.com/coinledger/coinledger/ledger"
 )
 
-// refundLot builds a refund of units of a USD lot: unspent coins go back to
-// issuance with their deferred value, the spent part's value is a loss.
-func refundLot(key string, lot uuid.UUID, units, unspent int64, unspentValue, gross string) ledger.PostRequest {
+// refundLot builds a refund of units of a USD lot, planned when before of
+// its units had been refunded: unspent coins go back to issuance with their
+// deferred value, the spent part's value is a loss.
+func refundLot(key string, lot uuid.UUID, before, units, unspent int64, unspentValue, gross string) ledger.PostRequest {
 	u := decimal.NewFromInt(unspent)
 	v := decimal.RequireFromString(unspentValue)
 	g := decimal.RequireFromString(gross)
 	req := ledger.PostRequest{IdempotencyKey: key, Kind: "refund",
 		RefundLot: &ledger.LotRefund{Lot: lot, Holder: "wallet", ValueAccount: "deferred:USD",
-			Units: decimal.NewFromInt(units), Unspent: u, UnspentValue: v},
+			Units: decimal.NewFromInt(units), Unspent: u, UnspentValue: v, RefundedBefore: decimal.NewFromInt(before)},
 		Postings: []ledger.PostingRequest{{Account: "cash:USD", Side: ledger.Credit, Amount: g}}}
 	if u.Sign() > 0 {
 		req.Postings = append(req.Postings,
@@ -46,16 +47,21 @@ func TestLotRefundAndRestore(t *testing.T) {
 
 		// The lot has 6 unspent coins worth 3.00. A refund planned on other
 		// figures is refused as stale, and posts nothing.
-		if _, err := e.svc.Post(ctx, refundLot("stale", lot, 6, 5, "2.50", "3.00")); !errors.Is(err, ledger.ErrLotChanged) || ledger.KindOf(err) != ledger.Aborted {
+		if _, err := e.svc.Post(ctx, refundLot("stale", lot, 0, 6, 5, "2.50", "3.00")); !errors.Is(err, ledger.ErrLotChanged) || ledger.KindOf(err) != ledger.Aborted {
 			t.Errorf("stale refund: %v", err)
 		}
-		if _, err := e.svc.Post(ctx, refundLot("lies", lot, 6, 6, "3.00", "3.00")); err != nil {
+		if _, err := e.svc.Post(ctx, refundLot("lies", lot, 0, 6, 6, "3.00", "3.00")); err != nil {
 			t.Fatalf("refund 6 unspent: %v", err)
 		}
 		e.wantBalance("wallet", "0")
 		e.wantBalance("deferred:USD", "0.00")
+		// A refund planned before that one is stale too: its shares of the
+		// store's amounts follow from the units refunded before it.
+		if _, err := e.svc.Post(ctx, refundLot("planned-before", lot, 0, 1, 0, "0", "0.50")); !errors.Is(err, ledger.ErrLotChanged) {
+			t.Errorf("refund planned before another: %v", err)
+		}
 		// 4 spent coins are left to refund; 5 is more than was bought.
-		if _, err := e.svc.Post(ctx, refundLot("beyond", lot, 5, 0, "0", "2.50")); ledger.KindOf(err) != ledger.FailedPrecondition {
+		if _, err := e.svc.Post(ctx, refundLot("beyond", lot, 6, 5, 0, "0", "2.50")); ledger.KindOf(err) != ledger.FailedPrecondition {
 			t.Errorf("refund beyond what was bought: %v", err)
 		}
 		// Reversing the spend puts 4 coins back into the lot: allowed, 4 are
@@ -67,7 +73,7 @@ func TestLotRefundAndRestore(t *testing.T) {
 		e.wantBalance("wallet", "4")
 		e.wantBalance("deferred:USD", "2.00")
 		// Refund the rest (unspent again), then reverse that refund.
-		last := e.post(refundLot("rest", lot, 4, 4, "2.00", "2.00"))
+		last := e.post(refundLot("rest", lot, 6, 4, 4, "2.00", "2.00"))
 		e.wantBalance("wallet", "0")
 		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-rest", TransactionID: last.ID}); err != nil {
 			t.Fatalf("reverse refund: %v", err)
@@ -77,7 +83,7 @@ func TestLotRefundAndRestore(t *testing.T) {
 		// Spend 4 again, refund all 4 as spent (a loss), and the spend can no
 		// longer be reversed: its coins' purchase was refunded.
 		again := e.post(spend("spend-again", 4))
-		e.post(refundLot("spent", lot, 4, 0, "0", "2.00"))
+		e.post(refundLot("spent", lot, 6, 4, 0, "0", "2.00"))
 		e.wantBalance("loss", "-2.00") // credit-normal in this env
 		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-again", TransactionID: again.ID}); !errors.Is(err, ledger.ErrLotRefunded) {
 			t.Errorf("reversing a spend of refunded coins: %v", err)
