@@ -3,7 +3,9 @@ package economy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
@@ -67,6 +69,59 @@ func TestRefundOweCoins(t *testing.T) {
 	}
 	e.want(t, economy.CoinWallet("v1"), "1742")
 	verifyClean(t, e)
+}
+
+// TestRefundReversalRacedBySettlement: a purchase's settlement that repays
+// the debt between a refund reversal's undoing of settlements and its post
+// is undone too, rather than the reversal refused as an overdraft of the
+// debt; repaid again on every attempt, the reversal is answered Aborted.
+func TestRefundReversalRacedBySettlement(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		races    int // how many of the reversal's posts a purchase races
+		attempts int
+	}{
+		{"once", 1, 2},
+		{"on every attempt", 5, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := giftEnv(t, 1)
+			ctx := context.Background()
+			if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 100 promo + 900 paid of a-v1
+				t.Fatal(err)
+			}
+			if _, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.OweCoins); err != nil {
+				t.Fatal(err)
+			}
+			e.want(t, economy.CoinDebt("v1"), "900")
+			attempts := 0
+			victim := racingLedger{Ledger: e.svc, victimKey: "refund-reversal:apple:r-v1", race: func(ctx context.Context) error {
+				if attempts++; attempts > tt.races {
+					return nil
+				}
+				_, err := e.eco.Purchase(ctx, economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: fmt.Sprintf("a-v1-%d", attempts),
+					User: "v1", PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0})
+				return err
+			}}
+			raced := economy.New(victim, e.cat, func() time.Time { return t0 })
+			_, err := raced.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
+			if attempts != tt.attempts {
+				t.Errorf("the reversal posted %d times, want %d", attempts, tt.attempts)
+			}
+			if tt.races < tt.attempts {
+				if err != nil {
+					t.Fatal(err)
+				}
+				// As in TestRefundOweCoins, with the racing purchase's lot.
+				e.want(t, economy.CoinDebt("v1"), "0")
+				e.want(t, economy.CoinWallet("v1"), "1742")
+				e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+			} else if ledger.KindOf(err) != ledger.Aborted || ledger.FieldOf(err) != "refund_id" {
+				t.Fatalf("repaid on every attempt: %v", err)
+			}
+			verifyClean(t, e)
+		})
+	}
 }
 
 // Paid coins the user still holds repay the debt at once; only the rest is owed.

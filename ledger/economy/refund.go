@@ -474,43 +474,60 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 		return nil, err
 	}
 	key := fmt.Sprintf("refund-reversal:%s:%s", req.Channel, req.RefundID)
-	if plan.Owed > 0 {
-		done, err := e.ledger.TransactionByKey(ctx, key)
-		if err == nil {
-			done.Replayed = true
-			if err := e.settleDebt(ctx, plan.User, key); err != nil {
-				return done, err
-			}
-			return done, e.releaseRestored(ctx, op, &plan)
-		}
-		if !errors.Is(err, ledger.ErrTransactionNotFound) {
-			return nil, err
-		}
-		// Taking back the debt the refund added needs that debt: undo the
-		// settlements that repaid it since. Whatever debt is left after the
-		// reversal, coins that came back repay it again below.
-		if err := e.unsettle(ctx, plan.User, decimal.NewFromInt(plan.Owed)); err != nil {
-			return nil, err
-		}
-	}
 	meta, _ := json.Marshal(map[string]string{"refund_tx": refund.ID.String(), "refund_id": req.RefundID})
 	id := refund.ID
-	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
-		IdempotencyKey: key,
-		Kind:           "refund-reversal",
-		Metadata:       meta,
-		Postings:       postings,
-		Carries:        carries,
-		Reverses:       &id,
-		PastFrozen:     true, // as the refund
-	})
-	if err == nil && plan.Owed > 0 {
-		err = e.settleDebt(ctx, plan.User, key)
+	for attempt := 1; ; attempt++ {
+		if plan.Owed > 0 {
+			done, err := e.ledger.TransactionByKey(ctx, key)
+			if err == nil {
+				done.Replayed = true
+				if err := e.settleDebt(ctx, plan.User, key); err != nil {
+					return done, err
+				}
+				return done, e.releaseRestored(ctx, op, &plan)
+			}
+			if !errors.Is(err, ledger.ErrTransactionNotFound) {
+				return nil, err
+			}
+			// Taking back the debt the refund added needs that debt: undo the
+			// settlements that repaid it since. Whatever debt is left after the
+			// reversal, coins that came back repay it again below.
+			if err := e.unsettle(ctx, plan.User, decimal.NewFromInt(plan.Owed)); err != nil {
+				return nil, err
+			}
+		}
+		tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+			IdempotencyKey: key,
+			Kind:           "refund-reversal",
+			Metadata:       meta,
+			Postings:       postings,
+			Carries:        carries,
+			Reverses:       &id,
+			PastFrozen:     true, // as the refund
+		})
+		if plan.Owed > 0 && errors.Is(err, ledger.ErrInsufficientFunds) {
+			// A settlement may have repaid the debt after it was undone (a
+			// purchase's, meanwhile): undo that one too.
+			debt, berr := e.ledger.Balance(ctx, CoinDebt(plan.User), time.Time{})
+			switch {
+			case berr != nil:
+				return nil, berr
+			case !debt.LessThan(decimal.NewFromInt(plan.Owed)):
+				return nil, err
+			case attempt < maxRefundAttempts:
+				continue
+			}
+			return nil, &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
+				Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}
+		}
+		if err == nil && plan.Owed > 0 {
+			err = e.settleDebt(ctx, plan.User, key)
+		}
+		if err == nil {
+			err = e.releaseRestored(ctx, op, &plan)
+		}
+		return tx, err
 	}
-	if err == nil {
-		err = e.releaseRestored(ctx, op, &plan)
-	}
-	return tx, err
 }
 
 // releaseRestored releases the diamonds a refund reversal returned to pending
