@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,6 +85,9 @@ type GiftRequest struct {
 var (
 	ErrSelfGift       = &ledger.Error{Kind: ledger.Invalid, Message: "a viewer cannot send a gift to themself"}
 	ErrUnknownCreator = &ledger.Error{Kind: ledger.NotFound, Message: "creator is not registered to receive gifts"}
+	// ErrEarningsReleased refuses a gift reversal once the diamonds it
+	// earned have left pending (released to the earner).
+	ErrEarningsReleased = &ledger.Error{Kind: ledger.FailedPrecondition, Message: "the gift's diamonds were released to the creator; a reversal can no longer take them back"}
 )
 
 // GiftTerms is what a gift was priced at; it is stored on the transaction.
@@ -439,6 +443,17 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		// (fraud): the coins go back into the frozen wallet.
 		PastFrozen: true,
 	})
+	if errors.Is(err, ledger.ErrInsufficientFunds) {
+		// A lot refunded since (by a refund that clawed diamonds back) is
+		// refused before the diamonds are checked, so a pending account
+		// short of the gift's diamonds was released.
+		if released, rerr := e.releasedSince(ctx, gift); rerr != nil || released {
+			if rerr != nil {
+				return nil, rerr
+			}
+			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: ErrEarningsReleased}
+		}
+	}
 	// Which posting, lot or reversal refused is the ledger's detail: the
 	// caller named a gift (and a key, which a conflict names).
 	if ledger.FieldOf(err) != "" && ledger.KindOf(err) != ledger.Conflict {
@@ -451,6 +466,24 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 	// once, as a purchase's do; a retry finishes a settlement a crash left
 	// undone.
 	return tx, e.settleDebt(ctx, terms.Viewer, key)
+}
+
+// releasedSince tells whether a pending account holds fewer diamonds than
+// the gift put into it.
+func (e *Economy) releasedSince(ctx context.Context, gift *ledger.Transaction) (bool, error) {
+	for _, p := range gift.Postings {
+		if p.Side != ledger.Credit || !strings.HasPrefix(p.Account, pendingPrefix) {
+			continue
+		}
+		held, err := e.ledger.Balance(ctx, p.Account, time.Time{})
+		if err != nil {
+			return false, err
+		}
+		if held.LessThan(p.Amount) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func isReliefLeg(account string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,7 +186,8 @@ func TestReverseGift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "odd")); err != nil {
+	g2, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "odd"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	rev, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-1", GiftTx: g.ID.String(), Reason: "stolen card"})
@@ -211,6 +213,15 @@ func TestReverseGift(t *testing.T) {
 	}
 	if _, err := e.eco.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-4", GiftTx: "not-an-id"}); ledger.FieldOf(err) != "gift_tx" {
 		t.Errorf("bad id: %v", err)
+	}
+	// Once the creator's diamonds are released, the gift stays.
+	later := economy.New(e.svc, e.cat, func() time.Time { return releaseDay.Add(48 * time.Hour) })
+	if _, err := later.ReleaseEarnings(ctx, releaseDay.Add(47*time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = later.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-5", GiftTx: g2.ID.String()})
+	if !errors.Is(err, economy.ErrEarningsReleased) || ledger.FieldOf(err) != "gift_tx" || strings.Contains(ledger.Reason(err), "DIAMOND:") {
+		t.Errorf("reversing a gift whose diamonds were released: %v (field %q)", err, ledger.FieldOf(err))
 	}
 	verifyClean(t, e)
 }

@@ -269,6 +269,6 @@ func refusedByChance(op int, err error) bool {
 	case op < 18: // refund reversal after the purchase was refunded again
 		return is(ledger.ErrLotRefunded) || ledger.KindOf(err) == ledger.Aborted
 	default: // gift reversal after its coins' refund, or its diamonds' release
-		return is(ledger.ErrLotRefunded, ledger.ErrInsufficientFunds)
+		return is(ledger.ErrLotRefunded, economy.ErrEarningsReleased)
 	}
 }
