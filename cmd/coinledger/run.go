@@ -59,7 +59,11 @@ type common struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 { // a script's empty $COMMAND must not pass for success
+		fmt.Fprintf(stderr, usage, pgembed.DefaultDataDir())
+		return exitError
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintf(stdout, usage, pgembed.DefaultDataDir())
 		return exitOK
 	}

@@ -179,8 +179,11 @@ func serverTempDir(t *testing.T) string {
 }
 
 func TestUsage(t *testing.T) {
-	if code, out, _ := runCmd(t); code != exitOK || !strings.Contains(out, "Commands:") {
-		t.Fatalf("no args: %d %s", code, out)
+	if code, out, _ := runCmd(t, "help"); code != exitOK || !strings.Contains(out, "Commands:") {
+		t.Fatalf("help: %d %s", code, out)
+	}
+	if code, out, stderr := runCmd(t); code != exitError || out != "" || !strings.Contains(stderr, "Commands:") {
+		t.Fatalf("no command: %d %q %s", code, out, stderr)
 	}
 	if code, _, stderr := runCmd(t, "frobnicate"); code != exitError || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("unknown command: %d %s", code, stderr)
