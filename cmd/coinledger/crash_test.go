@@ -408,3 +408,55 @@ func TestServeOutlivesItsLogPipe(t *testing.T) {
 		t.Errorf("PostgreSQL still running after serve stopped: %v", err)
 	}
 }
+
+// A command other than serve whose output pipe closes (`coinledger verify |
+// head`) stops, as if interrupted, and stops its private PostgreSQL: Go
+// would otherwise end it with SIGPIPE at that write, leaving PostgreSQL
+// running.
+func TestCommandsStopOnBrokenPipe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and command processes")
+	}
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		stdout bool // the pipe that closes: stdout, else stderr
+	}{
+		{"verify's report", []string{"verify"}, true},
+		{"demo's log", []string{"demo", "--viewers", "5", "--gifts", "50"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := filepath.Join(serverTempDir(t), "pg")
+			if code, _, stderr := runCmd(t, "migrate", "--data-dir", data); code != exitOK {
+				t.Fatalf("migrate: %d\n%s", code, stderr)
+			}
+			t.Cleanup(func() {
+				if pid, _, err := pgembed.Postmaster(data); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGQUIT)
+				}
+			})
+			read, closed, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			read.Close()
+			defer closed.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var out syncBuffer
+			cmd := exec.CommandContext(ctx, os.Args[0], append(tt.args, "--data-dir", data)...)
+			cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL=")
+			cmd.Stdout, cmd.Stderr = &out, closed
+			if tt.stdout {
+				cmd.Stdout, cmd.Stderr = closed, &out
+			}
+			err = cmd.Run()
+			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != exitError {
+				t.Errorf("%v: %v, want exit %d\n%s", tt.args, err, exitError, out.String())
+			}
+			if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
+				t.Errorf("PostgreSQL still running after %v stopped: %v", tt.args, err)
+			}
+		})
+	}
+}

@@ -13,6 +13,12 @@ import (
 
 func main() {
 	gctune.Apply()
+	// Go ends a process that writes to a closed pipe on stdout or stderr
+	// (`coinledger verify | head`, a log collector restarting) with SIGPIPE
+	// at once, leaving its private PostgreSQL running. Ignored, the write
+	// fails instead: serve goes on, the other commands stop as if
+	// interrupted (run). PostgreSQL ignores SIGPIPE too.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

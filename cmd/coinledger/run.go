@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/coinledger/coinledger/internal/pgembed"
@@ -90,6 +91,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, usage, pgembed.DefaultDataDir())
 		return exitError
 	}
+	if cmd != "serve" { // a server's lost log line is no reason to stop serving
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		stdout, stderr = stopOnBrokenPipe{stdout, stop}, stopOnBrokenPipe{stderr, stop}
+	}
 	fs := flag.NewFlagSet("coinledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &common{stderr: stderr, linger: ledger.DefaultLinger}
@@ -130,6 +137,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// stopOnBrokenPipe stops a command once a write finds its reader gone:
+// nobody reads what it would print.
+type stopOnBrokenPipe struct {
+	w    io.Writer
+	stop context.CancelFunc
+}
+
+func (s stopOnBrokenPipe) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		s.stop()
+	}
+	return n, err
 }
 
 // secretFlag registers a string flag that, when not given, takes the value

@@ -11,9 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coinledger/coinledger/api"
@@ -43,11 +41,6 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 
 // cmdServe runs the gRPC server until interrupted, then drains it.
 func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer) (int, error) {
-	// A log collector that restarts breaks the pipe on stdout or stderr, and
-	// Go ends a process at its next write there with SIGPIPE: no drain, and
-	// the private PostgreSQL left orphaned. Ignored, that write fails and
-	// the server goes on (PostgreSQL ignores SIGPIPE too).
-	signal.Ignore(syscall.SIGPIPE)
 	if o.drain < 0 {
 		return exitError, errors.New("--drain must not be negative (0 cuts requests in flight at once)")
 	}
