@@ -146,6 +146,9 @@ type stopOnBrokenPipe struct {
 	stop context.CancelFunc
 }
 
+// Unwrap lets the progress bar see a terminal behind it.
+func (s stopOnBrokenPipe) Unwrap() io.Writer { return s.w }
+
 func (s stopOnBrokenPipe) Write(p []byte) (int, error) {
 	n, err := s.w.Write(p)
 	if errors.Is(err, syscall.EPIPE) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -190,6 +191,15 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "verify", "--log-level", "loud"); code != exitError {
 		t.Fatalf("bad log level: %d", code)
+	}
+}
+
+// The commands wrap stdout and stderr to stop on a broken pipe; the demo's
+// progress bar must still find the terminal behind stderr to draw in place.
+func TestBrokenPipeWrapperShowsTheTerminal(t *testing.T) {
+	var w io.Writer = stopOnBrokenPipe{os.Stderr, func() {}}
+	if u, ok := w.(interface{ Unwrap() io.Writer }); !ok || u.Unwrap() != os.Stderr {
+		t.Error("stopOnBrokenPipe hides the writer it wraps from the progress bar")
 	}
 }
 

@@ -91,7 +91,16 @@ func Render(label string, done, total int64, elapsed time.Duration) string {
 	return fmt.Sprintf("%s [%s%s] %d/%d %3.0f%% %.0f/s", label, strings.Repeat("#", filled), strings.Repeat("-", width-filled), done, total, frac*100, rate)
 }
 
+// isTerminal tells whether w, or the writer it wraps (Unwrap), is a
+// character device.
 func isTerminal(w io.Writer) bool {
+	for {
+		u, ok := w.(interface{ Unwrap() io.Writer })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

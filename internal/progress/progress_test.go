@@ -2,6 +2,8 @@ package progress
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,5 +56,35 @@ func TestBarOnAPipe(t *testing.T) {
 	}
 	if len(lines) != 1 {
 		t.Errorf("a run shorter than a second printed %d lines, want 1: %q", len(lines), out)
+	}
+}
+
+type wrapped struct{ io.Writer }
+
+func (w wrapped) Unwrap() io.Writer { return w.Writer }
+
+// A writer that wraps a terminal (the commands wrap stderr to stop on a
+// broken pipe) still gets the bar drawn in place. /dev/null stands in for a
+// terminal: it is a character device too.
+func TestTerminalBehindAWrapper(t *testing.T) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	for _, c := range []struct {
+		name string
+		w    io.Writer
+		want bool
+	}{
+		{"character device", devNull, true},
+		{"wrapped character device", wrapped{devNull}, true},
+		{"wrapped twice", wrapped{wrapped{devNull}}, true},
+		{"buffer", &bytes.Buffer{}, false},
+		{"wrapped buffer", wrapped{&bytes.Buffer{}}, false},
+	} {
+		if got := isTerminal(c.w); got != c.want {
+			t.Errorf("%s: isTerminal %v, want %v", c.name, got, c.want)
+		}
 	}
 }
