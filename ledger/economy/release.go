@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/ledger"
@@ -145,8 +146,11 @@ func (e *Economy) RunReleases(ctx context.Context, every time.Duration, report f
 	}
 }
 
-// release moves what the pending account holds; a clawback racing it makes
-// the amount stale, and the account is read again.
+// release moves what the pending account holds, expecting the balance it
+// read: a concurrent run that moved it first, or a clawback racing it, makes
+// the amount stale, and the account is read again. The balance cannot key
+// the release: a refund reversal can return the very amount an earlier
+// release moved, and its release would then have been taken for a replay.
 func (e *Economy) release(ctx context.Context, op, pending, earner string) (decimal.Decimal, error) {
 	if err := e.open(ctx, ledger.Account{Name: AvailableDiamonds(earner), Asset: Diamond, Normal: ledger.Credit}); err != nil {
 		return decimal.Zero, err
@@ -157,23 +161,22 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 			return decimal.Zero, err
 		}
 		meta, _ := json.Marshal(map[string]string{"earner": earner, "pending": pending})
-		tx, err := e.ledger.Post(ctx, ledger.PostRequest{
-			IdempotencyKey: "release:" + pending + ":" + bal.String(),
+		_, err = e.ledger.Post(ctx, ledger.PostRequest{
+			IdempotencyKey: "release:" + pending + ":" + uuid.NewString(),
 			Kind:           "release",
 			Metadata:       meta,
 			Postings: []ledger.PostingRequest{
 				{Account: pending, Side: ledger.Debit, Amount: bal},
 				{Account: AvailableDiamonds(earner), Side: ledger.Credit, Amount: bal},
 			},
+			Expect: []ledger.Expectation{{Account: pending, Balance: bal}},
 		})
-		if errors.Is(err, ledger.ErrInsufficientFunds) && attempt < 3 {
+		moved := errors.Is(err, ledger.ErrUnexpectedBalance) || errors.Is(err, ledger.ErrInsufficientFunds)
+		if moved && attempt < 3 {
 			continue
 		}
 		if err != nil {
 			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
-		}
-		if tx.Replayed { // a concurrent run moved it
-			return decimal.Zero, nil
 		}
 		return bal, nil
 	}

@@ -2,8 +2,11 @@ package economy_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/coinledger/coinledger/ledger/economy"
 )
@@ -50,5 +53,52 @@ func TestReleaseClosesDays(t *testing.T) {
 		t.Fatalf("retried reversal: %v", err)
 	}
 	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	verifyClean(t, e)
+}
+
+// Diamonds a refund reversal returns to a released day are released even
+// when the day's earlier release moved the same amount: each release is a
+// transaction of its own, not a replay of the earlier one; and runs side by
+// side still release a day's diamonds once.
+func TestReleaseOfARepeatedAmount(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	for _, g := range []economy.GiftRequest{gift("g1", "v1", "c1", "lion"), gift("g5", "v5", "c1", "lion")} { // 500 diamonds each
+		if _, err := e.eco.SendGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v5", "r-v5", 0), economy.ClawbackThenLoss); err != nil { // g5's 500 clawed back
+		t.Fatal(err)
+	}
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	e.want(t, pending, "500")
+	closing := releaseDay.Add(48 * time.Hour)
+	later := economy.New(e.svc, e.cat, func() time.Time { return closing })
+	// Runs side by side release the day's 500 once between them.
+	var wg sync.WaitGroup
+	released := make([]decimal.Decimal, 4)
+	for i := range released {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := later.ReleaseEarnings(ctx, closing, nil)
+			if err != nil {
+				t.Errorf("release run %d: %v", i, err)
+			}
+			released[i] = rep.Diamonds
+		}()
+	}
+	wg.Wait()
+	if sum := decimal.Sum(decimal.Zero, released...); sum.String() != "500" {
+		t.Fatalf("concurrent runs released %v, want 500 in all", released)
+	}
+	// The reversal returns 500 to the closed day, and releases them.
+	if _, err := later.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v5"}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, pending, "0")
+	e.want(t, economy.AvailableDiamonds("c1"), "1000")
 	verifyClean(t, e)
 }
