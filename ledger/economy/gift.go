@@ -447,10 +447,11 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		// A lot refunded since (by a refund that clawed diamonds back) is
 		// refused before the diamonds are checked, so a pending account
 		// short of the gift's diamonds was released.
-		if released, rerr := e.releasedSince(ctx, gift); rerr != nil || released {
-			if rerr != nil {
-				return nil, rerr
-			}
+		released, rerr := e.releasedSince(ctx, gift)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if released {
 			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: ErrEarningsReleased}
 		}
 	}
