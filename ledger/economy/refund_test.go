@@ -291,3 +291,45 @@ func TestRefundAbsorbLoss(t *testing.T) {
 	e.want(t, economy.PendingDiamonds("c1", releaseDay), "500")
 	verifyClean(t, e)
 }
+
+// TestRefundAfterADayWasReleased: a refund whose spent coins went into gifts
+// with two release days, the earlier one over and released and the later
+// still pending, claws back the later day's diamonds and books the released
+// ones' value as loss.
+func TestRefundAfterADayWasReleased(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "odd")); err != nil { // 100 promo + 233 paid coins, released on day 1
+		t.Fatal(err)
+	}
+	t2 := t0.Add(48 * time.Hour)
+	two := economy.New(e.svc, e.cat, func() time.Time { return t2 })
+	g2 := gift("g2", "v1", "c1", "odd") // 333 paid coins, released two days later
+	g2.SentAt = t2
+	if _, err := two.SendGift(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	day1, day2 := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(48*time.Hour))
+	e.want(t, day2, "166")
+	// The first release day is over and the job has released it; the
+	// second is not.
+	now := releaseDay.Add(36 * time.Hour)
+	later := economy.New(e.svc, e.cat, func() time.Time { return now })
+	if rep, err := later.ReleaseEarnings(ctx, now, nil); err != nil || rep.Released != 1 {
+		t.Fatalf("release: %+v %v", rep, err)
+	}
+	e.want(t, day1, "0")
+	tx, err := later.Refund(ctx, refund("a-v1", "r-v1", 0), economy.ClawbackThenLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// g2's 166.5 diamonds come back (the half out of c1's carry) with their
+	// 0.83 USD; g1's 233 paid coins, released, stay loss.
+	want := "credit COIN:issued 755; credit DIAMOND:issued 166; credit DIAMOND_FRAC:issued 0.5; credit Expense:RefundLoss:USD 0.83; credit Expense:StoreCommission:USD 6; credit Receivable:AppStore:apple:USD 13.99; " +
+		"debit COIN:wallet:v1 755; debit DIAMOND:pending:c1:20261130 166; debit DIAMOND_FRAC:carry:c1 0.5; debit Expense:RefundLoss:USD 8.57; debit Liability:CreatorPayable:c1:USD 0.83; debit Liability:DeferredRevenue:Coins:USD 11.42"
+	if got := postings(tx); got != want {
+		t.Errorf("refund:\n got %s\nwant %s", got, want)
+	}
+	e.want(t, day2, "0")
+	verifyClean(t, e)
+}
