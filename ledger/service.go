@@ -265,16 +265,31 @@ func (s *Service) account(ctx context.Context, name string) (*Account, error) {
 // SetAccountStatus freezes, reopens or closes an account. A closed account
 // stays closed.
 func (s *Service) SetAccountStatus(ctx context.Context, name string, st Status) (*Account, error) {
-	const op = "ledger.SetAccountStatus"
-	if err := ValidateAccountName(op, "name", name); err != nil {
+	accounts, err := s.SetAccountsStatus(ctx, []string{name}, st)
+	if err != nil {
 		return nil, err
+	}
+	return accounts[0], nil
+}
+
+// SetAccountsStatus freezes, reopens or closes accounts together: all of
+// them or, refused, none.
+func (s *Service) SetAccountsStatus(ctx context.Context, names []string, st Status) ([]*Account, error) {
+	const op = "ledger.SetAccountStatus"
+	if len(names) == 0 || len(names) > MaxPage {
+		return nil, invalid(op, "name", "give 1 to %d accounts", MaxPage)
+	}
+	for _, name := range names {
+		if err := ValidateAccountName(op, "name", name); err != nil {
+			return nil, err
+		}
 	}
 	switch st {
 	case Open, Frozen, Closed:
 	default:
 		return nil, invalid(op, "status", "must be open, frozen or closed")
 	}
-	return s.store.SetAccountStatus(ctx, name, st)
+	return s.store.SetAccountStatus(ctx, names, st)
 }
 
 // Post validates req and commits it, or returns the original transaction

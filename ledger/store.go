@@ -23,9 +23,11 @@ type Store interface {
 	// AccountsByName reads the accounts among names in one query, in any
 	// order; names that are no account's are left out.
 	AccountsByName(ctx context.Context, names []string) ([]*Account, error)
-	// SetAccountStatus changes status while holding every balance row of the
-	// account, so it orders cleanly against batches posting to it.
-	SetAccountStatus(ctx context.Context, name string, s Status) (*Account, error)
+	// SetAccountStatus changes the named accounts' status in one
+	// transaction, while holding every balance row of theirs, so it orders
+	// cleanly against batches posting to them; it returns them in the order
+	// named.
+	SetAccountStatus(ctx context.Context, names []string, s Status) ([]*Account, error)
 	// CommitBatch locks what PlanBatch asks for, calls Decide, writes the
 	// accepted transactions and commits, retrying conflicts; then loads the
 	// originals of replays. An error means nothing in the batch was posted.

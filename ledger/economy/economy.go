@@ -23,7 +23,7 @@ type Ledger interface {
 	AccountsByName(ctx context.Context, names []string) ([]*ledger.Account, error)
 	Asset(ctx context.Context, code string) (ledger.Asset, error)
 	Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error)
-	SetAccountStatus(ctx context.Context, name string, st ledger.Status) (*ledger.Account, error)
+	SetAccountsStatus(ctx context.Context, names []string, st ledger.Status) ([]*ledger.Account, error)
 	Transaction(ctx context.Context, id uuid.UUID) (*ledger.Transaction, error)
 	TransactionByKey(ctx context.Context, key string) (*ledger.Transaction, error)
 	Lot(ctx context.Context, id uuid.UUID) (*ledger.Lot, error)

@@ -539,13 +539,16 @@ func (e *Economy) setWalletStatus(ctx context.Context, op, key, user string, st 
 			return nil
 		}
 	}
-	for _, name := range []string{CoinWallet(user), PromoWallet(user)} {
+	wallets := []string{CoinWallet(user), PromoWallet(user)}
+	for _, name := range wallets {
 		if err := e.open(ctx, ledger.Account{Name: name, Asset: Coin, Normal: ledger.Credit}); err != nil {
 			return err
 		}
-		if _, err := e.ledger.SetAccountStatus(ctx, name, st); err != nil {
-			return err
-		}
+	}
+	// Both at once: a block and an unblock side by side must not leave one
+	// wallet blocked and the other open.
+	if _, err := e.ledger.SetAccountsStatus(ctx, wallets, st); err != nil {
+		return err
 	}
 	if key == "" {
 		return nil

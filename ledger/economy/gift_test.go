@@ -539,3 +539,47 @@ func TestBlockViewerKeys(t *testing.T) {
 		t.Errorf("the interrupted block retried: %v, wallet %s, want frozen", err, status())
 	}
 }
+
+// statusRacer runs race once, after the block's first change of status (the
+// paid wallet's, while the wallets were changed one by one): an unblock
+// arriving while a block is under way.
+type statusRacer struct {
+	economy.Ledger
+	race  func()
+	calls int
+}
+
+func (l *statusRacer) SetAccountsStatus(ctx context.Context, names []string, st ledger.Status) ([]*ledger.Account, error) {
+	a, err := l.Ledger.SetAccountsStatus(ctx, names, st)
+	if l.calls++; l.calls == 1 {
+		l.race()
+	}
+	return a, err
+}
+
+// TestUnblockDuringABlock: an unblock that commits while a block is under
+// way leaves both wallets blocked or both open, as one after the other
+// would; never the paid wallet open and the promo wallet frozen.
+func TestUnblockDuringABlock(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	racer := &statusRacer{Ledger: e.svc, race: func() {
+		if err := e.eco.UnblockViewer(ctx, "unblock-v1", "v1"); err != nil {
+			t.Error(err)
+		}
+	}}
+	if err := economy.New(racer, e.cat, func() time.Time { return t0 }).BlockViewer(ctx, "block-v1", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	var got []ledger.Status
+	for _, name := range []string{economy.CoinWallet("v1"), economy.PromoWallet("v1")} {
+		a, err := e.svc.Account(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, a.Status)
+	}
+	if got[0] != got[1] {
+		t.Errorf("the paid wallet is %s, the promo wallet %s", got[0], got[1])
+	}
+}

@@ -51,9 +51,11 @@ ON CONFLICT (name) DO NOTHING`
 	insertShards         = `INSERT INTO balances (account_id, shard, balance) SELECT $1, s, 0 FROM generate_series(0, $2 - 1) AS s`
 	selectAccount        = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1`
 	selectAccountsByName = `SELECT ` + accountColumns + ` FROM accounts WHERE name = ANY($1)`
-	lockAccount          = `SELECT ` + accountColumns + ` FROM accounts WHERE name = $1 FOR UPDATE`
-	lockAllShards        = `SELECT shard FROM balances WHERE account_id = $1 ORDER BY shard FOR UPDATE`
-	updateStatus         = `UPDATE accounts SET status = $2 WHERE id = $1`
+	// Accounts in id order, so that two status changes cannot deadlock;
+	// their balance rows in the order batches lock them.
+	lockAccounts  = `SELECT ` + accountColumns + ` FROM accounts WHERE name = ANY($1::text[]) ORDER BY id FOR UPDATE`
+	lockAllShards = `SELECT shard FROM balances WHERE account_id = ANY($1::uuid[]) ORDER BY account_id, shard FOR UPDATE`
+	updateStatus  = `UPDATE accounts SET status = $2 WHERE id = ANY($1::uuid[])`
 )
 
 func scanAccount(row pgx.Row) (*ledger.Account, error) {
@@ -137,36 +139,53 @@ func scanAccounts(rows pgx.Rows) ([]*ledger.Account, error) {
 	return out, rows.Err()
 }
 
-// SetAccountStatus locks every balance row of the account before changing its
-// status: a batch posting to it either committed before, or reads the new
-// status after taking its own lock.
-func (db *DB) SetAccountStatus(ctx context.Context, name string, s ledger.Status) (*ledger.Account, error) {
+// SetAccountStatus locks the accounts and every balance row of theirs
+// before changing their statuses, all in one transaction: a batch posting to
+// one of them either committed before, or reads the new status after taking
+// its own lock, and no batch sees some of them changed and not the others.
+func (db *DB) SetAccountStatus(ctx context.Context, names []string, s ledger.Status) ([]*ledger.Account, error) {
 	const op = "postgres.SetAccountStatus"
-	var got *ledger.Account
+	var got []*ledger.Account
 	err := db.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		a, err := scanAccount(tx.QueryRow(ctx, lockAccount, name))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountNotFound}
-		}
+		rows, err := tx.Query(ctx, lockAccounts, names)
 		if err != nil {
 			return err
 		}
-		if a.Status == ledger.Closed && s != ledger.Closed {
-			return &ledger.Error{Op: op, Field: "status", Err: ledger.ErrAccountClosed, Message: "a closed account cannot be reopened"}
-		}
-		rows, err := tx.Query(ctx, lockAllShards, a.ID)
+		locked, err := scanAccounts(rows)
 		if err != nil {
 			return err
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		byName := make(map[string]*ledger.Account, len(locked))
+		ids := make(uuidArray, 0, len(locked))
+		for _, a := range locked {
+			byName[a.Name] = a
+			ids = append(ids, a.ID)
+		}
+		got = got[:0]
+		for _, name := range names {
+			a, ok := byName[name]
+			if !ok {
+				return &ledger.Error{Op: op, Field: "name", Err: ledger.ErrAccountNotFound, Message: name}
+			}
+			if a.Status == ledger.Closed && s != ledger.Closed {
+				return &ledger.Error{Op: op, Field: "status", Err: ledger.ErrAccountClosed, Message: name + " is closed, and a closed account cannot be reopened"}
+			}
+			got = append(got, a)
+		}
+		shards, err := tx.Query(ctx, lockAllShards, ids)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, updateStatus, a.ID, string(s)); err != nil {
+		shards.Close()
+		if err := shards.Err(); err != nil {
 			return err
 		}
-		a.Status = s
-		got = a
+		if _, err := tx.Exec(ctx, updateStatus, ids, string(s)); err != nil {
+			return err
+		}
+		for _, a := range got {
+			a.Status = s
+		}
 		return nil
 	})
 	if err != nil {

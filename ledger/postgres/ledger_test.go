@@ -80,6 +80,30 @@ func TestRefusals(t *testing.T) {
 		if _, err := e.svc.SetAccountStatus(ctx, "closed", ledger.Open); !errors.Is(err, ledger.ErrAccountClosed) {
 			t.Errorf("reopening a closed account: %v", err)
 		}
+		// Accounts change status together or, refused, not at all.
+		for _, c := range []struct {
+			with string
+			is   error
+		}{{"closed", ledger.ErrAccountClosed}, {"nobody", ledger.ErrAccountNotFound}} {
+			if _, err := e.svc.SetAccountsStatus(ctx, []string{"frozen", c.with}, ledger.Frozen); !errors.Is(err, c.is) {
+				t.Errorf("freezing frozen with %s: %v", c.with, err)
+			}
+			if _, err := e.svc.Post(ctx, transfer("together-"+c.with, "alice", "frozen", "1")); err != nil {
+				t.Errorf("freezing it with %s, refused, froze frozen: %v", c.with, err)
+			}
+		}
+		both, err := e.svc.SetAccountsStatus(ctx, []string{"frozen", "bob"}, ledger.Frozen)
+		if err != nil || len(both) != 2 || both[0].Name != "frozen" || both[1].Name != "bob" {
+			t.Fatalf("freezing two: %v %v", both, err)
+		}
+		for _, to := range []string{"frozen", "bob"} {
+			if _, err := e.svc.Post(ctx, transfer("into-"+to, "alice", to, "1")); !errors.Is(err, ledger.ErrAccountFrozen) {
+				t.Errorf("into %s, frozen with another: %v", to, err)
+			}
+		}
+		if _, err := e.svc.SetAccountsStatus(ctx, []string{"frozen", "bob"}, ledger.Open); err != nil {
+			t.Fatal(err)
+		}
 		// A refusal is not stored under its key: the same request succeeds once funds arrive.
 		e.post(transfer("fund2", "mint", "alice", "5"))
 		e.post(transfer("u4", "alice", "bob", "10.01"))
