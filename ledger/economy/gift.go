@@ -432,7 +432,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 	meta, _ := json.Marshal(map[string]string{"gift_tx": gift.ID.String(), "reason": req.Reason, "creator": terms.Creator, "viewer": terms.Viewer})
 	id := gift.ID
 	key := "gift-reversal:" + req.Key
-	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+	reversal := ledger.PostRequest{
 		IdempotencyKey: key,
 		Kind:           "gift-reversal",
 		Metadata:       meta,
@@ -442,17 +442,28 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		// A blocked viewer's gifts are the ones most likely to be undone
 		// (fraud): the coins go back into the frozen wallet.
 		PastFrozen: true,
-	})
-	if errors.Is(err, ledger.ErrInsufficientFunds) {
-		// A lot refunded since (by a refund that clawed diamonds back) is
-		// refused before the diamonds are checked, so a pending account
-		// short of the gift's diamonds was released.
+	}
+	var tx *ledger.Transaction
+	for attempt := 1; ; attempt++ {
+		tx, err = e.ledger.Post(ctx, reversal)
+		if !errors.Is(err, ledger.ErrInsufficientFunds) {
+			break
+		}
+		// Short of diamonds: a lot refunded since (by a refund that clawed
+		// them back) is refused before they are checked, so the pending
+		// account the gift paid into was released. Gifts arriving late may
+		// refill it meanwhile (a day is released once over, and closed only
+		// a day later); then the reversal takes their diamonds, which the
+		// creator's total, less the gift's, comes to all the same.
 		released, rerr := e.releasedSince(ctx, gift)
 		if rerr != nil {
 			return nil, rerr
 		}
 		if released {
 			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: ErrEarningsReleased}
+		}
+		if attempt == 3 {
+			break
 		}
 	}
 	// Which posting, lot or reversal refused is the ledger's detail: the

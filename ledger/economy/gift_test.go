@@ -223,6 +223,21 @@ func TestReverseGift(t *testing.T) {
 	if !errors.Is(err, economy.ErrEarningsReleased) || ledger.FieldOf(err) != "gift_tx" || strings.Contains(ledger.Reason(err), "DIAMOND:") {
 		t.Errorf("reversing a gift whose diamonds were released: %v (field %q)", err, ledger.FieldOf(err))
 	}
+	// A gift arriving late refills the released day while the reversal is
+	// refused: posted again, it takes the late gift's diamonds instead.
+	posts := 0
+	refilled := racingLedger{Ledger: e.svc, victimKey: "gift-reversal:fraud-6", raceAfter: true, race: func(ctx context.Context) error {
+		if posts++; posts > 1 {
+			return nil
+		}
+		_, err := e.eco.SendGift(ctx, gift("g3", "v1", "c1", "lion"))
+		return err
+	}}
+	racing := economy.New(refilled, e.cat, func() time.Time { return releaseDay.Add(48 * time.Hour) })
+	if _, err := racing.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-6", GiftTx: g2.ID.String()}); err != nil || posts != 2 {
+		t.Errorf("reversing a gift while a late one refills its day: %v, after %d posts", err, posts)
+	}
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "334") // 500 − 166
 	verifyClean(t, e)
 }
 

@@ -127,20 +127,31 @@ func TestRefundPostings(t *testing.T) {
 }
 
 // racingLedger lets other writes commit just before each of the victim's
-// posts: between the refund's plan and its commit, as concurrent requests can.
+// posts (race: between a refund's plan and its commit, as concurrent
+// requests can), or just after one (raceAfter).
 type racingLedger struct {
 	economy.Ledger
 	victimKey string
 	race      func(ctx context.Context) error
+	raceAfter bool
 }
 
 func (l racingLedger) Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error) {
-	if req.IdempotencyKey == l.victimKey {
+	if req.IdempotencyKey != l.victimKey {
+		return l.Ledger.Post(ctx, req)
+	}
+	if !l.raceAfter {
 		if err := l.race(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return l.Ledger.Post(ctx, req)
+	tx, err := l.Ledger.Post(ctx, req)
+	if l.raceAfter {
+		if err := l.race(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return tx, err
 }
 
 // TestRefundRaced: a refund whose purchase's lot moves between its plan and
