@@ -80,9 +80,13 @@ func TestRefundReversalRacedBySettlement(t *testing.T) {
 		name     string
 		races    int // how many of the reversal's posts a purchase races
 		attempts int
+		// After the refused post, the racing purchase is refunded under
+		// the debt policy: the debt is back before the reversal reads it.
+		refundAfter bool
 	}{
-		{"once", 1, 2},
-		{"on every attempt", 5, 5},
+		{"once", 1, 2, false},
+		{"on every attempt", 5, 5, false},
+		{"once, and the debt back before it is read", 1, 2, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := giftEnv(t, 1)
@@ -95,7 +99,7 @@ func TestRefundReversalRacedBySettlement(t *testing.T) {
 			}
 			e.want(t, economy.CoinDebt("v1"), "900")
 			attempts := 0
-			victim := racingLedger{Ledger: e.svc, victimKey: "refund-reversal:apple:r-v1", race: func(ctx context.Context) error {
+			victim := racingLedger{Ledger: e.svc, victimKey: "refund-reversal:apple:r-v1", before: func(ctx context.Context) error {
 				if attempts++; attempts > tt.races {
 					return nil
 				}
@@ -103,6 +107,15 @@ func TestRefundReversalRacedBySettlement(t *testing.T) {
 					User: "v1", PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0})
 				return err
 			}}
+			if tt.refundAfter {
+				victim.after = func(ctx context.Context) error {
+					if attempts > 1 {
+						return nil
+					}
+					_, err := e.eco.Refund(ctx, refund("a-v1-1", "r-v1-1", 0), economy.OweCoins)
+					return err
+				}
+			}
 			raced := economy.New(victim, e.cat, func() time.Time { return t0 })
 			_, err := raced.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
 			if attempts != tt.attempts {
@@ -112,10 +125,16 @@ func TestRefundReversalRacedBySettlement(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				// As in TestRefundOweCoins, with the racing purchase's lot.
 				e.want(t, economy.CoinDebt("v1"), "0")
-				e.want(t, economy.CoinWallet("v1"), "1742")
-				e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+				if tt.refundAfter {
+					// a-v1's 421 unspent coins are back; a-v1-1 is refunded
+					// whole.
+					e.want(t, economy.CoinWallet("v1"), "421")
+				} else {
+					// As in TestRefundOweCoins, with the racing purchase's lot.
+					e.want(t, economy.CoinWallet("v1"), "1742")
+					e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+				}
 			} else if ledger.KindOf(err) != ledger.Aborted || ledger.FieldOf(err) != "refund_id" {
 				t.Fatalf("repaid on every attempt: %v", err)
 			}

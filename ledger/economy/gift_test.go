@@ -226,7 +226,7 @@ func TestReverseGift(t *testing.T) {
 	// A gift arriving late refills the released day while the reversal is
 	// refused: posted again, it takes the late gift's diamonds instead.
 	posts := 0
-	refilled := racingLedger{Ledger: e.svc, victimKey: "gift-reversal:fraud-6", raceAfter: true, race: func(ctx context.Context) error {
+	refilled := racingLedger{Ledger: e.svc, victimKey: "gift-reversal:fraud-6", after: func(ctx context.Context) error {
 		if posts++; posts > 1 {
 			return nil
 		}

@@ -507,15 +507,18 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 		})
 		if plan.Owed > 0 && errors.Is(err, ledger.ErrInsufficientFunds) {
 			// A settlement may have repaid the debt after it was undone (a
-			// purchase's, meanwhile): undo that one too.
-			debt, berr := e.ledger.Balance(ctx, CoinDebt(plan.User), time.Time{})
-			switch {
-			case berr != nil:
-				return nil, berr
-			case !debt.LessThan(decimal.NewFromInt(plan.Owed)):
-				return nil, err
-			case attempt < maxRefundAttempts:
+			// purchase's, meanwhile): the next round undoes that one too.
+			// Its debt read now could already be back (another refund), so
+			// only the last round asks whether the debt is what is short.
+			if attempt < maxRefundAttempts {
 				continue
+			}
+			debt, berr := e.ledger.Balance(ctx, CoinDebt(plan.User), time.Time{})
+			if berr != nil {
+				return nil, berr
+			}
+			if !debt.LessThan(decimal.NewFromInt(plan.Owed)) {
+				return nil, err
 			}
 			return nil, &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
 				Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}

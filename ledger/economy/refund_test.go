@@ -127,27 +127,26 @@ func TestRefundPostings(t *testing.T) {
 }
 
 // racingLedger lets other writes commit just before each of the victim's
-// posts (race: between a refund's plan and its commit, as concurrent
-// requests can), or just after one (raceAfter).
+// posts (before: between a refund's plan and its commit, as concurrent
+// requests can), or just after one (after).
 type racingLedger struct {
 	economy.Ledger
-	victimKey string
-	race      func(ctx context.Context) error
-	raceAfter bool
+	victimKey     string
+	before, after func(ctx context.Context) error
 }
 
 func (l racingLedger) Post(ctx context.Context, req ledger.PostRequest) (*ledger.Transaction, error) {
 	if req.IdempotencyKey != l.victimKey {
 		return l.Ledger.Post(ctx, req)
 	}
-	if !l.raceAfter {
-		if err := l.race(ctx); err != nil {
+	if l.before != nil {
+		if err := l.before(ctx); err != nil {
 			return nil, err
 		}
 	}
 	tx, err := l.Ledger.Post(ctx, req)
-	if l.raceAfter {
-		if err := l.race(ctx); err != nil {
+	if l.after != nil {
+		if err := l.after(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -223,7 +222,7 @@ func TestRefundRaced(t *testing.T) {
 			}
 			e.buy(t, "v8", "a-v8")
 			attempts := 0
-			victim := racingLedger{Ledger: e.svc, victimKey: "refund:apple:r-victim", race: func(ctx context.Context) error {
+			victim := racingLedger{Ledger: e.svc, victimKey: "refund:apple:r-victim", before: func(ctx context.Context) error {
 				attempts++
 				return tt.race(ctx, e, attempts)
 			}}
