@@ -144,13 +144,15 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 			Reverses:       &id,
 			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
-		if errors.Is(err, ledger.ErrAlreadyReversed) {
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ledger.ErrAlreadyReversed) {
 			return err
 		}
-		debt = debt.Add(postings[0].Amount)
+		// Read, not added up: a reversal another refund reversal made
+		// first answers as a replay and restored nothing now, and
+		// settlements may have come and gone meanwhile.
+		if debt, err = e.ledger.Balance(ctx, CoinDebt(user), time.Time{}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
