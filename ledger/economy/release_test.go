@@ -2,6 +2,7 @@ package economy_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +54,7 @@ func TestReleaseClosesDays(t *testing.T) {
 		t.Fatalf("retried reversal: %v", err)
 	}
 	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	e.want(t, pending, "166")
 	verifyClean(t, e)
 }
 
@@ -100,5 +102,33 @@ func TestReleaseOfARepeatedAmount(t *testing.T) {
 	}
 	e.want(t, pending, "0")
 	e.want(t, economy.AvailableDiamonds("c1"), "1000")
+	verifyClean(t, e)
+}
+
+// TestReleaseWhileGiftsArrive: gifts arriving late into a day being
+// released (a day is released once over, and closed a day later) do not
+// fail the release: it moves what it read, and the late diamonds wait for
+// the next run.
+func TestReleaseWhileGiftsArrive(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 500 diamonds
+		t.Fatal(err)
+	}
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	late := 0
+	racing := racingLedger{Ledger: e.svc, victimKey: "release:" + pending, before: func(ctx context.Context) error {
+		late++
+		_, err := e.eco.SendGift(ctx, gift(fmt.Sprintf("late-%d", late), "v5", "c1", "odd")) // 166 diamonds each, and a half carried
+		return err
+	}}
+	closing := releaseDay.Add(48 * time.Hour)
+	rep, err := economy.New(racing, e.cat, func() time.Time { return closing }).ReleaseEarnings(ctx, closing, nil)
+	if err != nil || rep.Released != 1 || rep.Diamonds.String() != "500" || late != 1 {
+		t.Fatalf("release while a gift arrives: %+v %v, after %d late gifts", rep, err, late)
+	}
+	e.want(t, economy.AvailableDiamonds("c1"), "500")
+	e.want(t, pending, "166")
 	verifyClean(t, e)
 }
