@@ -1,4 +1,5 @@
-// Command coinledger runs the coinledger ledger: migrate, verify and demo.
+// Command coinledger runs the coinledger ledger: migrate, verify, demo,
+// serve and bench.
 // With no --database-url it runs on a private PostgreSQL it starts itself.
 package main
 

@@ -33,6 +33,7 @@ Commands:
   bench     load a server over gRPC and check the ledger afterwards; with no
             --addr it starts a private PostgreSQL and a server itself
             (coinledger bench --help for its flags)
+  help      this list (with no command it is printed as an error, exit 2)
 
 Common flags (every command):
   --database-url URL   PostgreSQL or CockroachDB URL (env DATABASE_URL); when
