@@ -2,11 +2,8 @@ package economy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,9 +48,12 @@ const maxSettleAttempts = 5
 // as far as they reach. It is its own transaction, posted right after the
 // purchase, refund or gift reversal that calls it (cause, that operation's
 // key) and again by any retry of it; until it posts, the debt refuses gifts,
-// so no coin that should repay it can be spent. Each settlement expects the debt it read, so
-// two never repay the same coins; its key is derived from that state, so a
-// retry finds the settlement it made.
+// so no coin that should repay it can be spent. Each settlement expects the
+// debt it read, so two never repay the same coins, and a retry finds
+// nothing left to repay. So each has a key of its own: a key derived from
+// the debt and the wallet, as it first was, took a settlement made again
+// from the same state, after a refund reversal undid the first, for a
+// replay of that one, and left the debt unpaid beside the coins to pay it.
 func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 	if err := e.open(ctx, coinDebtAccount(user)); err != nil {
 		return err
@@ -76,11 +76,9 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 		if repay.Sign() <= 0 {
 			return nil
 		}
-		sum := sha256.Sum256([]byte(cause))
-		key := fmt.Sprintf("%s:%s:%s-%s:%s", debtSettleKind, user, debt, repay, hex.EncodeToString(sum[:8]))
 		meta, _ := json.Marshal(map[string]string{"user": user, "cause": cause})
 		_, err = e.ledger.Post(ctx, ledger.PostRequest{
-			IdempotencyKey: key,
+			IdempotencyKey: debtSettleKind + ":" + user + ":" + uuid.NewString(),
 			Kind:           debtSettleKind,
 			Metadata:       meta,
 			Postings: []ledger.PostingRequest{
