@@ -24,8 +24,18 @@ func coinDebtAccount(user string) ledger.Account {
 // ErrInDebt refuses a gift from a viewer who owes coins.
 var ErrInDebt = &ledger.Error{Kind: ledger.FailedPrecondition, Message: "viewer owes coins from a refund; gifting resumes once a purchase repays them"}
 
-// debtSettleKind is the transaction that repays a debt from paid coins.
-const debtSettleKind = "debt-settle"
+// debtSettleKind is the transaction that repays a debt from paid coins;
+// debtSettleReversalKind undoes one, for a refund reversal.
+const (
+	debtSettleKind         = "debt-settle"
+	debtSettleReversalKind = "debt-settle-reversal"
+)
+
+// ErrRepaidFromRefunded refuses a refund reversal whose debt was repaid with
+// coins of a purchase refunded since: that settlement cannot be undone
+// while its coins' lot is refunded.
+var ErrRepaidFromRefunded = &ledger.Error{Kind: ledger.FailedPrecondition,
+	Message: "the debt this refund added was repaid with coins of a purchase refunded since; reverse that refund first, then retry with the same refund_id"}
 
 // settleReliefLegs move the deferred revenue of coins that repay a debt into
 // refund loss, which their refund had charged with the spent coins' value:
@@ -102,17 +112,23 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 // at least owed, so that a refund reversal can take back the debt it added
 // exactly: the coins that repaid it return to the wallet and to their lots,
 // and their value back from refund loss into deferred revenue.
-func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal) error {
+//
+// A settlement that repaid the debt with coins of a purchase refunded since
+// cannot be undone. When that purchase is own (uuid.Nil: none), the refund
+// being reversed, it is passed over, and unsettle reports whether the debt
+// is still short for want of it: the refund's lot must be restored first.
+// Any other is refused with ErrRepaidFromRefunded.
+func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal, own uuid.UUID) (short bool, err error) {
 	debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
 	if err != nil || !debt.LessThan(owed) {
-		return err
+		return false, err
 	}
 	var settles []uuid.UUID // oldest first
 	var after ledger.Cursor
 	for {
 		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPage)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, en := range page {
 			if en.Kind == debtSettleKind {
@@ -124,10 +140,12 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 		}
 		after = page[len(page)-1].After()
 	}
+	var fromOwn map[uuid.UUID]bool // read when first needed
+	passed := false
 	for i := len(settles) - 1; i >= 0 && debt.LessThan(owed); i-- {
 		s, err := e.ledger.Transaction(ctx, settles[i])
 		if err != nil {
-			return err
+			return false, err
 		}
 		var postings []ledger.PostingRequest
 		for _, p := range s.Postings {
@@ -135,22 +153,53 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 		}
 		id := s.ID
 		_, err = e.ledger.Post(ctx, ledger.PostRequest{
-			IdempotencyKey: "debt-settle-reversal:" + id.String(),
-			Kind:           "debt-settle-reversal",
+			IdempotencyKey: debtSettleReversalKind + ":" + id.String(),
+			Kind:           debtSettleReversalKind,
 			Metadata:       s.Metadata,
 			Postings:       postings,
 			Reverses:       &id,
 			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
+		if errors.Is(err, ledger.ErrLotRefunded) {
+			if fromOwn == nil && own != uuid.Nil {
+				if fromOwn, err = e.settledFrom(ctx, own); err != nil {
+					return false, err
+				}
+			}
+			if fromOwn[id] {
+				passed = true
+				continue
+			}
+			return false, &ledger.Error{Op: "economy.ReverseRefund", Field: "refund_id", Err: ErrRepaidFromRefunded,
+				Message: "settlement " + id.String()}
+		}
 		if err != nil && !errors.Is(err, ledger.ErrAlreadyReversed) {
-			return err
+			return false, err
 		}
 		// Read, not added up: a reversal another refund reversal made
 		// first answers as a replay and restored nothing now, and
 		// settlements may have come and gone meanwhile.
 		if debt, err = e.ledger.Balance(ctx, CoinDebt(user), time.Time{}); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return passed && debt.LessThan(owed), nil
+}
+
+// settledFrom lists the settlements not undone since that drew on lot.
+func (e *Economy) settledFrom(ctx context.Context, lot uuid.UUID) (map[uuid.UUID]bool, error) {
+	moves, err := e.ledger.LotMoves(ctx, lot)
+	if err != nil {
+		return nil, err
+	}
+	settled := map[uuid.UUID]bool{}
+	for _, m := range moves {
+		switch {
+		case m.Kind == debtSettleKind:
+			settled[m.TxID] = true
+		case m.Kind == debtSettleReversalKind && m.Reverses != nil:
+			delete(settled, *m.Reverses) // moves are in order: the settlement came first
+		}
+	}
+	return settled, nil
 }

@@ -204,3 +204,135 @@ func TestGiftReversalRepaysDebt(t *testing.T) {
 	}
 	verifyClean(t, e)
 }
+
+// Two debt refunds of one user, the second of the purchase whose coins
+// repaid the first one's debt, are reversed in either order: the user ends
+// with every coin of the three purchases not spent on the gift, owing
+// nothing, and no refund loss is left.
+//
+// Reversed first, r-v1 takes its debt back by undoing a-v1c's repayment;
+// r-v1b's debt was then repaid by a-v1b's own coins, which cannot return to
+// its lot until the reversal restores the lot, so that reversal posts apart
+// from its debt. A crash between the two is finished by a retry.
+func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
+	for _, tt := range []struct {
+		order []string
+		crash bool // before r-v1b's debt is taken back
+	}{
+		{order: []string{"r-v1", "r-v1b"}},
+		{order: []string{"r-v1", "r-v1b"}, crash: true},
+		{order: []string{"r-v1b", "r-v1"}},
+	} {
+		order := tt.order
+		t.Run(fmt.Sprintf("%s first, crash %t", order[0], tt.crash), func(t *testing.T) {
+			e := giftEnv(t, 1)
+			ctx := context.Background()
+			// Refunding a-v1b counts the 900 that repaid the debt as spent:
+			// owed again.
+			repaidThenRefunded(t, e, economy.OweCoins)
+			e.want(t, economy.CoinDebt("v1"), "900")
+			e.buy(t, "v1", "a-v1c") // repays it
+			e.want(t, economy.CoinDebt("v1"), "0")
+			e.want(t, economy.CoinWallet("v1"), "421")
+
+			if tt.crash {
+				crash := errors.New("crash")
+				crashing := economy.New(racingLedger{Ledger: e.svc, victimKey: "refund-reversal-debt:", before: func(context.Context) error { return crash }},
+					e.cat, func() time.Time { return t0 })
+				if _, err := crashing.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: order[0]}); err != nil {
+					t.Fatalf("reversing %s: %v", order[0], err)
+				}
+				if _, err := crashing.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: order[1]}); !errors.Is(err, crash) {
+					t.Fatalf("reversing %s, crashing before its debt: %v", order[1], err)
+				}
+				// a-v1b's 421 unspent coins are back, and the 900 of it
+				// that repaid r-v1's debt; the 900 it owes are not yet
+				// taken back, so 900 coins repay them again meanwhile.
+				e.want(t, economy.CoinWallet("v1"), "2163")
+				e.want(t, economy.CoinDebt("v1"), "0")
+			}
+			for _, id := range order {
+				if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id}); err != nil {
+					t.Fatalf("reversing %s: %v", id, err)
+				}
+			}
+			e.want(t, economy.CoinDebt("v1"), "0")
+			e.want(t, economy.CoinWallet("v1"), "3063") // 421 of a-v1, all 1,321 of a-v1b and of a-v1c
+			e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
+			e.want(t, economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), "41.97") // three purchases' 13.99
+			// Retries change nothing.
+			for _, id := range order {
+				again, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
+				if err != nil || !again.Replayed {
+					t.Fatalf("retried reversal of %s: %v", id, err)
+				}
+			}
+			e.want(t, economy.CoinWallet("v1"), "3063")
+			e.want(t, economy.CoinDebt("v1"), "0")
+			verifyClean(t, e)
+		})
+	}
+}
+
+// A debt repaid with coins of a purchase refunded since under another
+// policy cannot be taken back until that refund is reversed: the reversal
+// is refused on refund_id, naming what to do, with nothing posted but the
+// settlements it undid on the way repaid again, and succeeds once the
+// other refund is reversed.
+func TestReverseDebtRefundRepaidFromAnotherRefundedPurchase(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	// Refunded with the clawback policy, the 900 are refund loss, not owed.
+	repaidThenRefunded(t, e, economy.ClawbackThenLoss)
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "0")
+	// A newer settlement, which the reversal undoes before it meets a-v1b's:
+	// 333 coins of a-v1c owed after its refund, repaid by a-v1d.
+	e.buy(t, "v1", "a-v1c")
+	if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "odd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v1c", "r-v1c", 0), economy.OweCoins); err != nil {
+		t.Fatal(err)
+	}
+	e.buy(t, "v1", "a-v1d")
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "988")
+
+	_, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v1"})
+	if !errors.Is(err, economy.ErrRepaidFromRefunded) || ledger.KindOf(err) != ledger.FailedPrecondition || ledger.FieldOf(err) != "refund_id" {
+		t.Fatalf("reversal while the repayment's purchase is refunded: %v", err)
+	}
+	if _, err := e.svc.TransactionByKey(ctx, "refund-reversal:apple:r-v1"); !errors.Is(err, ledger.ErrTransactionNotFound) {
+		t.Fatalf("a refused reversal posted: %v", err)
+	}
+	e.want(t, economy.CoinDebt("v1"), "0") // a-v1d's repayment, undone on the way, is made again
+	e.want(t, economy.CoinWallet("v1"), "988")
+
+	for _, id := range []string{"r-v1b", "r-v1"} {
+		if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id}); err != nil {
+			t.Fatalf("reversing %s: %v", id, err)
+		}
+	}
+	e.want(t, economy.CoinDebt("v1"), "0")
+	e.want(t, economy.CoinWallet("v1"), "2730") // 421 of a-v1, all of a-v1b and a-v1d, less the 333 owed for a-v1c's
+	verifyClean(t, e)
+}
+
+// repaidThenRefunded: v1 gifts 900 paid coins of a-v1, which is refunded
+// under the debt policy (r-v1: 900 owed); 900 coins of the next purchase,
+// a-v1b, repay them, and a-v1b is refunded under policy (r-v1b).
+func repaidThenRefunded(t *testing.T, e *env, policy economy.RefundPolicy) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 100 promo + 900 paid of a-v1
+		t.Fatal(err)
+	}
+	if _, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.OweCoins); err != nil {
+		t.Fatal(err)
+	}
+	e.buy(t, "v1", "a-v1b")
+	if _, err := e.eco.Refund(ctx, refund("a-v1b", "r-v1b", 0), policy); err != nil {
+		t.Fatal(err)
+	}
+}

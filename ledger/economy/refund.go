@@ -450,6 +450,14 @@ type ReverseRefundRequest struct {
 // clawed-back diamonds return to their earners' carries and pending accounts
 // (and are released at once from those whose day is over). A refund is
 // reversed at most once.
+//
+// A debt the refund added is taken back after undoing the settlements that
+// repaid it. Those that repaid it with coins of this refund's own purchase
+// can be undone only once the reversal restores its lot, so then the debt
+// is taken back by a second transaction (kind refund-reversal-debt, named
+// in the reversal's metadata); a retry finishes it. A settlement that
+// repaid it with coins of another purchase refunded since refuses the
+// reversal (ErrRepaidFromRefunded) until that refund is reversed.
 func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (*ledger.Transaction, error) {
 	const op = "economy.ReverseRefund"
 	if !req.Channel.Valid() {
@@ -476,60 +484,156 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 	key := fmt.Sprintf("refund-reversal:%s:%s", req.Channel, req.RefundID)
 	meta, _ := json.Marshal(map[string]string{"refund_tx": refund.ID.String(), "refund_id": req.RefundID})
 	id := refund.ID
-	for attempt := 1; ; attempt++ {
-		if plan.Owed > 0 {
-			done, err := e.ledger.TransactionByKey(ctx, key)
-			if err == nil {
-				done.Replayed = true
-				if err := e.settleDebt(ctx, plan.User, key); err != nil {
-					return done, err
-				}
-				return done, e.releaseRestored(ctx, op, &plan)
-			}
-			if !errors.Is(err, ledger.ErrTransactionNotFound) {
-				return nil, err
-			}
-			// Taking back the debt the refund added needs that debt: undo the
-			// settlements that repaid it since. Whatever debt is left after the
-			// reversal, coins that came back repay it again below.
-			if err := e.unsettle(ctx, plan.User, decimal.NewFromInt(plan.Owed)); err != nil {
-				return nil, err
-			}
-		}
-		tx, err := e.ledger.Post(ctx, ledger.PostRequest{
-			IdempotencyKey: key,
-			Kind:           "refund-reversal",
-			Metadata:       meta,
-			Postings:       postings,
-			Carries:        carries,
-			Reverses:       &id,
-			PastFrozen:     true, // as the refund
-		})
-		if plan.Owed > 0 && errors.Is(err, ledger.ErrInsufficientFunds) {
-			// A settlement may have repaid the debt after it was undone (a
-			// purchase's, meanwhile): the next round undoes that one too.
-			// Its debt read now could already be back (another refund), so
-			// only the last round asks whether the debt is what is short.
-			if attempt < maxRefundAttempts {
-				continue
-			}
-			debt, berr := e.ledger.Balance(ctx, CoinDebt(plan.User), time.Time{})
-			if berr != nil {
-				return nil, berr
-			}
-			if !debt.LessThan(decimal.NewFromInt(plan.Owed)) {
-				return nil, err
-			}
-			return nil, &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
-				Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}
-		}
-		if err == nil && plan.Owed > 0 {
-			err = e.settleDebt(ctx, plan.User, key)
-		}
+	reversal := ledger.PostRequest{
+		IdempotencyKey: key,
+		Kind:           "refund-reversal",
+		Metadata:       meta,
+		Postings:       postings,
+		Carries:        carries,
+		Reverses:       &id,
+		PastFrozen:     true, // as the refund
+	}
+	if plan.Owed == 0 {
+		tx, err := e.ledger.Post(ctx, reversal)
 		if err == nil {
 			err = e.releaseRestored(ctx, op, &plan)
 		}
 		return tx, err
+	}
+	tx, err := e.reverseDebtRefund(ctx, op, reversal, plan, req)
+	// Whatever debt is left after the reversal, or after settlements undone
+	// on the way for a reversal refused, coins in the wallet repay again.
+	if serr := e.settleDebt(ctx, plan.User, key); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return tx, err
+	}
+	return tx, e.releaseRestored(ctx, op, &plan)
+}
+
+// reverseDebtRefund posts the reversal of a refund that left a debt: after
+// undoing the settlements that repaid that debt, or, when some of them
+// repaid it with coins of the refund's own purchase, apart from its debt.
+func (e *Economy) reverseDebtRefund(ctx context.Context, op string, reversal ledger.PostRequest, plan RefundPlan, req ReverseRefundRequest) (*ledger.Transaction, error) {
+	owed := decimal.NewFromInt(plan.Owed)
+	purchase, err := e.ledger.TransactionByKey(ctx, fmt.Sprintf("purchase:%s:%s", plan.Channel, plan.StoreTransactionID))
+	if err != nil {
+		return nil, err
+	}
+	tx, err := e.postTakingBackDebt(ctx, op, plan.User, owed, purchase.ID, reversal) // a purchase's lot has its id
+	if errors.Is(err, errRestoreLotFirst) {
+		// Those settlements (the refund counted their coins as spent and
+		// owed them again) can be undone only once its lot is restored,
+		// and the debt taken back only once they are.
+		tx, err = e.ledger.Post(ctx, e.reversalApartFromDebt(reversal, plan, req))
+		if errors.Is(err, ledger.ErrIdempotencyConflict) { // a concurrent reversal, in full, first
+			if tx, err = e.ledger.TransactionByKey(ctx, reversal.IdempotencyKey); err == nil {
+				tx.Replayed = true
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var apart struct {
+		DebtTakenBackBy string `json:"debt_taken_back_by"`
+	}
+	if json.Unmarshal(tx.Metadata, &apart); apart.DebtTakenBackBy == "" {
+		return tx, nil
+	}
+	// Now, or by a retry of a run a crash or a refusal interrupted.
+	meta, _ := json.Marshal(map[string]string{"refund_tx": reversal.Reverses.String(), "refund_id": req.RefundID, "refund_reversal_tx": tx.ID.String()})
+	_, err = e.postTakingBackDebt(ctx, op, plan.User, owed, uuid.Nil, ledger.PostRequest{
+		IdempotencyKey: apart.DebtTakenBackBy,
+		Kind:           debtTakeBackKind,
+		Metadata:       meta,
+		Postings: []ledger.PostingRequest{
+			{Account: CoinDebt(plan.User), Side: ledger.Credit, Amount: owed},
+			{Account: CoinIssued, Side: ledger.Debit, Amount: owed},
+		},
+		PastFrozen: true,
+	})
+	return tx, err
+}
+
+// debtTakeBackKind takes back the debt of a refund whose reversal posted
+// apart from it.
+const debtTakeBackKind = "refund-reversal-debt"
+
+// reversalApartFromDebt is a debt refund's reversal without its debt: the
+// refund's lot, wallet coins, fiat legs and clawbacks. Its metadata names
+// the transaction that takes the debt back.
+func (e *Economy) reversalApartFromDebt(full ledger.PostRequest, plan RefundPlan, req ReverseRefundRequest) ledger.PostRequest {
+	owed := decimal.NewFromInt(plan.Owed)
+	var postings []ledger.PostingRequest
+	for _, p := range full.Postings {
+		switch p.Account {
+		case CoinDebt(plan.User):
+			continue
+		case CoinIssued:
+			if p.Amount = p.Amount.Sub(owed); p.Amount.IsZero() {
+				continue
+			}
+		}
+		postings = append(postings, p)
+	}
+	var meta map[string]string
+	_ = json.Unmarshal(full.Metadata, &meta)
+	meta["debt_taken_back_by"] = fmt.Sprintf("%s:%s:%s", debtTakeBackKind, req.Channel, req.RefundID)
+	full.Metadata, _ = json.Marshal(meta)
+	full.Postings = postings
+	return full
+}
+
+// errRestoreLotFirst: the debt can be taken back only once the refund's own
+// lot is restored (unsettle).
+var errRestoreLotFirst = errors.New("the refund's lot must be restored first")
+
+// postTakingBackDebt posts req, which takes owed coins back out of user's
+// debt, once the settlements that repaid them are undone (own: the lot of
+// the purchase whose refund is being reversed, see unsettle). A settlement
+// that repays the debt again before the post (a purchase's, meanwhile) is
+// undone in the next round. A request already recorded under req's key is
+// answered as a replay, whatever form it took.
+func (e *Economy) postTakingBackDebt(ctx context.Context, op, user string, owed decimal.Decimal, own uuid.UUID, req ledger.PostRequest) (*ledger.Transaction, error) {
+	for attempt := 1; ; attempt++ {
+		done, err := e.ledger.TransactionByKey(ctx, req.IdempotencyKey)
+		if err == nil {
+			done.Replayed = true
+			return done, nil
+		}
+		if !errors.Is(err, ledger.ErrTransactionNotFound) {
+			return nil, err
+		}
+		short, err := e.unsettle(ctx, user, owed, own)
+		if err != nil {
+			return nil, err
+		}
+		if short {
+			return nil, errRestoreLotFirst
+		}
+		tx, err := e.ledger.Post(ctx, req)
+		retry := errors.Is(err, ledger.ErrInsufficientFunds) || errors.Is(err, ledger.ErrIdempotencyConflict)
+		if !retry {
+			return tx, err
+		}
+		if attempt < maxRefundAttempts {
+			// Repaid again, or the key committed first in another form
+			// (a concurrent reversal): the next round reads which.
+			continue
+		}
+		// The debt read now could already be back (another refund), so
+		// only the last round asks whether the debt is what is short.
+		debt, berr := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
+		if berr != nil {
+			return nil, berr
+		}
+		if !errors.Is(err, ledger.ErrInsufficientFunds) || !debt.LessThan(owed) {
+			return nil, err
+		}
+		return nil, &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
+			Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}
 	}
 }
 
