@@ -987,6 +987,18 @@ func TestErrorCodes(t *testing.T) {
 	}
 	_, err = e.gifts(t).SendGift(ctx, &pb.SendGiftRequest{IdempotencyKey: "g3", Viewer: "v1", Creator: "star", Coins: 5, StreamId: "s", SentAt: now})
 	wantCode(t, "gift from a viewer in debt", err, codes.FailedPrecondition)
+	// tx-2's coins repay the debt, and tx-2 is refunded under the loss
+	// policy: rf-1's debt cannot be taken back until rf-2 is reversed.
+	e.buy(t, "v1", "tx-2")
+	if _, err := e.purchases(t).Refund(ctx, &pb.RefundRequest{Channel: pb.Channel_CHANNEL_APPLE, StoreTransactionId: "tx-2", RefundId: "rf-2",
+		RefundedAt: now, Policy: pb.RefundPolicy_REFUND_POLICY_LOSS}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.purchases(t).ReverseRefund(ctx, &pb.ReverseRefundRequest{Channel: pb.Channel_CHANNEL_APPLE, RefundId: "rf-1"})
+	wantCode(t, "reversal of a debt repaid with coins refunded since", err, codes.FailedPrecondition)
+	if got := preconditionOf(err); got != "refund_id" {
+		t.Errorf("reversal of a debt repaid with coins refunded since names %q, want refund_id: %v", got, err)
+	}
 }
 
 func TestAuthentication(t *testing.T) {

@@ -39,7 +39,12 @@ type PurchaseServiceClient interface {
 	// Refund gives a purchase's coins back to the store; idempotent on
 	// (channel, refund_id).
 	Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error)
-	// ReverseRefund restores exactly what a refund took (Apple REFUND_REVERSED).
+	// ReverseRefund restores exactly what a refund took (Apple REFUND_REVERSED);
+	// idempotent on (channel, refund_id). A debt the refund added may be taken
+	// back by a second transaction (kind "refund-reversal-debt", named in the
+	// reversal's metadata). FAILED_PRECONDITION on refund_id when that debt was
+	// repaid with coins of another purchase refunded since: reverse that refund
+	// first, then retry.
 	ReverseRefund(ctx context.Context, in *ReverseRefundRequest, opts ...grpc.CallOption) (*ReverseRefundResponse, error)
 }
 
@@ -105,7 +110,12 @@ type PurchaseServiceServer interface {
 	// Refund gives a purchase's coins back to the store; idempotent on
 	// (channel, refund_id).
 	Refund(context.Context, *RefundRequest) (*RefundResponse, error)
-	// ReverseRefund restores exactly what a refund took (Apple REFUND_REVERSED).
+	// ReverseRefund restores exactly what a refund took (Apple REFUND_REVERSED);
+	// idempotent on (channel, refund_id). A debt the refund added may be taken
+	// back by a second transaction (kind "refund-reversal-debt", named in the
+	// reversal's metadata). FAILED_PRECONDITION on refund_id when that debt was
+	// repaid with coins of another purchase refunded since: reverse that refund
+	// first, then retry.
 	ReverseRefund(context.Context, *ReverseRefundRequest) (*ReverseRefundResponse, error)
 	mustEmbedUnimplementedPurchaseServiceServer()
 }
