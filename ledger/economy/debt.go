@@ -24,6 +24,12 @@ func coinDebtAccount(user string) ledger.Account {
 // ErrInDebt refuses a gift from a viewer who owes coins.
 var ErrInDebt = &ledger.Error{Kind: ledger.FailedPrecondition, Message: "viewer owes coins from a refund; gifting resumes once a purchase repays them"}
 
+// ErrSettlementRaced answers an operation that committed but whose
+// settlement of the user's debt was raced on every attempt: the operation's
+// retry (same key) settles again, and so does the user's next gift.
+var ErrSettlementRaced = &ledger.Error{Kind: ledger.Aborted,
+	Message: "recorded, but the user's debt kept changing while it was being repaid; retry with the same key to finish"}
+
 // debtSettleKind is the transaction that repays a debt from paid coins;
 // debtSettleReversalKind undoes one, for a refund reversal.
 const (
@@ -101,10 +107,13 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 			PastFrozen: true,
 		})
 		moved := errors.Is(err, ledger.ErrUnexpectedBalance) || errors.Is(err, ledger.ErrInsufficientFunds)
-		if moved && attempt < maxSettleAttempts {
-			continue // a gift, purchase or refund moved the wallet or the debt: read again
+		if !moved {
+			return err
 		}
-		return err
+		if attempt == maxSettleAttempts {
+			return ErrSettlementRaced
+		}
+		// A gift, purchase or refund moved the wallet or the debt: read again.
 	}
 }
 

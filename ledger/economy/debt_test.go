@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,5 +335,63 @@ func repaidThenRefunded(t *testing.T, e *env, policy economy.RefundPolicy) {
 	e.buy(t, "v1", "a-v1b")
 	if _, err := e.eco.Refund(ctx, refund("a-v1b", "r-v1b", 0), policy); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A settlement raced on every attempt answers the operation that committed
+// ErrSettlementRaced (Aborted: retry with the same key), in the domain's
+// words; the retry settles. Left unsettled, the debt does not refuse the
+// viewer's next gift: it is repaid first from the coins they hold.
+func TestSettlementRacedOnEveryAttempt(t *testing.T) {
+	for _, then := range []string{"retry", "gift"} {
+		t.Run(then, func(t *testing.T) {
+			e := giftEnv(t, 1)
+			ctx := context.Background()
+			if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 100 promo + 900 paid of a-v1
+				t.Fatal(err)
+			}
+			if _, err := e.eco.Refund(ctx, refund("a-v1", "r-v1", 0), economy.OweCoins); err != nil { // owes 900
+				t.Fatal(err)
+			}
+			// Each settlement finds the debt moved since it read it: a coin
+			// more owed (a stand-in for a refund racing it).
+			races := 0
+			racing := racingLedger{Ledger: e.svc, victimKey: "debt-settle:", before: func(ctx context.Context) error {
+				races++
+				_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: fmt.Sprintf("race-%d", races), Kind: "test-debt",
+					Postings: []ledger.PostingRequest{
+						{Account: economy.CoinDebt("v1"), Side: ledger.Debit, Amount: dec("1")},
+						{Account: economy.CoinIssued, Side: ledger.Credit, Amount: dec("1")},
+					}})
+				return err
+			}}
+			raced := economy.New(racing, e.cat, func() time.Time { return t0 })
+			buy := economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: "a-v1b",
+				User: "v1", PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}
+			tx, err := raced.Purchase(ctx, buy)
+			if !errors.Is(err, economy.ErrSettlementRaced) || ledger.KindOf(err) != ledger.Aborted || tx == nil {
+				t.Fatalf("purchase whose settlement was raced on every attempt: %v, %v", tx, err)
+			}
+			if strings.Contains(ledger.Reason(err), "expect") {
+				t.Errorf("the ledger's words reach the caller: %v", err)
+			}
+			e.want(t, economy.CoinDebt("v1"), "905")
+			e.want(t, economy.CoinWallet("v1"), "1321")
+			switch then {
+			case "retry":
+				again, err := e.eco.Purchase(ctx, buy)
+				if err != nil || !again.Replayed {
+					t.Fatalf("retried purchase: %v", err)
+				}
+				e.want(t, economy.CoinWallet("v1"), "416")
+			case "gift":
+				if _, err := e.eco.SendGift(ctx, gift("g2", "v1", "c1", "rose")); err != nil {
+					t.Fatalf("gift from a viewer whose coins can repay the debt: %v", err)
+				}
+				e.want(t, economy.CoinWallet("v1"), "415")
+			}
+			e.want(t, economy.CoinDebt("v1"), "0")
+			verifyClean(t, e)
+		})
 	}
 }

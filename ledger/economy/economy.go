@@ -297,10 +297,7 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 	}
 	// Coins bought repay a debt first; a retried purchase finishes a
 	// settlement a crash left undone.
-	if err := e.settleDebt(ctx, req.User, key); err != nil {
-		return nil, err
-	}
-	return tx, nil
+	return tx, e.settleDebt(ctx, req.User, key)
 }
 
 // PromoRequest grants free coins.

@@ -169,7 +169,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 	}
 	coins := decimal.NewFromInt(terms.Coins)
 	meta, _ := json.Marshal(terms)
-	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+	gift := ledger.PostRequest{
 		IdempotencyKey: giftKey(req.Key),
 		Kind:           "gift",
 		EffectiveAt:    req.SentAt,
@@ -182,7 +182,17 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 		Carries: earningsCarries(terms, false),
 		// No gift while the viewer owes coins: whatever they hold repays first.
 		Expect: []ledger.Expectation{{Account: CoinDebt(req.Viewer), Balance: decimal.Zero}},
-	})
+	}
+	tx, err := e.ledger.Post(ctx, gift)
+	if errors.Is(err, ledger.ErrUnexpectedBalance) {
+		// The viewer owes coins. Should they hold coins to repay them (a
+		// settlement a crash, or a race on every attempt, left undone), the
+		// repayment is made now and the gift goes ahead if coins are left.
+		if serr := e.settleDebt(ctx, req.Viewer, gift.IdempotencyKey); serr != nil && !errors.Is(serr, ErrSettlementRaced) {
+			return nil, serr
+		}
+		tx, err = e.ledger.Post(ctx, gift)
+	}
 	// Which posting was short or frozen is the ledger's detail; the caller
 	// sent a viewer and a price.
 	switch {

@@ -133,9 +133,13 @@ func TestRandomizedEconomy(t *testing.T) {
 							mu.Lock()
 							counts["refused"]++
 							if tx != nil {
-								// A refund reversal posted apart from its debt,
-								// which it could not take back yet.
+								// Recorded, but its settlement was raced, or a
+								// refund reversal posted apart from its debt
+								// could not take it back yet.
 								acked[tx.IdempotencyKey] = tx.ID
+								if record != nil {
+									record(tx)
+								}
 							}
 							mu.Unlock()
 							break
@@ -253,7 +257,8 @@ func TestRandomizedEconomy(t *testing.T) {
 // Racing them must never refuse it: a refund of a lot that moved plans
 // again, and a refund reversal undoes a settlement that repaid the debt
 // meanwhile. Aborted is a refund's answer when its lot moved on every one of
-// its attempts.
+// its attempts, and an operation's that was recorded but whose settlement of
+// the viewer's debt was raced on every attempt (ErrSettlementRaced).
 func refusedByChance(op int, err error) bool {
 	is := func(targets ...error) bool {
 		for _, target := range targets {
@@ -264,8 +269,8 @@ func refusedByChance(op int, err error) bool {
 		return false
 	}
 	switch {
-	case op < 5: // purchase
-		return false
+	case op < 5: // purchase, recorded, whose settlement was raced on every attempt
+		return is(economy.ErrSettlementRaced)
 	case op < 7: // promo grant to a blocked viewer
 		return is(ledger.ErrAccountFrozen)
 	case op < 14: // gift
@@ -275,6 +280,6 @@ func refusedByChance(op int, err error) bool {
 	case op < 18: // refund reversal after the purchase, or one whose coins repaid its debt, was refunded again
 		return is(ledger.ErrLotRefunded, economy.ErrRepaidFromRefunded) || ledger.KindOf(err) == ledger.Aborted
 	default: // gift reversal after its coins' refund, or its diamonds' release
-		return is(ledger.ErrLotRefunded, economy.ErrEarningsReleased)
+		return is(ledger.ErrLotRefunded, economy.ErrEarningsReleased, economy.ErrSettlementRaced)
 	}
 }
