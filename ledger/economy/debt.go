@@ -195,7 +195,9 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 	return passed && debt.LessThan(owed), nil
 }
 
-// settledFrom lists the settlements not undone since that drew on lot.
+// settledFrom lists the settlements that drew on lot, undone since or not:
+// one that a concurrent reversal of the same refund undid after this one
+// was refused undoing it is still the refund's own.
 func (e *Economy) settledFrom(ctx context.Context, lot uuid.UUID) (map[uuid.UUID]bool, error) {
 	moves, err := e.ledger.LotMoves(ctx, lot)
 	if err != nil {
@@ -203,11 +205,8 @@ func (e *Economy) settledFrom(ctx context.Context, lot uuid.UUID) (map[uuid.UUID
 	}
 	settled := map[uuid.UUID]bool{}
 	for _, m := range moves {
-		switch {
-		case m.Kind == debtSettleKind:
+		if m.Kind == debtSettleKind {
 			settled[m.TxID] = true
-		case m.Kind == debtSettleReversalKind && m.Reverses != nil:
-			delete(settled, *m.Reverses) // moves are in order: the settlement came first
 		}
 	}
 	return settled, nil

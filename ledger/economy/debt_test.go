@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,13 +220,15 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 	for _, tt := range []struct {
 		order []string
 		crash bool // before r-v1b's debt is taken back
+		calls int  // each reversal asked for at once by this many callers
 	}{
-		{order: []string{"r-v1", "r-v1b"}},
-		{order: []string{"r-v1", "r-v1b"}, crash: true},
-		{order: []string{"r-v1b", "r-v1"}},
+		{order: []string{"r-v1", "r-v1b"}, calls: 1},
+		{order: []string{"r-v1", "r-v1b"}, crash: true, calls: 1},
+		{order: []string{"r-v1", "r-v1b"}, calls: 4},
+		{order: []string{"r-v1b", "r-v1"}, calls: 1},
 	} {
 		order := tt.order
-		t.Run(fmt.Sprintf("%s first, crash %t", order[0], tt.crash), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s first, crash %t, %d callers", order[0], tt.crash, tt.calls), func(t *testing.T) {
 			e := giftEnv(t, 1)
 			ctx := context.Background()
 			// Refunding a-v1b counts the 900 that repaid the debt as spent:
@@ -253,9 +256,27 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 				e.want(t, economy.CoinDebt("v1"), "0")
 			}
 			for _, id := range order {
-				if _, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id}); err != nil {
-					t.Fatalf("reversing %s: %v", id, err)
+				var wg sync.WaitGroup
+				originals := make([]bool, tt.calls)
+				for i := range tt.calls {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						tx, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
+						if err != nil {
+							t.Errorf("reversing %s: %v", id, err)
+							return
+						}
+						originals[i] = !tx.Replayed
+					}()
 				}
+				wg.Wait()
+				if n := strings.Count(fmt.Sprint(originals), "true"); n != 1 && !tt.crash {
+					t.Errorf("reversing %s: %d callers answered with the original, want 1", id, n)
+				}
+			}
+			if t.Failed() {
+				return
 			}
 			e.want(t, economy.CoinDebt("v1"), "0")
 			e.want(t, economy.CoinWallet("v1"), "3063") // 421 of a-v1, all 1,321 of a-v1b and of a-v1c
