@@ -526,7 +526,7 @@ func (e *Economy) reverseDebtRefund(ctx context.Context, op string, reversal led
 		// Those settlements (the refund counted their coins as spent and
 		// owed them again) can be undone only once its lot is restored,
 		// and the debt taken back only once they are.
-		tx, err = e.ledger.Post(ctx, e.reversalApartFromDebt(reversal, plan, req))
+		tx, err = e.ledger.Post(ctx, reversalApartFromDebt(reversal, plan, req))
 		if errors.Is(err, ledger.ErrIdempotencyConflict) { // a concurrent reversal, in full, first
 			if tx, err = e.ledger.TransactionByKey(ctx, reversal.IdempotencyKey); err == nil {
 				tx.Replayed = true
@@ -564,7 +564,7 @@ const debtTakeBackKind = "refund-reversal-debt"
 // reversalApartFromDebt is a debt refund's reversal without its debt: the
 // refund's lot, wallet coins, fiat legs and clawbacks. Its metadata names
 // the transaction that takes the debt back.
-func (e *Economy) reversalApartFromDebt(full ledger.PostRequest, plan RefundPlan, req ReverseRefundRequest) ledger.PostRequest {
+func reversalApartFromDebt(full ledger.PostRequest, plan RefundPlan, req ReverseRefundRequest) ledger.PostRequest {
 	owed := decimal.NewFromInt(plan.Owed)
 	var postings []ledger.PostingRequest
 	for _, p := range full.Postings {
