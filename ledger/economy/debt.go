@@ -1,6 +1,7 @@
 package economy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,22 +133,9 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 	if err != nil || !debt.LessThan(owed) {
 		return false, err
 	}
-	var settles []uuid.UUID // oldest first
-	var after ledger.Cursor
-	for {
-		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPage)
-		if err != nil {
-			return false, err
-		}
-		for _, en := range page {
-			if en.Kind == debtSettleKind {
-				settles = append(settles, en.TxID)
-			}
-		}
-		if len(page) < ledger.MaxPage {
-			break
-		}
-		after = page[len(page)-1].After()
+	settles, err := e.settlementsOf(ctx, user)
+	if err != nil {
+		return false, err
 	}
 	var fromOwn map[uuid.UUID]bool // read when first needed
 	passed := false
@@ -179,6 +167,11 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 				passed = true
 				continue
 			}
+			// Come this far because a settlement made since the list was
+			// read repaid the debt again: a newer one to undo first.
+			if now, err := e.settlementsOf(ctx, user); err != nil || len(now) > len(settles) {
+				return false, cmp.Or(err, errRepaidMeanwhile)
+			}
 			return false, &ledger.Error{Op: "economy.ReverseRefund", Field: "refund_id", Err: ErrRepaidFromRefunded,
 				Message: "settlement " + id.String()}
 		}
@@ -193,6 +186,31 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 		}
 	}
 	return passed && debt.LessThan(owed), nil
+}
+
+// errRepaidMeanwhile: a settlement made while unsettle ran repaid the debt
+// again; list the settlements again.
+var errRepaidMeanwhile = errors.New("the debt was repaid again meanwhile")
+
+// settlementsOf lists the settlements of user's debt, oldest first.
+func (e *Economy) settlementsOf(ctx context.Context, user string) ([]uuid.UUID, error) {
+	var settles []uuid.UUID
+	var after ledger.Cursor
+	for {
+		page, err := e.ledger.Entries(ctx, CoinDebt(user), after, time.Time{}, ledger.MaxPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, en := range page {
+			if en.Kind == debtSettleKind {
+				settles = append(settles, en.TxID)
+			}
+		}
+		if len(page) < ledger.MaxPage {
+			return settles, nil
+		}
+		after = page[len(page)-1].After()
+	}
 }
 
 // settledFrom lists the settlements that drew on lot, undone since or not:

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 )
@@ -215,20 +217,28 @@ func TestGiftReversalRepaysDebt(t *testing.T) {
 // Reversed first, r-v1 takes its debt back by undoing a-v1c's repayment;
 // r-v1b's debt was then repaid by a-v1b's own coins, which cannot return to
 // its lot until the reversal restores the lot, so that reversal posts apart
-// from its debt. A crash between the two is finished by a retry.
+// from its debt. A crash between the two is finished by a retry, and
+// purchases racing the reversals (their settlements repaying the debt while
+// it is taken back) change nothing but the coins they add.
 func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 	for _, tt := range []struct {
 		order []string
 		crash bool // before r-v1b's debt is taken back
 		calls int  // each reversal asked for at once by this many callers
+		buys  int  // purchases racing each reversal
+		// A purchase's settlement repays the debt right after the first
+		// reversal undoes a-v1c's repayment, before it reads the debt.
+		repaidAfterUndo bool
 	}{
 		{order: []string{"r-v1", "r-v1b"}, calls: 1},
 		{order: []string{"r-v1", "r-v1b"}, crash: true, calls: 1},
 		{order: []string{"r-v1", "r-v1b"}, calls: 4},
+		{order: []string{"r-v1", "r-v1b"}, calls: 2, buys: 2},
+		{order: []string{"r-v1", "r-v1b"}, calls: 1, repaidAfterUndo: true},
 		{order: []string{"r-v1b", "r-v1"}, calls: 1},
 	} {
 		order := tt.order
-		t.Run(fmt.Sprintf("%s first, crash %t, %d callers", order[0], tt.crash, tt.calls), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s first, crash %t, %d callers, %d purchases, repaid after undo %t", order[0], tt.crash, tt.calls, tt.buys, tt.repaidAfterUndo), func(t *testing.T) {
 			e := giftEnv(t, 1)
 			ctx := context.Background()
 			// Refunding a-v1b counts the 900 that repaid the debt as spent:
@@ -255,7 +265,24 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 				e.want(t, economy.CoinWallet("v1"), "2163")
 				e.want(t, economy.CoinDebt("v1"), "0")
 			}
-			for _, id := range order {
+			if tt.repaidAfterUndo {
+				raced := false
+				racing := racingLedger{Ledger: e.svc, victimKey: "debt-settle-reversal:", after: func(context.Context) error {
+					if !raced {
+						raced = true
+						e.buy(t, "v1", "a-v1-"+order[0]+"-0")
+					}
+					return nil
+				}}
+				if _, err := economy.New(racing, e.cat, func() time.Time { return t0 }).ReverseRefund(ctx,
+					economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: order[0]}); err != nil {
+					t.Fatalf("reversing %s, its debt repaid again after an undo: %v", order[0], err)
+				}
+			}
+			for j, id := range order {
+				if tt.repaidAfterUndo && j == 0 {
+					continue
+				}
 				var wg sync.WaitGroup
 				originals := make([]bool, tt.calls)
 				for i := range tt.calls {
@@ -270,6 +297,13 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 						originals[i] = !tx.Replayed
 					}()
 				}
+				for i := range tt.buys {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						e.buy(t, "v1", fmt.Sprintf("a-v1-%s-%d", id, i))
+					}()
+				}
 				wg.Wait()
 				if n := strings.Count(fmt.Sprint(originals), "true"); n != 1 && !tt.crash {
 					t.Errorf("reversing %s: %d callers answered with the original, want 1", id, n)
@@ -278,10 +312,17 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 			if t.Failed() {
 				return
 			}
+			// 421 of a-v1, all 1,321 of a-v1b, a-v1c and the racing purchases.
+			bought := tt.buys * len(order)
+			if tt.repaidAfterUndo {
+				bought = 1
+			}
+			wallet := dec("3063").Add(dec("1321").Mul(decimal.NewFromInt(int64(bought))))
+			purchases := decimal.NewFromInt(int64(3 + bought))
 			e.want(t, economy.CoinDebt("v1"), "0")
-			e.want(t, economy.CoinWallet("v1"), "3063") // 421 of a-v1, all 1,321 of a-v1b and of a-v1c
+			e.want(t, economy.CoinWallet("v1"), wallet.String())
 			e.want(t, economy.FiatAccount(economy.RefundLoss, "USD"), "0")
-			e.want(t, economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), "41.97") // three purchases' 13.99
+			e.want(t, economy.FiatAccount(economy.ReceivableAppStore+":apple", "USD"), dec("13.99").Mul(purchases).String())
 			// Retries change nothing.
 			for _, id := range order {
 				again, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
@@ -289,7 +330,7 @@ func TestReverseTwoDebtRefundsInEitherOrder(t *testing.T) {
 					t.Fatalf("retried reversal of %s: %v", id, err)
 				}
 			}
-			e.want(t, economy.CoinWallet("v1"), "3063")
+			e.want(t, economy.CoinWallet("v1"), wallet.String())
 			e.want(t, economy.CoinDebt("v1"), "0")
 			verifyClean(t, e)
 		})

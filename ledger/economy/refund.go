@@ -607,6 +607,20 @@ func (e *Economy) postTakingBackDebt(ctx context.Context, op, user string, owed 
 			return nil, err
 		}
 		short, err := e.unsettle(ctx, user, owed, own)
+		if errors.Is(err, errRepaidMeanwhile) {
+			if attempt < maxRefundAttempts {
+				continue
+			}
+			return nil, abortedRepaidAgain(op)
+		}
+		if errors.Is(err, ErrRepaidFromRefunded) {
+			// A concurrent caller's post, once it took the debt back,
+			// leaves only older settlements to this one's unsettle.
+			if done, derr := e.ledger.TransactionByKey(ctx, req.IdempotencyKey); derr == nil {
+				done.Replayed = true
+				return done, nil
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -632,9 +646,13 @@ func (e *Economy) postTakingBackDebt(ctx context.Context, op, user string, owed 
 		if !errors.Is(err, ledger.ErrInsufficientFunds) || !debt.LessThan(owed) {
 			return nil, err
 		}
-		return nil, &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
-			Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}
+		return nil, abortedRepaidAgain(op)
 	}
+}
+
+func abortedRepaidAgain(op string) error {
+	return &ledger.Error{Op: op, Field: "refund_id", Kind: ledger.Aborted,
+		Message: fmt.Sprintf("the user's debt was repaid again during each of %d attempts; retry with the same refund_id", maxRefundAttempts)}
 }
 
 // releaseRestored releases the diamonds a refund reversal returned to pending
