@@ -124,11 +124,11 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 // and their value back from refund loss into deferred revenue.
 //
 // A settlement that repaid the debt with coins of a purchase refunded since
-// cannot be undone. When that purchase is own (uuid.Nil: none), the refund
-// being reversed, it is passed over, and unsettle reports whether the debt
+// cannot be undone. When that purchase is own (its key; "": none), the
+// refund being reversed, it is passed over, and unsettle reports whether the debt
 // is still short for want of it: the refund's lot must be restored first.
 // Any other is refused with ErrRepaidFromRefunded.
-func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal, own uuid.UUID) (short bool, err error) {
+func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal, own string) (short bool, err error) {
 	debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
 	if err != nil || !debt.LessThan(owed) {
 		return false, err
@@ -158,7 +158,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
 		if errors.Is(err, ledger.ErrLotRefunded) {
-			if fromOwn == nil && own != uuid.Nil {
+			if fromOwn == nil && own != "" {
 				if fromOwn, err = e.settledFrom(ctx, own); err != nil {
 					return false, err
 				}
@@ -213,11 +213,16 @@ func (e *Economy) settlementsOf(ctx context.Context, user string) ([]uuid.UUID, 
 	}
 }
 
-// settledFrom lists the settlements that drew on lot, undone since or not:
-// one that a concurrent reversal of the same refund undid after this one
-// was refused undoing it is still the refund's own.
-func (e *Economy) settledFrom(ctx context.Context, lot uuid.UUID) (map[uuid.UUID]bool, error) {
-	moves, err := e.ledger.LotMoves(ctx, lot)
+// settledFrom lists the settlements that drew on the lot of the purchase
+// with key purchase, undone since or not: one that a concurrent reversal of
+// the same refund undid after this one was refused undoing it is still the
+// refund's own.
+func (e *Economy) settledFrom(ctx context.Context, purchase string) (map[uuid.UUID]bool, error) {
+	tx, err := e.ledger.TransactionByKey(ctx, purchase)
+	if err != nil {
+		return nil, err
+	}
+	moves, err := e.ledger.LotMoves(ctx, tx.ID) // a purchase's lot has its id
 	if err != nil {
 		return nil, err
 	}

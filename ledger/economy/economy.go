@@ -87,6 +87,11 @@ const (
 // FiatAccount names the currency's account under base.
 func FiatAccount(base, currency string) string { return base + ":" + currency }
 
+// purchaseKey is a purchase's idempotency key; its lot has the transaction's id.
+func purchaseKey(ch Channel, storeTransactionID string) string {
+	return fmt.Sprintf("purchase:%s:%s", ch, storeTransactionID)
+}
+
 // CoinWallet holds a user's paid coins; PromoWallet their free coins, which
 // carry no fiat value.
 func CoinWallet(user string) string  { return "COIN:wallet:" + user }
@@ -282,7 +287,7 @@ func (e *Economy) Purchase(ctx context.Context, req PurchaseRequest) (*ledger.Tr
 	}
 	// The coins open a FIFO lot carrying the gross price as deferred revenue;
 	// gifts relieve it oldest lot first.
-	key := fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID)
+	key := purchaseKey(req.Channel, req.StoreTransactionID)
 	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
 		IdempotencyKey: key,
 		Kind:           "purchase",

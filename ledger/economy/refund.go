@@ -123,7 +123,7 @@ func (e *Economy) Refund(ctx context.Context, req RefundRequest, policy RefundPo
 	if req.RefundedAt.IsZero() || req.RefundedAt.After(e.clock().Add(maxClockSkew)) {
 		return nil, invalid(op, "refunded_at", "must be given and not in the future")
 	}
-	purchase, err := e.ledger.TransactionByKey(ctx, fmt.Sprintf("purchase:%s:%s", req.Channel, req.StoreTransactionID))
+	purchase, err := e.ledger.TransactionByKey(ctx, purchaseKey(req.Channel, req.StoreTransactionID))
 	if errors.Is(err, ledger.ErrTransactionNotFound) {
 		return nil, &ledger.Error{Op: op, Field: "store_transaction_id", Err: ErrPurchaseNotFound}
 	}
@@ -517,11 +517,7 @@ func (e *Economy) ReverseRefund(ctx context.Context, req ReverseRefundRequest) (
 // repaid it with coins of the refund's own purchase, apart from its debt.
 func (e *Economy) reverseDebtRefund(ctx context.Context, op string, reversal ledger.PostRequest, plan RefundPlan, req ReverseRefundRequest) (*ledger.Transaction, error) {
 	owed := decimal.NewFromInt(plan.Owed)
-	purchase, err := e.ledger.TransactionByKey(ctx, fmt.Sprintf("purchase:%s:%s", plan.Channel, plan.StoreTransactionID))
-	if err != nil {
-		return nil, err
-	}
-	tx, err := e.postTakingBackDebt(ctx, op, plan.User, owed, purchase.ID, reversal) // a purchase's lot has its id
+	tx, err := e.postTakingBackDebt(ctx, op, plan.User, owed, purchaseKey(plan.Channel, plan.StoreTransactionID), reversal)
 	if errors.Is(err, errRestoreLotFirst) {
 		// Those settlements (the refund counted their coins as spent and
 		// owed them again) can be undone only once its lot is restored,
@@ -544,7 +540,7 @@ func (e *Economy) reverseDebtRefund(ctx context.Context, op string, reversal led
 	}
 	// Now, or by a retry of a run a crash or a refusal interrupted.
 	meta, _ := json.Marshal(map[string]string{"refund_tx": reversal.Reverses.String(), "refund_id": req.RefundID, "refund_reversal_tx": tx.ID.String()})
-	_, err = e.postTakingBackDebt(ctx, op, plan.User, owed, uuid.Nil, ledger.PostRequest{
+	_, err = e.postTakingBackDebt(ctx, op, plan.User, owed, "", ledger.PostRequest{
 		IdempotencyKey: apart.DebtTakenBackBy,
 		Kind:           debtTakeBackKind,
 		Metadata:       meta,
@@ -591,12 +587,12 @@ func reversalApartFromDebt(full ledger.PostRequest, plan RefundPlan, req Reverse
 var errRestoreLotFirst = errors.New("the refund's lot must be restored first")
 
 // postTakingBackDebt posts req, which takes owed coins back out of user's
-// debt, once the settlements that repaid them are undone (own: the lot of
+// debt, once the settlements that repaid them are undone (own: the key of
 // the purchase whose refund is being reversed, see unsettle). A settlement
 // that repays the debt again before the post (a purchase's, meanwhile) is
 // undone in the next round. A request already recorded under req's key is
 // answered as a replay, whatever form it took.
-func (e *Economy) postTakingBackDebt(ctx context.Context, op, user string, owed decimal.Decimal, own uuid.UUID, req ledger.PostRequest) (*ledger.Transaction, error) {
+func (e *Economy) postTakingBackDebt(ctx context.Context, op, user string, owed decimal.Decimal, own string, req ledger.PostRequest) (*ledger.Transaction, error) {
 	for attempt := 1; ; attempt++ {
 		done, err := e.ledger.TransactionByKey(ctx, req.IdempotencyKey)
 		if err == nil {
