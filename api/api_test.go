@@ -999,6 +999,9 @@ func TestErrorCodes(t *testing.T) {
 	if got := preconditionOf(err); got != "refund_id" {
 		t.Errorf("reversal of a debt repaid with coins refunded since names %q, want refund_id: %v", got, err)
 	}
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "drew on apple purchase tx-2, refunded by rf-2") {
+		t.Errorf("reversal of a debt repaid with coins refunded since does not name the refund to reverse first: %s", msg)
+	}
 }
 
 func TestAuthentication(t *testing.T) {

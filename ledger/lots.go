@@ -103,6 +103,16 @@ var ErrRefundExceedsLot = &Error{Kind: FailedPrecondition, Message: "refund exce
 // back into a lot that was refunded since.
 var ErrLotRefunded = &Error{Kind: FailedPrecondition, Message: "a lot the transaction drew on was refunded since"}
 
+// LotRefundedError is ErrLotRefunded naming the lot, so that a caller can
+// say which refund stands in the way.
+type LotRefundedError struct{ Lot uuid.UUID }
+
+func (e *LotRefundedError) Error() string {
+	return "lot " + e.Lot.String() + ": " + ErrLotRefunded.Message
+}
+
+func (e *LotRefundedError) Unwrap() error { return ErrLotRefunded }
+
 // ErrOpensLot is returned when reversing a transaction that opened a lot: a
 // refund owns that.
 var ErrOpensLot = &Error{Kind: FailedPrecondition, Message: "the transaction opened a FIFO lot; undo it with a refund"}
@@ -420,7 +430,7 @@ func planRestore(op string, work lotWork, reversed uuid.UUID, took []LotRelief) 
 			return nil, wrap(op, "transaction_id", ErrInsufficientLots)
 		}
 		if refunded.Sign() < 0 || left.GreaterThan(l.Units.Sub(refunded)) || value.GreaterThan(l.Value) {
-			return nil, wrap(op, "transaction_id", ErrLotRefunded)
+			return nil, wrap(op, "transaction_id", &LotRefundedError{Lot: t.LotID})
 		}
 		out = append(out, LotRelief{LotID: t.LotID, Units: t.Units.Neg(), Value: t.Value.Neg(), Refunded: t.Refunded.Neg()})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -158,6 +159,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
 		if errors.Is(err, ledger.ErrLotRefunded) {
+			refused := err
 			if fromOwn == nil && own != "" {
 				if fromOwn, err = e.settledFrom(ctx, own); err != nil {
 					return false, err
@@ -173,7 +175,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 				return false, cmp.Or(err, errRepaidMeanwhile)
 			}
 			return false, &ledger.Error{Op: "economy.ReverseRefund", Field: "refund_id", Err: ErrRepaidFromRefunded,
-				Message: "settlement " + id.String()}
+				Message: "settlement " + id.String() + e.refundedSince(ctx, refused)}
 		}
 		if err != nil && !errors.Is(err, ledger.ErrAlreadyReversed) {
 			return false, err
@@ -191,6 +193,31 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 // errRepaidMeanwhile: a settlement made while unsettle ran repaid the debt
 // again; list the settlements again.
 var errRepaidMeanwhile = errors.New("the debt was repaid again meanwhile")
+
+// refundedSince names the purchase whose lot refused (a
+// *ledger.LotRefundedError in err) and its refunds not reversed: the ones to
+// reverse first. It says nothing when they cannot be read; the refusal
+// stands without the names.
+func (e *Economy) refundedSince(ctx context.Context, err error) string {
+	var refused *ledger.LotRefundedError
+	if !errors.As(err, &refused) {
+		return ""
+	}
+	moves, err := e.ledger.LotMoves(ctx, refused.Lot)
+	if err != nil {
+		return ""
+	}
+	standing, err := e.standingRefunds(ctx, moves)
+	if err != nil || len(standing) == 0 {
+		return ""
+	}
+	ids := make([]string, len(standing))
+	for i, p := range standing {
+		ids[i] = p.RefundID
+	}
+	p := standing[0]
+	return " drew on " + string(p.Channel) + " purchase " + p.StoreTransactionID + ", refunded by " + strings.Join(ids, ", ")
+}
 
 // settlementsOf lists the settlements of user's debt, oldest first.
 func (e *Economy) settlementsOf(ctx context.Context, user string) ([]uuid.UUID, error) {

@@ -366,6 +366,9 @@ func TestReverseDebtRefundRepaidFromAnotherRefundedPurchase(t *testing.T) {
 	if !errors.Is(err, economy.ErrRepaidFromRefunded) || ledger.KindOf(err) != ledger.FailedPrecondition || ledger.FieldOf(err) != "refund_id" {
 		t.Fatalf("reversal while the repayment's purchase is refunded: %v", err)
 	}
+	if reason := ledger.Reason(err); !strings.Contains(reason, "drew on apple purchase a-v1b, refunded by r-v1b: ") {
+		t.Errorf("the refusal does not name the refund to reverse first: %s", reason)
+	}
 	if _, err := e.svc.TransactionByKey(ctx, "refund-reversal:apple:r-v1"); !errors.Is(err, ledger.ErrTransactionNotFound) {
 		t.Fatalf("a refused reversal posted: %v", err)
 	}

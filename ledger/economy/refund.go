@@ -337,6 +337,31 @@ func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Chann
 	return out, carries, nil
 }
 
+// standingRefunds reads the plans of a lot's refunds not reversed, oldest
+// first, from the lot's moves.
+func (e *Economy) standingRefunds(ctx context.Context, moves []ledger.LotMove) ([]RefundPlan, error) {
+	reversed := map[uuid.UUID]bool{}
+	for _, m := range moves {
+		if m.Kind == "refund-reversal" && m.Reverses != nil {
+			reversed[*m.Reverses] = true
+		}
+	}
+	var plans []RefundPlan
+	for _, m := range moves {
+		if m.Kind != "refund" || reversed[m.TxID] {
+			continue
+		}
+		tx, err := e.ledger.Transaction(ctx, m.TxID)
+		if err != nil {
+			return nil, err
+		}
+		var plan RefundPlan
+		_ = json.Unmarshal(tx.Metadata, &plan)
+		plans = append(plans, plan)
+	}
+	return plans, nil
+}
+
 func opposite(s ledger.Side) ledger.Side {
 	if s == ledger.Debit {
 		return ledger.Credit
@@ -354,8 +379,6 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 	}
 	netCoins := map[uuid.UUID]int64{} // gift → its coins from this lot, less reversals
 	var gifts []uuid.UUID             // oldest first
-	reversedRefunds := map[uuid.UUID]bool{}
-	var refunds []uuid.UUID
 	for _, m := range moves {
 		switch {
 		case m.Kind == "gift":
@@ -365,23 +388,14 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 			netCoins[m.TxID] += m.Units.IntPart()
 		case m.Kind == "gift-reversal" && m.Reverses != nil:
 			netCoins[*m.Reverses] += m.Units.IntPart() // negative: the coins came back
-		case m.Kind == "refund":
-			refunds = append(refunds, m.TxID)
-		case m.Kind == "refund-reversal" && m.Reverses != nil:
-			reversedRefunds[*m.Reverses] = true
 		}
 	}
+	standing, err := e.standingRefunds(ctx, moves)
+	if err != nil {
+		return err
+	}
 	attributed := map[uuid.UUID]int64{}
-	for _, r := range refunds {
-		if reversedRefunds[r] {
-			continue
-		}
-		tx, err := e.ledger.Transaction(ctx, r)
-		if err != nil {
-			return err
-		}
-		var prior RefundPlan
-		_ = json.Unmarshal(tx.Metadata, &prior)
+	for _, prior := range standing {
 		for g, n := range prior.Attributed {
 			if id, err := uuid.Parse(g); err == nil {
 				attributed[id] += n

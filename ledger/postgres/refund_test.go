@@ -85,8 +85,10 @@ func TestLotRefundAndRestore(t *testing.T) {
 		again := e.post(spend("spend-again", 4))
 		e.post(refundLot("spent", lot, 6, 4, 0, "0", "2.00"))
 		e.wantBalance("loss", "-2.00") // credit-normal in this env
-		if _, err := e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-again", TransactionID: again.ID}); !errors.Is(err, ledger.ErrLotRefunded) {
-			t.Errorf("reversing a spend of refunded coins: %v", err)
+		_, err = e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-again", TransactionID: again.ID})
+		var refused *ledger.LotRefundedError
+		if !errors.Is(err, ledger.ErrLotRefunded) || !errors.As(err, &refused) || refused.Lot != lot || ledger.KindOf(err) != ledger.FailedPrecondition {
+			t.Errorf("reversing a spend of refunded coins: %v, want lot %s named", err, lot)
 		}
 		// Reversing the first reversal would re-take 4 coins from the wallet
 		// and the lot's restored units, which were spent and refunded since.
