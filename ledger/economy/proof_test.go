@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,11 +21,13 @@ import (
 // refunds (of spent coins too, and in parts), refund reversals and gift
 // reversals from concurrent goroutines, a quarter of them retried, while
 // viewers are blocked and unblocked (their gifts and promo grants may be
-// refused, nothing else). Then:
-// coins held less owed = −COIN:issued; diamonds held = −DIAMOND:issued (and carried
-// fractions = −DIAMOND_FRAC:issued); deferred revenue = the value left in
-// unspent lots; creator payable = the fiat value of earners' diamonds; every
-// acknowledged key posted once; verify clean.
+// refused, nothing else). About one operation in forty starts a chain of
+// two debt refunds whose reversals run apart from their debt (see chain).
+// Then: coins held less owed = −COIN:issued; diamonds held = −DIAMOND:issued
+// (and carried fractions = −DIAMOND_FRAC:issued); deferred revenue = the
+// value left in unspent lots; creator payable = the fiat value of earners'
+// diamonds; every acknowledged key posted once; verify clean; and each chain
+// no other operation disturbed ends as if its refunds had not been.
 func TestRandomizedEconomy(t *testing.T) {
 	e := giftEnv(t)
 	ctx := context.Background()
@@ -39,6 +42,13 @@ func TestRandomizedEconomy(t *testing.T) {
 	// answer is the original, the other its replay, in either order.
 	originals := map[string]int{}
 	var purchases, gifts, refunds []string // store ids / gift tx ids / refund ids
+	var chains []chain
+	// What the workers did to the chains' purchases, gift and refunds.
+	refundsOf := map[string][]string{} // store id → its refunds acknowledged
+	giftTx := map[string]string{}      // gift key → its transaction id
+	reversedGifts := map[string]bool{} // gift transaction id
+	reversedRefunds := map[string]bool{}
+	refusedReversals := map[string]error{} // refund id → a refusal of its reversal
 	releases := 0
 	counts := map[string]int{}
 	var wg sync.WaitGroup
@@ -55,57 +65,90 @@ func TestRandomizedEconomy(t *testing.T) {
 				}
 				return (*list)[rng.IntN(len(*list))]
 			}
-			for i := range ops {
-				viewer := fmt.Sprintf("v%d", 10+rng.IntN(viewers))
-				if rng.IntN(25) == 0 {
-					block := []func(context.Context, string, string) error{e.eco.BlockViewer, e.eco.UnblockViewer}[rng.IntN(2)]
-					if err := block(ctx, fmt.Sprintf("block-%d-%d", w, i), viewer); err != nil {
-						t.Errorf("blocking or unblocking %s: %v", viewer, err)
-						return
+			// randomStep picks an operation; op is -1 when there is nothing
+			// yet to refund or reverse.
+			randomStep := func(i int) step {
+				s := step{op: rng.IntN(20), viewer: fmt.Sprintf("v%d", 10+rng.IntN(viewers))}
+				switch {
+				case s.op < 5:
+					s.id = fmt.Sprintf("a-%d-%d", w, i)
+				case s.op < 7:
+					s.id, s.coins = fmt.Sprintf("promo-%d-%d", w, i), int64(1+rng.IntN(400))
+				case s.op < 14:
+					s.id, s.creator, s.giftID = fmt.Sprintf("g-%d-%d", w, i), []string{"c1", "c2"}[rng.IntN(2)], []string{"rose", "lion", "odd"}[rng.IntN(3)]
+				case s.op < 17:
+					s.id, s.target = fmt.Sprintf("r-%d-%d", w, i), pick(&purchases)
+					s.coins = int64(rng.IntN(2) * (1 + rng.IntN(1321)))
+					s.policy = []economy.RefundPolicy{economy.ClawbackThenLoss, economy.AbsorbLoss, economy.OweCoins}[rng.IntN(3)]
+				case s.op < 18:
+					s.target = pick(&refunds)
+				case s.op < 19:
+					s.target = pick(&gifts)
+				}
+				if s.op >= 14 && s.op < 19 && s.target == "" {
+					s.op = -1
+				}
+				return s
+			}
+			// A chain's steps come first, and one under way runs to its end.
+			var script []step
+			for i := 0; i < ops || len(script) > 0; i++ {
+				var s step
+				if len(script) > 0 {
+					s, script = script[0], script[1:]
+				} else if rng.IntN(40) == 0 {
+					c := chain{viewer: fmt.Sprintf("x%d-%d", w, i), tag: fmt.Sprintf("%d-%d", w, i)}
+					mu.Lock()
+					chains = append(chains, c)
+					mu.Unlock()
+					script = c.steps(rng)
+					s, script = script[0], script[1:]
+				} else {
+					s = randomStep(i)
+					if s.op < 0 {
+						continue // nothing yet to refund or reverse
+					}
+					if rng.IntN(25) == 0 {
+						block := []func(context.Context, string, string) error{e.eco.BlockViewer, e.eco.UnblockViewer}[rng.IntN(2)]
+						if err := block(ctx, fmt.Sprintf("block-%d-%d", w, i), s.viewer); err != nil {
+							t.Errorf("blocking or unblocking %s: %v", s.viewer, err)
+							return
+						}
 					}
 				}
 				var call func() (*ledger.Transaction, error)
 				var record func(*ledger.Transaction)
-				op := rng.IntN(20)
+				op := s.op
 				switch {
 				case op < 5:
-					id := fmt.Sprintf("a-%d-%d", w, i)
-					req := economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: id, User: viewer, PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}
+					req := economy.PurchaseRequest{Channel: economy.Apple, StoreTransactionID: s.id, User: s.viewer, PackID: "p1321", AmountPaid: dec("19.99"), Currency: "USD", PurchasedAt: t0}
 					call = func() (*ledger.Transaction, error) { return e.eco.Purchase(ctx, req) }
-					record = func(*ledger.Transaction) { purchases = append(purchases, id) }
+					record = func(*ledger.Transaction) { purchases = append(purchases, s.id) }
 				case op < 7:
-					req := economy.PromoRequest{IdempotencyKey: fmt.Sprintf("promo-%d-%d", w, i), User: viewer, Coins: int64(1 + rng.IntN(400))}
+					req := economy.PromoRequest{IdempotencyKey: s.id, User: s.viewer, Coins: s.coins}
 					call = func() (*ledger.Transaction, error) { return e.eco.GrantPromo(ctx, req) }
 				case op < 14:
-					creator := []string{"c1", "c2"}[rng.IntN(2)]
-					req := gift(fmt.Sprintf("g-%d-%d", w, i), viewer, creator, []string{"rose", "lion", "odd"}[rng.IntN(3)])
+					req := gift(s.id, s.viewer, s.creator, s.giftID)
 					call = func() (*ledger.Transaction, error) { return e.eco.SendGift(ctx, req) }
-					record = func(tx *ledger.Transaction) { gifts = append(gifts, tx.ID.String()) }
+					record = func(tx *ledger.Transaction) {
+						gifts = append(gifts, tx.ID.String())
+						giftTx[s.id] = tx.ID.String()
+					}
 				case op < 17:
-					store := pick(&purchases)
-					if store == "" {
-						continue
+					req := refund(s.target, s.id, s.coins)
+					call = func() (*ledger.Transaction, error) { return e.eco.Refund(ctx, req, s.policy) }
+					record = func(*ledger.Transaction) {
+						refunds = append(refunds, s.id)
+						refundsOf[s.target] = append(refundsOf[s.target], s.id)
 					}
-					id := fmt.Sprintf("r-%d-%d", w, i)
-					req := refund(store, id, int64(rng.IntN(2)*(1+rng.IntN(1321))))
-					policy := []economy.RefundPolicy{economy.ClawbackThenLoss, economy.AbsorbLoss, economy.OweCoins}[rng.IntN(3)]
-					call = func() (*ledger.Transaction, error) { return e.eco.Refund(ctx, req, policy) }
-					record = func(*ledger.Transaction) { refunds = append(refunds, id) }
 				case op < 18:
-					id := pick(&refunds)
-					if id == "" {
-						continue
-					}
 					call = func() (*ledger.Transaction, error) {
-						return e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
+						return e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: s.target})
 					}
 				case op < 19:
-					g := pick(&gifts)
-					if g == "" {
-						continue
-					}
-					req := economy.ReverseGiftRequest{Key: "rev-" + g, GiftTx: g, Reason: "fraud"}
+					req := economy.ReverseGiftRequest{Key: "rev-" + s.target, GiftTx: s.target, Reason: "fraud"}
 					call = func() (*ledger.Transaction, error) { return e.eco.ReverseGift(ctx, req) }
+					record = func(*ledger.Transaction) { reversedGifts[s.target] = true }
 				default:
 					// As of a time the release day is over but not yet closed,
 					// so every run reads it: gifts keep landing in it here,
@@ -132,6 +175,9 @@ func TestRandomizedEconomy(t *testing.T) {
 						if refusedByChance(op, err) {
 							mu.Lock()
 							counts["refused"]++
+							if op == 17 {
+								refusedReversals[s.target] = err
+							}
 							if tx != nil {
 								// Recorded, but its settlement was raced, or a
 								// refund reversal posted apart from its debt
@@ -140,6 +186,8 @@ func TestRandomizedEconomy(t *testing.T) {
 								if record != nil {
 									record(tx)
 								}
+							} else {
+								script = slices.DeleteFunc(script, func(next step) bool { return next.target == s.id })
 							}
 							mu.Unlock()
 							break
@@ -148,6 +196,9 @@ func TestRandomizedEconomy(t *testing.T) {
 						return
 					}
 					mu.Lock()
+					if op == 17 {
+						reversedRefunds[s.target] = true
+					}
 					if !tx.Replayed {
 						if originals[tx.IdempotencyKey]++; originals[tx.IdempotencyKey] > 1 {
 							t.Errorf("%s answered as an original twice", tx.IdempotencyKey)
@@ -229,9 +280,37 @@ func TestRandomizedEconomy(t *testing.T) {
 	// Debt settlements, and the debt of refund reversals posted apart from
 	// it, are posted by the operations, not acknowledged to callers: each
 	// has one entry on its user's debt account.
-	settlements := 0
+	// A chain whose purchases no one else refunded (its own refunds
+	// acknowledged, no other), and whose gift no one reversed, has both its
+	// refunds reversed (racing reversals of them answer as replays) and ends
+	// as if neither refund had been: every coin of its three purchases not
+	// spent on the gift, and no debt.
+	undisturbed := 0
+	for _, c := range chains {
+		if !slices.Equal(refundsOf[c.purchase("a")], []string{c.refund("a")}) || !slices.Equal(refundsOf[c.purchase("b")], []string{c.refund("b")}) ||
+			len(refundsOf[c.purchase("c")]) > 0 || giftTx[c.giftKey()] == "" || reversedGifts[giftTx[c.giftKey()]] {
+			continue
+		}
+		undisturbed++
+		if !reversedRefunds[c.refund("a")] || !reversedRefunds[c.refund("b")] {
+			t.Errorf("chain of %s: refund reversals of a and b succeeded: %t, %t (refused: %v; %v)", c.viewer,
+				reversedRefunds[c.refund("a")], reversedRefunds[c.refund("b")], refusedReversals[c.refund("a")], refusedReversals[c.refund("b")])
+			continue
+		}
+		if wallet, debt := bal(economy.CoinWallet(c.viewer)), bal(economy.CoinDebt(c.viewer)); !wallet.Equal(dec("2963")) || !debt.IsZero() {
+			t.Errorf("chain of %s: wallet %s, debt %s; want 2963 (3 × 1321 − 1000) and 0", c.viewer, wallet, debt)
+		}
+	}
+	unacked := map[string]int{}
+	var debtors []string
+	for _, c := range chains {
+		debtors = append(debtors, c.viewer)
+	}
 	for v := range viewers {
-		entries, err := e.svc.Entries(ctx, economy.CoinDebt(fmt.Sprintf("v%d", 10+v)), ledger.Cursor{}, time.Time{}, ledger.MaxPage)
+		debtors = append(debtors, fmt.Sprintf("v%d", 10+v))
+	}
+	for _, viewer := range debtors {
+		entries, err := e.svc.Entries(ctx, economy.CoinDebt(viewer), ledger.Cursor{}, time.Time{}, ledger.MaxPage)
 		if errors.Is(err, ledger.ErrAccountNotFound) {
 			continue
 		}
@@ -240,16 +319,63 @@ func TestRandomizedEconomy(t *testing.T) {
 		}
 		for _, en := range entries {
 			if en.Kind == "debt-settle" || en.Kind == "debt-settle-reversal" || en.Kind == "refund-reversal-debt" {
-				settlements++
+				unacked[en.Kind]++
 			}
 		}
 	}
+	settlements := unacked["debt-settle"] + unacked["debt-settle-reversal"] + unacked["refund-reversal-debt"]
 	const setup = 2 // giftEnv's purchase and promo grant
 	if want := int64(setup + len(acked) + releases + settlements); r.Transactions != want {
 		t.Errorf("ledger holds %d transactions; %d keys were acknowledged, %d releases, %d debt settlements or take-backs, %d in setup",
 			r.Transactions, len(acked), releases, settlements, setup)
 	}
-	t.Logf("%d debt settlements, their reversals or take-backs", settlements)
+	t.Logf("posted by operations besides their own: %v; %d chains of two debt refunds, %d undisturbed", unacked, len(chains), undisturbed)
+}
+
+// step is one operation of TestRandomizedEconomy: op as refusedByChance
+// reads it; id names what it records (a purchase's store id, a refund's id,
+// a gift's or promo grant's key) and target what it acts on (the purchase a
+// refund refunds, the refund or gift a reversal reverses).
+type step struct {
+	op                 int
+	viewer, id, target string
+	creator, giftID    string
+	coins              int64 // a promo grant's coins; a refund's coins the store says were consumed
+	policy             economy.RefundPolicy
+}
+
+// chain is TestReverseTwoDebtRefundsInEitherOrder's chain for a viewer of
+// its own, its two refund reversals in either order: a purchase, spent;
+// refunded under the debt policy (1,000 owed); a second purchase repays the
+// debt and is refunded under the debt policy too (the repayment counts as
+// spent, owed again); a third repays that. Meanwhile the other workers may
+// refund its purchases, reverse its gift and its refunds: its ids are in
+// their lists as soon as they are recorded.
+type chain struct{ viewer, tag string }
+
+func (c chain) purchase(n string) string { return "ca-" + c.tag + n }
+func (c chain) refund(n string) string   { return "cr-" + c.tag + n }
+func (c chain) giftKey() string          { return "cg-" + c.tag }
+
+func (c chain) steps(rng *rand.Rand) []step {
+	buy := func(n string) step { return step{op: 0, viewer: c.viewer, id: c.purchase(n)} }
+	refundDebt := func(n string) step {
+		return step{op: 14, viewer: c.viewer, id: c.refund(n), target: c.purchase(n), policy: economy.OweCoins}
+	}
+	reverse := func(n string) step { return step{op: 17, viewer: c.viewer, target: c.refund(n)} }
+	steps := []step{
+		buy("a"),
+		{op: 7, viewer: c.viewer, id: c.giftKey(), creator: "c1", giftID: "lion"},
+		refundDebt("a"),
+		buy("b"),
+		refundDebt("b"),
+		buy("c"),
+		reverse("a"), reverse("b"),
+	}
+	if rng.IntN(2) == 0 {
+		steps[6], steps[7] = steps[7], steps[6]
+	}
+	return steps
 }
 
 // refusedByChance tells whether TestRandomizedEconomy's operation op may be
