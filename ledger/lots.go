@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -103,12 +104,16 @@ var ErrRefundExceedsLot = &Error{Kind: FailedPrecondition, Message: "refund exce
 // back into a lot that was refunded since.
 var ErrLotRefunded = &Error{Kind: FailedPrecondition, Message: "a lot the transaction drew on was refunded since"}
 
-// LotRefundedError is ErrLotRefunded naming the lot, so that a caller can
-// say which refund stands in the way.
-type LotRefundedError struct{ Lot uuid.UUID }
+// LotRefundedError is ErrLotRefunded naming every lot that refused, so
+// that a caller can say which refunds stand in the way.
+type LotRefundedError struct{ Lots []uuid.UUID }
 
 func (e *LotRefundedError) Error() string {
-	return "lot " + e.Lot.String() + ": " + ErrLotRefunded.Message
+	ids := make([]string, len(e.Lots))
+	for i, id := range e.Lots {
+		ids[i] = id.String()
+	}
+	return "lots " + strings.Join(ids, ", ") + ": " + ErrLotRefunded.Message
 }
 
 func (e *LotRefundedError) Unwrap() error { return ErrLotRefunded }
@@ -420,19 +425,27 @@ type refundSpec struct {
 // planRestore undoes what the reversed transaction took from its lots.
 func planRestore(op string, work lotWork, reversed uuid.UUID, took []LotRelief) ([]LotRelief, error) {
 	var out []LotRelief
+	var refunded *LotRefundedError
 	for _, t := range took {
 		l := work.lotByID(t.LotID)
 		if l == nil {
 			return nil, &Error{Op: op, Kind: Internal, Message: fmt.Sprintf("lot %s of transaction %s was not read", t.LotID, reversed)}
 		}
-		left, value, refunded := l.UnitsLeft.Add(t.Units), l.ValueLeft.Add(t.Value), l.Refunded.Sub(t.Refunded)
+		left, value := l.UnitsLeft.Add(t.Units), l.ValueLeft.Add(t.Value)
 		if left.Sign() < 0 || value.Sign() < 0 { // undoing a restore whose units were spent again
 			return nil, wrap(op, "transaction_id", ErrInsufficientLots)
 		}
-		if refunded.Sign() < 0 || left.GreaterThan(l.Units.Sub(refunded)) || value.GreaterThan(l.Value) {
-			return nil, wrap(op, "transaction_id", &LotRefundedError{Lot: t.LotID})
+		if r := l.Refunded.Sub(t.Refunded); r.Sign() < 0 || left.GreaterThan(l.Units.Sub(r)) || value.GreaterThan(l.Value) {
+			if refunded == nil {
+				refunded = &LotRefundedError{}
+			}
+			refunded.Lots = append(refunded.Lots, t.LotID)
+			continue
 		}
 		out = append(out, LotRelief{LotID: t.LotID, Units: t.Units.Neg(), Value: t.Value.Neg(), Refunded: t.Refunded.Neg()})
+	}
+	if refunded != nil {
+		return nil, wrap(op, "transaction_id", refunded)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,10 +126,11 @@ func (e *Economy) settleDebt(ctx context.Context, user, cause string) error {
 // and their value back from refund loss into deferred revenue.
 //
 // A settlement that repaid the debt with coins of a purchase refunded since
-// cannot be undone. When that purchase is own (its key; "": none), the
-// refund being reversed, it is passed over, and unsettle reports whether the debt
-// is still short for want of it: the refund's lot must be restored first.
-// Any other is refused with ErrRepaidFromRefunded.
+// cannot be undone. When the only such purchase is own (its key; "": none),
+// the refund being reversed, it is passed over, and unsettle reports whether
+// the debt is still short for want of it: the refund's lot must be restored
+// first. Any other is refused with ErrRepaidFromRefunded: restoring the
+// refund's own lot would not let it be undone.
 func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decimal, own string) (short bool, err error) {
 	debt, err := e.ledger.Balance(ctx, CoinDebt(user), time.Time{})
 	if err != nil || !debt.LessThan(owed) {
@@ -138,7 +140,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 	if err != nil {
 		return false, err
 	}
-	var fromOwn map[uuid.UUID]bool // read when first needed
+	var ownLot uuid.UUID // read when first needed; a purchase's lot has its id
 	passed := false
 	for i := len(settles) - 1; i >= 0 && debt.LessThan(owed); i-- {
 		s, err := e.ledger.Transaction(ctx, settles[i])
@@ -158,14 +160,17 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 			Reverses:       &id,
 			PastFrozen:     true, // undoing a repayment, for a refund reversal
 		})
-		if errors.Is(err, ledger.ErrLotRefunded) {
-			refused := err
-			if fromOwn == nil && own != "" {
-				if fromOwn, err = e.settledFrom(ctx, own); err != nil {
+		var refused *ledger.LotRefundedError
+		if errors.As(err, &refused) {
+			if ownLot == uuid.Nil && own != "" {
+				bought, err := e.ledger.TransactionByKey(ctx, own)
+				if err != nil {
 					return false, err
 				}
+				ownLot = bought.ID
 			}
-			if fromOwn[id] {
+			others := slices.DeleteFunc(slices.Clone(refused.Lots), func(lot uuid.UUID) bool { return lot == ownLot })
+			if len(others) == 0 {
 				passed = true
 				continue
 			}
@@ -175,7 +180,7 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 				return false, cmp.Or(err, errRepaidMeanwhile)
 			}
 			return false, &ledger.Error{Op: "economy.ReverseRefund", Field: "refund_id", Err: ErrRepaidFromRefunded,
-				Message: "settlement " + id.String() + e.refundedSince(ctx, refused)}
+				Message: "settlement " + id.String() + e.refundedSince(ctx, others[0])}
 		}
 		if err != nil && !errors.Is(err, ledger.ErrAlreadyReversed) {
 			return false, err
@@ -194,16 +199,11 @@ func (e *Economy) unsettle(ctx context.Context, user string, owed decimal.Decima
 // again; list the settlements again.
 var errRepaidMeanwhile = errors.New("the debt was repaid again meanwhile")
 
-// refundedSince names the purchase whose lot refused (a
-// *ledger.LotRefundedError in err) and its refunds not reversed: the ones to
-// reverse first. It says nothing when they cannot be read; the refusal
-// stands without the names.
-func (e *Economy) refundedSince(ctx context.Context, err error) string {
-	var refused *ledger.LotRefundedError
-	if !errors.As(err, &refused) {
-		return ""
-	}
-	moves, err := e.ledger.LotMoves(ctx, refused.Lot)
+// refundedSince names the purchase whose lot refused and its refunds not
+// reversed: the ones to reverse first. It says nothing when they cannot be
+// read; the refusal stands without the names.
+func (e *Economy) refundedSince(ctx context.Context, lot uuid.UUID) string {
+	moves, err := e.ledger.LotMoves(ctx, lot)
 	if err != nil {
 		return ""
 	}
@@ -238,26 +238,4 @@ func (e *Economy) settlementsOf(ctx context.Context, user string) ([]uuid.UUID, 
 		}
 		after = page[len(page)-1].After()
 	}
-}
-
-// settledFrom lists the settlements that drew on the lot of the purchase
-// with key purchase, undone since or not: one that a concurrent reversal of
-// the same refund undid after this one was refused undoing it is still the
-// refund's own.
-func (e *Economy) settledFrom(ctx context.Context, purchase string) (map[uuid.UUID]bool, error) {
-	tx, err := e.ledger.TransactionByKey(ctx, purchase)
-	if err != nil {
-		return nil, err
-	}
-	moves, err := e.ledger.LotMoves(ctx, tx.ID) // a purchase's lot has its id
-	if err != nil {
-		return nil, err
-	}
-	settled := map[uuid.UUID]bool{}
-	for _, m := range moves {
-		if m.Kind == debtSettleKind {
-			settled[m.TxID] = true
-		}
-	}
-	return settled, nil
 }

@@ -385,6 +385,89 @@ func TestReverseDebtRefundRepaidFromAnotherRefundedPurchase(t *testing.T) {
 	verifyClean(t, e)
 }
 
+// A settlement that repaid a debt with coins of two purchases, one the
+// refund's own and one refunded since under another policy, refuses the
+// refund's reversal before anything is posted, whichever of the two lots it
+// drew on first: restoring its own lot would not let that settlement be
+// undone. Once the other refund is reversed, the retry posts apart from its
+// debt and takes the debt back.
+func TestReverseDebtRefundWhoseRepaymentSpansARefundedPurchase(t *testing.T) {
+	for _, ownFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("own lot first %t", ownFirst), func(t *testing.T) {
+			e := giftEnv(t, 1)
+			ctx := context.Background()
+			if _, err := e.cat.AddGift(ctx, economy.Gift{ID: "g642", Coins: 642}); err != nil {
+				t.Fatal(err)
+			}
+			send := func(key, giftID string) {
+				t.Helper()
+				if _, err := e.eco.SendGift(ctx, gift(key, "v5", "c1", giftID)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			refundAs := func(store, id string, policy economy.RefundPolicy) {
+				t.Helper()
+				if _, err := e.eco.Refund(ctx, refund(store, id, 0), policy); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reverse := func(id string) error {
+				_, err := e.eco.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: id})
+				return err
+			}
+			e.buy(t, "v5", "a-v5")
+			send("g1", "lion")   // 1,000 of a
+			wantWallet := "2642" // four purchases less three gifts
+			if ownFirst {
+				e.buy(t, "v5", "b-v5")
+				send("g2", "lion") // a's last 321 and 679 of b
+				e.buy(t, "v5", "z-v5")
+				refundAs("a-v5", "r-a", economy.OweCoins)   // 1,321 owed, repaid by b's 642 and 679 of z
+				refundAs("z-v5", "r-z", economy.AbsorbLoss) // takes z's 642 left
+				wantWallet = "3284"                         // four purchases less two gifts
+			} else {
+				e.buy(t, "v5", "z-v5")
+				send("g2", "lion") // a's last 321 and 679 of z
+				e.buy(t, "v5", "b-v5")
+				refundAs("a-v5", "r-a", economy.OweCoins) // 1,321 owed, repaid by z's 642 and 679 of b
+				refundAs("z-v5", "r-z", economy.AbsorbLoss)
+				send("g3", "g642") // b's last 642
+			}
+			e.want(t, economy.CoinWallet("v5"), "0")
+			refundAs("b-v5", "r-b", economy.OweCoins) // b's coins that repaid r-a's debt, and its gifts': owed again
+			e.want(t, economy.CoinDebt("v5"), "1321")
+			e.buy(t, "v5", "c-v5") // repays it
+			e.want(t, economy.CoinDebt("v5"), "0")
+			if err := reverse("r-a"); err != nil { // undoes c's repayment, which leaves r-b's debt to take back
+				t.Fatal(err)
+			}
+			e.want(t, economy.CoinWallet("v5"), "1321")
+
+			err := reverse("r-b")
+			if !errors.Is(err, economy.ErrRepaidFromRefunded) || ledger.FieldOf(err) != "refund_id" {
+				t.Fatalf("reversing r-b, whose debt's repayment drew on z, refunded since: %v", err)
+			}
+			if reason := ledger.Reason(err); !strings.Contains(reason, "drew on apple purchase z-v5, refunded by r-z: ") {
+				t.Errorf("the refusal does not name z's refund: %s", reason)
+			}
+			if _, err := e.svc.TransactionByKey(ctx, "refund-reversal:apple:r-b"); !errors.Is(err, ledger.ErrTransactionNotFound) {
+				t.Fatalf("a refused reversal posted apart from its debt: %v", err)
+			}
+			e.want(t, economy.CoinWallet("v5"), "1321")
+			e.want(t, economy.CoinDebt("v5"), "0")
+
+			for _, id := range []string{"r-z", "r-b"} {
+				if err := reverse(id); err != nil {
+					t.Fatalf("reversing %s: %v", id, err)
+				}
+			}
+			e.want(t, economy.CoinDebt("v5"), "0")
+			e.want(t, economy.CoinWallet("v5"), wantWallet)
+			verifyClean(t, e)
+		})
+	}
+}
+
 // repaidThenRefunded: v1 gifts 900 paid coins of a-v1, which is refunded
 // under the debt policy (r-v1: 900 owed); 900 coins of the next purchase,
 // a-v1b, repay them, and a-v1b is refunded under policy (r-v1b).

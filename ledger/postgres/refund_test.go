@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -87,7 +88,7 @@ func TestLotRefundAndRestore(t *testing.T) {
 		e.wantBalance("loss", "-2.00") // credit-normal in this env
 		_, err = e.svc.Reverse(ctx, ledger.ReverseRequest{IdempotencyKey: "undo-again", TransactionID: again.ID})
 		var refused *ledger.LotRefundedError
-		if !errors.Is(err, ledger.ErrLotRefunded) || !errors.As(err, &refused) || refused.Lot != lot || ledger.KindOf(err) != ledger.FailedPrecondition {
+		if !errors.Is(err, ledger.ErrLotRefunded) || !errors.As(err, &refused) || !slices.Equal(refused.Lots, []uuid.UUID{lot}) || ledger.KindOf(err) != ledger.FailedPrecondition {
 			t.Errorf("reversing a spend of refunded coins: %v, want lot %s named", err, lot)
 		}
 		// Reversing the first reversal would re-take 4 coins from the wallet

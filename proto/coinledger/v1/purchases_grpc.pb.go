@@ -43,8 +43,8 @@ type PurchaseServiceClient interface {
 	// idempotent on (channel, refund_id). A debt the refund added may be taken
 	// back by a second transaction (kind "refund-reversal-debt", named in the
 	// reversal's metadata). FAILED_PRECONDITION on refund_id when that debt was
-	// repaid with coins of another purchase refunded since: reverse that refund
-	// first, then retry.
+	// repaid with coins of another purchase refunded since: the message names
+	// that purchase and its refund; reverse that refund first, then retry.
 	ReverseRefund(ctx context.Context, in *ReverseRefundRequest, opts ...grpc.CallOption) (*ReverseRefundResponse, error)
 }
 
@@ -114,8 +114,8 @@ type PurchaseServiceServer interface {
 	// idempotent on (channel, refund_id). A debt the refund added may be taken
 	// back by a second transaction (kind "refund-reversal-debt", named in the
 	// reversal's metadata). FAILED_PRECONDITION on refund_id when that debt was
-	// repaid with coins of another purchase refunded since: reverse that refund
-	// first, then retry.
+	// repaid with coins of another purchase refunded since: the message names
+	// that purchase and its refund; reverse that refund first, then retry.
 	ReverseRefund(context.Context, *ReverseRefundRequest) (*ReverseRefundResponse, error)
 	mustEmbedUnimplementedPurchaseServiceServer()
 }
