@@ -113,6 +113,9 @@ func (e *LotRefundedError) Error() string {
 	for i, id := range e.Lots {
 		ids[i] = id.String()
 	}
+	if len(ids) == 1 {
+		return "lot " + ids[0] + ": " + ErrLotRefunded.Message
+	}
 	return "lots " + strings.Join(ids, ", ") + ": " + ErrLotRefunded.Message
 }
 

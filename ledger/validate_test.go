@@ -291,6 +291,28 @@ func TestKindOf(t *testing.T) {
 	}
 }
 
+// A reversal refused for refunded lots keeps ErrLotRefunded's kind and
+// identity, and names every lot in its message.
+func TestLotRefundedError(t *testing.T) {
+	a, b := uuid.MustParse("01a25200-0000-7000-8000-000000000001"), uuid.MustParse("01a25200-0000-7000-8000-000000000002")
+	for _, tt := range []struct {
+		lots []uuid.UUID
+		want string
+	}{
+		{[]uuid.UUID{a}, "op: transaction_id: lot " + a.String() + ": a lot the transaction drew on was refunded since"},
+		{[]uuid.UUID{a, b}, "op: transaction_id: lots " + a.String() + ", " + b.String() + ": a lot the transaction drew on was refunded since"},
+	} {
+		err := error(wrap("op", "transaction_id", &LotRefundedError{Lots: tt.lots}))
+		var refused *LotRefundedError
+		if !errors.Is(err, ErrLotRefunded) || KindOf(err) != FailedPrecondition || !errors.As(err, &refused) || len(refused.Lots) != len(tt.lots) {
+			t.Errorf("%v: kind %v, is ErrLotRefunded %t", err, KindOf(err), errors.Is(err, ErrLotRefunded))
+		}
+		if got := err.Error(); got != tt.want {
+			t.Errorf("message %q, want %q", got, tt.want)
+		}
+	}
+}
+
 // Fingerprints are stored with every transaction and compared with retries
 // after upgrades too, so their bytes may never change: the layout spelled out.
 func TestTransactionFingerprintLayout(t *testing.T) {
