@@ -118,8 +118,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, bin: bin, exited: make(chan struct{})}
 	if os.Geteuid() == 0 {
-		if s.cred, err = unprivileged(); err != nil {
+		var as string
+		if s.cred, as, err = unprivileged(user.Lookup); err != nil {
 			return nil, err
+		}
+		if as == "nobody" && !cfg.Throwaway {
+			cfg.Logger.Warn("running PostgreSQL as nobody, for want of a postgres user: other processes running as nobody can read the ledger's data; create a postgres user",
+				"data_dir", cfg.DataDir)
 		}
 	}
 	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
@@ -181,17 +186,19 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func unprivileged() (*syscall.Credential, error) {
+// unprivileged picks the user a root process runs PostgreSQL as: postgres,
+// else nobody.
+func unprivileged(lookup func(string) (*user.User, error)) (*syscall.Credential, string, error) {
 	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
+		u, err := lookup(name)
 		if err != nil {
 			continue
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, name, nil
 	}
-	return nil, errors.New("running as root, and PostgreSQL refuses to: no 'postgres' or 'nobody' user to run it as")
+	return nil, "", errors.New("running as root, and PostgreSQL refuses to: no 'postgres' or 'nobody' user to run it as")
 }
 
 func (s *Server) chown(path string) error {

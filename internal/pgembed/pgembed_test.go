@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,36 @@ func TestNoBinariesSaysHowToInstall(t *testing.T) {
 	_, err := Start(context.Background(), Config{DataDir: t.TempDir()})
 	if !errors.Is(err, ErrNoBinaries) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestUnprivilegedUser(t *testing.T) {
+	users := map[string]*user.User{"postgres": {Uid: "101", Gid: "102"}, "nobody": {Uid: "65534", Gid: "65534"}}
+	for _, tt := range []struct {
+		have    []string
+		want    string
+		wantUID uint32
+	}{
+		{[]string{"postgres", "nobody"}, "postgres", 101},
+		{[]string{"nobody"}, "nobody", 65534},
+		{nil, "", 0},
+	} {
+		lookup := func(name string) (*user.User, error) {
+			if slices.Contains(tt.have, name) {
+				return users[name], nil
+			}
+			return nil, user.UnknownUserError(name)
+		}
+		cred, as, err := unprivileged(lookup)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("with %v: %v, want an error", tt.have, as)
+			}
+			continue
+		}
+		if err != nil || as != tt.want || cred.Uid != tt.wantUID {
+			t.Errorf("with %v: %s %+v %v, want %s", tt.have, as, cred, err, tt.want)
+		}
 	}
 }
 
