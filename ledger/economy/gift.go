@@ -1,6 +1,7 @@
 package economy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 			{Account: CoinIssued, Side: ledger.Credit, Amount: coins},
 		},
 		Relieve: &ledger.Relief{Account: CoinWallet(req.Viewer), Legs: giftReliefLegs},
-		Carries: earningsCarries(terms, false),
+		Carries: earningsCarries(terms, false, nil),
 		// No gift while the viewer owes coins: whatever they hold repays first.
 		Expect: []ledger.Expectation{{Account: CoinDebt(req.Viewer), Balance: decimal.Zero}},
 	}
@@ -219,8 +220,9 @@ var giftReliefLegs = func() map[string]ledger.ReliefLeg {
 // earningsCarries adds each earner's diamonds to their carry, or takes them
 // back. Whole granules mint pending diamonds for the release day and move
 // their value from creator cost into the earner's payable; taking diamonds
-// back runs the same legs the other way.
-func earningsCarries(t *GiftTerms, takeBack bool) []ledger.Carry {
+// back runs the same legs the other way, through the pending account lent
+// (by earner) where the release day's cannot give the granules back.
+func earningsCarries(t *GiftTerms, takeBack bool, lent map[string]string) []ledger.Carry {
 	cost := FiatAccount(CreatorShareCost, t.Currency)
 	granule, perGranule, shares := t.decimals()
 	out := make([]ledger.Carry, 0, len(shares))
@@ -236,7 +238,7 @@ func earningsCarries(t *GiftTerms, takeBack bool) []ledger.Carry {
 			Account: DiamondCarry(s.earner), Source: DiamondFracIssued,
 			Fraction: fraction, Granule: granule,
 			Legs: []ledger.CarryLeg{
-				{From: DiamondIssued, To: PendingDiamonds(s.earner, t.releaseDay()), PerGranule: granule},
+				{From: DiamondIssued, To: cmp.Or(lent[s.earner], PendingDiamonds(s.earner, t.releaseDay())), PerGranule: granule},
 				{From: cost, To: CreatorPayable(s.earner, t.Currency), PerGranule: perGranule},
 			},
 		})
@@ -447,7 +449,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		Kind:           "gift-reversal",
 		Metadata:       meta,
 		Postings:       postings,
-		Carries:        earningsCarries(terms, true),
+		Carries:        earningsCarries(terms, true, nil),
 		Reverses:       &id,
 		// A blocked viewer's gifts are the ones most likely to be undone
 		// (fraud): the coins go back into the frozen wallet.
@@ -472,8 +474,24 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		if released {
 			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: ErrEarningsReleased}
 		}
+		// Or the carry's take-back needs a granule that a later day's gift
+		// minted into that day's pending account: the gift's fraction went
+		// into it. An earner's pending day that holds the granules lends them.
+		lent, lerr := e.lendingPending(ctx, terms)
+		if lerr != nil {
+			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: lerr}
+		}
+		reversal.Carries = earningsCarries(terms, true, lent)
 		if attempt == 3 {
 			break
+		}
+	}
+	if errors.Is(err, ledger.ErrIdempotencyConflict) {
+		// A reversal of this gift for this reason, posted under the key with
+		// another day's pending account lending the granules, is this one.
+		if done, derr := e.ledger.TransactionByKey(ctx, key); derr == nil && sameGiftReversal(done, gift.ID, req.Reason) {
+			done.Replayed = true
+			tx, err = done, nil
 		}
 	}
 	// Which posting, lot or reversal refused is the ledger's detail: the
@@ -488,6 +506,60 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 	// once, as a purchase's do; a retry finishes a settlement a crash left
 	// undone.
 	return tx, e.settleDebt(ctx, terms.Viewer, key)
+}
+
+// sameGiftReversal tells whether tx reverses gift for reason.
+func sameGiftReversal(tx *ledger.Transaction, gift uuid.UUID, reason string) bool {
+	var meta map[string]string
+	if tx.Kind != "gift-reversal" || tx.Reverses == nil || *tx.Reverses != gift || json.Unmarshal(tx.Metadata, &meta) != nil {
+		return false
+	}
+	return meta["reason"] == reason
+}
+
+// lendingPending names, for each earner of a gift whose release day's
+// pending account holds fewer diamonds than the gift's share in whole
+// granules, the latest of the earner's pending accounts that holds them.
+// None holding them: the diamonds were released (ErrEarningsReleased).
+func (e *Economy) lendingPending(ctx context.Context, t *GiftTerms) (map[string]string, error) {
+	granule, _, shares := t.decimals()
+	lent := map[string]string{}
+	for _, s := range shares {
+		if s.diamonds.IsZero() {
+			continue
+		}
+		need := s.diamonds.Div(granule).Ceil().Mul(granule)
+		own := PendingDiamonds(s.earner, t.releaseDay())
+		best, bestDay := "", time.Time{}
+		var after string
+		for {
+			page, err := e.ledger.Accounts(ctx, PendingDiamondsPrefix(s.earner), after, 500)
+			if err != nil || len(page) == 0 {
+				if err != nil {
+					return nil, err
+				}
+				break
+			}
+			after = page[len(page)-1].Name
+			held, err := e.ledger.Balances(ctx, page, time.Time{})
+			if err != nil {
+				return nil, err
+			}
+			for i, a := range page {
+				earner, day, ok := ParsePending(a.Name)
+				if ok && earner == s.earner && !held[i].LessThan(need) && (best == "" || a.Name == own || (best != own && day.After(bestDay))) {
+					best, bestDay = a.Name, day
+				}
+			}
+		}
+		if best == "" {
+			return nil, ErrEarningsReleased
+		}
+		if best != own {
+			lent[s.earner] = best
+		}
+	}
+	return lent, nil
 }
 
 // releasedSince tells whether a pending account holds fewer diamonds than

@@ -246,6 +246,71 @@ func TestReverseGift(t *testing.T) {
 // other. Every reversal must still succeed and leave nothing behind.
 // Regression: a reversal drew only on its own lane's row and was refused
 // ("DIAMOND:pending would be -1") when the fraction sat in the other.
+// A gift whose diamonds stayed in its earner's carry (half a diamond; a
+// granule is 2) is reversed after the next day's gifts minted the carry's
+// granule into the next day's pending account: that day lends the granule
+// back, and the earner keeps exactly the other gifts' diamonds. A retry
+// under the key is answered with it; once no pending day holds a granule
+// (released), the reversal is refused ErrEarningsReleased.
+func TestReverseGiftWhoseFractionANextDayGiftMinted(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	g1, err := e.eco.SendGift(ctx, gift("s1", "v1", "c1", "rose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextDay := t0.Add(24 * time.Hour)
+	next := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
+	sent := map[string]*ledger.Transaction{}
+	for _, k := range []string{"s2", "s3", "s4"} {
+		g := gift(k, "v1", "c1", "rose")
+		g.SentAt = nextDay
+		if sent[k], err = next.SendGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
+	e.want(t, later, "2")
+	e.want(t, economy.DiamondCarry("c1"), "0")
+	req := economy.ReverseGiftRequest{Key: "fraud-s1", GiftTx: g1.ID.String(), Reason: "stolen card"}
+	rev, err := next.ReverseGift(ctx, req)
+	if err != nil {
+		t.Fatalf("reversing a gift whose fraction the next day's gift minted: %v", err)
+	}
+	e.want(t, later, "0")
+	e.want(t, economy.DiamondCarry("c1"), "1.5") // three roses' half diamonds
+	e.want(t, economy.PendingDiamonds("c1", releaseDay), "0")
+	again, err := next.ReverseGift(ctx, req)
+	if err != nil || !again.Replayed || again.ID != rev.ID {
+		t.Fatalf("retried reversal: %v, %v", again, err)
+	}
+	req.Reason = "another reason"
+	if _, err := next.ReverseGift(ctx, req); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		t.Errorf("the key with another reason: %v", err)
+	}
+	verifyClean(t, e)
+
+	// s5 mints the carry's granule into the next day's pending account
+	// again, and that day is released: no pending day holds the granule
+	// that taking s2's half diamond back needs.
+	s5 := gift("s5", "v1", "c1", "rose")
+	s5.SentAt = nextDay
+	if _, err := next.SendGift(ctx, s5); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, later, "2")
+	over := releaseDay.Add(48 * time.Hour)
+	if _, err := economy.New(e.svc, e.cat, func() time.Time { return over }).ReleaseEarnings(ctx, over, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, later, "0")
+	_, err = next.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-s2", GiftTx: sent["s2"].ID.String(), Reason: "stolen card"})
+	if !errors.Is(err, economy.ErrEarningsReleased) || ledger.FieldOf(err) != "gift_tx" {
+		t.Errorf("reversing s2 once its granule was released: %v", err)
+	}
+	verifyClean(t, e)
+}
+
 func TestReverseGiftsAcrossLanes(t *testing.T) {
 	e := giftEnv(t, 2)
 	ctx := context.Background()

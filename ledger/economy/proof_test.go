@@ -153,8 +153,8 @@ func TestRandomizedEconomy(t *testing.T) {
 					// As of a time the release day is over but not yet closed,
 					// so every run reads it: gifts keep landing in it here,
 					// their clock being the day the test started.
-					rep, err := later.ReleaseEarnings(ctx, releaseDay.Add(47*time.Hour), nil)
-					if err != nil {
+					rep, err := later.ReleaseEarnings(ctx, releaseDay.Add(23*time.Hour), nil)
+					if err != nil && !errors.Is(err, economy.ErrReleaseRaced) {
 						t.Errorf("release: %v", err)
 						return
 					}

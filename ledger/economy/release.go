@@ -172,8 +172,12 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 				{Account: AvailableDiamonds(earner), Side: ledger.Credit, Amount: bal},
 			},
 		})
-		if errors.Is(err, ledger.ErrInsufficientFunds) && attempt < 3 {
-			continue
+		if errors.Is(err, ledger.ErrInsufficientFunds) {
+			// Gift reversals or clawbacks took diamonds back since the read.
+			if attempt < releaseAttempts-1 {
+				continue
+			}
+			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: ErrReleaseRaced, Message: pending}
 		}
 		if err != nil {
 			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
@@ -181,6 +185,16 @@ func (e *Economy) release(ctx context.Context, op, pending, earner string) (deci
 		return bal, nil
 	}
 }
+
+// releaseAttempts bounds how often release reads a pending account again
+// after diamonds were taken back from it between its read and its post.
+const releaseAttempts = 8
+
+// ErrReleaseRaced stops a release run whose pending account kept shrinking
+// (gift reversals and clawbacks taking diamonds back) on every attempt. The
+// run releases nothing more and closes no day; the next run goes on.
+var ErrReleaseRaced = &ledger.Error{Kind: ledger.Aborted,
+	Message: "diamonds kept being taken back from the pending account while it was released; the next run releases it"}
 
 // ParsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
 func ParsePending(name string) (string, time.Time, bool) {

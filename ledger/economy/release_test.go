@@ -2,6 +2,7 @@ package economy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 )
 
@@ -129,5 +131,48 @@ func TestReleaseWhileGiftsArrive(t *testing.T) {
 	}
 	e.want(t, economy.AvailableDiamonds("c1"), "500")
 	e.want(t, pending, "166")
+	verifyClean(t, e)
+}
+
+// TestReleaseRacedOnEveryAttempt: diamonds taken back from a pending account
+// between each of the release's reads and its post stop the run with
+// ErrReleaseRaced (Aborted) after its attempts, with nothing released and
+// no day closed; the next run releases the account.
+func TestReleaseRacedOnEveryAttempt(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil { // 500 diamonds
+		t.Fatal(err)
+	}
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	takes := 0
+	racing := racingLedger{Ledger: e.svc, victimKey: "release:" + pending, before: func(ctx context.Context) error {
+		takes++ // a stand-in for a gift reversal's take-back
+		_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: fmt.Sprintf("take-%d", takes), Kind: "test-take-back",
+			Postings: []ledger.PostingRequest{
+				{Account: pending, Side: ledger.Debit, Amount: dec("2")},
+				{Account: economy.DiamondIssued, Side: ledger.Credit, Amount: dec("2")},
+			}})
+		return err
+	}}
+	closing := releaseDay.Add(48 * time.Hour)
+	closedBefore, err := e.db.ReleaseClosedThrough(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := economy.New(racing, e.cat, func() time.Time { return closing }).ReleaseEarnings(ctx, closing, nil)
+	if !errors.Is(err, economy.ErrReleaseRaced) || ledger.KindOf(err) != ledger.Aborted || rep.Released != 0 {
+		t.Fatalf("release raced on every attempt: %+v %v", rep, err)
+	}
+	if closed, err := e.db.ReleaseClosedThrough(ctx); err != nil || closed != closedBefore {
+		t.Errorf("a raced run closed days through %q (was %q): %v", closed, closedBefore, err)
+	}
+	e.want(t, pending, fmt.Sprint(500-2*takes))
+	rep, err = economy.New(e.svc, e.cat, func() time.Time { return closing }).ReleaseEarnings(ctx, closing, nil)
+	if err != nil || rep.Released != 1 {
+		t.Fatalf("the next run: %+v %v", rep, err)
+	}
+	e.want(t, pending, "0")
+	e.want(t, economy.AvailableDiamonds("c1"), fmt.Sprint(500-2*takes))
 	verifyClean(t, e)
 }
