@@ -528,38 +528,53 @@ func (e *Economy) lendingPending(ctx context.Context, t *GiftTerms) (map[string]
 		if s.diamonds.IsZero() {
 			continue
 		}
+		// At most this many come back out of pending: the carry is never negative.
 		need := s.diamonds.Div(granule).Ceil().Mul(granule)
 		own := PendingDiamonds(s.earner, t.releaseDay())
-		best, bestDay := "", time.Time{}
-		var after string
-		for {
-			page, err := e.ledger.Accounts(ctx, PendingDiamondsPrefix(s.earner), after, 500)
-			if err != nil || len(page) == 0 {
-				if err != nil {
-					return nil, err
-				}
-				break
-			}
-			after = page[len(page)-1].Name
-			held, err := e.ledger.Balances(ctx, page, time.Time{})
-			if err != nil {
-				return nil, err
-			}
-			for i, a := range page {
-				earner, day, ok := ParsePending(a.Name)
-				if ok && earner == s.earner && !held[i].LessThan(need) && (best == "" || a.Name == own || (best != own && day.After(bestDay))) {
-					best, bestDay = a.Name, day
-				}
-			}
+		lender, err := e.pendingHolding(ctx, s.earner, own, need)
+		if err != nil {
+			return nil, err
 		}
-		if best == "" {
+		if lender == "" {
 			return nil, ErrEarningsReleased
 		}
-		if best != own {
-			lent[s.earner] = best
+		if lender != own {
+			lent[s.earner] = lender
 		}
 	}
 	return lent, nil
+}
+
+// pendingHolding names earner's pending account that holds at least need
+// diamonds: prefer, if it does, else the latest day's ("": none).
+func (e *Economy) pendingHolding(ctx context.Context, earner, prefer string, need decimal.Decimal) (string, error) {
+	best, bestDay := "", time.Time{}
+	for after := ""; ; {
+		page, err := e.ledger.Accounts(ctx, PendingDiamondsPrefix(earner), after, ledger.MaxPage)
+		if err != nil || len(page) == 0 {
+			return best, err
+		}
+		held, err := e.ledger.Balances(ctx, page, time.Time{})
+		if err != nil {
+			return "", err
+		}
+		for i, a := range page {
+			of, day, ok := ParsePending(a.Name)
+			if !ok || of != earner || held[i].LessThan(need) {
+				continue
+			}
+			if a.Name == prefer {
+				return prefer, nil
+			}
+			if day.After(bestDay) {
+				best, bestDay = a.Name, day
+			}
+		}
+		if len(page) < ledger.MaxPage {
+			return best, nil
+		}
+		after = page[len(page)-1].Name
+	}
 }
 
 // releasedSince tells whether a pending account holds fewer diamonds than
