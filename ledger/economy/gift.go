@@ -531,7 +531,7 @@ func (e *Economy) lendingPending(ctx context.Context, t *GiftTerms) (map[string]
 		// At most this many come back out of pending: the carry is never negative.
 		need := s.diamonds.Div(granule).Ceil().Mul(granule)
 		own := PendingDiamonds(s.earner, t.releaseDay())
-		lender, err := e.pendingHolding(ctx, s.earner, own, need)
+		lender, err := e.pendingHolding(ctx, s.earner, own, need, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -546,8 +546,9 @@ func (e *Economy) lendingPending(ctx context.Context, t *GiftTerms) (map[string]
 }
 
 // pendingHolding names earner's pending account that holds at least need
-// diamonds: prefer, if it does, else the latest day's ("": none).
-func (e *Economy) pendingHolding(ctx context.Context, earner, prefer string, need decimal.Decimal) (string, error) {
+// diamonds beyond those already taken from it: prefer, if it does, else the
+// latest day's ("": none).
+func (e *Economy) pendingHolding(ctx context.Context, earner, prefer string, need decimal.Decimal, taken map[string]decimal.Decimal) (string, error) {
 	best, bestDay := "", time.Time{}
 	for after := ""; ; {
 		page, err := e.ledger.Accounts(ctx, PendingDiamondsPrefix(earner), after, ledger.MaxPage)
@@ -560,7 +561,7 @@ func (e *Economy) pendingHolding(ctx context.Context, earner, prefer string, nee
 		}
 		for i, a := range page {
 			of, day, ok := ParsePending(a.Name)
-			if !ok || of != earner || held[i].LessThan(need) {
+			if !ok || of != earner || held[i].Sub(taken[a.Name]).LessThan(need) {
 				continue
 			}
 			if a.Name == prefer {

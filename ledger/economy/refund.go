@@ -1,6 +1,7 @@
 package economy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,11 +86,20 @@ type Clawback struct {
 	Granule    string `json:"granule"`
 	Value      string `json:"diamond_value"`
 	Currency   string `json:"currency"`
+	// Lender is the pending account the granules come out of when the
+	// release day's cannot give them back: a later day's gift minted the
+	// granule that this gift's fraction went into.
+	Lender string `json:"lender,omitempty"`
 }
 
 func (c Clawback) releaseDay() time.Time {
 	d, _ := time.Parse(releaseDayLayout, c.ReleaseDay)
 	return d
+}
+
+// pending is the account the clawback's granules come out of.
+func (c Clawback) pending() string {
+	return cmp.Or(c.Lender, PendingDiamonds(c.Earner, c.releaseDay()))
 }
 
 const maxRefundAttempts = 5
@@ -315,13 +325,12 @@ func (e *Economy) refundPostings(ctx context.Context, plan *RefundPlan, ch Chann
 	}
 	var carries []ledger.Carry
 	for _, c := range plan.Clawbacks {
-		day := c.releaseDay()
 		granule := decimal.RequireFromString(c.Granule)
 		carries = append(carries, ledger.Carry{
 			Account: DiamondCarry(c.Earner), Source: DiamondFracIssued,
 			Fraction: decimal.RequireFromString(c.Diamonds).Mul(decimal.NewFromInt(-sign)), Granule: granule,
 			Legs: []ledger.CarryLeg{
-				{From: DiamondIssued, To: PendingDiamonds(c.Earner, day), PerGranule: granule},
+				{From: DiamondIssued, To: c.pending(), PerGranule: granule},
 				// Diamonds taken back reduce the loss by what the platform no
 				// longer owes for them.
 				{From: lossAccount(c.Currency), To: CreatorPayable(c.Earner, c.Currency), PerGranule: granule.Mul(decimal.RequireFromString(c.Value))},
@@ -447,6 +456,53 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 	for _, t := range order {
 		plan.Clawbacks = append(plan.Clawbacks, *byTarget[t])
 	}
+	return e.lendGranules(ctx, plan)
+}
+
+// lendGranules works out, in the order the ledger applies them, how many
+// whole granules each clawback's take-back returns from pending, given the
+// carries as they stand. Where its release day's account holds fewer, the
+// latest of the earner's pending accounts holding them lends them; where
+// none does, the clawback is dropped and its value stays loss. A carry or
+// pending account that moves before the refund posts refuses it, and the
+// refund is planned again.
+func (e *Economy) lendGranules(ctx context.Context, plan *RefundPlan) error {
+	carry := map[string]decimal.Decimal{} // earner → carry as the take-backs so far leave it
+	taken := map[string]decimal.Decimal{} // pending account → diamonds the take-backs so far return from it
+	kept := plan.Clawbacks[:0]
+	for _, c := range plan.Clawbacks {
+		left, ok := carry[c.Earner]
+		if !ok {
+			held, err := e.ledger.Balance(ctx, DiamondCarry(c.Earner), time.Time{})
+			if err != nil {
+				return err
+			}
+			left = held
+		}
+		left = left.Sub(decimal.RequireFromString(c.Diamonds))
+		if left.Sign() >= 0 {
+			carry[c.Earner] = left
+			kept = append(kept, c)
+			continue
+		}
+		granule := decimal.RequireFromString(c.Granule)
+		need := left.Neg().Div(granule).Ceil().Mul(granule)
+		own := PendingDiamonds(c.Earner, c.releaseDay())
+		lender, err := e.pendingHolding(ctx, c.Earner, own, need, taken)
+		if err != nil {
+			return err
+		}
+		if lender == "" {
+			continue // none holds them (released, or taken back): the value stays loss
+		}
+		if lender != own {
+			c.Lender = lender
+		}
+		taken[lender] = taken[lender].Add(need)
+		carry[c.Earner] = left.Add(need)
+		kept = append(kept, c)
+	}
+	plan.Clawbacks = kept
 	return nil
 }
 
@@ -671,11 +727,11 @@ func abortedRepaidAgain(op string) error {
 // again, finishing what a crash left undone.
 func (e *Economy) releaseRestored(ctx context.Context, op string, plan *RefundPlan) error {
 	for _, c := range plan.Clawbacks {
-		day := c.releaseDay()
+		_, day, _ := ParsePending(c.pending())
 		if day.Add(24 * time.Hour).After(e.clock()) {
 			continue
 		}
-		if _, err := e.release(ctx, op, PendingDiamonds(c.Earner, day), c.Earner); err != nil {
+		if _, err := e.release(ctx, op, c.pending(), c.Earner); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package economy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -342,5 +343,167 @@ func TestRefundAfterADayWasReleased(t *testing.T) {
 		t.Errorf("refund:\n got %s\nwant %s", got, want)
 	}
 	e.want(t, day2, "0")
+	verifyClean(t, e)
+}
+
+// refundWithClawbacks refunds with ClawbackThenLoss and returns the plan
+// the refund stored.
+func refundWithClawbacks(t *testing.T, eco *economy.Economy, r economy.RefundRequest) economy.RefundPlan {
+	t.Helper()
+	tx, err := eco.Refund(context.Background(), r, economy.ClawbackThenLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan economy.RefundPlan
+	if err := json.Unmarshal(tx.Metadata, &plan); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// TestRefundClawsBackAGranuleANextDayGiftMinted: a refund whose spent coins
+// went into gifts on two days, the first day's gift leaving its half diamond
+// in c1's carry and the next day's gifts minting that carry's granule into
+// the next day's pending account. Taking the first gift's half back needs a
+// granule its own day never held: the next day's account lends it, rather
+// than the whole clawback being given up as loss.
+func TestRefundClawsBackAGranuleANextDayGiftMinted(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v5", "c1", "rose")); err != nil {
+		t.Fatal(err)
+	}
+	nextDay := t0.Add(24 * time.Hour)
+	next := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
+	for _, k := range []string{"s2", "s3", "s4"} {
+		g := gift(k, "v5", "c1", "rose")
+		g.SentAt = nextDay
+		if _, err := next.SendGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	own, later := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
+	e.want(t, own, "0")
+	e.want(t, later, "2")
+	r := refund("a-v5", "r-v5", 0)
+	r.RefundedAt = nextDay
+	plan := refundWithClawbacks(t, next, r)
+	if plan.Policy != economy.ClawbackThenLoss || len(plan.Clawbacks) != 2 {
+		t.Fatalf("plan: policy %s, clawbacks %+v", plan.Policy, plan.Clawbacks)
+	}
+	// All four half diamonds come back: the granule out of the next day's
+	// account, with its 0.01 USD off the loss.
+	e.want(t, later, "0")
+	e.want(t, own, "0")
+	e.want(t, economy.DiamondCarry("c1"), "0")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "0")
+	verifyClean(t, e)
+
+	// Reversed, the granule goes back where it came from.
+	if _, err := next.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v5"}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, later, "2")
+	e.want(t, own, "0")
+	e.want(t, economy.DiamondCarry("c1"), "0")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "0.01")
+	verifyClean(t, e)
+}
+
+// TestRefundDropsAClawbackWhoseGranuleWasReleased: the granule that taking
+// a gift's fraction back needs was minted by late gifts into the day before
+// and released with it. That clawback is dropped (its value stays loss),
+// and the refund still claws back the other earners' pending diamonds,
+// rather than giving every clawback up.
+func TestRefundDropsAClawbackWhoseGranuleWasReleased(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	midnight := t0.Add(12 * time.Hour)
+	at := func(d time.Duration) *economy.Economy {
+		return economy.New(e.svc, e.cat, func() time.Time { return midnight.Add(d) })
+	}
+	send := func(eco *economy.Economy, key, creator, giftID string, sent time.Time) {
+		t.Helper()
+		g := gift(key, "v5", creator, giftID)
+		g.SentAt = sent
+		if _, err := eco.SendGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(at(10*time.Minute), "g1", "c1", "rose", midnight.Add(10*time.Minute)) // half a diamond into c1's carry
+	send(at(10*time.Minute), "lion", "c2", "lion", midnight.Add(10*time.Minute))
+	for _, k := range []string{"s2", "s3", "s4"} { // sent before midnight, seen after: the granule goes to the day before
+		send(at(15*time.Minute), k, "c1", "rose", midnight.Add(-20*time.Minute))
+	}
+	before, own := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
+	e.want(t, before, "2")
+	e.want(t, own, "0")
+	over := releaseDay.Add(25 * time.Hour) // the day before is over, g1's is not
+	if rep, err := at(over.Sub(midnight)).ReleaseEarnings(ctx, over, nil); err != nil || rep.Released == 0 {
+		t.Fatalf("release: %+v %v", rep, err)
+	}
+	e.want(t, before, "0")
+	r := refund("a-v5", "r-v5", 0)
+	r.RefundedAt = over
+	plan := refundWithClawbacks(t, at(over.Sub(midnight)), r)
+	var earners []string
+	for _, c := range plan.Clawbacks {
+		earners = append(earners, c.Earner)
+	}
+	if plan.Policy != economy.ClawbackThenLoss || strings.Join(earners, ",") != economy.AgencyEarner("ag1")+",c2" {
+		t.Fatalf("plan: policy %s, clawbacks from %v", plan.Policy, earners)
+	}
+	e.want(t, economy.PendingDiamonds("c2", releaseDay.Add(24*time.Hour)), "0")
+	e.want(t, economy.PendingDiamonds(economy.AgencyEarner("ag1"), releaseDay.Add(24*time.Hour)), "0")
+	e.want(t, economy.DiamondCarry("c1"), "0") // c1 keeps the half diamond: loss
+	verifyClean(t, e)
+}
+
+// TestRefundClawbacksBorrowFromTwoDays: two of a refund's clawbacks each
+// need a granule that their own days never held, and each of two later days
+// holds one: the second clawback borrows from the day the first left whole.
+func TestRefundClawbacksBorrowFromTwoDays(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	day := func(n int) time.Time { return t0.Add(time.Duration(n) * 24 * time.Hour) }
+	send := func(key, viewer string, n int) {
+		t.Helper()
+		g := gift(key, viewer, "c1", "rose")
+		g.SentAt = day(n)
+		if _, err := economy.New(e.svc, e.cat, func() time.Time { return day(n) }).SendGift(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v5's three half diamonds a day leave c1's carry at 1.5; v1's next rose
+	// mints the granule into its own day.
+	for _, g := range []struct {
+		key, viewer string
+		day         int
+	}{{"a1", "v5", 0}, {"a2", "v5", 0}, {"a3", "v5", 0}, {"l1", "v1", 2}, {"b1", "v5", 1}, {"b2", "v5", 1}, {"b3", "v5", 1}, {"l2", "v1", 3}} {
+		send(g.key, g.viewer, g.day)
+	}
+	pending := func(n int) string {
+		return economy.PendingDiamonds("c1", releaseDay.Add(time.Duration(n)*24*time.Hour))
+	}
+	for n, want := range []string{"0", "0", "2", "2"} {
+		e.want(t, pending(n), want)
+	}
+	r := refund("a-v5", "r-v5", 0)
+	r.RefundedAt = day(3)
+	plan := refundWithClawbacks(t, economy.New(e.svc, e.cat, func() time.Time { return day(3) }), r)
+	var lenders []string
+	for _, c := range plan.Clawbacks {
+		lenders = append(lenders, c.Lender)
+	}
+	if want := pending(3) + "," + pending(2); strings.Join(lenders, ",") != want {
+		t.Errorf("lenders %v, want %s", lenders, want)
+	}
+	for n := range 4 {
+		e.want(t, pending(n), "0")
+	}
+	e.want(t, economy.DiamondCarry("c1"), "1") // v1's two roses
 	verifyClean(t, e)
 }
