@@ -17,7 +17,8 @@ import (
 	"github.com/coinledger/coinledger/ledger/economy"
 )
 
-// TestRandomizedEconomy runs 2,400 purchases, promo grants, gifts, releases,
+// TestRandomizedEconomy runs 2,400 purchases, promo grants, gifts (a third of
+// them on a second day), releases,
 // refunds (of spent coins too, and in parts), refund reversals and gift
 // reversals from concurrent goroutines, a quarter of them retried, while
 // viewers are blocked and unblocked (their gifts and promo grants may be
@@ -35,6 +36,11 @@ func TestRandomizedEconomy(t *testing.T) {
 	// with refunds that still see those gifts as pending: clawbacks race the
 	// release job.
 	later := economy.New(e.svc, e.cat, func() time.Time { return releaseDay.Add(48 * time.Hour) })
+	// A third of the gifts are sent the next day, into a release day that
+	// the release runs leave pending: take-backs of the first day's gifts
+	// whose granules that day cannot give back borrow from it.
+	nextDay := t0.Add(24 * time.Hour)
+	tomorrow := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
 	const workers, ops, viewers = 8, 300, 10
 	var mu sync.Mutex
 	acked := map[string]uuid.UUID{}
@@ -76,6 +82,7 @@ func TestRandomizedEconomy(t *testing.T) {
 					s.id, s.coins = fmt.Sprintf("promo-%d-%d", w, i), int64(1+rng.IntN(400))
 				case s.op < 14:
 					s.id, s.creator, s.giftID = fmt.Sprintf("g-%d-%d", w, i), []string{"c1", "c2"}[rng.IntN(2)], []string{"rose", "lion", "odd"}[rng.IntN(3)]
+					s.nextDay = rng.IntN(3) == 0
 				case s.op < 17:
 					s.id, s.target = fmt.Sprintf("r-%d-%d", w, i), pick(&purchases)
 					s.coins = int64(rng.IntN(2) * (1 + rng.IntN(1321)))
@@ -128,8 +135,11 @@ func TestRandomizedEconomy(t *testing.T) {
 					req := economy.PromoRequest{IdempotencyKey: s.id, User: s.viewer, Coins: s.coins}
 					call = func() (*ledger.Transaction, error) { return e.eco.GrantPromo(ctx, req) }
 				case op < 14:
-					req := gift(s.id, s.viewer, s.creator, s.giftID)
-					call = func() (*ledger.Transaction, error) { return e.eco.SendGift(ctx, req) }
+					req, eco := gift(s.id, s.viewer, s.creator, s.giftID), e.eco
+					if s.nextDay {
+						req.SentAt, eco = nextDay, tomorrow
+					}
+					call = func() (*ledger.Transaction, error) { return eco.SendGift(ctx, req) }
 					record = func(tx *ledger.Transaction) {
 						gifts = append(gifts, tx.ID.String())
 						giftTx[s.id] = tx.ID.String()
@@ -342,6 +352,7 @@ type step struct {
 	creator, giftID    string
 	coins              int64 // a promo grant's coins; a refund's coins the store says were consumed
 	policy             economy.RefundPolicy
+	nextDay            bool // a gift sent the day after the others
 }
 
 // chain is TestReverseTwoDebtRefundsInEitherOrder's chain for a viewer of
