@@ -56,6 +56,7 @@ fuzz: ## run each fuzz target for 20s (the API's requests for 60s)
 	$(FUZZ) ./ledger FuzzDigitCounts 20s
 	$(FUZZ) ./ledger FuzzSum 20s
 	$(FUZZ) ./ledger/economy FuzzGranule 20s
+	$(FUZZ) ./ledger/economy FuzzSplitTakeBack 20s
 	$(FUZZ) ./internal/loadgen FuzzDecodeAck 20s
 	$(FUZZ) ./internal/cpuclock FuzzProcessFields 20s
 	# These need no database: a URL that is never dialled keeps each fuzzing

@@ -1,7 +1,6 @@
 package economy
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -180,7 +179,7 @@ func (e *Economy) SendGift(ctx context.Context, req GiftRequest) (*ledger.Transa
 			{Account: CoinIssued, Side: ledger.Credit, Amount: coins},
 		},
 		Relieve: &ledger.Relief{Account: CoinWallet(req.Viewer), Legs: giftReliefLegs},
-		Carries: earningsCarries(terms, false, nil),
+		Carries: earningsCarries(terms),
 		// No gift while the viewer owes coins: whatever they hold repays first.
 		Expect: []ledger.Expectation{{Account: CoinDebt(req.Viewer), Balance: decimal.Zero}},
 	}
@@ -217,33 +216,76 @@ var giftReliefLegs = func() map[string]ledger.ReliefLeg {
 	return legs
 }()
 
-// earningsCarries adds each earner's diamonds to their carry, or takes them
-// back. Whole granules mint pending diamonds for the release day and move
-// their value from creator cost into the earner's payable; taking diamonds
-// back runs the same legs the other way, through the pending account lent
-// (by earner) where the release day's cannot give the granules back.
-func earningsCarries(t *GiftTerms, takeBack bool, lent map[string]string) []ledger.Carry {
-	cost := FiatAccount(CreatorShareCost, t.Currency)
-	granule, perGranule, shares := t.decimals()
+// earningsCarries adds each earner's diamonds to their carry. Whole
+// granules mint pending diamonds for the release day and move their value
+// from creator cost into the earner's payable.
+func earningsCarries(t *GiftTerms) []ledger.Carry {
+	granule, _, shares := t.decimals()
+	out := make([]ledger.Carry, 0, len(shares))
+	for _, s := range shares {
+		if !s.diamonds.IsZero() {
+			out = append(out, earningsCarry(t, s.earner, s.diamonds, PendingDiamonds(s.earner, t.releaseDay()), granule))
+		}
+	}
+	return out
+}
+
+// earningsCarry adds diamonds to earner's carry (negative: takes them back),
+// minting whole granules into pending (taking them back out of it).
+func earningsCarry(t *GiftTerms, earner string, diamonds decimal.Decimal, pending string, granule decimal.Decimal) ledger.Carry {
+	_, perGranule, _ := t.decimals()
+	return ledger.Carry{
+		Account: DiamondCarry(earner), Source: DiamondFracIssued,
+		Fraction: diamonds, Granule: granule,
+		Legs: []ledger.CarryLeg{
+			{From: DiamondIssued, To: pending, PerGranule: granule},
+			{From: FiatAccount(CreatorShareCost, t.Currency), To: CreatorPayable(earner, t.Currency), PerGranule: perGranule},
+		},
+	}
+}
+
+// takeBackCarries takes each earner's diamonds of a gift back: in the parts
+// split names for the earner, else whole, returning granules out of the
+// release day's pending account.
+func takeBackCarries(t *GiftTerms, split map[string][]takeBackPart) []ledger.Carry {
+	granule, _, shares := t.decimals()
 	out := make([]ledger.Carry, 0, len(shares))
 	for _, s := range shares {
 		if s.diamonds.IsZero() {
 			continue
 		}
-		fraction := s.diamonds
-		if takeBack {
-			fraction = fraction.Neg()
+		parts, ok := split[s.earner]
+		if !ok {
+			parts = []takeBackPart{{s.diamonds, PendingDiamonds(s.earner, t.releaseDay())}}
 		}
-		out = append(out, ledger.Carry{
-			Account: DiamondCarry(s.earner), Source: DiamondFracIssued,
-			Fraction: fraction, Granule: granule,
-			Legs: []ledger.CarryLeg{
-				{From: DiamondIssued, To: cmp.Or(lent[s.earner], PendingDiamonds(s.earner, t.releaseDay())), PerGranule: granule},
-				{From: cost, To: CreatorPayable(s.earner, t.Currency), PerGranule: perGranule},
-			},
-		})
+		for _, p := range parts {
+			out = append(out, earningsCarry(t, s.earner, p.diamonds.Neg(), p.pending, granule))
+		}
 	}
 	return out
+}
+
+// splitGiftTakeBack splits each earner's take-back of a gift so that the
+// granules it returns come out of pending accounts that hold them
+// (ErrEarningsReleased: the earner's together hold too few).
+func (e *Economy) splitGiftTakeBack(ctx context.Context, t *GiftTerms) (map[string][]takeBackPart, error) {
+	granule, _, shares := t.decimals()
+	split := map[string][]takeBackPart{}
+	tb := e.takeBacks()
+	for _, s := range shares {
+		if s.diamonds.IsZero() {
+			continue
+		}
+		parts, ok, err := tb.split(ctx, s.earner, PendingDiamonds(s.earner, t.releaseDay()), s.diamonds, granule)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrEarningsReleased
+		}
+		split[s.earner] = parts
+	}
+	return split, nil
 }
 
 // priceGift validates a gift and works out its terms from reference data.
@@ -449,7 +491,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		Kind:           "gift-reversal",
 		Metadata:       meta,
 		Postings:       postings,
-		Carries:        earningsCarries(terms, true, nil),
+		Carries:        takeBackCarries(terms, nil),
 		Reverses:       &id,
 		// A blocked viewer's gifts are the ones most likely to be undone
 		// (fraud): the coins go back into the frozen wallet.
@@ -476,12 +518,12 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		}
 		// Or the carry's take-back needs a granule that a later day's gift
 		// minted into that day's pending account: the gift's fraction went
-		// into it. An earner's pending day that holds the granules lends them.
-		lent, lerr := e.lendingPending(ctx, terms)
+		// into it. The earner's other pending accounts lend the granules.
+		split, lerr := e.splitGiftTakeBack(ctx, terms)
 		if lerr != nil {
 			return nil, &ledger.Error{Op: op, Field: "gift_tx", Err: lerr}
 		}
-		reversal.Carries = earningsCarries(terms, true, lent)
+		reversal.Carries = takeBackCarries(terms, split)
 		if attempt == 3 {
 			break
 		}
@@ -515,67 +557,6 @@ func sameGiftReversal(tx *ledger.Transaction, gift uuid.UUID, reason string) boo
 		return false
 	}
 	return meta["reason"] == reason
-}
-
-// lendingPending names, for each earner of a gift whose release day's
-// pending account holds fewer diamonds than the gift's share in whole
-// granules, the latest of the earner's pending accounts that holds them.
-// None holding them: the diamonds were released (ErrEarningsReleased).
-func (e *Economy) lendingPending(ctx context.Context, t *GiftTerms) (map[string]string, error) {
-	granule, _, shares := t.decimals()
-	lent := map[string]string{}
-	for _, s := range shares {
-		if s.diamonds.IsZero() {
-			continue
-		}
-		// At most this many come back out of pending: the carry is never negative.
-		need := s.diamonds.Div(granule).Ceil().Mul(granule)
-		own := PendingDiamonds(s.earner, t.releaseDay())
-		lender, err := e.pendingHolding(ctx, s.earner, own, need, nil)
-		if err != nil {
-			return nil, err
-		}
-		if lender == "" {
-			return nil, ErrEarningsReleased
-		}
-		if lender != own {
-			lent[s.earner] = lender
-		}
-	}
-	return lent, nil
-}
-
-// pendingHolding names earner's pending account that holds at least need
-// diamonds beyond those already taken from it: prefer, if it does, else the
-// latest day's ("": none).
-func (e *Economy) pendingHolding(ctx context.Context, earner, prefer string, need decimal.Decimal, taken map[string]decimal.Decimal) (string, error) {
-	best, bestDay := "", time.Time{}
-	for after := ""; ; {
-		page, err := e.ledger.Accounts(ctx, PendingDiamondsPrefix(earner), after, ledger.MaxPage)
-		if err != nil || len(page) == 0 {
-			return best, err
-		}
-		held, err := e.ledger.Balances(ctx, page, time.Time{})
-		if err != nil {
-			return "", err
-		}
-		for i, a := range page {
-			of, day, ok := ParsePending(a.Name)
-			if !ok || of != earner || held[i].Sub(taken[a.Name]).LessThan(need) {
-				continue
-			}
-			if a.Name == prefer {
-				return prefer, nil
-			}
-			if day.After(bestDay) {
-				best, bestDay = a.Name, day
-			}
-		}
-		if len(page) < ledger.MaxPage {
-			return best, nil
-		}
-		after = page[len(page)-1].Name
-	}
 }
 
 // releasedSince tells whether a pending account holds fewer diamonds than

@@ -259,16 +259,7 @@ func TestReverseGiftWhoseFractionANextDayGiftMinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nextDay := t0.Add(24 * time.Hour)
-	next := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
-	sent := map[string]*ledger.Transaction{}
-	for _, k := range []string{"s2", "s3", "s4"} {
-		g := gift(k, "v1", "c1", "rose")
-		g.SentAt = nextDay
-		if sent[k], err = next.SendGift(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	}
+	next, sent := e.rosesNextDay(t, "v1", "s2", "s3", "s4")
 	later := economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
 	e.want(t, later, "2")
 	e.want(t, economy.DiamondCarry("c1"), "0")
@@ -293,11 +284,7 @@ func TestReverseGiftWhoseFractionANextDayGiftMinted(t *testing.T) {
 	// s5 mints the carry's granule into the next day's pending account
 	// again, and that day is released: no pending day holds the granule
 	// that taking s2's half diamond back needs.
-	s5 := gift("s5", "v1", "c1", "rose")
-	s5.SentAt = nextDay
-	if _, err := next.SendGift(ctx, s5); err != nil {
-		t.Fatal(err)
-	}
+	e.rosesNextDay(t, "v1", "s5")
 	e.want(t, later, "2")
 	over := releaseDay.Add(48 * time.Hour)
 	if _, err := economy.New(e.svc, e.cat, func() time.Time { return over }).ReleaseEarnings(ctx, over, nil); err != nil {
@@ -309,6 +296,50 @@ func TestReverseGiftWhoseFractionANextDayGiftMinted(t *testing.T) {
 		t.Errorf("reversing s2 once its granule was released: %v", err)
 	}
 	verifyClean(t, e)
+}
+
+// TestReverseGiftWhoseGranulesTwoDaysHold: a gift of 166.5 diamonds minted
+// 166 into its release day's account and left half a diamond in the carry,
+// whose granule the next day's roses minted into theirs. Taking the gift
+// back returns 84 granules: 83 from its own day and one from the next.
+func TestReverseGiftWhoseGranulesTwoDaysHold(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	odd, err := e.eco.SendGift(ctx, gift("odd", "v1", "c1", "odd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _ := e.rosesNextDay(t, "v1", "s2", "s3", "s4")
+	own, later := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
+	e.want(t, own, "166")
+	e.want(t, later, "2")
+	if _, err := next.ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-odd", GiftTx: odd.ID.String(), Reason: "stolen card"}); err != nil {
+		t.Fatalf("reversing a gift whose granules two days hold: %v", err)
+	}
+	e.want(t, own, "0")
+	e.want(t, later, "0")
+	e.want(t, economy.DiamondCarry("c1"), "1.5") // three roses' half diamonds
+	e.want(t, economy.CreatorPayable("c1", "USD"), "0")
+	verifyClean(t, e)
+}
+
+// rosesNextDay has viewer send c1 a rose under each key the day after t0
+// and returns the gifts, by key, and an economy whose clock is that day.
+func (e *env) rosesNextDay(t *testing.T, viewer string, keys ...string) (*economy.Economy, map[string]*ledger.Transaction) {
+	t.Helper()
+	nextDay := t0.Add(24 * time.Hour)
+	next := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
+	sent := map[string]*ledger.Transaction{}
+	for _, k := range keys {
+		g := gift(k, viewer, "c1", "rose")
+		g.SentAt = nextDay
+		tx, err := next.SendGift(context.Background(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[k] = tx
+	}
+	return next, sent
 }
 
 func TestReverseGiftsAcrossLanes(t *testing.T) {

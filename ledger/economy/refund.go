@@ -459,48 +459,36 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 	return e.lendGranules(ctx, plan)
 }
 
-// lendGranules works out, in the order the ledger applies them, how many
-// whole granules each clawback's take-back returns from pending, given the
-// carries as they stand. Where its release day's account holds fewer, the
-// latest of the earner's pending accounts holding them lends them; where
-// none does, the clawback is dropped and its value stays loss. A carry or
-// pending account that moves before the refund posts refuses it, and the
-// refund is planned again.
+// lendGranules splits each clawback, in the order the ledger applies them,
+// so that the whole granules its take-back returns come out of pending
+// accounts that hold them: its release day's, else the latest days' of the
+// earner's (named as the part's lender). A clawback whose earner's pending
+// accounts together hold too few is dropped, and its value stays loss. A
+// carry or pending account that moves before the refund posts refuses it,
+// and the refund is planned again.
 func (e *Economy) lendGranules(ctx context.Context, plan *RefundPlan) error {
-	carry := map[string]decimal.Decimal{} // earner → carry as the take-backs so far leave it
-	taken := map[string]decimal.Decimal{} // pending account → diamonds the take-backs so far return from it
-	kept := plan.Clawbacks[:0]
+	tb := e.takeBacks()
+	var kept []Clawback
 	for _, c := range plan.Clawbacks {
-		left, ok := carry[c.Earner]
-		if !ok {
-			held, err := e.ledger.Balance(ctx, DiamondCarry(c.Earner), time.Time{})
-			if err != nil {
-				return err
-			}
-			left = held
-		}
-		left = left.Sub(decimal.RequireFromString(c.Diamonds))
-		if left.Sign() >= 0 {
-			carry[c.Earner] = left
-			kept = append(kept, c)
-			continue
-		}
-		granule := decimal.RequireFromString(c.Granule)
-		need := left.Neg().Div(granule).Ceil().Mul(granule)
 		own := PendingDiamonds(c.Earner, c.releaseDay())
-		lender, err := e.pendingHolding(ctx, c.Earner, own, need, taken)
+		parts, ok, err := tb.split(ctx, c.Earner, own, decimal.RequireFromString(c.Diamonds), decimal.RequireFromString(c.Granule))
 		if err != nil {
 			return err
 		}
-		if lender == "" {
-			continue // none holds them (released, or taken back): the value stays loss
+		if len(kept)+len(parts) > ledger.MaxCarries {
+			break // these and the rest stay loss
 		}
-		if lender != own {
-			c.Lender = lender
+		if !ok {
+			continue // the value stays loss
 		}
-		taken[lender] = taken[lender].Add(need)
-		carry[c.Earner] = left.Add(need)
-		kept = append(kept, c)
+		for _, p := range parts {
+			part := c
+			part.Diamonds = p.diamonds.String()
+			if p.pending != own {
+				part.Lender = p.pending
+			}
+			kept = append(kept, part)
+		}
 	}
 	plan.Clawbacks = kept
 	return nil

@@ -1,6 +1,7 @@
 package economy_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -374,20 +375,12 @@ func TestRefundClawsBackAGranuleANextDayGiftMinted(t *testing.T) {
 	if _, err := e.eco.SendGift(ctx, gift("g1", "v5", "c1", "rose")); err != nil {
 		t.Fatal(err)
 	}
-	nextDay := t0.Add(24 * time.Hour)
-	next := economy.New(e.svc, e.cat, func() time.Time { return nextDay })
-	for _, k := range []string{"s2", "s3", "s4"} {
-		g := gift(k, "v5", "c1", "rose")
-		g.SentAt = nextDay
-		if _, err := next.SendGift(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	}
+	next, _ := e.rosesNextDay(t, "v5", "s2", "s3", "s4")
 	own, later := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
 	e.want(t, own, "0")
 	e.want(t, later, "2")
 	r := refund("a-v5", "r-v5", 0)
-	r.RefundedAt = nextDay
+	r.RefundedAt = t0.Add(24 * time.Hour)
 	plan := refundWithClawbacks(t, next, r)
 	if plan.Policy != economy.ClawbackThenLoss || len(plan.Clawbacks) != 2 {
 		t.Fatalf("plan: policy %s, clawbacks %+v", plan.Policy, plan.Clawbacks)
@@ -505,5 +498,41 @@ func TestRefundClawbacksBorrowFromTwoDays(t *testing.T) {
 		e.want(t, pending(n), "0")
 	}
 	e.want(t, economy.DiamondCarry("c1"), "1") // v1's two roses
+	verifyClean(t, e)
+}
+
+// TestRefundClawbackSplitAcrossTwoDays: the refunded purchase paid for a
+// gift of 166.5 diamonds whose own day holds 166 and whose carry's granule
+// the next day's roses minted. Its clawback returns 83 granules from its own
+// day and one lent by the next; the reversal mints them back into each.
+func TestRefundClawbackSplitAcrossTwoDays(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	e.buy(t, "v5", "a-v5")
+	if _, err := e.eco.SendGift(ctx, gift("odd", "v5", "c1", "odd")); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := e.rosesNextDay(t, "v1", "s2", "s3", "s4")
+	own, later := economy.PendingDiamonds("c1", releaseDay), economy.PendingDiamonds("c1", releaseDay.Add(24*time.Hour))
+	r := refund("a-v5", "r-v5", 0)
+	r.RefundedAt = t0.Add(24 * time.Hour)
+	plan := refundWithClawbacks(t, next, r)
+	var parts []string
+	for _, c := range plan.Clawbacks {
+		parts = append(parts, c.Diamonds+" from "+cmp.Or(c.Lender, "own"))
+	}
+	if got, want := strings.Join(parts, ", "), "166 from own, 0.5 from "+later; got != want {
+		t.Errorf("clawbacks %s, want %s", got, want)
+	}
+	e.want(t, own, "0")
+	e.want(t, later, "0")
+	e.want(t, economy.DiamondCarry("c1"), "1.5")
+	verifyClean(t, e)
+	if _, err := next.ReverseRefund(ctx, economy.ReverseRefundRequest{Channel: economy.Apple, RefundID: "r-v5"}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, own, "166")
+	e.want(t, later, "2")
+	e.want(t, economy.DiamondCarry("c1"), "0")
 	verifyClean(t, e)
 }
