@@ -53,6 +53,7 @@ type Pending struct {
 	refund    *refundSpec
 	carries   []carrySpec
 	expects   []expectSpec
+	sweep     *sweepSpec
 	spills    []spill
 	carryRows []rowChange // how each carry row changes, the lane's own included
 	OpenedLot *Lot        // the lot this transaction opened, in its state after the batch
@@ -160,6 +161,13 @@ func PlanBatch(batch []*Pending, lane int) *Plan {
 		for _, e := range pd.expects {
 			seen[e.account.ID] = e.account
 			p.Checked[e.account.ID] = true
+		}
+		if sw := pd.sweep; sw != nil {
+			seen[sw.from.ID], seen[sw.to.ID] = sw.from, sw.to
+			p.Checked[sw.from.ID] = true // its whole balance moves
+			if !sw.to.AllowNegative {
+				p.Checked[sw.to.ID] = true
+			}
 		}
 		if r := pd.refund; r != nil {
 			seen[r.holder.ID], seen[r.valueAccount.ID] = r.holder, r.valueAccount
@@ -299,6 +307,10 @@ func Decide(batch []*Pending, st *State) {
 		}
 		if len(pd.spills) > 0 {
 			pd.resolveSpills(balance)
+		}
+		if pd.sweep != nil && !pd.resolveSweep(balance) {
+			pd.reject(wrap(op, "sweep.from", ErrNothingToSweep))
+			continue
 		}
 		// A refund's amounts were planned from its lot: a lot that moved
 		// since is the reason, and a short account only its consequence.

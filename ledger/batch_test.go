@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -313,6 +314,62 @@ func TestDecideExpectations(t *testing.T) {
 	}
 	if !strings.Contains(batch[1].Err.Error(), "debt holds 2, not 5") {
 		t.Errorf("message does not say what was found: %v", batch[1].Err)
+	}
+}
+
+// A sweep moves the balance the transactions before it in the batch left,
+// whatever the caller read before; one that finds nothing is refused and
+// moves nothing.
+func TestDecideSweep(t *testing.T) {
+	pending := &Account{ID: uuid.New(), Name: "pending", Normal: Credit, Shards: 1}
+	available := &Account{ID: uuid.New(), Name: "available", Normal: Credit, Shards: 1}
+	issued := &Account{ID: uuid.New(), Name: "issued", Normal: Credit, AllowNegative: true, Shards: 1}
+	sweeping := func(key string) *Pending {
+		return &Pending{Tx: Transaction{ID: uuid.New(), IdempotencyKey: key}, Fingerprint: []byte(key),
+			sweep: &sweepSpec{from: pending, to: available}}
+	}
+	batch := []*Pending{
+		pendingTransfer("take-back", pending, issued, 3), // 10 -> 7
+		sweeping("release"),                              // moves 7
+		sweeping("release-again"),                        // nothing left
+		pendingTransfer("late-gift", issued, pending, 2), // 0 -> 2
+		sweeping("release-late"),                         // moves 2
+	}
+	plan := PlanBatch(batch, 0)
+	if !plan.Checked[pending.ID] {
+		t.Fatal("a swept account's full balance is not read")
+	}
+	st := &State{
+		RecordedAt: time.Unix(100, 0).UTC(),
+		Committed:  map[string]Committed{},
+		Reversed:   map[uuid.UUID]bool{},
+		Status:     map[uuid.UUID]Status{pending.ID: Open, available.ID: Open, issued.ID: Open},
+		Balance:    map[uuid.UUID]decimal.Decimal{pending.ID: decimal.NewFromInt(10)},
+	}
+	for attempt := range 2 { // Decide may run again on a retry
+		Decide(batch, st)
+		for i, want := range []string{"", "debit pending 7, credit available 7", "", "", "debit pending 2, credit available 2"} {
+			pd := batch[i]
+			if pd.sweep == nil {
+				if pd.Outcome != Accepted {
+					t.Fatalf("attempt %d: %s: %v", attempt, pd.Tx.IdempotencyKey, pd.Err)
+				}
+				continue
+			}
+			var got []string
+			for _, p := range pd.Tx.Postings {
+				got = append(got, fmt.Sprintf("%s %s %s", p.Side, p.Account, p.Amount))
+			}
+			if want == "" {
+				if pd.Outcome != Refused || !errors.Is(pd.Err, ErrNothingToSweep) || FieldOf(pd.Err) != "sweep.from" || len(got) > 0 {
+					t.Errorf("attempt %d: %s: %v %v %v", attempt, pd.Tx.IdempotencyKey, pd.Outcome, pd.Err, got)
+				}
+				continue
+			}
+			if pd.Outcome != Accepted || strings.Join(got, ", ") != want {
+				t.Errorf("attempt %d: %s: %v %v, want %s", attempt, pd.Tx.IdempotencyKey, pd.Err, got, want)
+			}
+		}
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 
 // FuzzDecide compares Decide with a plain serial model on random batches:
 // transfers between a few accounts (some may not go negative), repeated keys
-// with the same or other content, and spills. For every request the outcome
+// with the same or other content, spills and sweeps. For every request the outcome
 // must match the model's, and the batch's balance deltas must equal the
 // model's final balances.
 func FuzzDecide(f *testing.F) {
@@ -34,6 +34,7 @@ func FuzzDecide(f *testing.F) {
 			key         string
 			from, to    *Account
 			spill       *Account
+			sweep       bool // from's whole balance, amount unused
 			amount      int64
 			fingerprint string
 		}
@@ -54,11 +55,16 @@ func FuzzDecide(f *testing.F) {
 					}
 				}
 			}
-			a.fingerprint = fmt.Sprint(from.Name, to.Name, amount, a.spill != nil)
+			a.sweep = amount == 9 && !from.AllowNegative && a.spill == nil
+			a.fingerprint = fmt.Sprint(from.Name, to.Name, amount, a.spill != nil, a.sweep)
 			pd := pendingTransfer(key, from, to, amount)
 			pd.Fingerprint = []byte(a.fingerprint)
 			if a.spill != nil {
 				pd.spills = []spill{{index: 0, to: a.spill}}
+			}
+			if a.sweep {
+				pd.Tx.Postings, pd.Accounts = nil, nil
+				pd.sweep = &sweepSpec{from: from, to: to}
 			}
 			batch = append(batch, pd)
 			asks = append(asks, a)
@@ -95,16 +101,33 @@ func FuzzDecide(f *testing.F) {
 			for id, b := range bal {
 				next[id] = b
 			}
+			if a.sweep {
+				held := bal[a.from.ID]
+				if held.Sign() <= 0 {
+					if pd.Outcome != Refused || !errors.Is(pd.Err, ErrNothingToSweep) {
+						t.Fatalf("#%d sweep of %s holding %s: %v %v", i, a.from.Name, held, pd.Outcome, pd.Err)
+					}
+					continue
+				}
+				off, on := Debit, Credit
+				if a.from.Normal == Debit {
+					off, on = Credit, Debit
+				}
+				next[a.from.ID] = next[a.from.ID].Add(signed(a.from, off, held))
+				next[a.to.ID] = next[a.to.ID].Add(signed(a.to, on, held))
+			}
 			fromTake, spillTake := n, decimal.Zero
 			if a.spill != nil {
 				fromTake = decimal.Min(n, decimal.Max(bal[a.from.ID], decimal.Zero))
 				spillTake = n.Sub(fromTake)
 			}
-			next[a.from.ID] = next[a.from.ID].Add(signed(a.from, Debit, fromTake))
-			if a.spill != nil {
-				next[a.spill.ID] = next[a.spill.ID].Add(signed(a.spill, Debit, spillTake))
+			if !a.sweep {
+				next[a.from.ID] = next[a.from.ID].Add(signed(a.from, Debit, fromTake))
+				if a.spill != nil {
+					next[a.spill.ID] = next[a.spill.ID].Add(signed(a.spill, Debit, spillTake))
+				}
+				next[a.to.ID] = next[a.to.ID].Add(signed(a.to, Credit, n))
 			}
-			next[a.to.ID] = next[a.to.ID].Add(signed(a.to, Credit, n))
 			ok := true
 			for _, acc := range accounts {
 				if !acc.AllowNegative && next[acc.ID].Sign() < 0 {

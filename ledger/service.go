@@ -363,6 +363,9 @@ func (s *Service) Post(ctx context.Context, req PostRequest) (*Transaction, erro
 	if err := s.prepareExpectations(ctx, op, req.Expect, pd); err != nil {
 		return nil, err
 	}
+	if err := s.prepareSweep(ctx, op, req, pd); err != nil {
+		return nil, err
+	}
 	if r := req.Reverses; r != nil {
 		if *r == uuid.Nil {
 			return nil, invalid(op, "reverses", "must be a transaction id")

@@ -49,6 +49,8 @@ type PostRequest struct {
 	Carries []Carry
 	// Expect makes the transaction conditional on balances (expect.go).
 	Expect []Expectation
+	// Sweep moves an account's whole balance at commit (sweep.go).
+	Sweep *Sweep
 	// Reverses makes this the compensation of an earlier transaction, with
 	// postings of the caller's choosing: a transaction is reversed at most
 	// once, and the lots it drew on get back exactly what it took from them.
@@ -183,7 +185,7 @@ func (r *PostRequest) validate(op string) error {
 		return err
 	}
 	r.Metadata = meta
-	if len(r.Postings) < 2 && len(r.Carries) == 0 { // a carry always posts
+	if len(r.Postings) < 2 && len(r.Carries) == 0 && r.Sweep == nil { // a carry always posts, a sweep or nothing
 		return invalid(op, "postings", "needs at least two postings")
 	}
 	if len(r.Postings) > MaxPostings {
@@ -227,15 +229,15 @@ func checkBalanced(op string, postings []Posting) error {
 	return nil
 }
 
-// fingerprintParts renders the lot, carry and expectation instructions for
+// fingerprintParts renders the lot, carry, expectation and sweep instructions for
 // the fingerprint into one buffer sized for a gift's; nil for a request with
 // none (a plain transfer).
 func (r *PostRequest) fingerprintParts() []byte {
-	if r.OpenLot == nil && r.Relieve == nil && r.RefundLot == nil && len(r.Carries) == 0 && len(r.Expect) == 0 {
+	if r.OpenLot == nil && r.Relieve == nil && r.RefundLot == nil && len(r.Carries) == 0 && len(r.Expect) == 0 && r.Sweep == nil {
 		return nil
 	}
 	b := make(fpBuf, 0, 512)
-	return *b.lots(r.OpenLot, r.Relieve, r.RefundLot).carries(r.Carries).expectations(r.Expect)
+	return *b.lots(r.OpenLot, r.Relieve, r.RefundLot).carries(r.Carries).expectations(r.Expect).sweep(r.Sweep)
 }
 
 // fingerprint hashes what the caller asked for, so a reused key with other

@@ -146,55 +146,33 @@ func (e *Economy) RunReleases(ctx context.Context, every time.Duration, report f
 	}
 }
 
-// release moves what the pending account holds. A concurrent run that
-// moved it first, or a clawback racing it, leaves too little for the amount
-// read (the account may not go negative), and the account is read again;
-// diamonds arriving meanwhile (a late gift) stay for the next run. The
-// balance cannot key the release: a refund reversal can return the very
-// amount an earlier release moved, and its release would then have been
-// taken for a replay.
+// release moves what the pending account holds into the earner's available
+// diamonds: a sweep, which moves the balance as it stands when the release
+// commits, so diamonds taken back meanwhile (gift reversals, clawbacks)
+// lower what moves rather than refuse it, and late gifts' diamonds arriving
+// before it commits move with it. An account a concurrent run emptied first
+// moves nothing. The key is fresh each time: a refund reversal can return
+// the very amount an earlier release moved, and its release must not be
+// taken for a replay of that one.
 func (e *Economy) release(ctx context.Context, op, pending, earner string) (decimal.Decimal, error) {
 	if err := e.open(ctx, ledger.Account{Name: AvailableDiamonds(earner), Asset: Diamond, Normal: ledger.Credit}); err != nil {
 		return decimal.Zero, err
 	}
-	for attempt := 0; ; attempt++ {
-		bal, err := e.ledger.Balance(ctx, pending, time.Time{})
-		if err != nil || bal.Sign() <= 0 {
-			return decimal.Zero, err
-		}
-		meta, _ := json.Marshal(map[string]string{"earner": earner, "pending": pending})
-		_, err = e.ledger.Post(ctx, ledger.PostRequest{
-			IdempotencyKey: "release:" + pending + ":" + uuid.NewString(),
-			Kind:           "release",
-			Metadata:       meta,
-			Postings: []ledger.PostingRequest{
-				{Account: pending, Side: ledger.Debit, Amount: bal},
-				{Account: AvailableDiamonds(earner), Side: ledger.Credit, Amount: bal},
-			},
-		})
-		if errors.Is(err, ledger.ErrInsufficientFunds) {
-			// Gift reversals or clawbacks took diamonds back since the read.
-			if attempt < releaseAttempts-1 {
-				continue
-			}
-			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: ErrReleaseRaced, Message: pending}
-		}
-		if err != nil {
-			return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
-		}
-		return bal, nil
+	meta, _ := json.Marshal(map[string]string{"earner": earner, "pending": pending})
+	tx, err := e.ledger.Post(ctx, ledger.PostRequest{
+		IdempotencyKey: "release:" + pending + ":" + uuid.NewString(),
+		Kind:           "release",
+		Metadata:       meta,
+		Sweep:          &ledger.Sweep{From: pending, To: AvailableDiamonds(earner)},
+	})
+	if errors.Is(err, ledger.ErrNothingToSweep) {
+		return decimal.Zero, nil
 	}
+	if err != nil {
+		return decimal.Zero, &ledger.Error{Op: op, Field: "pending", Err: err, Message: pending}
+	}
+	return tx.Postings[0].Amount, nil
 }
-
-// releaseAttempts bounds how often release reads a pending account again
-// after diamonds were taken back from it between its read and its post.
-const releaseAttempts = 8
-
-// ErrReleaseRaced stops a release run whose pending account kept shrinking
-// (gift reversals and clawbacks taking diamonds back) on every attempt. The
-// run releases nothing more and closes no day; the next run goes on.
-var ErrReleaseRaced = &ledger.Error{Kind: ledger.Aborted,
-	Message: "diamonds kept being taken back from the pending account while it was released; the next run releases it"}
 
 // ParsePending splits "DIAMOND:pending:{earner}:{yyyymmdd}".
 func ParsePending(name string) (string, time.Time, bool) {
