@@ -56,6 +56,7 @@ everything iap,gifting,creator-portal,finance,admin,commerce,treasury tok-all-01
 type env struct {
 	srv  *api.Server
 	svc  *ledger.Service
+	db   *postgres.DB
 	addr string
 	conn map[string]*grpc.ClientConn // by token
 	done chan error
@@ -92,7 +93,7 @@ func newEnvWith(t testing.TB, opts ledger.Options, configure ...func(*api.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{srv: srv, svc: svc, addr: lis.Addr().String(), conn: map[string]*grpc.ClientConn{}, done: make(chan error, 1)}
+	e := &env{srv: srv, svc: svc, db: db, addr: lis.Addr().String(), conn: map[string]*grpc.ClientConn{}, done: make(chan error, 1)}
 	go func() { e.done <- srv.Serve(lis) }()
 	t.Cleanup(func() {
 		for _, c := range e.conn {
@@ -589,6 +590,38 @@ func TestTreasuryAndLiveShopping(t *testing.T) {
 	v, err := fin.Verify(ctx, &pb.VerifyRequest{})
 	if err != nil || len(v.Violations) != 0 || v.Transactions < 2 {
 		t.Fatalf("verify: %v %v", v, err)
+	}
+}
+
+// Verify lists the economy's checks after the ledger's: diamonds in a
+// pending account of a closed release day (put there behind the economy's
+// back) are a release-closed violation.
+func TestVerifyListsTheEconomysChecks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pending := economy.PendingDiamonds("c1", time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC))
+	if err := e.db.NotePendingAccount(ctx, "20261128", pending); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateAccount(ctx, ledger.Account{Name: pending, Asset: economy.Diamond, Normal: ledger.Credit}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: "stuck", Kind: "test-stuck", Postings: []ledger.PostingRequest{
+		{Account: economy.DiamondIssued, Side: ledger.Debit, Amount: decimal.NewFromInt(3)},
+		{Account: pending, Side: ledger.Credit, Amount: decimal.NewFromInt(3)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	fin := e.finance(t)
+	if v, err := fin.Verify(ctx, &pb.VerifyRequest{}); err != nil || len(v.Violations) != 0 {
+		t.Fatalf("verify before the day is closed: %v %v", v, err)
+	}
+	if err := e.db.CloseReleaseDays(ctx, "", "20261128"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := fin.Verify(ctx, &pb.VerifyRequest{})
+	if err != nil || len(v.Violations) != 1 || v.Violations[0].Check != economy.CheckReleaseClosed || v.Violations[0].Subject != pending {
+		t.Fatalf("verify after the day is closed: %v %v", v, err)
 	}
 }
 

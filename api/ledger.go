@@ -193,7 +193,12 @@ func (h ledgerReads) Verify(ctx context.Context, _ *pb.VerifyRequest) (*pb.Verif
 	}
 	out := &pb.VerifyResponse{Assets: int32(r.Assets), Accounts: int32(r.Accounts), Transactions: r.Transactions, Entries: r.Entries,
 		ViolationsOmitted: r.Omitted}
-	for _, v := range r.Violations {
+	economic, omitted, err := h.s.eco.Verify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out.ViolationsOmitted += omitted
+	for _, v := range append(r.Violations, economic...) {
 		out.Violations = append(out.Violations, &pb.Violation{Check: v.Check, Subject: v.Subject, Detail: v.Detail})
 	}
 	return out, nil

@@ -392,7 +392,7 @@ func (d *demo) verify(ctx context.Context) (int, error) {
 	}
 	fmt.Fprintf(d.out, "verify: %d assets, %d accounts, %d transactions, %d entries: ", r.Assets, r.Accounts, r.Transactions, r.Entries)
 	if len(r.Violations) == 0 && r.ViolationsOmitted == 0 {
-		fmt.Fprintln(d.out, "OK (trial balance per asset, every transaction balanced, stored balances equal to their entries, lots equal to their accounts)")
+		fmt.Fprintln(d.out, "OK (trial balance per asset, every transaction balanced, stored balances equal to their entries, lots equal to their accounts, no closed release day holding pending diamonds)")
 		return exitOK, nil
 	}
 	fmt.Fprintf(d.out, "%d violations (%d not listed)\n", int64(len(r.Violations))+r.ViolationsOmitted, r.ViolationsOmitted)

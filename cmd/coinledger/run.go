@@ -14,6 +14,7 @@ import (
 
 	"github.com/coinledger/coinledger/internal/pgembed"
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
 	"github.com/coinledger/coinledger/ledger/postgres"
 )
 
@@ -278,28 +279,36 @@ func cmdVerify(ctx context.Context, c *common, args []string, stdout io.Writer) 
 	if len(args) > 0 {
 		return exitError, fmt.Errorf("unexpected arguments %q", args)
 	}
-	svc, _, closeAll, err := c.open(ctx, false)
+	svc, db, closeAll, err := c.open(ctx, false)
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
-	return verifyReport(ctx, c, svc, stdout)
+	return verifyReport(ctx, c, svc, economy.New(svc, economy.NewCatalog(db, nil), nil), stdout)
 }
 
-// verifyReport prints the verify report and turns it into an exit code;
-// progress goes to the log, since the checks scan whole tables.
-func verifyReport(ctx context.Context, c *common, svc *ledger.Service, stdout io.Writer) (int, error) {
+// verifyReport prints the verify report, the ledger's checks and then the
+// economy's, and turns it into an exit code; progress goes to the log,
+// since the checks scan whole tables.
+func verifyReport(ctx context.Context, c *common, svc *ledger.Service, eco *economy.Economy, stdout io.Writer) (int, error) {
 	r, err := svc.VerifyWithProgress(ctx, func(check string, n, of int) {
 		c.log.Info("verifying", "check", check, "step", fmt.Sprintf("%d/%d", n, of))
 	})
 	if err != nil {
 		return exitError, err
 	}
+	c.log.Info("verifying", "check", economy.CheckReleaseClosed)
+	economic, omitted, err := eco.Verify(ctx)
+	if err != nil {
+		return exitError, err
+	}
+	r.Violations, r.Omitted = append(r.Violations, economic...), r.Omitted+omitted
 	if _, err := r.WriteTo(stdout); err != nil {
 		return exitError, err
 	}
 	if !r.Clean() {
 		return exitViolations, errors.New("ledger invariants are violated")
 	}
+	fmt.Fprintln(stdout, "OK: no closed release day holds pending diamonds")
 	return exitOK, nil
 }

@@ -65,8 +65,9 @@ func TestDemoThenVerify(t *testing.T) {
 		}
 	}
 	code, out, stderr = runCmd(t, "verify", "--database-url", url)
-	if code != exitOK || !strings.Contains(out, "OK") {
-		t.Fatalf("verify exit %d: %s", code, out)
+	if code != exitOK || !strings.Contains(out, "OK") || !strings.Contains(out, "OK: no closed release day holds pending diamonds") ||
+		!strings.Contains(stderr, "check=release-closed") {
+		t.Fatalf("verify exit %d: %s\n%s", code, out, stderr)
 	}
 	// A database without the schema (the cluster's maintenance database) is
 	// refused as such, not halfway through the checks on a missing table.

@@ -105,6 +105,37 @@ func TestReleaseOfARepeatedAmount(t *testing.T) {
 	verifyClean(t, e)
 }
 
+// TestVerifyFindsDiamondsInAClosedDay: the economy's verify lists a pending
+// account of a closed release day that holds diamonds (here put there
+// behind the economy's back), and passes over one noted but never created.
+func TestVerifyFindsDiamondsInAClosedDay(t *testing.T) {
+	e := giftEnv(t)
+	ctx := context.Background()
+	if _, err := e.eco.SendGift(ctx, gift("g1", "v1", "c1", "lion")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.NotePendingAccount(ctx, "20261128", economy.PendingDiamonds("c2", releaseDay)); err != nil {
+		t.Fatal(err)
+	}
+	closing := releaseDay.Add(48 * time.Hour)
+	if _, err := economy.New(e.svc, e.cat, func() time.Time { return closing }).ReleaseEarnings(ctx, closing, nil); err != nil {
+		t.Fatal(err)
+	}
+	verifyClean(t, e)
+	pending := economy.PendingDiamonds("c1", releaseDay)
+	if _, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: "stuck", Kind: "test-stuck", Postings: []ledger.PostingRequest{
+		{Account: economy.DiamondIssued, Side: ledger.Debit, Amount: dec("3")},
+		{Account: pending, Side: ledger.Credit, Amount: dec("3")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	v, omitted, err := e.eco.Verify(ctx)
+	if err != nil || omitted != 0 || len(v) != 1 || v[0].Check != economy.CheckReleaseClosed || v[0].Subject != pending ||
+		v[0].Detail != "holds 3 DIAMOND, but its release day is closed (through 20261128)" {
+		t.Fatalf("verify: %+v (%d more), %v", v, omitted, err)
+	}
+}
+
 // TestReleaseWhileGiftsArrive: gifts arriving late into a day being
 // released (a day is released once over, and closed a day later) do not
 // fail the release: it moves what the account holds when it commits, the

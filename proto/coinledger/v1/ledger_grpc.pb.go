@@ -51,8 +51,10 @@ type LedgerServiceClient interface {
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
 	GetTransaction(ctx context.Context, in *GetTransactionRequest, opts ...grpc.CallOption) (*GetTransactionResponse, error)
-	// Verify checks every ledger invariant from one snapshot; it scans whole
-	// tables, so give it a long deadline.
+	// Verify checks every ledger invariant from one snapshot, then the coin
+	// economy's (check release-closed: no pending account of a release day
+	// the release job has closed holds diamonds); it scans whole tables, so
+	// give it a long deadline.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 }
 
@@ -148,8 +150,10 @@ type LedgerServiceServer interface {
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	// GetTransaction returns one transaction by id or idempotency key.
 	GetTransaction(context.Context, *GetTransactionRequest) (*GetTransactionResponse, error)
-	// Verify checks every ledger invariant from one snapshot; it scans whole
-	// tables, so give it a long deadline.
+	// Verify checks every ledger invariant from one snapshot, then the coin
+	// economy's (check release-closed: no pending account of a release day
+	// the release job has closed holds diamonds); it scans whole tables, so
+	// give it a long deadline.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }

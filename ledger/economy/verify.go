@@ -1,0 +1,59 @@
+package economy
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/coinledger/coinledger/ledger"
+)
+
+// CheckReleaseClosed names the economy's check that no pending account of a
+// release day the release job has closed holds diamonds. Nothing reaches a
+// closed day but a refund reversal, which releases what it returns at once,
+// so diamonds there would never be released: creators' earnings stuck.
+const CheckReleaseClosed = "release-closed"
+
+// Verify checks the economy's invariants beyond the ledger's own
+// (ledger.Service.Verify), listing at most ledger.MaxViolationsPerCheck
+// violations and counting the rest. It reads every pending account of the
+// closed days, a page at a time.
+func (e *Economy) Verify(ctx context.Context) (violations []ledger.Violation, omitted int64, err error) {
+	store := e.catalog.store
+	closed, err := store.ReleaseClosedThrough(ctx)
+	if err != nil || closed == "" {
+		return nil, 0, err
+	}
+	var after PendingAccount
+	for {
+		page, err := store.PendingAccounts(ctx, "", closed, after, 500)
+		if err != nil || len(page) == 0 {
+			return violations, omitted, err
+		}
+		after = page[len(page)-1]
+		names := make([]string, len(page))
+		for i, p := range page {
+			names[i] = p.Account
+		}
+		found, err := e.ledger.AccountsByName(ctx, names)
+		if err != nil {
+			return nil, 0, err
+		}
+		accounts := slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil }) // noted, never created
+		held, err := e.ledger.Balances(ctx, accounts, time.Time{})
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, a := range accounts {
+			if held[i].Sign() == 0 {
+				continue
+			}
+			if len(violations) == ledger.MaxViolationsPerCheck {
+				omitted++
+				continue
+			}
+			violations = append(violations, ledger.Violation{Check: CheckReleaseClosed, Subject: a.Name,
+				Detail: "holds " + held[i].String() + " DIAMOND, but its release day is closed (through " + closed + ")"})
+		}
+	}
+}
