@@ -89,21 +89,7 @@ func lastDayOver(t time.Time) string {
 // stay, empty, until their day is closed: their balances are read a page at
 // a time, not one query per account.
 func (e *Economy) releaseDue(ctx context.Context, op string, page []PendingAccount, rep *ReleaseReport) error {
-	names := make([]string, len(page))
-	for i, p := range page {
-		names[i] = p.Account
-	}
-	found, err := e.ledger.AccountsByName(ctx, names)
-	if err != nil {
-		return err
-	}
-	// An account noted but never created (the process stopped in between)
-	// holds nothing.
-	due := slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil })
-	if len(due) == 0 {
-		return nil
-	}
-	held, err := e.ledger.Balances(ctx, due, time.Time{})
+	due, held, err := e.pendingHeld(ctx, page)
 	if err != nil {
 		return err
 	}
@@ -122,6 +108,29 @@ func (e *Economy) releaseDue(ctx context.Context, op string, page []PendingAccou
 		}
 	}
 	return nil
+}
+
+// pendingHeld reads the balances of a page of noted pending accounts,
+// passing over those noted but never created (the process stopped in
+// between), which hold nothing.
+func (e *Economy) pendingHeld(ctx context.Context, page []PendingAccount) ([]*ledger.Account, []decimal.Decimal, error) {
+	names := make([]string, len(page))
+	for i, p := range page {
+		names[i] = p.Account
+	}
+	found, err := e.ledger.AccountsByName(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	accounts := slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil })
+	if len(accounts) == 0 {
+		return nil, nil, nil
+	}
+	held, err := e.ledger.Balances(ctx, accounts, time.Time{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return accounts, held, nil
 }
 
 // RunReleases runs ReleaseEarnings as of now at once and then every

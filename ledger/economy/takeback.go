@@ -14,8 +14,9 @@ import (
 // clawback) draws on the carry first and then returns whole granules out of
 // a pending account, each carry leg naming one. The granules a gift's
 // fraction went into may have been minted by a later gift into a later
-// day's account, so the release day's account may not hold them; the take-
-// back is then split into parts whose granules other pending accounts lend.
+// day's account, so the release day's account may not hold them; the
+// take-back is then split into parts whose granules other pending accounts
+// lend.
 
 // takeBackPart is the part of a take-back whose granules come out of one
 // pending account.

@@ -2,8 +2,6 @@ package economy
 
 import (
 	"context"
-	"slices"
-	"time"
 
 	"github.com/coinledger/coinledger/ledger"
 )
@@ -31,16 +29,7 @@ func (e *Economy) Verify(ctx context.Context) (violations []ledger.Violation, om
 			return violations, omitted, err
 		}
 		after = page[len(page)-1]
-		names := make([]string, len(page))
-		for i, p := range page {
-			names[i] = p.Account
-		}
-		found, err := e.ledger.AccountsByName(ctx, names)
-		if err != nil {
-			return nil, 0, err
-		}
-		accounts := slices.DeleteFunc(found, func(a *ledger.Account) bool { return a == nil }) // noted, never created
-		held, err := e.ledger.Balances(ctx, accounts, time.Time{})
+		accounts, held, err := e.pendingHeld(ctx, page)
 		if err != nil {
 			return nil, 0, err
 		}
