@@ -212,6 +212,7 @@ func (s *Server) chown(path string) error {
 }
 
 func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	closeInheritedOnExec()
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -219,6 +220,24 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
 	return cmd
+}
+
+// closeInheritedOnExec marks the descriptors this process inherited beyond
+// stdin, stdout and stderr close-on-exec (those Go opens are already), so
+// that PostgreSQL, which outlives this process when it is killed, does not
+// hold them open. A parent that reads a pipe to this process until EOF
+// would otherwise wait for the server as well: the fuzzing engine's
+// coordinator stopping a worker hung on the worker's orphaned server.
+func closeInheritedOnExec() {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, f := range fds {
+		if fd, err := strconv.Atoi(f.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // Initialized reports whether dir holds a cluster that initdb set up.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -188,5 +190,42 @@ func TestRemoveAbandoned(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(liveDir, "data")); err != nil {
 		t.Errorf("the live owner's data: %v", err)
+	}
+}
+
+// The server holds no descriptor its starter inherited: a parent reading a
+// pipe to the starter until EOF gets it once the starter lets go, not when
+// the server exits. Regression: a fuzzing worker's server, orphaned when the
+// coordinator stopped the worker, held the coordinator's pipes open, and
+// the coordinator waited for it for ever.
+func TestServerHoldsNoInheritedDescriptor(t *testing.T) {
+	if _, err := FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// As a descriptor inherited from a parent: not close-on-exec.
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, w.Fd(), syscall.F_SETFD, 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	dir, err := MkdirTemp("pgembed-inherit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s, err := Start(context.Background(), Config{DataDir: filepath.Join(dir, "data"), Throwaway: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	w.Close()
+	if err := r.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %d bytes, %v: the server holds the pipe's write end", n, err)
 	}
 }
