@@ -193,7 +193,7 @@ func (h ledgerReads) Verify(ctx context.Context, _ *pb.VerifyRequest) (*pb.Verif
 	}
 	out := &pb.VerifyResponse{Assets: int32(r.Assets), Accounts: int32(r.Accounts), Transactions: r.Transactions, Entries: r.Entries,
 		ViolationsOmitted: r.Omitted}
-	economic, omitted, err := h.s.eco.Verify(ctx)
+	economic, omitted, err := h.s.eco.Verify(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

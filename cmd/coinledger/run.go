@@ -298,7 +298,9 @@ func verifyReport(ctx context.Context, c *common, svc *ledger.Service, eco *econ
 		return exitError, err
 	}
 	c.log.Info("verifying", "check", economy.CheckReleaseClosed)
-	economic, omitted, err := eco.Verify(ctx)
+	economic, omitted, err := eco.Verify(ctx, func(read int) {
+		c.log.Info("verifying", "check", economy.CheckReleaseClosed, "pending_accounts_read", read)
+	})
 	if err != nil {
 		return exitError, err
 	}

@@ -403,7 +403,7 @@ func verifyClean(t *testing.T, e *env) {
 	if !r.Clean() {
 		t.Fatalf("verify: %v", r.Violations)
 	}
-	if v, omitted, err := e.eco.Verify(context.Background()); err != nil || len(v) > 0 || omitted > 0 {
+	if v, omitted, err := e.eco.Verify(context.Background(), nil); err != nil || len(v) > 0 || omitted > 0 {
 		t.Fatalf("the economy's verify: %v (%d more), %v", v, omitted, err)
 	}
 }

@@ -287,7 +287,7 @@ func TestRandomizedEconomy(t *testing.T) {
 	if err != nil || !r.Clean() {
 		t.Fatalf("verify: %v %+v", err, r)
 	}
-	if v, omitted, err := e.eco.Verify(ctx); err != nil || len(v) > 0 || omitted > 0 {
+	if v, omitted, err := e.eco.Verify(ctx, nil); err != nil || len(v) > 0 || omitted > 0 {
 		t.Fatalf("the economy's verify: %v (%d more), %v", v, omitted, err)
 	}
 	// Debt settlements, and the debt of refund reversals posted apart from

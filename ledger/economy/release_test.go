@@ -129,10 +129,14 @@ func TestVerifyFindsDiamondsInAClosedDay(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	v, omitted, err := e.eco.Verify(ctx)
+	var read []int
+	v, omitted, err := e.eco.Verify(ctx, func(n int) { read = append(read, n) })
 	if err != nil || omitted != 0 || len(v) != 1 || v[0].Check != economy.CheckReleaseClosed || v[0].Subject != pending ||
 		v[0].Detail != "holds 3 DIAMOND, but its release day is closed (through 20261128)" {
 		t.Fatalf("verify: %+v (%d more), %v", v, omitted, err)
+	}
+	if fmt.Sprint(read) != "[2]" { // c1's and the noted c2's, one page
+		t.Errorf("progress: %v", read)
 	}
 }
 
