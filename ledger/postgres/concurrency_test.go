@@ -47,6 +47,7 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 		const workers, perWorker = 16, 120
 		var mu sync.Mutex
 		refused := 0
+		sweeps := map[uuid.UUID]bool{} // acknowledged sweeps, whose amounts the commit decided
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Add(1)
@@ -62,7 +63,10 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 						continue
 					}
 					req := transfer(fmt.Sprintf("w%d:%d", w, i), from, to, fmt.Sprintf("%d.%02d", rng.IntN(6), rng.IntN(100)+1))
-					if rng.IntN(4) == 0 { // a three-leg split
+					switch {
+					case rng.IntN(12) == 0: // a sweep of from's whole balance, the hot account's four rows included
+						req = sweep(req.IdempotencyKey, from, to)
+					case rng.IntN(4) == 0: // a three-leg split
 						third := users[rng.IntN(len(users))]
 						req.Postings[1].Amount = req.Postings[0].Amount.Sub(decimal.RequireFromString("0.01"))
 						req.Postings = append(req.Postings, ledger.PostingRequest{Account: third, Side: ledger.Credit, Amount: decimal.RequireFromString("0.01")})
@@ -78,8 +82,16 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 							if prev, ok := acked[tx.ID]; ok && prev.IdempotencyKey != req.IdempotencyKey {
 								t.Errorf("id %s reused", tx.ID)
 							}
-							acked[tx.ID] = req
-						case errors.Is(err, ledger.ErrInsufficientFunds):
+							done := req
+							if req.Sweep != nil { // recorded as the transfer the commit decided
+								sweeps[tx.ID] = true
+								done.Sweep, done.Postings = nil, nil
+								for _, p := range tx.Postings {
+									done.Postings = append(done.Postings, ledger.PostingRequest{Account: p.Account, Side: p.Side, Amount: p.Amount})
+								}
+							}
+							acked[tx.ID] = done
+						case errors.Is(err, ledger.ErrInsufficientFunds), errors.Is(err, ledger.ErrNothingToSweep):
 							refused++
 						default:
 							t.Errorf("%s: %v", req.IdempotencyKey, err)
@@ -93,7 +105,7 @@ func TestSerializableUnderConcurrency(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		t.Logf("%d acknowledged, %d refused", len(acked), refused)
+		t.Logf("%d acknowledged (%d sweeps), %d refused", len(acked), len(sweeps), refused)
 		if refused == 0 || len(acked) < 200 {
 			t.Fatalf("workload too tame: %d acknowledged, %d refused", len(acked), refused)
 		}
@@ -124,6 +136,10 @@ ORDER BY t.recorded_at, t.batch_seq, t.id, e.idx`)
 			}
 			lastTx, seen[id] = id, true
 			s, _ := ledger.ParseSide(side)
+			// A sweep moves what its account held at its place in commit order.
+			if sweeps[id] && s == ledger.Debit && !amt.Equal(replay[name]) {
+				t.Fatalf("sweep %s moved %s out of %s, which held %s in commit order", id, amt, name, replay[name])
+			}
 			if s == ledger.Credit {
 				replay[name] = replay[name].Add(amt)
 			} else {
