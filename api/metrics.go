@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
 )
 
 // Metrics counts RPCs by method and code and times them, and serves the
@@ -20,6 +21,30 @@ type Metrics struct {
 	calls   map[[2]string]uint64  // method, code
 	latency map[string]*histogram // by method
 	commits func() ledger.CommitStats
+	release releaseCounts
+}
+
+// releaseCounts are the earnings release job's runs in this process.
+type releaseCounts struct {
+	ok, failed  uint64
+	accounts    uint64
+	diamonds    float64   // for a rate on a dashboard; the ledger has the exact sums
+	lastSuccess time.Time // zero: none yet
+}
+
+// ObserveRelease counts one run of the earnings release job, so that a job
+// that keeps failing, or has stopped running, shows on the metrics page.
+func (m *Metrics) ObserveRelease(rep economy.ReleaseReport, err error, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.release.failed++
+		return
+	}
+	m.release.ok++
+	m.release.accounts += uint64(rep.Released)
+	m.release.diamonds += rep.Diamonds.InexactFloat64()
+	m.release.lastSuccess = at
 }
 
 // Latency buckets, seconds.
@@ -68,8 +93,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 func (m *Metrics) render(w *bytes.Buffer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fmt.Fprintln(w, "# HELP coinledger_rpc_requests_total RPCs handled, by method and gRPC code.")
-	fmt.Fprintln(w, "# TYPE coinledger_rpc_requests_total counter")
+	help(w, "coinledger_rpc_requests_total", "counter", "RPCs handled, by method and gRPC code.")
 	keys := make([][2]string, 0, len(m.calls))
 	for k := range m.calls {
 		keys = append(keys, k)
@@ -78,8 +102,7 @@ func (m *Metrics) render(w *bytes.Buffer) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "coinledger_rpc_requests_total{method=%q,code=%q} %d\n", k[0], k[1], m.calls[k])
 	}
-	fmt.Fprintln(w, "# HELP coinledger_rpc_duration_seconds RPC latency, by method.")
-	fmt.Fprintln(w, "# TYPE coinledger_rpc_duration_seconds histogram")
+	help(w, "coinledger_rpc_duration_seconds", "histogram", "RPC latency, by method.")
 	methods := make([]string, 0, len(m.latency))
 	for k := range m.latency {
 		methods = append(methods, k)
@@ -97,16 +120,29 @@ func (m *Metrics) render(w *bytes.Buffer) {
 		fmt.Fprintf(w, "coinledger_rpc_duration_seconds_count{method=%q} %d\n", method, h.n)
 	}
 	c := m.commits()
-	fmt.Fprintln(w, "# HELP coinledger_commit_batches_total Database transactions the commit lanes ran, each a batch of requests.")
-	fmt.Fprintln(w, "# TYPE coinledger_commit_batches_total counter")
+	help(w, "coinledger_commit_batches_total", "counter", "Database transactions the commit lanes ran, each a batch of requests.")
 	fmt.Fprintf(w, "coinledger_commit_batches_total %d\n", c.Batches)
-	fmt.Fprintln(w, "# HELP coinledger_commit_batched_requests_total Requests carried by those batches; divided by the batches, the mean batch size.")
-	fmt.Fprintln(w, "# TYPE coinledger_commit_batched_requests_total counter")
+	help(w, "coinledger_commit_batched_requests_total", "counter", "Requests carried by those batches; divided by the batches, the mean batch size.")
 	fmt.Fprintf(w, "coinledger_commit_batched_requests_total %d\n", c.Requests)
-	fmt.Fprintln(w, "# HELP coinledger_commit_seconds_total Time the commit lanes spent committing batches.")
-	fmt.Fprintln(w, "# TYPE coinledger_commit_seconds_total counter")
+	help(w, "coinledger_commit_seconds_total", "counter", "Time the commit lanes spent committing batches.")
 	fmt.Fprintf(w, "coinledger_commit_seconds_total %g\n", c.Committing.Seconds())
-	fmt.Fprintln(w, "# HELP coinledger_commit_deferred_total Requests committed in a second round because their lots were in a currency the batch had not locked.")
-	fmt.Fprintln(w, "# TYPE coinledger_commit_deferred_total counter")
+	help(w, "coinledger_commit_deferred_total", "counter", "Requests committed in a second round because their lots were in a currency the batch had not locked.")
 	fmt.Fprintf(w, "coinledger_commit_deferred_total %d\n", c.Deferred)
+	r := m.release
+	help(w, "coinledger_release_runs_total", "counter", "Runs of the earnings release job in this process, by outcome.")
+	fmt.Fprintf(w, "coinledger_release_runs_total{outcome=\"ok\"} %d\n", r.ok)
+	fmt.Fprintf(w, "coinledger_release_runs_total{outcome=\"failed\"} %d\n", r.failed)
+	help(w, "coinledger_release_accounts_total", "counter", "Pending accounts whose diamonds the job released.")
+	fmt.Fprintf(w, "coinledger_release_accounts_total %d\n", r.accounts)
+	help(w, "coinledger_release_diamonds_total", "counter", "Diamonds the job released.")
+	fmt.Fprintf(w, "coinledger_release_diamonds_total %g\n", r.diamonds)
+	if !r.lastSuccess.IsZero() {
+		help(w, "coinledger_release_last_success_timestamp_seconds", "gauge", "When the job last finished a run without error (Unix time).")
+		fmt.Fprintf(w, "coinledger_release_last_success_timestamp_seconds %d\n", r.lastSuccess.Unix())
+	}
+}
+
+// help writes a metric's HELP and TYPE lines.
+func help(w *bytes.Buffer, name, kind, text string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, kind)
 }

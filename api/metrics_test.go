@@ -1,14 +1,19 @@
 package api
 
 import (
+	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"google.golang.org/grpc/codes"
 
 	"github.com/coinledger/coinledger/ledger"
+	"github.com/coinledger/coinledger/ledger/economy"
 )
 
 // stalledWriter is a scraper that stopped reading: its first write blocks
@@ -48,4 +53,33 @@ func TestStalledScraperDoesNotBlockRPCs(t *testing.T) {
 	close(w.release)
 	<-served
 	<-observed
+}
+
+// The release job's runs are counted by outcome, with what they released and
+// when the last one succeeded.
+func TestReleaseMetrics(t *testing.T) {
+	m := newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })
+	page := func() string {
+		var b bytes.Buffer
+		m.render(&b)
+		return b.String()
+	}
+	if p := page(); !strings.Contains(p, "coinledger_release_runs_total{outcome=\"ok\"} 0\n") || strings.Contains(p, "last_success") {
+		t.Errorf("before any run:\n%s", p)
+	}
+	at := time.Unix(1_796_000_000, 0)
+	m.ObserveRelease(economy.ReleaseReport{Scanned: 3, Released: 2, Diamonds: decimal.RequireFromString("500.5")}, nil, at)
+	m.ObserveRelease(economy.ReleaseReport{}, errors.New("database gone"), at.Add(time.Hour))
+	p := page()
+	for _, want := range []string{
+		"coinledger_release_runs_total{outcome=\"ok\"} 1\n",
+		"coinledger_release_runs_total{outcome=\"failed\"} 1\n",
+		"coinledger_release_accounts_total 2\n",
+		"coinledger_release_diamonds_total 500.5\n",
+		"coinledger_release_last_success_timestamp_seconds 1796000000\n",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("missing %q in:\n%s", want, p)
+		}
+	}
 }

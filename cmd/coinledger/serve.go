@@ -79,7 +79,7 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	defer closeAll()
 	if o.releaseEvery > 0 {
 		// Stopped before the deferred closeAll closes the ledger under it.
-		defer c.releaseWorker(eco, o.releaseEvery)()
+		defer c.releaseWorker(eco, o.releaseEvery, srv.Metrics)()
 	}
 	var metrics *http.Server
 	if mlis != nil {
@@ -127,12 +127,13 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 
 // releaseWorker runs the earnings release job every interval until the
 // returned stop is called; stop waits for a run in progress to end.
-func (c *common) releaseWorker(eco *economy.Economy, every time.Duration) (stop func()) {
+func (c *common) releaseWorker(eco *economy.Economy, every time.Duration, metrics *api.Metrics) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		eco.RunReleases(ctx, every, func(rep economy.ReleaseReport, err error) {
+			metrics.ObserveRelease(rep, err, time.Now())
 			switch {
 			case err != nil:
 				c.log.Warn("earnings release failed; it runs again", "in", every.String(), "err", err)

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +58,17 @@ func waitServing(t *testing.T, ctx context.Context, conn *grpc.ClientConn, out, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// httpGet returns the body of a GET of url.
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
 
 func freeAddr(t *testing.T) string {
@@ -123,11 +136,23 @@ func TestServe(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("finance finance "+secret+"\ndemo iap,gifting,creator-portal,finance,admin "+demoSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	ctx := context.Background()
-	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--tokens-file", tokens, "--log-level", "debug",
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", metricsAddr, "--tokens-file", tokens, "--log-level", "debug",
 		"--release-every", "20ms")
 	conn := srv.dialServing(t, addr)
+	// The release job's runs show on the metrics page (it runs at once on start).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		page, err := httpGet("http://" + metricsAddr + "/metrics")
+		if err == nil && strings.Contains(page, `coinledger_release_runs_total{outcome="ok"} `) && !strings.Contains(page, `coinledger_release_runs_total{outcome="ok"} 0`) &&
+			strings.Contains(page, "coinledger_release_last_success_timestamp_seconds ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no release run on the metrics page: %v\n%s", err, page)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	wallets := pb.NewGiftServiceClient(conn)
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no token: %v", err)
