@@ -220,35 +220,21 @@ var giftReliefLegs = func() map[string]ledger.ReliefLeg {
 // granules mint pending diamonds for the release day and move their value
 // from creator cost into the earner's payable.
 func earningsCarries(t *GiftTerms) []ledger.Carry {
-	granule, _, shares := t.decimals()
+	legs, shares := newCarryLegs(t)
 	out := make([]ledger.Carry, 0, len(shares))
 	for _, s := range shares {
 		if !s.diamonds.IsZero() {
-			out = append(out, earningsCarry(t, s.earner, s.diamonds, PendingDiamonds(s.earner, t.releaseDay()), granule))
+			out = append(out, legs.carry(s.earner, s.diamonds, PendingDiamonds(s.earner, t.releaseDay())))
 		}
 	}
 	return out
-}
-
-// earningsCarry adds diamonds to earner's carry (negative: takes them back),
-// minting whole granules into pending (taking them back out of it).
-func earningsCarry(t *GiftTerms, earner string, diamonds decimal.Decimal, pending string, granule decimal.Decimal) ledger.Carry {
-	_, perGranule, _ := t.decimals()
-	return ledger.Carry{
-		Account: DiamondCarry(earner), Source: DiamondFracIssued,
-		Fraction: diamonds, Granule: granule,
-		Legs: []ledger.CarryLeg{
-			{From: DiamondIssued, To: pending, PerGranule: granule},
-			{From: FiatAccount(CreatorShareCost, t.Currency), To: CreatorPayable(earner, t.Currency), PerGranule: perGranule},
-		},
-	}
 }
 
 // takeBackCarries takes each earner's diamonds of a gift back: in the parts
 // split names for the earner, else whole, returning granules out of the
 // release day's pending account.
 func takeBackCarries(t *GiftTerms, split map[string][]takeBackPart) []ledger.Carry {
-	granule, _, shares := t.decimals()
+	legs, shares := newCarryLegs(t)
 	out := make([]ledger.Carry, 0, len(shares))
 	for _, s := range shares {
 		if s.diamonds.IsZero() {
@@ -259,10 +245,35 @@ func takeBackCarries(t *GiftTerms, split map[string][]takeBackPart) []ledger.Car
 			parts = []takeBackPart{{s.diamonds, PendingDiamonds(s.earner, t.releaseDay())}}
 		}
 		for _, p := range parts {
-			out = append(out, earningsCarry(t, s.earner, p.diamonds.Neg(), p.pending, granule))
+			out = append(out, legs.carry(s.earner, p.diamonds.Neg(), p.pending))
 		}
 	}
 	return out
+}
+
+// carryLegs is what a gift's terms fix in its earners' carries, worked out
+// once per gift.
+type carryLegs struct {
+	granule, perGranule decimal.Decimal
+	cost, currency      string
+}
+
+func newCarryLegs(t *GiftTerms) (carryLegs, []earnerShare) {
+	granule, perGranule, shares := t.decimals()
+	return carryLegs{granule, perGranule, FiatAccount(CreatorShareCost, t.Currency), t.Currency}, shares
+}
+
+// carry adds diamonds to earner's carry (negative: takes them back),
+// minting whole granules into pending (taking them back out of it).
+func (l carryLegs) carry(earner string, diamonds decimal.Decimal, pending string) ledger.Carry {
+	return ledger.Carry{
+		Account: DiamondCarry(earner), Source: DiamondFracIssued,
+		Fraction: diamonds, Granule: l.granule,
+		Legs: []ledger.CarryLeg{
+			{From: DiamondIssued, To: pending, PerGranule: l.granule},
+			{From: l.cost, To: CreatorPayable(earner, l.currency), PerGranule: l.perGranule},
+		},
+	}
 }
 
 // splitGiftTakeBack splits each earner's take-back of a gift so that the

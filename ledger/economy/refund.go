@@ -450,9 +450,6 @@ func (e *Economy) planClawbacks(ctx context.Context, lotID uuid.UUID, spent int6
 		}
 	}
 	sort.Strings(order)
-	if len(order) > ledger.MaxCarries {
-		order = order[:ledger.MaxCarries] // the rest stays refund loss
-	}
 	for _, t := range order {
 		plan.Clawbacks = append(plan.Clawbacks, *byTarget[t])
 	}
@@ -476,7 +473,7 @@ func (e *Economy) lendGranules(ctx context.Context, plan *RefundPlan) error {
 			return err
 		}
 		if len(kept)+len(parts) > ledger.MaxCarries {
-			break // these and the rest stay loss
+			break // a transaction's carries are bounded: these and the rest stay loss
 		}
 		if !ok {
 			continue // the value stays loss
