@@ -83,6 +83,9 @@ type Tokens struct {
 	byDigest map[[32]byte]*Caller
 }
 
+// Callers counts the tokens.
+func (t *Tokens) Callers() int { return len(t.byDigest) }
+
 // minTokenLen is the shortest token accepted.
 const minTokenLen = 16
 

@@ -22,6 +22,35 @@ type Metrics struct {
 	latency map[string]*histogram // by method
 	commits func() ledger.CommitStats
 	release releaseCounts
+	creds   credentialCounts
+}
+
+// credentialCounts are the server's credentials: when those in use were
+// read, and the reloads that replaced them or were refused.
+type credentialCounts struct {
+	reloaded, failed uint64
+	loaded           time.Time
+	certExpiry       time.Time // zero: the listener speaks plaintext
+}
+
+// CredentialsLoaded records credentials read at at, and their TLS
+// certificate's expiry (zero without TLS): at start, or by a reload that
+// replaced them (reload true).
+func (m *Metrics) CredentialsLoaded(at, certExpiry time.Time, reload bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if reload {
+		m.creds.reloaded++
+	}
+	m.creds.loaded, m.creds.certExpiry = at, certExpiry
+}
+
+// CredentialsReloadFailed counts a reload that was refused, the credentials
+// in use kept.
+func (m *Metrics) CredentialsReloadFailed() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.creds.failed++
 }
 
 // releaseCounts are the earnings release job's runs in this process.
@@ -139,6 +168,18 @@ func (m *Metrics) render(w *bytes.Buffer) {
 	if !r.lastSuccess.IsZero() {
 		help(w, "coinledger_release_last_success_timestamp_seconds", "gauge", "When the job last finished a run without error (Unix time).")
 		fmt.Fprintf(w, "coinledger_release_last_success_timestamp_seconds %d\n", r.lastSuccess.Unix())
+	}
+	cr := m.creds
+	help(w, "coinledger_credentials_reloads_total", "counter", "Reloads of the bearer tokens and TLS files (SIGHUP), by outcome; a failed one keeps those in use.")
+	fmt.Fprintf(w, "coinledger_credentials_reloads_total{outcome=\"ok\"} %d\n", cr.reloaded)
+	fmt.Fprintf(w, "coinledger_credentials_reloads_total{outcome=\"failed\"} %d\n", cr.failed)
+	if !cr.loaded.IsZero() {
+		help(w, "coinledger_credentials_loaded_timestamp_seconds", "gauge", "When the credentials in use were read (Unix time).")
+		fmt.Fprintf(w, "coinledger_credentials_loaded_timestamp_seconds %d\n", cr.loaded.Unix())
+	}
+	if !cr.certExpiry.IsZero() {
+		help(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).")
+		fmt.Fprintf(w, "coinledger_tls_certificate_expiry_timestamp_seconds %d\n", cr.certExpiry.Unix())
 	}
 }
 

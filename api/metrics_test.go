@@ -59,11 +59,7 @@ func TestStalledScraperDoesNotBlockRPCs(t *testing.T) {
 // when the last one succeeded.
 func TestReleaseMetrics(t *testing.T) {
 	m := newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })
-	page := func() string {
-		var b bytes.Buffer
-		m.render(&b)
-		return b.String()
-	}
+	page := func() string { return renderPage(m) }
 	if p := page(); !strings.Contains(p, "coinledger_release_runs_total{outcome=\"ok\"} 0\n") || strings.Contains(p, "last_success") {
 		t.Errorf("before any run:\n%s", p)
 	}
@@ -82,4 +78,39 @@ func TestReleaseMetrics(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, p)
 		}
 	}
+}
+
+// The credentials' lines: reloads by outcome, when those in use were read,
+// and the certificate's expiry only while the listener has one.
+func TestCredentialMetrics(t *testing.T) {
+	m := newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })
+	page := func() string { return renderPage(m) }
+	if p := page(); !strings.Contains(p, "coinledger_credentials_reloads_total{outcome=\"ok\"} 0\n") || strings.Contains(p, "loaded_timestamp") || strings.Contains(p, "expiry") {
+		t.Errorf("before any credentials:\n%s", p)
+	}
+	at, expiry := time.Unix(1_796_000_000, 0), time.Unix(1_800_000_000, 0)
+	m.CredentialsLoaded(at, expiry, false)
+	m.CredentialsReloadFailed()
+	m.CredentialsLoaded(at.Add(time.Hour), expiry.Add(time.Hour), true)
+	p := page()
+	for _, want := range []string{
+		"coinledger_credentials_reloads_total{outcome=\"ok\"} 1\n",
+		"coinledger_credentials_reloads_total{outcome=\"failed\"} 1\n",
+		"coinledger_credentials_loaded_timestamp_seconds 1796003600\n",
+		"coinledger_tls_certificate_expiry_timestamp_seconds 1800003600\n",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("missing %q in:\n%s", want, p)
+		}
+	}
+	m.CredentialsLoaded(at, time.Time{}, false)
+	if p := page(); strings.Contains(p, "expiry") {
+		t.Errorf("an expiry without TLS:\n%s", p)
+	}
+}
+
+func renderPage(m *Metrics) string {
+	var b bytes.Buffer
+	m.render(&b)
+	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,7 +43,7 @@ func DialOptions() []grpc.DialOption {
 
 // Config is how the server runs.
 type Config struct {
-	Tokens *Tokens      // required
+	Tokens *Tokens      // required; SetTokens replaces them
 	Logger *slog.Logger // nil: slog.Default()
 	TLS    *tls.Config  // nil: plaintext (tests, or TLS terminated in front)
 	// MaxRequestBytes bounds a request message; 0 means 1 MiB.
@@ -68,6 +69,7 @@ type Server struct {
 	catalog *economy.Catalog
 	cfg     Config
 	log     *slog.Logger
+	tokens  atomic.Pointer[Tokens]
 	grpc    *grpc.Server
 	health  *health.Server
 	Metrics *Metrics
@@ -107,6 +109,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		cfg.MaxStreams = 1024
 	}
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats), stopping: make(chan struct{})}
+	s.tokens.Store(cfg.Tokens)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
@@ -156,6 +159,11 @@ func (s *Server) register(desc *grpc.ServiceDesc, impl any) {
 	}
 	s.grpc.RegisterService(&d, impl)
 }
+
+// SetTokens replaces the callers' bearer tokens: every connection's next
+// request is checked against them, so a revoked token stops working without
+// a restart.
+func (s *Server) SetTokens(t *Tokens) { s.tokens.Store(t) }
 
 // Serve answers on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
@@ -291,14 +299,14 @@ func (s *Server) recovered(ctx context.Context, method string, err *error) {
 }
 
 func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.cfg.Tokens.authenticate(ctx, info.FullMethod); err != nil {
+	if err := s.tokens.Load().authenticate(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (s *Server) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.cfg.Tokens.authenticate(ss.Context(), info.FullMethod); err != nil {
+	if err := s.tokens.Load().authenticate(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
 	return handler(srv, ss)

@@ -8,10 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coinledger/coinledger/api"
@@ -27,8 +31,8 @@ type serveOptions struct {
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", envOr("COINLEDGER_LISTEN", "127.0.0.1:7070"), "gRPC listen address (env COINLEDGER_LISTEN)")
-	fs.StringVar(&o.tokensFile, "tokens-file", os.Getenv("COINLEDGER_TOKENS_FILE"), "callers' bearer tokens, one \"name scopes token\" per line (env COINLEDGER_TOKENS_FILE, or the lines, ';'-separated, in COINLEDGER_TOKENS)")
-	fs.StringVar(&o.certFile, "tls-cert", os.Getenv("COINLEDGER_TLS_CERT"), "TLS certificate (PEM); with --tls-key the listener speaks TLS")
+	fs.StringVar(&o.tokensFile, "tokens-file", os.Getenv("COINLEDGER_TOKENS_FILE"), "callers' bearer tokens, one \"name scopes token\" per line, read again on SIGHUP (env COINLEDGER_TOKENS_FILE, or the lines, ';'-separated, in COINLEDGER_TOKENS)")
+	fs.StringVar(&o.certFile, "tls-cert", os.Getenv("COINLEDGER_TLS_CERT"), "TLS certificate (PEM); with --tls-key the listener speaks TLS; both read again on SIGHUP, with --client-ca")
 	fs.StringVar(&o.keyFile, "tls-key", os.Getenv("COINLEDGER_TLS_KEY"), "TLS private key (PEM)")
 	fs.StringVar(&o.clientCA, "client-ca", os.Getenv("COINLEDGER_CLIENT_CA"), "CA bundle (PEM): clients must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&o.metricsAddr, "metrics-listen", envOr("COINLEDGER_METRICS_LISTEN", "127.0.0.1:9464"), "Prometheus /metrics address; empty disables")
@@ -50,14 +54,16 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if o.maxDeadline <= 0 || o.maxDeadline > economy.MaxRequestDeadline {
 		return exitError, fmt.Errorf("--max-deadline must be positive and at most %s (the release job closes a day a day after it ends)", economy.MaxRequestDeadline)
 	}
-	tokens, err := loadTokens(o.tokensFile)
+	creds := &serveCredentials{tokensFile: o.tokensFile, certFile: o.certFile, keyFile: o.keyFile, clientCA: o.clientCA}
+	loaded, err := creds.load()
 	if err != nil {
 		return exitError, err
 	}
-	tlsConfig, err := serverTLS(o.certFile, o.keyFile, o.clientCA)
-	if err != nil {
-		return exitError, err
-	}
+	// Registered before anything is served, so that a SIGHUP never finds
+	// the default action (exit) in place.
+	hangUp := make(chan os.Signal, 1)
+	signal.Notify(hangUp, syscall.SIGHUP)
+	defer signal.Stop(hangUp)
 	// The ports first: one taken or mistyped is refused before a database
 	// is started and migrated. Until Serve, a caller's connection waits.
 	lis, err := net.Listen("tcp", o.listen)
@@ -72,11 +78,12 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 		}
 		defer mlis.Close()
 	}
-	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: tokens, Logger: c.log, TLS: tlsConfig, MaxDeadline: o.maxDeadline})
+	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: loaded.tokens, Logger: c.log, TLS: creds.listenerTLS(loaded), MaxDeadline: o.maxDeadline})
 	if err != nil {
 		return exitError, err
 	}
 	defer closeAll()
+	srv.Metrics.CredentialsLoaded(loaded.at, loaded.certExpiry, false)
 	if o.releaseEvery > 0 {
 		// Stopped before the deferred closeAll closes the ledger under it.
 		defer c.releaseWorker(eco, o.releaseEvery, srv.Metrics)()
@@ -88,7 +95,7 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 		metrics = &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go metrics.Serve(mlis)
 	}
-	fmt.Fprintf(stdout, "coinledger: serving gRPC on %s (tls=%v), metrics on %q\n", lis.Addr(), tlsConfig != nil, o.metricsAddr)
+	fmt.Fprintf(stdout, "coinledger: serving gRPC on %s (tls=%v), metrics on %q\n", lis.Addr(), loaded.tls != nil, o.metricsAddr)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	var dbGone <-chan struct{} // nil, never ready, with --database-url
@@ -96,15 +103,22 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 		dbGone = c.embedded.Exited()
 	}
 	var failure error
-	select {
-	case err := <-served:
-		return exitError, err
-	case <-ctx.Done():
-	case <-dbGone:
-		// Every call would fail from now on: stop, so that whatever
-		// supervises this process starts it again (and PostgreSQL recovers).
-		failure = fmt.Errorf("the private PostgreSQL in %s stopped unexpectedly; its log: %s", c.dataDir, c.embedded.LogPath())
-		c.log.Error("embedded PostgreSQL exited; shutting down", "data_dir", c.dataDir, "log", c.embedded.LogPath())
+wait:
+	for {
+		select {
+		case err := <-served:
+			return exitError, err
+		case <-hangUp:
+			creds.reload(srv, c.log)
+		case <-ctx.Done():
+			break wait
+		case <-dbGone:
+			// Every call would fail from now on: stop, so that whatever
+			// supervises this process starts it again (and PostgreSQL recovers).
+			failure = fmt.Errorf("the private PostgreSQL in %s stopped unexpectedly; its log: %s", c.dataDir, c.embedded.LogPath())
+			c.log.Error("embedded PostgreSQL exited; shutting down", "data_dir", c.dataDir, "log", c.embedded.LogPath())
+			break wait
+		}
 	}
 	// Health NOT_SERVING, drain, stop; then the deferred close stops the
 	// commit lanes and the pool.
@@ -171,6 +185,68 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// serveCredentials are serve's bearer tokens and TLS files, read at start and
+// again on SIGHUP, so that a token is revoked, or a certificate or client CA
+// rotated, without a restart that would cut every caller's connection.
+type serveCredentials struct {
+	tokensFile, certFile, keyFile, clientCA string
+	tls                                     atomic.Pointer[tls.Config] // new handshakes'
+}
+
+// loadedCredentials are the credentials as read at one moment.
+type loadedCredentials struct {
+	tokens     *api.Tokens
+	tls        *tls.Config // nil: plaintext
+	certExpiry time.Time   // zero without TLS
+	at         time.Time
+}
+
+func (c *serveCredentials) load() (loadedCredentials, error) {
+	l := loadedCredentials{at: time.Now()}
+	var err error
+	if l.tokens, err = loadTokens(c.tokensFile); err != nil {
+		return l, err
+	}
+	if l.tls, err = serverTLS(c.certFile, c.keyFile, c.clientCA); err != nil || l.tls == nil {
+		return l, err
+	}
+	l.certExpiry = l.tls.Certificates[0].Leaf.NotAfter
+	return l, nil
+}
+
+// listenerTLS is the listener's TLS configuration (nil: plaintext): each
+// handshake takes the one most recently loaded.
+func (c *serveCredentials) listenerTLS(l loadedCredentials) *tls.Config {
+	if l.tls == nil {
+		return nil
+	}
+	c.tls.Store(l.tls)
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return c.tls.Load(), nil },
+	}
+}
+
+// reload reads the credentials again and puts them in use together; when
+// any cannot be read, those in use stay. Connections already open keep
+// their TLS session; every request is checked against the new tokens.
+func (c *serveCredentials) reload(srv *api.Server, log *slog.Logger) {
+	l, err := c.load()
+	if err != nil {
+		srv.Metrics.CredentialsReloadFailed()
+		log.Error("credentials not reloaded; those in use stay", "err", err)
+		return
+	}
+	srv.SetTokens(l.tokens)
+	attrs := []any{"callers", l.tokens.Callers()}
+	if l.tls != nil {
+		c.tls.Store(l.tls)
+		attrs = append(attrs, "tls_certificate_expires", l.certExpiry.UTC().Format(time.RFC3339))
+	}
+	srv.Metrics.CredentialsLoaded(l.at, l.certExpiry, true)
+	log.Info("credentials reloaded", attrs...)
 }
 
 // loadTokens reads the tokens file, or COINLEDGER_TOKENS when no file is

@@ -35,14 +35,23 @@ type testPKI struct {
 	clientCertFile, clientKeyFile string
 	ca                            *x509.CertPool
 	client                        tls.Certificate
+	serverExpiry                  time.Time
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
+	return newTestPKIValidFor(t, time.Hour)
+}
+
+// newTestPKIValidFor makes a testPKI whose server certificate expires after
+// valid, to the second.
+func newTestPKIValidFor(t *testing.T, valid time.Duration) *testPKI {
+	t.Helper()
+	expiry := time.Now().Add(valid).Truncate(time.Second)
 	dir := t.TempDir()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: expiry}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +60,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	issue := func(serial int64, usage x509.ExtKeyUsage, ip net.IP) ([]byte, *ecdsa.PrivateKey) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "test"}, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			KeyUsage: x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+			KeyUsage: x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: expiry}
 		if ip != nil {
 			tmpl.IPAddresses = []net.IP{ip}
 		}
@@ -68,7 +77,7 @@ func newTestPKI(t *testing.T) *testPKI {
 		}
 		return path
 	}
-	p := &testPKI{ca: x509.NewCertPool()}
+	p := &testPKI{ca: x509.NewCertPool(), serverExpiry: expiry}
 	p.ca.AddCert(caCert)
 	p.caFile = write("ca.pem", "CERTIFICATE", caDER)
 	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
