@@ -333,6 +333,15 @@ func (s *Server) start(ctx context.Context) error {
 	cmd.Env = withMallocTunables(cmd.Env)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	if s.cfg.Throwaway {
+		// A throwaway cluster goes with the process that started it, however
+		// that ends: a fuzzing worker its coordinator kills, a test binary
+		// killed at its timeout. (Immediate shutdown: nothing in it is kept.)
+		// The signal comes when the thread that started it exits; Go ends a
+		// thread before the process only for a goroutine that locked it and
+		// returned, which nothing in coinledger or its modules does.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start postgres: %w", err)

@@ -1,11 +1,13 @@
 package pgembed
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -227,5 +229,56 @@ func TestServerHoldsNoInheritedDescriptor(t *testing.T) {
 	}
 	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %d bytes, %v: the server holds the pipe's write end", n, err)
+	}
+}
+
+// ownerHelperEnv makes the test binary the owner of a throwaway cluster in
+// the directory it names, which prints the server's pid and waits to be
+// killed.
+const ownerHelperEnv = "PGEMBED_OWNER_HELPER_DIR"
+
+// A throwaway server stops when the process that started it is killed,
+// rather than running on until the next test run's RemoveAbandoned finds it.
+func TestThrowawayServerStopsWithItsOwner(t *testing.T) {
+	if dir := os.Getenv(ownerHelperEnv); dir != "" {
+		s, err := Start(context.Background(), Config{DataDir: filepath.Join(dir, "data"), Throwaway: true})
+		if err != nil {
+			fmt.Println("start:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("pid %d\n", s.PID())
+		select {}
+	}
+	if _, err := FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	dir, err := MkdirTemp("pgembed-owner-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	owner := exec.Command(os.Args[0], "-test.run=^TestThrowawayServerStopsWithItsOwner$")
+	owner.Env = append(os.Environ(), ownerHelperEnv+"="+dir)
+	out, err := owner.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var pid int
+	if _, serr := fmt.Sscanf(line, "pid %d", &pid); serr != nil {
+		owner.Process.Kill()
+		owner.Wait()
+		t.Fatalf("the owner printed %q (%v)", line, err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	owner.Process.Kill()
+	owner.Wait()
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server (pid %d) still runs 10 s after its owner was killed", pid)
+		}
 	}
 }
