@@ -73,8 +73,9 @@ func loggingServer(t *testing.T, tokens string) (*Server, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	logged := &bytes.Buffer{}
-	return &Server{cfg: Config{Tokens: toks}, log: slog.New(slog.NewTextHandler(logged, nil)),
-		Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}, logged
+	s := &Server{log: slog.New(slog.NewTextHandler(logged, nil)), Metrics: newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })}
+	s.SetTokens(toks)
+	return s, logged
 }
 
 // Every request's log line names its caller, also one refused for its
