@@ -91,8 +91,20 @@ func TestServeReloadsTokensOnHangUp(t *testing.T) {
 	if err := verify(old); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("a token of the refused file: %v", err)
 	}
+	const warning = "other users may read the tokens file"
+	if strings.Contains(srv.errOut.String(), warning) {
+		t.Errorf("a warning of a file only its owner reads:\n%s", srv.errOut.String())
+	}
+	write("finance finance " + added + "\n")
+	if err := os.Chmod(tokens, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hangUp(t, metricsAddr, `coinledger_credentials_reloads_total{outcome="ok"} 2`)
 	srv.stop(t)
 	logged := srv.out.String() + srv.errOut.String()
+	if !strings.Contains(logged, warning) || !strings.Contains(logged, "mode=0644") {
+		t.Errorf("no warning of a tokens file others may read:\n%s", logged)
+	}
 	if !strings.Contains(logged, "credentials reloaded") || !strings.Contains(logged, "callers=1") || !strings.Contains(logged, "credentials not reloaded; those in use stay") {
 		t.Errorf("the reloads are not in the log:\n%s", logged)
 	}

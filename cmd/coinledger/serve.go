@@ -59,6 +59,7 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	if err != nil {
 		return exitError, err
 	}
+	loaded.warn(c.log)
 	// Registered before anything is served, so that a SIGHUP never finds
 	// the default action (exit) in place.
 	hangUp := make(chan os.Signal, 1)
@@ -197,10 +198,19 @@ type serveCredentials struct {
 
 // loadedCredentials are the credentials as read at one moment.
 type loadedCredentials struct {
-	tokens     *api.Tokens
-	tls        *tls.Config // nil: plaintext
-	certExpiry time.Time   // zero without TLS
-	at         time.Time
+	tokens         *api.Tokens
+	tokensFileMode os.FileMode // the tokens file's permissions; 0 without one
+	tls            *tls.Config // nil: plaintext
+	certExpiry     time.Time   // zero without TLS
+	at             time.Time
+}
+
+// warn logs what in the credentials an operator should fix: a tokens file
+// other users may read (as ssh warns of a private key's).
+func (l loadedCredentials) warn(log *slog.Logger) {
+	if l.tokensFileMode&0o077 != 0 {
+		log.Warn("other users may read the tokens file; chmod 600 it", "mode", fmt.Sprintf("%04o", l.tokensFileMode))
+	}
 }
 
 func (c *serveCredentials) load() (loadedCredentials, error) {
@@ -208,6 +218,11 @@ func (c *serveCredentials) load() (loadedCredentials, error) {
 	var err error
 	if l.tokens, err = loadTokens(c.tokensFile); err != nil {
 		return l, err
+	}
+	if c.tokensFile != "" {
+		if st, err := os.Stat(c.tokensFile); err == nil {
+			l.tokensFileMode = st.Mode().Perm()
+		}
 	}
 	if l.tls, err = serverTLS(c.certFile, c.keyFile, c.clientCA); err != nil || l.tls == nil {
 		return l, err
@@ -239,6 +254,7 @@ func (c *serveCredentials) reload(srv *api.Server, log *slog.Logger) {
 		log.Error("credentials not reloaded; those in use stay", "err", err)
 		return
 	}
+	l.warn(log)
 	srv.SetTokens(l.tokens)
 	attrs := []any{"callers", l.tokens.Callers()}
 	if l.tls != nil {
