@@ -216,13 +216,8 @@ func (l loadedCredentials) warn(log *slog.Logger) {
 func (c *serveCredentials) load() (loadedCredentials, error) {
 	l := loadedCredentials{at: time.Now()}
 	var err error
-	if l.tokens, err = loadTokens(c.tokensFile); err != nil {
+	if l.tokens, l.tokensFileMode, err = loadTokens(c.tokensFile); err != nil {
 		return l, err
-	}
-	if c.tokensFile != "" {
-		if st, err := os.Stat(c.tokensFile); err == nil {
-			l.tokensFileMode = st.Mode().Perm()
-		}
 	}
 	if l.tls, err = serverTLS(c.certFile, c.keyFile, c.clientCA); err != nil || l.tls == nil {
 		return l, err
@@ -265,22 +260,28 @@ func (c *serveCredentials) reload(srv *api.Server, log *slog.Logger) {
 	log.Info("credentials reloaded", attrs...)
 }
 
-// loadTokens reads the tokens file, or COINLEDGER_TOKENS when no file is
-// named. Errors never quote a token.
-func loadTokens(file string) (*api.Tokens, error) {
+// loadTokens reads the tokens file and its permissions, or
+// COINLEDGER_TOKENS when no file is named. Errors never quote a token.
+func loadTokens(file string) (*api.Tokens, os.FileMode, error) {
 	if file == "" {
 		lines := os.Getenv("COINLEDGER_TOKENS")
 		if lines == "" {
-			return nil, errors.New("--tokens-file (or COINLEDGER_TOKENS) is required: every RPC but health needs a bearer token")
+			return nil, 0, errors.New("--tokens-file (or COINLEDGER_TOKENS) is required: every RPC but health needs a bearer token")
 		}
-		return api.ParseTokens(strings.NewReader(strings.ReplaceAll(lines, ";", "\n")))
+		tokens, err := api.ParseTokens(strings.NewReader(strings.ReplaceAll(lines, ";", "\n")))
+		return tokens, 0, err
 	}
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
-	return api.ParseTokens(f)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	tokens, err := api.ParseTokens(f)
+	return tokens, st.Mode().Perm(), err
 }
 
 func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
