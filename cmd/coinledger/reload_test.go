@@ -24,7 +24,7 @@ import (
 
 // hangUp sends this process SIGHUP, which the in-process serve reloads its
 // credentials on, and waits until the metrics page at addr shows line.
-func hangUp(t *testing.T, addr, line string) string {
+func hangUp(t *testing.T, addr, line string) {
 	t.Helper()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func hangUp(t *testing.T, addr, line string) string {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		page, err := httpGet("http://" + addr + "/metrics")
 		if err == nil && strings.Contains(page, line+"\n") {
-			return page
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after SIGHUP the metrics page never showed %q: %v\n%s", line, err, page)
