@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -60,6 +61,19 @@ type Config struct {
 	// 1,024. gRPC's own default is unbounded: one connection could hold a
 	// goroutine and a request per stream until memory runs out.
 	MaxStreams uint32
+	// KeepaliveMinTime is the shortest interval between a client's keepalive
+	// pings that the server accepts, also on a connection with no call in
+	// flight; 0 means 10 s, the shortest gRPC clients send. gRPC's own
+	// default is 5 minutes: a client that pings more often (service meshes
+	// and load balancers commonly ping every 10-30 s) has its connection
+	// closed with "too_many_pings", calls in flight and all.
+	KeepaliveMinTime time.Duration
+	// KeepaliveIdle is how long a connection may be silent before the server
+	// pings it, and KeepaliveTimeout how long it then waits for the answer
+	// before closing it; 0 means 1 minute and 20 s. gRPC's own default idle
+	// time is 2 hours, for which a connection whose client vanished (a
+	// crashed host, a dropped NAT mapping) holds its streams.
+	KeepaliveIdle, KeepaliveTimeout time.Duration
 }
 
 // Server is the gRPC server over a ledger, its economy and catalog.
@@ -108,12 +122,23 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = 1024
 	}
+	if cfg.KeepaliveMinTime <= 0 {
+		cfg.KeepaliveMinTime = 10 * time.Second
+	}
+	if cfg.KeepaliveIdle <= 0 {
+		cfg.KeepaliveIdle = time.Minute
+	}
+	if cfg.KeepaliveTimeout <= 0 {
+		cfg.KeepaliveTimeout = 20 * time.Second
+	}
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats), stopping: make(chan struct{})}
 	s.tokens.Store(cfg.Tokens)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveIdle, Timeout: cfg.KeepaliveTimeout}),
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
 		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, refuseNUL, s.bound),
 		grpc.ChainStreamInterceptor(s.observeStream, s.recoverStream, s.authorizeStream),
