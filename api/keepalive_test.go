@@ -130,3 +130,27 @@ func TestKeepaliveClosesASilentConnection(t *testing.T) {
 		})
 	}
 }
+
+// With MaxConnectionAge a connection is told GOAWAY (no error: its client
+// reconnects) once that old; without, it lives on.
+func TestMaxConnectionAge(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		age  time.Duration
+	}{
+		{"aged", 200 * time.Millisecond},
+		{"no limit", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, func(cfg *api.Config) { cfg.MaxConnectionAge = c.age })
+			conn, fr := rawHTTP2(t, e.addr)
+			away, _ := goAwayWithin(conn, fr, time.Second)
+			switch {
+			case c.age > 0 && (away == nil || away.ErrCode != http2.ErrCodeNo):
+				t.Errorf("a connection older than %s: %v, want GOAWAY NO_ERROR", c.age, away)
+			case c.age == 0 && away != nil:
+				t.Errorf("a connection without an age limit: %v", away)
+			}
+		})
+	}
+}

@@ -74,6 +74,11 @@ type Config struct {
 	// time is 2 hours, for which a connection whose client vanished (a
 	// crashed host, a dropped NAT mapping) holds its streams.
 	KeepaliveIdle, KeepaliveTimeout time.Duration
+	// MaxConnectionAge, when set, sends a connection GOAWAY once it is that
+	// old (give or take a tenth), so that clients reconnect and spread over
+	// servers added behind a load balancer; calls in flight have MaxDeadline
+	// to finish. 0: connections live as long as their clients keep them.
+	MaxConnectionAge time.Duration
 }
 
 // Server is the gRPC server over a ledger, its economy and catalog.
@@ -138,7 +143,8 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveIdle, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveIdle, Timeout: cfg.KeepaliveTimeout,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxDeadline}),
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
 		grpc.ChainUnaryInterceptor(s.observe, s.recoverPanic, s.authorize, refuseNUL, s.bound),
 		grpc.ChainStreamInterceptor(s.observeStream, s.recoverStream, s.authorizeStream),

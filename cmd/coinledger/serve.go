@@ -26,7 +26,7 @@ import (
 // serveOptions are serve's own flags, registered beside the common ones.
 type serveOptions struct {
 	listen, tokensFile, certFile, keyFile, clientCA, metricsAddr string
-	drain, releaseEvery, maxDeadline                             time.Duration
+	drain, releaseEvery, maxDeadline, maxConnectionAge           time.Duration
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -37,6 +37,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.clientCA, "client-ca", os.Getenv("COINLEDGER_CLIENT_CA"), "CA bundle (PEM): clients must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&o.metricsAddr, "metrics-listen", envOr("COINLEDGER_METRICS_LISTEN", "127.0.0.1:9464"), "Prometheus /metrics address; empty disables")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long shutdown waits for requests in flight")
+	fs.DurationVar(&o.maxConnectionAge, "max-connection-age", 0,
+		"close a connection (GOAWAY: its client reconnects) once it is this old, so that clients spread over servers added behind a load balancer; 0 never")
 	fs.DurationVar(&o.maxDeadline, "max-deadline", time.Minute,
 		"the longest any request may run, whatever deadline its caller set (one that sets none gets 10s); Verify reads the whole ledger")
 	fs.DurationVar(&o.releaseEvery, "release-every", time.Hour,
@@ -50,6 +52,9 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 	}
 	if o.releaseEvery < 0 {
 		return exitError, errors.New("--release-every must not be negative (0 never runs the release job)")
+	}
+	if o.maxConnectionAge < 0 {
+		return exitError, errors.New("--max-connection-age must not be negative (0 keeps connections as long as their clients do)")
 	}
 	if o.maxDeadline <= 0 || o.maxDeadline > economy.MaxRequestDeadline {
 		return exitError, fmt.Errorf("--max-deadline must be positive and at most %s (the release job closes a day a day after it ends)", economy.MaxRequestDeadline)
@@ -79,7 +84,8 @@ func cmdServe(ctx context.Context, c *common, o *serveOptions, stdout io.Writer)
 		}
 		defer mlis.Close()
 	}
-	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: loaded.tokens, Logger: c.log, TLS: creds.listenerTLS(loaded), MaxDeadline: o.maxDeadline})
+	srv, eco, closeAll, err := c.apiServer(ctx, api.Config{Tokens: loaded.tokens, Logger: c.log, TLS: creds.listenerTLS(loaded), MaxDeadline: o.maxDeadline,
+		MaxConnectionAge: o.maxConnectionAge})
 	if err != nil {
 		return exitError, err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -214,6 +215,7 @@ func TestServeRefusesBadFlagsFirst(t *testing.T) {
 		{"metrics: no port", []string{"--listen", "127.0.0.1:0", "--metrics-listen", "nonsense"}, "--metrics-listen"},
 		{"metrics: taken", []string{"--listen", "127.0.0.1:0", "--metrics-listen", taken.Addr().String()}, "--metrics-listen"},
 		{"negative drain", []string{"--drain", "-1s"}, "--drain"},
+		{"negative connection age", []string{"--max-connection-age", "-1s"}, "--max-connection-age"},
 		{"a certificate without its key", []string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { refusedBeforeSetUp(t, "serve", tc.args, tc.want) })
@@ -306,4 +308,40 @@ func TestServeStopsWhenItsDatabaseDies(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve still running 30 s after its database died\n%s", srv.errOut.String())
 	}
+}
+
+// serve --max-connection-age tells a connection that old GOAWAY.
+func TestServeMaxConnectionAge(t *testing.T) {
+	url := dbtest.Postgres().NewDatabase(t)
+	t.Setenv("COINLEDGER_TOKENS", "finance finance tok-connection-age-0123456789")
+	addr := freeAddr(t)
+	srv := startServe(t, "--database-url", url, "--listen", addr, "--metrics-listen", "", "--release-every", "0", "--log-level", "warn",
+		"--max-connection-age", "300ms")
+	srv.dialServing(t, addr)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fr := http2.NewFramer(conn, conn)
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY from a connection past --max-connection-age: %v", err)
+		}
+		if away, ok := f.(*http2.GoAwayFrame); ok {
+			if away.ErrCode != http2.ErrCodeNo {
+				t.Errorf("GOAWAY %v, want NO_ERROR", away.ErrCode)
+			}
+			break
+		}
+	}
+	srv.stop(t)
 }
