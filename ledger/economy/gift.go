@@ -520,7 +520,7 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		// refill it meanwhile (a day is released once over, and closed only
 		// a day later); then the reversal takes their diamonds, which the
 		// creator's total, less the gift's, comes to all the same.
-		released, rerr := e.releasedSince(ctx, gift)
+		released, rerr := e.releasedSince(ctx, gift, terms)
 		if rerr != nil {
 			return nil, rerr
 		}
@@ -570,9 +570,18 @@ func sameGiftReversal(tx *ledger.Transaction, gift uuid.UUID, reason string) boo
 	return meta["reason"] == reason
 }
 
-// releasedSince tells whether a pending account holds fewer diamonds than
-// the gift put into it.
-func (e *Economy) releasedSince(ctx context.Context, gift *ledger.Transaction) (bool, error) {
+// releasedSince tells whether the gift's diamonds may have been released:
+// its release day may be over (a release's as_of may run maxClockSkew ahead
+// of its server's clock, which may run ahead of ours) and a pending account
+// holds fewer diamonds than the gift put into it. A day not over was not
+// released, though an earlier day's take-back may have borrowed its
+// granules (a refund that still saw the earlier day pending after a
+// release whose clock ran ahead); the earner's other pending days then lend
+// them.
+func (e *Economy) releasedSince(ctx context.Context, gift *ledger.Transaction, terms *GiftTerms) (bool, error) {
+	if terms.releaseDay().Add(24 * time.Hour).After(e.clock().Add(2 * maxClockSkew)) {
+		return false, nil
+	}
 	for _, p := range gift.Postings {
 		if p.Side != ledger.Credit || !strings.HasPrefix(p.Account, pendingPrefix) {
 			continue

@@ -699,3 +699,49 @@ func TestUnblockDuringABlock(t *testing.T) {
 		t.Errorf("the paid wallet is %s, the promo wallet %s", got[0], got[1])
 	}
 }
+
+// TestReverseGiftOfADayAnEarlierClawbackBorrowedFrom: a release job whose
+// clock runs a little ahead released a day minutes before its end, and a
+// refund a minute before that end, seeing the day still pending, clawed back
+// its gift's diamonds: the day held none, so the latest day lent them. That
+// day is not over and was not released, so a reversal of its own gift takes
+// the diamonds from the earner's other pending day; it used to be refused as
+// released.
+func TestReverseGiftOfADayAnEarlierClawbackBorrowedFrom(t *testing.T) {
+	e := giftEnv(t, 1)
+	ctx := context.Background()
+	dayEnd := releaseDay.Truncate(24 * time.Hour).Add(24 * time.Hour) // the first release day's end
+	at := func(clock time.Time) *economy.Economy {
+		return economy.New(e.svc, e.cat, func() time.Time { return clock })
+	}
+	days, sent := make([]string, 3), make([]*ledger.Transaction, 3)
+	for i, viewer := range []string{"v5", "v6", "v7"} {
+		e.buy(t, viewer, "a-"+viewer)
+		g := gift("lion-"+viewer, viewer, "c1", "lion")
+		g.SentAt = t0.Add(time.Duration(i) * 24 * time.Hour)
+		tx, err := at(g.SentAt).SendGift(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[i] = tx
+		days[i] = economy.PendingDiamonds("c1", releaseDay.Add(time.Duration(i)*24*time.Hour))
+		e.want(t, days[i], "500")
+	}
+	if _, err := at(dayEnd.Add(-2*time.Minute)).ReleaseEarnings(ctx, dayEnd.Add(time.Minute), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, days[0], "0")
+	r := refund("a-v5", "r-v5", 0)
+	r.RefundedAt = dayEnd.Add(-time.Minute)
+	if plan := refundWithClawbacks(t, at(dayEnd.Add(-time.Minute)), r); len(plan.Clawbacks) != 1 || plan.Clawbacks[0].Lender != days[2] {
+		t.Fatalf("clawbacks %+v, want one lent by the latest day", plan.Clawbacks)
+	}
+	e.want(t, days[2], "0")
+	if _, err := at(dayEnd).ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-v7", GiftTx: sent[2].ID.String(), Reason: "stolen card"}); err != nil {
+		t.Fatalf("reversing the gift of a day an earlier clawback borrowed from: %v", err)
+	}
+	e.want(t, days[1], "0")
+	e.want(t, days[2], "0")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "2.5") // the released day's 500 diamonds
+	verifyClean(t, e)
+}
