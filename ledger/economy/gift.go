@@ -469,9 +469,10 @@ type ReverseGiftRequest struct {
 // as they were taken; the paid coins return to the lots they came from, with
 // their deferred revenue) and takes the earners' diamonds back from their
 // carries and pending diamonds. A gift is reversed at most once; once its
-// earnings were released, the reversal is refused (InsufficientFunds on the
-// pending account) and the matter is one for a clawback from available
-// earnings, which payouts own.
+// earnings were released, the reversal is refused (ErrEarningsReleased) and
+// the matter is one for a clawback from available earnings, which payouts
+// own. Pending diamonds that other pending days lend and that move under
+// every attempt answer ErrRetriesExhausted, to retry under the key.
 func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*ledger.Transaction, error) {
 	const op = "economy.ReverseGift"
 	if err := checkKey(op, "key", req.Key); err != nil {
@@ -536,6 +537,8 @@ func (e *Economy) ReverseGift(ctx context.Context, req ReverseGiftRequest) (*led
 		}
 		reversal.Carries = takeBackCarries(terms, split)
 		if attempt == 3 {
+			// The lenders' diamonds moved between each plan and its post.
+			err = &ledger.Error{Op: op, Err: ledger.ErrRetriesExhausted}
 			break
 		}
 	}

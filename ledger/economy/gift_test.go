@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/coinledger/coinledger/ledger"
 	"github.com/coinledger/coinledger/ledger/economy"
 	"github.com/coinledger/coinledger/ledger/postgres"
@@ -709,39 +711,84 @@ func TestUnblockDuringABlock(t *testing.T) {
 // released.
 func TestReverseGiftOfADayAnEarlierClawbackBorrowedFrom(t *testing.T) {
 	e := giftEnv(t, 1)
+	s := lentDayScenario(t, e)
+	if _, err := s.reverser(e.svc).ReverseGift(context.Background(), s.reversal); err != nil {
+		t.Fatalf("reversing the gift of a day an earlier clawback borrowed from: %v", err)
+	}
+	e.want(t, s.days[1], "0")
+	e.want(t, s.days[2], "0")
+	e.want(t, economy.CreatorPayable("c1", "USD"), "2.5") // the released day's 500 diamonds
+	verifyClean(t, e)
+}
+
+// A gift reversal whose lender's diamonds move between each plan and its
+// post is answered Aborted, to be retried under its key, rather than with
+// the ledger's words for a pending account short of diamonds; the retry
+// posts it.
+func TestReverseGiftRacedOnEveryAttempt(t *testing.T) {
+	e := giftEnv(t, 1)
+	s := lentDayScenario(t, e)
+	ctx := context.Background()
+	move := func(from, to string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := e.svc.Post(ctx, ledger.PostRequest{IdempotencyKey: uuid.NewString(), Kind: "test-race",
+				Postings: []ledger.PostingRequest{{Account: from, Side: ledger.Debit, Amount: dec("500")}, {Account: to, Side: ledger.Credit, Amount: dec("500")}}})
+			return err
+		}
+	}
+	aside := economy.AvailableDiamonds("c1")
+	racing := racingLedger{Ledger: e.svc, victimKey: "gift-reversal:", before: move(s.days[1], aside), after: move(aside, s.days[1])}
+	_, err := s.reverser(racing).ReverseGift(ctx, s.reversal)
+	if !errors.Is(err, ledger.ErrRetriesExhausted) || ledger.KindOf(err) != ledger.Aborted {
+		t.Fatalf("a reversal raced on every attempt: %v, want Aborted", err)
+	}
+	e.want(t, s.days[1], "500")
+	if _, err := s.reverser(e.svc).ReverseGift(ctx, s.reversal); err != nil {
+		t.Fatalf("its retry: %v", err)
+	}
+	e.want(t, s.days[1], "0")
+	verifyClean(t, e)
+}
+
+// lentDay is c1's three release days of a 500-diamond gift each: the first
+// released minutes before its end, its gift's refund then clawing back the
+// third day's diamonds; reversal is of the third day's gift, and reverser
+// the economy that reverses it at the first day's end.
+type lentDay struct {
+	days     []string
+	reversal economy.ReverseGiftRequest
+	reverser func(economy.Ledger) *economy.Economy
+}
+
+func lentDayScenario(t *testing.T, e *env) lentDay {
+	t.Helper()
 	ctx := context.Background()
 	dayEnd := releaseDay.Truncate(24 * time.Hour).Add(24 * time.Hour) // the first release day's end
-	at := func(clock time.Time) *economy.Economy {
-		return economy.New(e.svc, e.cat, func() time.Time { return clock })
+	at := func(l economy.Ledger, clock time.Time) *economy.Economy {
+		return economy.New(l, e.cat, func() time.Time { return clock })
 	}
-	days, sent := make([]string, 3), make([]*ledger.Transaction, 3)
+	s := lentDay{days: make([]string, 3), reverser: func(l economy.Ledger) *economy.Economy { return at(l, dayEnd) }}
 	for i, viewer := range []string{"v5", "v6", "v7"} {
 		e.buy(t, viewer, "a-"+viewer)
 		g := gift("lion-"+viewer, viewer, "c1", "lion")
 		g.SentAt = t0.Add(time.Duration(i) * 24 * time.Hour)
-		tx, err := at(g.SentAt).SendGift(ctx, g)
+		tx, err := at(e.svc, g.SentAt).SendGift(ctx, g)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sent[i] = tx
-		days[i] = economy.PendingDiamonds("c1", releaseDay.Add(time.Duration(i)*24*time.Hour))
-		e.want(t, days[i], "500")
+		s.reversal = economy.ReverseGiftRequest{Key: "fraud-" + viewer, GiftTx: tx.ID.String(), Reason: "stolen card"}
+		s.days[i] = economy.PendingDiamonds("c1", releaseDay.Add(time.Duration(i)*24*time.Hour))
+		e.want(t, s.days[i], "500")
 	}
-	if _, err := at(dayEnd.Add(-2*time.Minute)).ReleaseEarnings(ctx, dayEnd.Add(time.Minute), nil); err != nil {
+	if _, err := at(e.svc, dayEnd.Add(-2*time.Minute)).ReleaseEarnings(ctx, dayEnd.Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
-	e.want(t, days[0], "0")
+	e.want(t, s.days[0], "0")
 	r := refund("a-v5", "r-v5", 0)
 	r.RefundedAt = dayEnd.Add(-time.Minute)
-	if plan := refundWithClawbacks(t, at(dayEnd.Add(-time.Minute)), r); len(plan.Clawbacks) != 1 || plan.Clawbacks[0].Lender != days[2] {
+	if plan := refundWithClawbacks(t, at(e.svc, dayEnd.Add(-time.Minute)), r); len(plan.Clawbacks) != 1 || plan.Clawbacks[0].Lender != s.days[2] {
 		t.Fatalf("clawbacks %+v, want one lent by the latest day", plan.Clawbacks)
 	}
-	e.want(t, days[2], "0")
-	if _, err := at(dayEnd).ReverseGift(ctx, economy.ReverseGiftRequest{Key: "fraud-v7", GiftTx: sent[2].ID.String(), Reason: "stolen card"}); err != nil {
-		t.Fatalf("reversing the gift of a day an earlier clawback borrowed from: %v", err)
-	}
-	e.want(t, days[1], "0")
-	e.want(t, days[2], "0")
-	e.want(t, economy.CreatorPayable("c1", "USD"), "2.5") // the released day's 500 diamonds
-	verifyClean(t, e)
+	e.want(t, s.days[2], "0")
+	return s
 }
