@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coinledger/coinledger/ledger"
+	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
 // A tokens file's errors name the line and what is wrong with it, never a
@@ -169,6 +170,38 @@ func TestStreamsAreObserved(t *testing.T) {
 		want := `coinledger_rpc_requests_total{method="` + info.FullMethod + `",code="` + code + `"} 1`
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("metrics lack %s:\n%s", want, page.String())
+		}
+	}
+}
+
+// A write's log line names what it is idempotent on, so that a caller's
+// question about a request can be answered from the log; a read's names
+// none, and an oversized key is cut.
+func TestRequestLogNamesKey(t *testing.T) {
+	s, logged := loggingServer(t, "everything iap,gifting,finance tok-all-0123456789\n")
+	for _, c := range []struct {
+		method string
+		req    any
+		want   string
+	}{
+		{"/coinledger.v1.GiftService/SendGift", &pb.SendGiftRequest{IdempotencyKey: "gift-42"}, "key=gift-42"},
+		{"/coinledger.v1.PurchaseService/Purchase", &pb.PurchaseRequest{StoreTransactionId: "apple-7"}, "key=apple-7"},
+		{"/coinledger.v1.PurchaseService/Refund", &pb.RefundRequest{StoreTransactionId: "apple-7", RefundId: "refund-9"}, "key=refund-9"},
+		{"/coinledger.v1.GiftService/GetWallet", &pb.GetWalletRequest{User: "v1"}, ""},
+		{"/coinledger.v1.GiftService/SendGift", &pb.SendGiftRequest{IdempotencyKey: strings.Repeat("k", 10_000)}, "key=" + strings.Repeat("k", maxLoggedKey) + "..."},
+	} {
+		logged.Reset()
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer tok-all-0123456789"))
+		info := &grpc.UnaryServerInfo{FullMethod: c.method}
+		s.observe(ctx, c.req, info, func(ctx context.Context, req any) (any, error) {
+			return s.authorize(ctx, req, info, func(context.Context, any) (any, error) { return nil, nil })
+		})
+		line := logged.String()
+		switch {
+		case c.want == "" && strings.Contains(line, "key="):
+			t.Errorf("%s: a read's log line names a key: %s", c.method, line)
+		case c.want != "" && !strings.Contains(line, c.want+"\n") && !strings.Contains(line, c.want+" "):
+			t.Errorf("%s: log %q lacks %q", c.method, line, c.want)
 		}
 	}
 }

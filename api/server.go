@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,7 +182,7 @@ func (s *Server) register(desc *grpc.ServiceDesc, impl any) {
 			return handle(srv, ctx, func(req any) error {
 				if err := dec(req); err != nil {
 					err = status.Error(codes.InvalidArgument, "the request cannot be decoded: "+status.Convert(err).Message())
-					s.record(ctx, method, time.Now(), &callerSlot{}, err)
+					s.record(ctx, method, time.Now(), &callerSlot{}, "", err)
 					return err
 				}
 				return nil
@@ -224,7 +225,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start, who := time.Now(), &callerSlot{}
 	resp, err := handler(context.WithValue(ctx, callerSlotKey{}, who), req)
-	s.record(ctx, info.FullMethod, start, who, err)
+	s.record(ctx, info.FullMethod, start, who, requestKey(req), err)
 	return resp, err
 }
 
@@ -239,7 +240,7 @@ func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		in.afterNotServing = cancel
 	}
 	err := handler(srv, in)
-	s.record(ss.Context(), info.FullMethod, start, who, err)
+	s.record(ss.Context(), info.FullMethod, start, who, "", err)
 	return err
 }
 
@@ -290,9 +291,33 @@ func (s streamIn) SendMsg(m any) error {
 	return err
 }
 
+// requestKey is what a write is idempotent on (its idempotency key, a
+// refund's id, a purchase's store transaction id), for the request's log
+// line: a caller asking what became of a request names it by that. Empty
+// for reads.
+func requestKey(req any) string {
+	var key string
+	switch r := req.(type) {
+	case interface{ GetIdempotencyKey() string }:
+		key = r.GetIdempotencyKey()
+	case interface{ GetRefundId() string }:
+		key = r.GetRefundId()
+	case interface{ GetStoreTransactionId() string }:
+		key = r.GetStoreTransactionId()
+	}
+	// A request refused for its key's length logs the start of it.
+	if len(key) > maxLoggedKey {
+		key = strings.ToValidUTF8(key[:maxLoggedKey], "") + "..."
+	}
+	return key
+}
+
+// maxLoggedKey is the longest key logged whole; valid ones are shorter.
+const maxLoggedKey = 256
+
 // record logs a finished call, with its caller when authentication named
-// one, and counts it by method and code.
-func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, err error) {
+// one and the key of a write, and counts it by method and code.
+func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, key string, err error) {
 	code := status.Code(err)
 	elapsed := time.Since(start)
 	s.Metrics.observe(method, code, elapsed)
@@ -306,6 +331,9 @@ func (s *Server) record(ctx context.Context, method string, start time.Time, who
 	attrs := []any{"method", method, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
 	if who.caller != nil {
 		attrs = append(attrs, "caller", who.caller.Name)
+	}
+	if key != "" {
+		attrs = append(attrs, "key", key)
 	}
 	s.log.Log(ctx, level, "rpc", attrs...)
 }
