@@ -23,6 +23,14 @@ type Metrics struct {
 	commits func() ledger.CommitStats
 	release releaseCounts
 	creds   credentialCounts
+	dbUp    *bool // nil: not watched
+}
+
+// DatabaseUp records whether the last ping reached the database.
+func (m *Metrics) DatabaseUp(up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dbUp = &up
 }
 
 // credentialCounts are the server's credentials: when those in use were
@@ -176,6 +184,14 @@ func (m *Metrics) render(w *bytes.Buffer) {
 	if !cr.loaded.IsZero() {
 		help(w, "coinledger_credentials_loaded_timestamp_seconds", "gauge", "When the credentials in use were read (Unix time).")
 		fmt.Fprintf(w, "coinledger_credentials_loaded_timestamp_seconds %d\n", cr.loaded.Unix())
+	}
+	if m.dbUp != nil {
+		help(w, "coinledger_database_up", "gauge", "Whether the server's last ping reached its database (1) or not (0); health reports NOT_SERVING while it does not.")
+		up := 0
+		if *m.dbUp {
+			up = 1
+		}
+		fmt.Fprintf(w, "coinledger_database_up %d\n", up)
 	}
 	if !cr.certExpiry.IsZero() {
 		help(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).")

@@ -80,6 +80,12 @@ type Config struct {
 	// servers added behind a load balancer; calls in flight have MaxDeadline
 	// to finish. 0: connections live as long as their clients keep them.
 	MaxConnectionAge time.Duration
+	// DatabasePing, when set, is called every DatabasePingEvery (0 means
+	// 5 s): while it fails, health answers NOT_SERVING, so that a load
+	// balancer sends callers to servers that reach their database (on
+	// CockroachDB, each server's own node). nil: health does not watch it.
+	DatabasePing      func(context.Context) error
+	DatabasePingEvery time.Duration
 }
 
 // Server is the gRPC server over a ledger, its economy and catalog.
@@ -136,6 +142,9 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 	}
 	if cfg.KeepaliveTimeout <= 0 {
 		cfg.KeepaliveTimeout = 20 * time.Second
+	}
+	if cfg.DatabasePingEvery <= 0 {
+		cfg.DatabasePingEvery = 5 * time.Second
 	}
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats), stopping: make(chan struct{})}
 	s.tokens.Store(cfg.Tokens)
@@ -200,7 +209,39 @@ func (s *Server) SetTokens(t *Tokens) { s.tokens.Store(t) }
 // Serve answers on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if s.cfg.DatabasePing != nil {
+		go s.watchDatabase()
+	}
 	return s.grpc.Serve(lis)
+}
+
+// watchDatabase pings the database until Shutdown, reporting NOT_SERVING
+// while it cannot be reached and SERVING once it can again. (After
+// Shutdown began, health ignores both.)
+func (s *Server) watchDatabase() {
+	tick := time.NewTicker(s.cfg.DatabasePingEvery)
+	defer tick.Stop()
+	up := true
+	for {
+		select {
+		case <-s.stopping:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DatabasePingEvery)
+		err := s.cfg.DatabasePing(ctx)
+		cancel()
+		s.Metrics.DatabaseUp(err == nil)
+		switch {
+		case err != nil && up:
+			s.log.Error("database unreachable; health reports NOT_SERVING", "err", err)
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		case err == nil && !up:
+			s.log.Info("database reachable again; health reports SERVING")
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		}
+		up = err == nil
+	}
 }
 
 // Shutdown reports NOT_SERVING so balancers stop sending, ends streams

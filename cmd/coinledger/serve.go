@@ -169,7 +169,8 @@ func (c *common) releaseWorker(eco *economy.Economy, every time.Duration, metric
 }
 
 // apiServer opens the ledger, bootstraps the economy and builds the gRPC
-// server on it; closeAll stops the lanes, the pool and any private database.
+// server on it, its health following the database; closeAll stops the
+// lanes, the pool and any private database.
 func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, *economy.Economy, func(), error) {
 	svc, db, closeAll, err := c.open(ctx, true)
 	if err != nil {
@@ -184,6 +185,7 @@ func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, *e
 		}
 		return nil, nil, nil, err
 	}
+	cfg.DatabasePing = db.Ping
 	return api.New(svc, eco, cat, cfg), eco, closeAll, nil
 }
 

@@ -345,3 +345,43 @@ func TestServeMaxConnectionAge(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+// serve on a database it reaches by URL answers health NOT_SERVING once
+// that database stops, so that a load balancer sends callers elsewhere;
+// it keeps running (the database may come back, and a supervisor
+// restarting serve would not bring it back).
+func TestServeHealthFollowsItsDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	ctx := context.Background()
+	pg, err := pgembed.Start(ctx, pgembed.Config{DataDir: filepath.Join(serverTempDir(t), "data"), Throwaway: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+	if err := pg.CreateDatabase(ctx, "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COINLEDGER_TOKENS", "finance finance tok-finance-health-test-0123456789")
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	srv := startServe(t, "--database-url", pg.URL("ledger"), "--listen", addr, "--metrics-listen", metricsAddr, "--release-every", "0", "--log-level", "warn")
+	conn := srv.dialServing(t, addr)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		page, _ := httpGet("http://" + metricsAddr + "/metrics")
+		if err == nil && h.Status == healthpb.HealthCheckResponse_NOT_SERVING && strings.Contains(page, "coinledger_database_up 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health %v (%v) 20 s after the database stopped\n%s", h, err, srv.errOut.String())
+		}
+	}
+	if errOut := srv.errOut.String(); !strings.Contains(errOut, "database unreachable") {
+		t.Errorf("no log of the unreachable database:\n%s", errOut)
+	}
+	srv.stop(t)
+}

@@ -111,6 +111,9 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 // Close closes the pool.
 func (db *DB) Close() { db.pool.Close() }
 
+// Ping reaches the database over one of the pool's connections.
+func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
+
 // retryableConflict marks a unique violation that a re-run resolves: a
 // concurrent batch committed the same idempotency key or reversal first.
 type retryableConflict struct{ err error }
