@@ -48,3 +48,30 @@ func TestHealthFollowsTheDatabase(t *testing.T) {
 	down.Store(false)
 	await(healthpb.HealthCheckResponse_SERVING, "coinledger_database_up 1")
 }
+
+// One failed ping (a connection the database dropped when it restarted)
+// leaves health SERVING; the second in a row turns it NOT_SERVING.
+func TestHealthSurvivesOneFailedPing(t *testing.T) {
+	var pings atomic.Int32
+	release := make(chan struct{})
+	e := newEnv(t, func(c *api.Config) {
+		c.DatabasePingEvery = 20 * time.Millisecond
+		c.DatabasePing = func(context.Context) error {
+			switch pings.Add(1) {
+			case 1:
+				return errors.New("connection reset by peer")
+			case 2:
+				<-release // holds the watcher until the test has looked
+			}
+			return nil
+		}
+	})
+	for pings.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h, err := healthpb.NewHealthClient(e.dial(t, "tok-fin-0123456789")).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	close(release)
+	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("after one failed ping: %v %v, want SERVING", h, err)
+	}
+}

@@ -81,7 +81,8 @@ type Config struct {
 	// to finish. 0: connections live as long as their clients keep them.
 	MaxConnectionAge time.Duration
 	// DatabasePing, when set, is called every DatabasePingEvery (0 means
-	// 5 s): while it fails, health answers NOT_SERVING, so that a load
+	// 5 s): while it fails (twice in a row, then on), health answers
+	// NOT_SERVING, so that a load
 	// balancer sends callers to servers that reach their database (on
 	// CockroachDB, each server's own node). nil: health does not watch it.
 	DatabasePing      func(context.Context) error
@@ -216,12 +217,13 @@ func (s *Server) Serve(lis net.Listener) error {
 }
 
 // watchDatabase pings the database until Shutdown, reporting NOT_SERVING
-// while it cannot be reached and SERVING once it can again. (After
-// Shutdown began, health ignores both.)
+// once two pings in a row could not reach it (one can fail on a connection
+// the database dropped when it restarted) and SERVING once one can again.
+// (After Shutdown began, health ignores both.)
 func (s *Server) watchDatabase() {
 	tick := time.NewTicker(s.cfg.DatabasePingEvery)
 	defer tick.Stop()
-	up := true
+	failed := 0
 	for {
 		select {
 		case <-s.stopping:
@@ -233,16 +235,24 @@ func (s *Server) watchDatabase() {
 		cancel()
 		s.Metrics.DatabaseUp(err == nil)
 		switch {
-		case err != nil && up:
-			s.log.Error("database unreachable; health reports NOT_SERVING", "err", err)
-			s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-		case err == nil && !up:
+		case err != nil:
+			if failed++; failed == databaseDownAfter {
+				s.log.Error("database unreachable; health reports NOT_SERVING", "err", err)
+				s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			}
+		case failed >= databaseDownAfter:
 			s.log.Info("database reachable again; health reports SERVING")
 			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			failed = 0
+		default:
+			failed = 0
 		}
-		up = err == nil
 	}
 }
+
+// databaseDownAfter is how many pings in a row must fail for health to
+// report NOT_SERVING.
+const databaseDownAfter = 2
 
 // Shutdown reports NOT_SERVING so balancers stop sending, ends streams
 // waiting for their caller (health watches, reflection), lets requests in
