@@ -82,9 +82,9 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// DatabasePing, when set, is called every DatabasePingEvery (0 means
 	// 5 s): while it fails (twice in a row, then on), health answers
-	// NOT_SERVING, so that a load
-	// balancer sends callers to servers that reach their database (on
-	// CockroachDB, each server's own node). nil: health does not watch it.
+	// NOT_SERVING, so that a load balancer sends callers to servers that
+	// reach their database (on CockroachDB, each server's own node). nil:
+	// health does not watch it.
 	DatabasePing      func(context.Context) error
 	DatabasePingEvery time.Duration
 }
