@@ -185,17 +185,17 @@ func (m *Metrics) render(w *bytes.Buffer) {
 		help(w, "coinledger_credentials_loaded_timestamp_seconds", "gauge", "When the credentials in use were read (Unix time).")
 		fmt.Fprintf(w, "coinledger_credentials_loaded_timestamp_seconds %d\n", cr.loaded.Unix())
 	}
+	if !cr.certExpiry.IsZero() {
+		help(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).")
+		fmt.Fprintf(w, "coinledger_tls_certificate_expiry_timestamp_seconds %d\n", cr.certExpiry.Unix())
+	}
 	if m.dbUp != nil {
-		help(w, "coinledger_database_up", "gauge", "Whether the server's last ping reached its database (1) or not (0); health reports NOT_SERVING while it does not.")
+		help(w, "coinledger_database_up", "gauge", "Whether the server's last ping reached its database (1) or not (0); health reports NOT_SERVING after two in a row do not.")
 		up := 0
 		if *m.dbUp {
 			up = 1
 		}
 		fmt.Fprintf(w, "coinledger_database_up %d\n", up)
-	}
-	if !cr.certExpiry.IsZero() {
-		help(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).")
-		fmt.Fprintf(w, "coinledger_tls_certificate_expiry_timestamp_seconds %d\n", cr.certExpiry.Unix())
 	}
 }
 
