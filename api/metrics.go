@@ -23,7 +23,18 @@ type Metrics struct {
 	commits func() ledger.CommitStats
 	release releaseCounts
 	creds   credentialCounts
-	dbUp    *bool // nil: not watched
+	dbUp    *bool            // nil: not watched
+	pool    func() PoolStats // nil: not shown
+}
+
+// PoolStats are the database connection pool's counts (the storage's, as
+// they are: postgres.PoolStats converts to it).
+type PoolStats struct {
+	Max, Total, Idle, Acquired int32
+	// Acquires counts connections handed out; EmptyAcquires those a caller
+	// waited for, none being idle; AcquireWait is the time spent acquiring.
+	Acquires, EmptyAcquires int64
+	AcquireWait             time.Duration
 }
 
 // DatabaseUp records whether the last ping reached the database.
@@ -196,6 +207,20 @@ func (m *Metrics) render(w *bytes.Buffer) {
 			up = 1
 		}
 		fmt.Fprintf(w, "coinledger_database_up %d\n", up)
+	}
+	if m.pool != nil {
+		p := m.pool()
+		help(w, "coinledger_db_pool_connections", "gauge", "Database connections in the pool, by state.")
+		fmt.Fprintf(w, "coinledger_db_pool_connections{state=\"acquired\"} %d\n", p.Acquired)
+		fmt.Fprintf(w, "coinledger_db_pool_connections{state=\"idle\"} %d\n", p.Idle)
+		help(w, "coinledger_db_pool_max_connections", "gauge", "The most connections the pool opens.")
+		fmt.Fprintf(w, "coinledger_db_pool_max_connections %d\n", p.Max)
+		help(w, "coinledger_db_pool_acquires_total", "counter", "Connections handed out by the pool.")
+		fmt.Fprintf(w, "coinledger_db_pool_acquires_total %d\n", p.Acquires)
+		help(w, "coinledger_db_pool_waited_acquires_total", "counter", "Acquires that waited for a connection, none being idle.")
+		fmt.Fprintf(w, "coinledger_db_pool_waited_acquires_total %d\n", p.EmptyAcquires)
+		help(w, "coinledger_db_pool_acquire_seconds_total", "counter", "Time spent acquiring connections, waits included.")
+		fmt.Fprintf(w, "coinledger_db_pool_acquire_seconds_total %g\n", p.AcquireWait.Seconds())
 	}
 }
 

@@ -114,3 +114,27 @@ func renderPage(m *Metrics) string {
 	m.render(&b)
 	return b.String()
 }
+
+// The pool's lines, when the server is given its counts.
+func TestPoolMetrics(t *testing.T) {
+	m := newMetrics(func() ledger.CommitStats { return ledger.CommitStats{} })
+	if p := renderPage(m); strings.Contains(p, "db_pool") {
+		t.Errorf("pool lines without a pool:\n%s", p)
+	}
+	m.pool = func() PoolStats {
+		return PoolStats{Max: 16, Total: 5, Idle: 2, Acquired: 3, Acquires: 1200, EmptyAcquires: 7, AcquireWait: 1500 * time.Millisecond}
+	}
+	p := renderPage(m)
+	for _, want := range []string{
+		"coinledger_db_pool_connections{state=\"acquired\"} 3\n",
+		"coinledger_db_pool_connections{state=\"idle\"} 2\n",
+		"coinledger_db_pool_max_connections 16\n",
+		"coinledger_db_pool_acquires_total 1200\n",
+		"coinledger_db_pool_waited_acquires_total 7\n",
+		"coinledger_db_pool_acquire_seconds_total 1.5\n",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("missing %q in:\n%s", want, p)
+		}
+	}
+}

@@ -87,6 +87,9 @@ type Config struct {
 	// health does not watch it.
 	DatabasePing      func(context.Context) error
 	DatabasePingEvery time.Duration
+	// PoolStats, when set, reads the database connection pool's counts for
+	// the metrics page: a pool that keeps callers waiting shows there.
+	PoolStats func() PoolStats
 }
 
 // Server is the gRPC server over a ledger, its economy and catalog.
@@ -148,6 +151,7 @@ func New(l *ledger.Service, eco *economy.Economy, cat *economy.Catalog, cfg Conf
 		cfg.DatabasePingEvery = 5 * time.Second
 	}
 	s := &Server{ledger: l, eco: eco, catalog: cat, cfg: cfg, log: cfg.Logger, health: health.NewServer(), Metrics: newMetrics(l.CommitStats), stopping: make(chan struct{})}
+	s.Metrics.pool = cfg.PoolStats
 	s.tokens.Store(cfg.Tokens)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),

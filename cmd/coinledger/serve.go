@@ -186,6 +186,7 @@ func (c *common) apiServer(ctx context.Context, cfg api.Config) (*api.Server, *e
 		return nil, nil, nil, err
 	}
 	cfg.DatabasePing = db.Ping
+	cfg.PoolStats = func() api.PoolStats { return api.PoolStats(db.PoolStats()) }
 	return api.New(svc, eco, cat, cfg), eco, closeAll, nil
 }
 

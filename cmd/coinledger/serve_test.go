@@ -154,6 +154,11 @@ func TestServe(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The pool's counts show there too: the release run acquired connections.
+	if page, err := httpGet("http://" + metricsAddr + "/metrics"); err != nil || !strings.Contains(page, "coinledger_db_pool_acquires_total ") ||
+		strings.Contains(page, "coinledger_db_pool_acquires_total 0\n") || !strings.Contains(page, "coinledger_db_pool_max_connections 16\n") {
+		t.Errorf("no pool counts on the metrics page: %v\n%s", err, page)
+	}
 	wallets := pb.NewGiftServiceClient(conn)
 	if _, err := wallets.GetWallet(ctx, &pb.GetWalletRequest{User: "v1"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no token: %v", err)

@@ -111,6 +111,23 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 // Close closes the pool.
 func (db *DB) Close() { db.pool.Close() }
 
+// PoolStats are the connection pool's counts, for the metrics page.
+type PoolStats struct {
+	Max, Total, Idle, Acquired int32
+	// Acquires counts connections handed out; EmptyAcquires those a caller
+	// waited for, the pool having none idle; AcquireWait is the time spent
+	// acquiring, waits included.
+	Acquires, EmptyAcquires int64
+	AcquireWait             time.Duration
+}
+
+// PoolStats reads the pool's counts.
+func (db *DB) PoolStats() PoolStats {
+	st := db.pool.Stat()
+	return PoolStats{Max: st.MaxConns(), Total: st.TotalConns(), Idle: st.IdleConns(), Acquired: st.AcquiredConns(),
+		Acquires: st.AcquireCount(), EmptyAcquires: st.EmptyAcquireCount(), AcquireWait: st.AcquireDuration()}
+}
+
 // Ping reaches the database over one of the pool's connections.
 func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
 
