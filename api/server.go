@@ -237,6 +237,11 @@ func (s *Server) watchDatabase() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DatabasePingEvery)
 		err := s.cfg.DatabasePing(ctx)
 		cancel()
+		select {
+		case <-s.stopping:
+			return // the pool may be closing under the ping
+		default:
+		}
 		s.Metrics.DatabaseUp(err == nil)
 		switch {
 		case err != nil:
