@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,25 +22,11 @@ import (
 
 	"github.com/coinledger/coinledger/internal/dbtest"
 	"github.com/coinledger/coinledger/internal/pgembed"
+	"github.com/coinledger/coinledger/internal/syncbuf"
 	pb "github.com/coinledger/coinledger/proto/coinledger/v1"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // waitServing waits up to 30 s for the server behind conn to report SERVING,
 // failing with the server's output.

@@ -44,3 +44,11 @@ var SumEntriesBetween = sumEntriesBetween
 func (db *DB) KeepBalancesAsOf(settled time.Duration, minEntries int64) {
 	db.checkpointSettled, db.checkpointMinEntries = settled, minEntries
 }
+
+// KeepLease is keepLease, for a lease of the test's term.
+var KeepLease = keepLease
+
+// Running is the migration keepLease reports running.
+type Running = runningMigration
+
+func NewRunning(version string, since time.Time) *Running { return &Running{version, since} }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,12 +35,23 @@ ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.e
 WHERE schema_migrations_lock.expires_at < now()
 RETURNING holder`
 	releaseMigrationLock = `DELETE FROM schema_migrations_lock WHERE id = 1 AND holder = $1`
+	renewMigrationLock   = `UPDATE schema_migrations_lock SET expires_at = now() + $2::interval WHERE id = 1 AND holder = $1`
 )
+
+// migrationLease is how long a migrator holds the lease unless it renews
+// it: one that died loses it after this. A live one renews it every quarter
+// of the term, so that a migration outlasting it (an index built over a
+// large table) is not taken over by a second migrator.
+const migrationLease = 10 * time.Minute
 
 // Migrate applies the embedded migrations not yet applied, each in its own
 // transaction, while holding the migration lease. url must connect as the
 // schema's owner (not as the writer role). It reports the versions applied.
 func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error) {
+	return migrate(ctx, url, log, migrationLease)
+}
+
+func migrate(ctx context.Context, url string, log *slog.Logger, lease time.Duration) ([]string, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -51,17 +63,21 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 	if err := createBookkeeping(ctx, conn); err != nil {
 		return nil, err
 	}
-	holder := uuid.New()
+	holder, started := uuid.New(), time.Now()
+	var logged time.Time // the last "waiting" line: one every 15 s, not every try
 	for {
 		var got uuid.UUID
-		err := conn.QueryRow(ctx, takeMigrationLock, holder, "10 minutes").Scan(&got)
+		err := conn.QueryRow(ctx, takeMigrationLock, holder, interval(lease)).Scan(&got)
 		if err == nil {
 			break
 		}
 		if err != pgx.ErrNoRows {
 			return nil, fmt.Errorf("migration lock: %w", err)
 		}
-		log.Info("waiting for another migrator to finish")
+		if logged.IsZero() || time.Since(logged) >= 15*time.Second {
+			log.Info("waiting for another migrator to finish", "waited", time.Since(started).Round(time.Second).String())
+			logged = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -69,6 +85,10 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 		}
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), releaseMigrationLock, holder)
+	ctx, lost := context.WithCancel(ctx)
+	defer lost()
+	var running atomic.Pointer[runningMigration]
+	defer keepLease(ctx, url, holder, lease, log, &running, lost)()
 
 	if err := ensureWriterRole(ctx, conn); err != nil {
 		return nil, err
@@ -91,6 +111,7 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 		if err != nil {
 			return applied, err
 		}
+		running.Store(&runningMigration{version, time.Now()})
 		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, string(body)); err != nil {
 				return err
@@ -98,6 +119,7 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
 			return err
 		})
+		running.Store(nil)
 		if err != nil {
 			return applied, fmt.Errorf("migration %s: %w", name, err)
 		}
@@ -106,6 +128,66 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error
 	}
 	return applied, tuneStorage(ctx, conn)
 }
+
+// runningMigration is the migration being applied, and since when.
+type runningMigration struct {
+	version string
+	since   time.Time
+}
+
+// keepLease renews holder's migration lease every quarter of its term, on
+// a connection of its own (the migrator's is inside a migration), and logs
+// the migration running then, so that a long one shows it is alive. When
+// the lease turns out lost (it expired and another migrator took it) it
+// calls lost, which cancels the migration. stop ends it.
+func keepLease(ctx context.Context, url string, holder uuid.UUID, lease time.Duration, log *slog.Logger,
+	running *atomic.Pointer[runningMigration], lost context.CancelFunc) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(lease / 4)
+		defer tick.Stop()
+		var conn *pgx.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+		}()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if conn == nil {
+				c, err := pgx.Connect(ctx, url)
+				if err != nil {
+					log.Warn("migration lease: cannot connect to renew it", "err", err)
+					continue
+				}
+				conn = c
+			}
+			tag, err := conn.Exec(ctx, renewMigrationLock, holder, interval(lease))
+			switch {
+			case err != nil:
+				log.Warn("migration lease: renewal failed", "err", err)
+				conn.Close(context.Background())
+				conn = nil
+			case tag.RowsAffected() == 0:
+				log.Error("migration lease lost to another migrator; stopping")
+				lost()
+				return
+			}
+			if m := running.Load(); m != nil {
+				log.Info("still applying migration", "version", m.version, "for", time.Since(m.since).Round(time.Second).String())
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// interval renders d for a ::interval parameter.
+func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.Milliseconds()) }
 
 // Pending reports the embedded migrations that the database at url has not
 // applied; all of them where it has none (no coinledger schema at all).

@@ -7,11 +7,15 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/coinledger/coinledger/internal/dbtest"
+	"github.com/coinledger/coinledger/internal/syncbuf"
 	"github.com/coinledger/coinledger/ledger/postgres"
 	"github.com/coinledger/coinledger/migrations"
 )
@@ -139,4 +143,62 @@ func TestPendingDaysBackfill(t *testing.T) {
 			t.Errorf("pending_days after the migration: %q", got)
 		}
 	})
+}
+
+// A migrator renews its lease while a migration runs, on a connection of
+// its own, and logs the migration that is running: a migration that
+// outlasts the lease's term is not taken over by a second migrator. A
+// lease found lost stops the migration.
+func TestMigrationLeaseRenewed(t *testing.T) {
+	dbtest.Backends(t, func(t *testing.T, b *dbtest.Backend) { testMigrationLeaseRenewed(t, b.NewDatabase(t)) })
+}
+
+func testMigrationLeaseRenewed(t *testing.T, u string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const term = time.Second // renewed every 250 ms: ample against a busy machine's stalls
+	take := func(holder uuid.UUID) bool {
+		t.Helper()
+		var got uuid.UUID
+		err := conn.QueryRow(ctx, `INSERT INTO schema_migrations_lock (id, holder, expires_at) VALUES (1, $1, now() + interval '1 second')
+ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE schema_migrations_lock.expires_at < now() RETURNING holder`, holder).Scan(&got)
+		if err != nil && err != pgx.ErrNoRows {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	first, second := uuid.New(), uuid.New()
+	if !take(first) {
+		t.Fatal("the first migrator could not take a free lease")
+	}
+	var logged syncbuf.Buffer
+	var running atomic.Pointer[postgres.Running]
+	running.Store(postgres.NewRunning("0099_slow", time.Now()))
+	lost := make(chan struct{})
+	stop := postgres.KeepLease(ctx, u, first, term, slog.New(slog.NewTextHandler(&logged, nil)), &running, func() { close(lost) })
+	time.Sleep(3 * term)
+	if take(second) {
+		t.Fatal("a second migrator took the lease of a migration still running")
+	}
+	if !strings.Contains(logged.String(), "still applying migration") || !strings.Contains(logged.String(), "version=0099_slow") {
+		t.Errorf("no progress in the log:\n%s", logged.String())
+	}
+	stop()
+	time.Sleep(2 * term)
+	if !take(second) {
+		t.Fatal("the lease was not free a term after its migrator stopped renewing it")
+	}
+	// The first migrator, renewing again, finds the lease lost and stops.
+	stop = postgres.KeepLease(ctx, u, first, term, slog.New(slog.DiscardHandler), &running, func() { close(lost) })
+	defer stop()
+	select {
+	case <-lost:
+	case <-time.After(5 * term):
+		t.Fatal("a migrator whose lease was taken over did not stop")
+	}
 }
