@@ -48,10 +48,6 @@ const migrationLease = 10 * time.Minute
 // transaction, while holding the migration lease. url must connect as the
 // schema's owner (not as the writer role). It reports the versions applied.
 func Migrate(ctx context.Context, url string, log *slog.Logger) ([]string, error) {
-	return migrate(ctx, url, log, migrationLease)
-}
-
-func migrate(ctx context.Context, url string, log *slog.Logger, lease time.Duration) ([]string, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -67,7 +63,7 @@ func migrate(ctx context.Context, url string, log *slog.Logger, lease time.Durat
 	var logged time.Time // the last "waiting" line: one every 15 s, not every try
 	for {
 		var got uuid.UUID
-		err := conn.QueryRow(ctx, takeMigrationLock, holder, interval(lease)).Scan(&got)
+		err := conn.QueryRow(ctx, takeMigrationLock, holder, interval(migrationLease)).Scan(&got)
 		if err == nil {
 			break
 		}
@@ -88,7 +84,7 @@ func migrate(ctx context.Context, url string, log *slog.Logger, lease time.Durat
 	ctx, lost := context.WithCancel(ctx)
 	defer lost()
 	var running atomic.Pointer[runningMigration]
-	defer keepLease(ctx, url, holder, lease, log, &running, lost)()
+	defer keepLease(ctx, url, holder, migrationLease, log, &running, lost)()
 
 	if err := ensureWriterRole(ctx, conn); err != nil {
 		return nil, err
