@@ -117,10 +117,12 @@ func TestServeReloadsTokensOnHangUp(t *testing.T) {
 
 // On SIGHUP serve reads its certificate, key and client CA again: a new
 // handshake gets the new certificate and must present a certificate the
-// new CA signed; the expiry on the metrics page follows.
+// new CA signed; the expiry on the metrics page follows. A certificate
+// expiring within two weeks is warned of (the first, for an hour), one
+// that does not is not (the second, for a month).
 func TestServeRotatesTLSOnHangUp(t *testing.T) {
 	url := dbtest.Postgres().NewDatabase(t)
-	first, second := newTestPKI(t), newTestPKIValidFor(t, 2*time.Hour)
+	first, second := newTestPKI(t), newTestPKIValidFor(t, 30*24*time.Hour)
 	const secret = "tok-rotate-tls-0123456789"
 	t.Setenv("COINLEDGER_TOKENS", "finance finance "+secret)
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
@@ -169,4 +171,7 @@ func TestServeRotatesTLSOnHangUp(t *testing.T) {
 		t.Error("a client of the first CA was served after the rotation")
 	}
 	srv.stop(t)
+	if n := strings.Count(srv.errOut.String(), "the TLS certificate expires soon"); n != 1 {
+		t.Errorf("%d warnings of a certificate expiring soon, want 1 (the first's, at start):\n%s", n, srv.errOut.String())
+	}
 }

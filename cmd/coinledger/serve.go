@@ -215,12 +215,20 @@ type loadedCredentials struct {
 }
 
 // warn logs what in the credentials an operator should fix: a tokens file
-// other users may read (as ssh warns of a private key's).
+// other users may read (as ssh warns of a private key's), a certificate
+// that expires within certExpiryWarning (or has).
 func (l loadedCredentials) warn(log *slog.Logger) {
 	if l.tokensFileMode&0o077 != 0 {
 		log.Warn("other users may read the tokens file; chmod 600 it", "mode", fmt.Sprintf("%04o", l.tokensFileMode))
 	}
+	if left := l.certExpiry.Sub(l.at); !l.certExpiry.IsZero() && left < certExpiryWarning {
+		log.Warn("the TLS certificate expires soon; replace it and send SIGHUP", "expires", l.certExpiry.UTC().Format(time.RFC3339), "in", left.Round(time.Minute).String())
+	}
 }
+
+// certExpiryWarning is how long before its certificate expires serve warns,
+// at start and at each reload.
+const certExpiryWarning = 14 * 24 * time.Hour
 
 func (c *serveCredentials) load() (loadedCredentials, error) {
 	l := loadedCredentials{at: time.Now()}
