@@ -168,60 +168,53 @@ func (m *Metrics) render(w *bytes.Buffer) {
 		fmt.Fprintf(w, "coinledger_rpc_duration_seconds_count{method=%q} %d\n", method, h.n)
 	}
 	c := m.commits()
-	help(w, "coinledger_commit_batches_total", "counter", "Database transactions the commit lanes ran, each a batch of requests.")
-	fmt.Fprintf(w, "coinledger_commit_batches_total %d\n", c.Batches)
-	help(w, "coinledger_commit_batched_requests_total", "counter", "Requests carried by those batches; divided by the batches, the mean batch size.")
-	fmt.Fprintf(w, "coinledger_commit_batched_requests_total %d\n", c.Requests)
-	help(w, "coinledger_commit_seconds_total", "counter", "Time the commit lanes spent committing batches.")
-	fmt.Fprintf(w, "coinledger_commit_seconds_total %g\n", c.Committing.Seconds())
-	help(w, "coinledger_commit_deferred_total", "counter", "Requests committed in a second round because their lots were in a currency the batch had not locked.")
-	fmt.Fprintf(w, "coinledger_commit_deferred_total %d\n", c.Deferred)
+	single(w, "coinledger_commit_batches_total", "counter", "Database transactions the commit lanes ran, each a batch of requests.", c.Batches)
+	single(w, "coinledger_commit_batched_requests_total", "counter", "Requests carried by those batches; divided by the batches, the mean batch size.", c.Requests)
+	single(w, "coinledger_commit_seconds_total", "counter", "Time the commit lanes spent committing batches.", c.Committing.Seconds())
+	single(w, "coinledger_commit_deferred_total", "counter", "Requests committed in a second round because their lots were in a currency the batch had not locked.", c.Deferred)
 	r := m.release
 	help(w, "coinledger_release_runs_total", "counter", "Runs of the earnings release job in this process, by outcome.")
 	fmt.Fprintf(w, "coinledger_release_runs_total{outcome=\"ok\"} %d\n", r.ok)
 	fmt.Fprintf(w, "coinledger_release_runs_total{outcome=\"failed\"} %d\n", r.failed)
-	help(w, "coinledger_release_accounts_total", "counter", "Pending accounts whose diamonds the job released.")
-	fmt.Fprintf(w, "coinledger_release_accounts_total %d\n", r.accounts)
-	help(w, "coinledger_release_diamonds_total", "counter", "Diamonds the job released.")
-	fmt.Fprintf(w, "coinledger_release_diamonds_total %g\n", r.diamonds)
+	single(w, "coinledger_release_accounts_total", "counter", "Pending accounts whose diamonds the job released.", r.accounts)
+	single(w, "coinledger_release_diamonds_total", "counter", "Diamonds the job released.", r.diamonds)
 	if !r.lastSuccess.IsZero() {
-		help(w, "coinledger_release_last_success_timestamp_seconds", "gauge", "When the job last finished a run without error (Unix time).")
-		fmt.Fprintf(w, "coinledger_release_last_success_timestamp_seconds %d\n", r.lastSuccess.Unix())
+		single(w, "coinledger_release_last_success_timestamp_seconds", "gauge", "When the job last finished a run without error (Unix time).", r.lastSuccess.Unix())
 	}
 	cr := m.creds
 	help(w, "coinledger_credentials_reloads_total", "counter", "Reloads of the bearer tokens and TLS files (SIGHUP), by outcome; a failed one keeps those in use.")
 	fmt.Fprintf(w, "coinledger_credentials_reloads_total{outcome=\"ok\"} %d\n", cr.reloaded)
 	fmt.Fprintf(w, "coinledger_credentials_reloads_total{outcome=\"failed\"} %d\n", cr.failed)
 	if !cr.loaded.IsZero() {
-		help(w, "coinledger_credentials_loaded_timestamp_seconds", "gauge", "When the credentials in use were read (Unix time).")
-		fmt.Fprintf(w, "coinledger_credentials_loaded_timestamp_seconds %d\n", cr.loaded.Unix())
+		single(w, "coinledger_credentials_loaded_timestamp_seconds", "gauge", "When the credentials in use were read (Unix time).", cr.loaded.Unix())
 	}
 	if !cr.certExpiry.IsZero() {
-		help(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).")
-		fmt.Fprintf(w, "coinledger_tls_certificate_expiry_timestamp_seconds %d\n", cr.certExpiry.Unix())
+		single(w, "coinledger_tls_certificate_expiry_timestamp_seconds", "gauge", "When the listener's TLS certificate expires (Unix time).", cr.certExpiry.Unix())
 	}
 	if m.dbUp != nil {
-		help(w, "coinledger_database_up", "gauge", "Whether the server's last ping reached its database (1) or not (0); health reports NOT_SERVING after two in a row do not.")
 		up := 0
 		if *m.dbUp {
 			up = 1
 		}
-		fmt.Fprintf(w, "coinledger_database_up %d\n", up)
+		single(w, "coinledger_database_up", "gauge", "Whether the server's last ping reached its database (1) or not (0); health reports NOT_SERVING after two in a row do not.", up)
 	}
 	if m.pool != nil {
 		p := m.pool()
 		help(w, "coinledger_db_pool_connections", "gauge", "Database connections in the pool, by state.")
 		fmt.Fprintf(w, "coinledger_db_pool_connections{state=\"acquired\"} %d\n", p.Acquired)
 		fmt.Fprintf(w, "coinledger_db_pool_connections{state=\"idle\"} %d\n", p.Idle)
-		help(w, "coinledger_db_pool_max_connections", "gauge", "The most connections the pool opens.")
-		fmt.Fprintf(w, "coinledger_db_pool_max_connections %d\n", p.Max)
-		help(w, "coinledger_db_pool_acquires_total", "counter", "Connections handed out by the pool.")
-		fmt.Fprintf(w, "coinledger_db_pool_acquires_total %d\n", p.Acquires)
-		help(w, "coinledger_db_pool_waited_acquires_total", "counter", "Acquires that waited for a connection, none being idle.")
-		fmt.Fprintf(w, "coinledger_db_pool_waited_acquires_total %d\n", p.EmptyAcquires)
-		help(w, "coinledger_db_pool_acquire_seconds_total", "counter", "Time spent acquiring connections, waits included.")
-		fmt.Fprintf(w, "coinledger_db_pool_acquire_seconds_total %g\n", p.AcquireWait.Seconds())
+		single(w, "coinledger_db_pool_max_connections", "gauge", "The most connections the pool opens.", p.Max)
+		single(w, "coinledger_db_pool_acquires_total", "counter", "Connections handed out by the pool.", p.Acquires)
+		single(w, "coinledger_db_pool_waited_acquires_total", "counter", "Acquires that waited for a connection, none being idle.", p.EmptyAcquires)
+		single(w, "coinledger_db_pool_acquire_seconds_total", "counter", "Time spent acquiring connections, waits included.", p.AcquireWait.Seconds())
 	}
+}
+
+// single writes a metric of one unlabelled series: its HELP and TYPE lines
+// and its value.
+func single(w *bytes.Buffer, name, kind, text string, value any) {
+	help(w, name, kind, text)
+	fmt.Fprintln(w, name, value)
 }
 
 // help writes a metric's HELP and TYPE lines.

@@ -196,7 +196,7 @@ func (s *Server) register(desc *grpc.ServiceDesc, impl any) {
 			return handle(srv, ctx, func(req any) error {
 				if err := dec(req); err != nil {
 					err = status.Error(codes.InvalidArgument, "the request cannot be decoded: "+status.Convert(err).Message())
-					s.record(ctx, method, time.Now(), &callerSlot{}, "", err)
+					s.record(ctx, method, time.Now(), &callerSlot{}, nil, err)
 					return err
 				}
 				return nil
@@ -285,7 +285,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start, who := time.Now(), &callerSlot{}
 	resp, err := handler(context.WithValue(ctx, callerSlotKey{}, who), req)
-	s.record(ctx, info.FullMethod, start, who, requestKey(req), err)
+	s.record(ctx, info.FullMethod, start, who, req, err)
 	return resp, err
 }
 
@@ -300,7 +300,7 @@ func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		in.afterNotServing = cancel
 	}
 	err := handler(srv, in)
-	s.record(ss.Context(), info.FullMethod, start, who, "", err)
+	s.record(ss.Context(), info.FullMethod, start, who, nil, err)
 	return err
 }
 
@@ -375,9 +375,11 @@ func requestKey(req any) string {
 // maxLoggedKey is the longest key logged whole; valid ones are shorter.
 const maxLoggedKey = 256
 
-// record logs a finished call, with its caller when authentication named
-// one and the key of a write, and counts it by method and code.
-func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, key string, err error) {
+// record counts a finished call by method and code and logs it, with its
+// caller when authentication named one and the key of a write (req's; nil
+// for a stream). The line is built only when its level is logged: a server
+// logging warnings only does none of that work for a call that succeeded.
+func (s *Server) record(ctx context.Context, method string, start time.Time, who *callerSlot, req any, err error) {
 	code := status.Code(err)
 	elapsed := time.Since(start)
 	s.Metrics.observe(method, code, elapsed)
@@ -388,11 +390,14 @@ func (s *Server) record(ctx context.Context, method string, start time.Time, who
 	case code == codes.OK && isHealth(method):
 		level = slog.LevelDebug // a balancer's probes, every few seconds, are not news
 	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
 	attrs := []any{"method", method, "code", code.String(), "ms", float64(elapsed.Microseconds()) / 1000}
 	if who.caller != nil {
 		attrs = append(attrs, "caller", who.caller.Name)
 	}
-	if key != "" {
+	if key := requestKey(req); key != "" {
 		attrs = append(attrs, "key", key)
 	}
 	s.log.Log(ctx, level, "rpc", attrs...)

@@ -45,7 +45,7 @@ func (e *Economy) ReleaseEarnings(ctx context.Context, asOf time.Time, progress 
 	}
 	var after PendingAccount
 	for {
-		page, err := store.PendingAccounts(ctx, closed, lastDayOver(asOf), after, 500)
+		page, err := store.PendingAccounts(ctx, closed, lastDayOver(asOf), after, pendingPage)
 		if err != nil {
 			return rep, err
 		}
@@ -109,6 +109,10 @@ func (e *Economy) releaseDue(ctx context.Context, op string, page []PendingAccou
 	}
 	return nil
 }
+
+// pendingPage is how many noted pending accounts a release run or the
+// economy's verify reads at a time.
+const pendingPage = 500
 
 // pendingHeld reads the balances of a page of noted pending accounts,
 // passing over those noted but never created (the process stopped in

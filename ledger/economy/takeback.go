@@ -83,13 +83,14 @@ func splitTakeBack(diamonds, carry, granule decimal.Decimal, own string, pending
 	// its account. The last takes the rest, within its granules.
 	rest := diamonds
 	for i, l := range loans {
-		part := l.granules.Mul(granule)
+		lent := l.granules.Mul(granule)
+		part := lent
 		if i == len(loans)-1 {
 			part = rest
 		}
 		parts = append(parts, takeBackPart{part, l.account})
 		rest = rest.Sub(part)
-		taken[l.account] = taken[l.account].Add(l.granules.Mul(granule))
+		taken[l.account] = taken[l.account].Add(lent)
 	}
 	return parts, left.Add(granules.Mul(granule)), true
 }

@@ -25,7 +25,7 @@ func (e *Economy) Verify(ctx context.Context, progress func(read int)) (violatio
 	}
 	var after PendingAccount
 	for read := 0; ; {
-		page, err := store.PendingAccounts(ctx, "", closed, after, 500)
+		page, err := store.PendingAccounts(ctx, "", closed, after, pendingPage)
 		if err != nil || len(page) == 0 {
 			return violations, omitted, err
 		}
